@@ -1,0 +1,278 @@
+/**
+ * The task wire format and every shape shared by the API and the workflows.
+ *
+ * Pure module: no I/O, no Node built-ins, so the workflow bundle may import it.
+ * Wire names are snake_case, as in the design.
+ */
+import { z } from 'zod';
+
+/** Guard against strings git or a shell could read as an option. */
+const notAnOption = (s: string): boolean => !s.startsWith('-');
+
+/** Checks that a user-supplied pattern compiles as a JavaScript regular expression. */
+function compiles(pattern: string): boolean {
+  try {
+    new RegExp(pattern);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Limits on what a task may consume; exhausting one opens a `budget_request` (wall clock ends the task). */
+export const Budget = z.strictObject({
+  max_tokens: z.number().int().nonnegative().default(200_000),
+  max_usd: z.number().nonnegative().default(5),
+  max_steps: z.number().int().positive().default(50),
+  max_wall_clock_minutes: z.number().positive().max(7 * 24 * 60).default(240),
+  max_idle_minutes: z.number().positive().max(7 * 24 * 60).default(30),
+});
+export type Budget = z.infer<typeof Budget>;
+
+/** What needs a human before it happens; a repo's `.agent/policy.yaml` can only add to it. */
+export const Policy = z.strictObject({
+  protected_paths: z.array(z.string().min(1).max(500)).max(200).default([]),
+  approval_commands: z
+    .array(z.string().min(1).max(500).refine(compiles, 'not a valid regular expression'))
+    .max(200)
+    .default([]),
+  require_plan_approval: z.boolean().default(false),
+  egress_allowlist: z.array(z.string().min(1).max(253)).max(200).default([]),
+});
+export type Policy = z.infer<typeof Policy>;
+
+/** One command of a recipe, run in the sandbox's working copy. */
+export const RecipeStep = z.strictObject({
+  run: z.string().min(1).max(8_000),
+  name: z.string().min(1).max(200).optional(),
+  timeout_seconds: z.number().int().positive().max(24 * 3600).default(600),
+});
+export type RecipeStep = z.infer<typeof RecipeStep>;
+
+/** A fixed list of commands: the no-LLM path for maintenance work. */
+export const RecipePlanner = z.strictObject({
+  kind: z.literal('recipe'),
+  steps: z.array(RecipeStep).min(1).max(500),
+});
+export type RecipePlanner = z.infer<typeof RecipePlanner>;
+
+/** How the task decides what to do next. */
+export const Planner = z.discriminatedUnion('kind', [RecipePlanner]);
+export type Planner = z.infer<typeof Planner>;
+
+/** A task as submitted through `POST /v1/tasks`; parsing fills every default. */
+export const TaskSpec = z.strictObject({
+  repo: z
+    .string()
+    .min(1)
+    .max(2_000)
+    .refine(notAnOption, 'must not start with "-"')
+    .describe('git URL or local path of the repository'),
+  base_branch: z
+    .string()
+    .min(1)
+    .max(250)
+    .regex(/^[A-Za-z0-9._\/-]+$/, 'not a valid branch name')
+    .refine(notAnOption, 'must not start with "-"')
+    .default('main'),
+  goal: z.string().min(1).max(20_000),
+  context_files: z.array(z.string().min(1).max(1_000)).max(100).default([]),
+  budget: Budget.prefault({}),
+  policy: Policy.prefault({}),
+  priority: z.number().int().min(1).max(5).default(3),
+  planner: Planner,
+  requester: z.string().min(1).max(200).default('anonymous'),
+  labels: z.array(z.string().min(1).max(100)).max(50).default([]),
+});
+export type TaskSpec = z.infer<typeof TaskSpec>;
+/** A task before defaults are applied, as a client writes it. */
+export type TaskSpecInput = z.input<typeof TaskSpec>;
+
+/** Every state a task passes through; the last six are terminal. */
+export const TaskState = z.enum([
+  'queued',
+  'provisioning',
+  'planning',
+  'running',
+  'awaiting_approval',
+  'awaiting_answer',
+  'awaiting_budget',
+  'stuck',
+  'pr_open',
+  'changes_requested',
+  'done',
+  'rejected',
+  'failed',
+  'cancelled',
+  'timed_out',
+]);
+export type TaskState = z.infer<typeof TaskState>;
+
+/** States after which nothing more happens to a task. */
+export const TERMINAL_STATES: readonly TaskState[] = ['done', 'rejected', 'failed', 'cancelled', 'timed_out'];
+
+/** True when a task in this state has ended. */
+export function isTerminal(state: TaskState): boolean {
+  return TERMINAL_STATES.includes(state);
+}
+
+/** The kinds of thing that can land in the Agent Inbox. */
+export const ItemKind = z.enum([
+  'pr_review',
+  'clarification',
+  'risky_action',
+  'plan_approval',
+  'budget_request',
+  'health_alert',
+]);
+export type ItemKind = z.infer<typeof ItemKind>;
+
+/** Everything a human can do to a task. */
+export const Action = z.enum(['approve', 'reject', 'answer', 'request_changes', 'grant_budget', 'message', 'cancel']);
+export type Action = z.infer<typeof Action>;
+
+/** Which actions each inbox item kind accepts (the design's table). */
+export const ACTIONS_BY_KIND: Readonly<Record<ItemKind, readonly Action[]>> = {
+  pr_review: ['approve', 'request_changes', 'reject'],
+  clarification: ['answer', 'cancel'],
+  risky_action: ['approve', 'reject'],
+  plan_approval: ['approve', 'request_changes', 'reject'],
+  budget_request: ['grant_budget', 'cancel'],
+  health_alert: ['message', 'cancel'],
+};
+
+/** Extra budget granted by a human; each field is added to the current limit. */
+export const BudgetGrant = z
+  .strictObject({
+    max_tokens: z.number().int().positive().optional(),
+    max_usd: z.number().positive().optional(),
+    max_steps: z.number().int().positive().optional(),
+    max_wall_clock_minutes: z.number().positive().optional(),
+  })
+  .refine((g) => Object.values(g).some((v) => v !== undefined), 'grant at least one budget field');
+export type BudgetGrant = z.infer<typeof BudgetGrant>;
+
+/** Who acts: free text until authenticated roles arrive. */
+const Actor = z.string().min(1).max(200);
+
+/** A decision as posted to `POST /v1/tasks/:id/inbox/:item_id`. */
+export const DecisionBody = z
+  .strictObject({
+    action: Action,
+    comment: z.string().max(20_000).optional(),
+    answer: z.string().min(1).max(20_000).optional(),
+    budget: BudgetGrant.optional(),
+    actor: Actor.optional(),
+  })
+  .superRefine((d, ctx) => {
+    if (d.action === 'answer' && d.answer === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['answer'], message: 'required for action "answer"' });
+    }
+    if (d.action === 'grant_budget' && d.budget === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['budget'], message: 'required for action "grant_budget"' });
+    }
+    if (d.action === 'request_changes' && !d.comment) {
+      ctx.addIssue({ code: 'custom', path: ['comment'], message: 'required for action "request_changes"' });
+    }
+    if (d.action === 'message' && !d.comment) {
+      ctx.addIssue({ code: 'custom', path: ['comment'], message: 'required for action "message"' });
+    }
+  });
+export type DecisionBody = z.infer<typeof DecisionBody>;
+
+/** The decision the workflow receives: the body plus the item it names. */
+export type Decision = DecisionBody & { item_id: string; actor: string };
+
+/** A free-form message to a task (`POST /v1/tasks/:id/messages`). */
+export const MessageBody = z.strictObject({
+  text: z.string().min(1).max(20_000),
+  actor: Actor.optional(),
+});
+export type MessageBody = z.infer<typeof MessageBody>;
+
+/** A cancellation request (`POST /v1/tasks/:id/cancel`). */
+export const CancelBody = z.strictObject({
+  reason: z.string().max(2_000).optional(),
+  actor: Actor.optional(),
+});
+export type CancelBody = z.infer<typeof CancelBody>;
+
+/** Reference to a blob in the artifact store, with a bounded preview the workflow may carry. */
+export interface ArtifactRef {
+  ref: string;
+  bytes: number;
+}
+
+/** How an item was settled. */
+export interface Resolution {
+  action: Action;
+  actor: string;
+  at: string;
+  comment?: string;
+  answer?: string;
+  budget?: BudgetGrant;
+}
+
+/** One thing waiting for (or settled by) a human. Plain JSON: it lives in workflow state. */
+export interface InboxItem {
+  item_id: string;
+  kind: ItemKind;
+  title: string;
+  created_at: string;
+  status: 'pending' | 'resolved' | 'closed';
+  /** Bounded detail for the reviewer: command, diff preview, output tail, summary. */
+  detail: Record<string, unknown>;
+  resolution?: Resolution;
+}
+
+/** The inbox fields kept in the workflow memo so the inbox needs no per-task query. */
+export interface InboxItemSummary {
+  item_id: string;
+  kind: ItemKind;
+  title: string;
+  created_at: string;
+}
+
+/** One line of a task's trace: transitions, steps, decisions, notes. */
+export interface TraceEntry {
+  at: string;
+  type: string;
+  message: string;
+  actor?: string;
+  data?: Record<string, unknown>;
+}
+
+/** Resources consumed so far. */
+export interface Usage {
+  steps: number;
+  tokens: number;
+  usd: number;
+}
+
+/** What `GET /v1/tasks/:id` shows: the workflow's own view of the task. */
+export interface TaskView {
+  task_id: string;
+  state: TaskState;
+  spec: TaskSpec;
+  created_at: string;
+  updated_at: string;
+  usage: Usage;
+  budget: Budget;
+  policy: Policy;
+  isolation: string;
+  sandbox_id: string | null;
+  branch: string | null;
+  commit: string | null;
+  round: number;
+  step_index: number;
+  items: InboxItem[];
+  trace_count: number;
+  result: string | null;
+}
+
+/** Clip a string to `max` characters, marking what was cut so nobody mistakes a preview for the whole. */
+export function preview(text: string, max = 2_000): string {
+  if (text.length <= max) return text;
+  const cut = text.length - max;
+  return `${text.slice(0, Math.floor(max / 2))}\n… [${cut} characters elided] …\n${text.slice(text.length - Math.ceil(max / 2))}`;
+}

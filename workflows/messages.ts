@@ -1,0 +1,44 @@
+/**
+ * Messages of the task workflow: defined once, imported by the workflow, the API, tests and benchmarks.
+ */
+import { defineQuery, defineUpdate } from '@temporalio/workflow';
+import type { CancelBody, Decision, InboxItem, MessageBody, TaskSpec, TaskState, TaskView, TraceEntry } from '../domain/task';
+
+/** Workflow type name, for starting tasks without importing workflow code. */
+export const TASK_WORKFLOW_TYPE = 'taskWorkflow';
+
+/** Input of one task workflow run; `carried` is set when a run continues as new. */
+export interface TaskWorkflowInput {
+  task_id: string;
+  spec: TaskSpec;
+  created_at: string;
+  /** Opaque state handed from one run to the next by continue-as-new. */
+  carried?: unknown;
+}
+
+/** What a task workflow returns when it ends. */
+export interface TaskOutcome {
+  task_id: string;
+  state: TaskState;
+  result: string | null;
+  branch: string | null;
+  commit: string | null;
+}
+
+/** What an accepted decision or message returns: the settled item (if any) and the task state after it. */
+export interface DecisionAck {
+  task_id: string;
+  item: InboxItem | null;
+  state: TaskState;
+}
+
+/** Decide a pending inbox item (approve, reject, answer, request_changes, grant_budget, message, cancel). */
+export const decideUpdate = defineUpdate<DecisionAck, [Decision]>('decide');
+/** Send a message to the task; it also settles a pending `health_alert`. */
+export const messageUpdate = defineUpdate<DecisionAck, [MessageBody & { actor: string }]>('message');
+/** Cancel the task: the running step stops, the sandbox is torn down, a pushed branch is deleted. */
+export const cancelUpdate = defineUpdate<DecisionAck, [CancelBody & { actor: string }]>('cancel');
+/** The task as the workflow sees it now. */
+export const taskQuery = defineQuery<TaskView>('task');
+/** The trace entries still held in workflow state (older ones are in the trace artifact), from `offset` on. */
+export const traceQuery = defineQuery<{ entries: TraceEntry[]; first_index: number }>('trace');
