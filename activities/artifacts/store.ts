@@ -1,0 +1,149 @@
+/**
+ * The artifact store: step logs, diffs and traces too large for workflow state,
+ * kept as files under one directory and named by `artifact://<task_id>/<name>`.
+ */
+import { randomBytes } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import type { ArtifactRef } from '../../domain/task';
+
+/** Task ids and artifact names: one path segment, no leading dot (so never `.`, `..` or a temp file). */
+const NAME = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}$/;
+const SCHEME = 'artifact://';
+
+/** Thrown when a task id, artifact name or reference is not one the store could have produced. */
+export class InvalidArtifactNameError extends Error {
+  override readonly name = 'InvalidArtifactNameError';
+  constructor(readonly value: string) {
+    super(`invalid artifact name or reference: ${JSON.stringify(value.slice(0, 300))}`);
+  }
+}
+
+/** Thrown when an artifact that is asked for does not exist. */
+export class ArtifactNotFoundError extends Error {
+  override readonly name = 'ArtifactNotFoundError';
+  constructor(
+    readonly ref: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`artifact not found: ${ref}`, options);
+  }
+}
+
+/** One artifact of a task, as listed. */
+export interface ArtifactEntry extends ArtifactRef {
+  name: string;
+}
+
+/** True when `value` is usable as a task id or artifact name without change. */
+export function isSafeName(value: string): boolean {
+  return NAME.test(value);
+}
+
+/** The reference string of an artifact. */
+export function artifactRef(taskId: string, name: string): string {
+  return `${SCHEME}${check(taskId)}/${check(name)}`;
+}
+
+/** Split a reference into task id and name, refusing anything the store did not produce. */
+export function parseArtifactRef(ref: string): { taskId: string; name: string } {
+  if (!ref.startsWith(SCHEME)) throw new InvalidArtifactNameError(ref);
+  const parts = ref.slice(SCHEME.length).split('/');
+  if (parts.length !== 2 || !isSafeName(parts[0]!) || !isSafeName(parts[1]!)) throw new InvalidArtifactNameError(ref);
+  return { taskId: parts[0]!, name: parts[1]! };
+}
+
+function check(value: string): string {
+  if (!isSafeName(value)) throw new InvalidArtifactNameError(value);
+  return value;
+}
+
+function isNotFound(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException | null)?.code;
+  return code === 'ENOENT' || code === 'ENOTDIR';
+}
+
+/** Artifacts as files: `<dir>/<task_id>/<name>`, written atomically so a reader never sees half a file. */
+export class ArtifactStore {
+  /** `dir` is the store's root, usually `<DATA_DIR>/artifacts`. */
+  constructor(readonly dir: string) {}
+
+  /** Write (or replace) an artifact in one step: a crash leaves either the old content or the new. */
+  async put(taskId: string, name: string, content: string | Buffer): Promise<ArtifactRef> {
+    const file = this.file(taskId, name);
+    await fs.mkdir(path.dirname(file), { recursive: true });
+    // The temp name starts with a dot, so it is never a valid artifact name and never listed.
+    const tmp = path.join(path.dirname(file), `.${name}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
+    const data = typeof content === 'string' ? Buffer.from(content, 'utf8') : content;
+    try {
+      const handle = await fs.open(tmp, 'wx');
+      try {
+        await handle.writeFile(data);
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+      await fs.rename(tmp, file);
+    } catch (err) {
+      await fs.rm(tmp, { force: true });
+      throw err;
+    }
+    return { ref: artifactRef(taskId, name), bytes: data.length };
+  }
+
+  /** Append text to an artifact, creating it when absent (for logs written a piece at a time). */
+  async append(taskId: string, name: string, text: string): Promise<ArtifactRef> {
+    const file = this.file(taskId, name);
+    await fs.mkdir(path.dirname(file), { recursive: true });
+    await fs.appendFile(file, text, 'utf8');
+    const { size } = await fs.stat(file);
+    return { ref: artifactRef(taskId, name), bytes: size };
+  }
+
+  /** The content of the artifact a reference names. */
+  async read(ref: string): Promise<Buffer> {
+    const { taskId, name } = parseArtifactRef(ref);
+    return this.readByName(taskId, name);
+  }
+
+  /** The content of a task's artifact by name. */
+  async readByName(taskId: string, name: string): Promise<Buffer> {
+    const file = this.file(taskId, name);
+    try {
+      return await fs.readFile(file);
+    } catch (err) {
+      if (isNotFound(err) || (err as NodeJS.ErrnoException).code === 'EISDIR') {
+        throw new ArtifactNotFoundError(artifactRef(taskId, name), { cause: err });
+      }
+      throw err;
+    }
+  }
+
+  /** A task's artifacts sorted by name; empty when the task has none. */
+  async list(taskId: string): Promise<ArtifactEntry[]> {
+    const dir = path.join(this.dir, check(taskId));
+    let entries;
+    try {
+      entries = await fs.readdir(dir, { withFileTypes: true });
+    } catch (err) {
+      if (isNotFound(err)) return [];
+      throw err;
+    }
+    const out: ArtifactEntry[] = [];
+    for (const entry of entries) {
+      if (!entry.isFile() || !isSafeName(entry.name)) continue;
+      try {
+        const { size } = await fs.stat(path.join(dir, entry.name));
+        out.push({ name: entry.name, ref: artifactRef(taskId, entry.name), bytes: size });
+      } catch (err) {
+        // Removed between readdir and stat: it is simply not there any more.
+        if (!isNotFound(err)) throw err;
+      }
+    }
+    return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  }
+
+  private file(taskId: string, name: string): string {
+    return path.join(this.dir, check(taskId), check(name));
+  }
+}

@@ -1,0 +1,346 @@
+/**
+ * Git operations on a task's working copy on the worker's host: clone, checkpoints
+ * as tree ids, diffs, commits and pushes.
+ *
+ * Every call is `execFile('git', args)` (never a shell), with hooks and fsmonitor
+ * disabled (commands in the sandbox can write `.git`, and host-side git must not
+ * run what they put there), prompts off, and a fixed author.
+ */
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+/** The identity of every commit the agent makes. */
+export const AGENT_AUTHOR = { name: 'Agent Inbox', email: 'agent@agent-inbox.local' } as const;
+
+/** Why a git command failed, as far as its message tells: `unavailable` and `rejected` will not pass by retrying. */
+export type GitFailureReason = 'unavailable' | 'rejected' | 'failed';
+
+/** Thrown when a git command exits non-zero; carries the command (credentials redacted), exit code and stderr tail. */
+export class GitError extends Error {
+  override readonly name = 'GitError';
+  constructor(
+    readonly args: readonly string[],
+    readonly exitCode: number | null,
+    readonly stderr: string,
+    readonly reason: GitFailureReason = 'failed',
+    options?: { cause?: unknown },
+  ) {
+    const subcommand = args.find((a) => !a.startsWith('-')) ?? '';
+    const last = stderr.trim().split('\n').slice(-3).join(' | ');
+    super(`git ${subcommand} failed (exit ${exitCode ?? 'none'}): ${last}`, options);
+  }
+}
+
+/** Thrown when an argument would reach git as an option or an invalid ref. */
+export class InvalidGitArgumentError extends Error {
+  override readonly name = 'InvalidGitArgumentError';
+  constructor(readonly what: string, readonly value: string) {
+    super(`invalid ${what}: ${JSON.stringify(redact(value).slice(0, 300))}`);
+  }
+}
+
+/** A bounded view of the difference between two trees or commits. */
+export interface DiffSummary {
+  stat: string;
+  patch: string;
+  filesChanged: number;
+}
+
+/** The parts of a commit object publishing needs. */
+export interface CommitInfo {
+  tree: string;
+  parents: string[];
+  message: string;
+}
+
+// Set on every command: neither hooks nor an fsmonitor configured inside the working copy ever run on the host.
+const SAFE_CONFIG = ['-c', 'core.hooksPath=/dev/null', '-c', 'core.fsmonitor=false'];
+// External diff drivers and textconv filters are commands too.
+const DIFF_FLAGS = ['--no-ext-diff', '--no-textconv', '--no-color'];
+const MAX_OUTPUT = 256 * 1024 * 1024;
+const STDERR_TAIL = 4_000;
+const REF_NAME = /^(?!-)(?!.*\.\.)(?!.*\/\/)(?!.*@\{)[A-Za-z0-9._\/-]+(?<![./])$/;
+const OBJECT_ID = /^[0-9a-f]{40}([0-9a-f]{24})?$/;
+// Variables that would point git at another repository or index than the one we name.
+const LOCATION_VARS = ['GIT_DIR', 'GIT_WORK_TREE', 'GIT_INDEX_FILE', 'GIT_OBJECT_DIRECTORY', 'GIT_ALTERNATE_OBJECT_DIRECTORIES', 'GIT_COMMON_DIR', 'GIT_NAMESPACE', 'GIT_PREFIX'];
+
+interface RunOptions {
+  cwd?: string;
+  env?: Record<string, string>;
+  input?: string;
+  /** Exit codes that are answers rather than failures (e.g. 1 from `rev-parse --verify --quiet`). */
+  okCodes?: number[];
+}
+
+/** Hide the user:password part of URLs so a token in a remote never reaches a log or a failure message. */
+function redact(text: string): string {
+  return text.replace(/([a-z][a-z0-9+.-]*:\/\/)[^/@\s]+@/gi, '$1***@');
+}
+
+function gitEnv(extra: Record<string, string> | undefined): NodeJS.ProcessEnv {
+  // The worker's environment is kept: credential helpers and SSH agents live there.
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  for (const name of LOCATION_VARS) delete env[name];
+  return {
+    ...env,
+    GIT_TERMINAL_PROMPT: '0',
+    // Stable English messages: failures are classified by what git says.
+    LC_ALL: 'C',
+    GIT_AUTHOR_NAME: AGENT_AUTHOR.name,
+    GIT_AUTHOR_EMAIL: AGENT_AUTHOR.email,
+    GIT_COMMITTER_NAME: AGENT_AUTHOR.name,
+    GIT_COMMITTER_EMAIL: AGENT_AUTHOR.email,
+    ...extra,
+  };
+}
+
+function run(args: string[], opts: RunOptions = {}): Promise<{ stdout: string; code: number }> {
+  const fullArgs = [...SAFE_CONFIG, ...args];
+  return new Promise((resolve, reject) => {
+    const child = execFile(
+      'git',
+      fullArgs,
+      { cwd: opts.cwd, env: gitEnv(opts.env), maxBuffer: MAX_OUTPUT, encoding: 'utf8' },
+      (err, stdout, stderr) => {
+        if (!err) return resolve({ stdout, code: 0 });
+        const code = typeof err.code === 'number' ? err.code : null;
+        if (code !== null && opts.okCodes?.includes(code)) return resolve({ stdout, code });
+        const tail = redact(String(stderr ?? '').slice(-STDERR_TAIL));
+        reject(new GitError(args.map(redact), code, tail || redact(err.message), 'failed', { cause: err }));
+      },
+    );
+    // git may exit without reading stdin (an early failure); its exit code reports that, not an EPIPE.
+    child.stdin?.on('error', () => undefined);
+    child.stdin?.end(opts.input ?? '');
+  });
+}
+
+async function git(dir: string, args: string[], opts: Omit<RunOptions, 'cwd'> = {}): Promise<string> {
+  return (await run(args, { ...opts, cwd: dir })).stdout;
+}
+
+function checkRemote(remote: string): string {
+  if (remote === '' || remote.startsWith('-') || remote.includes('\0')) throw new InvalidGitArgumentError('remote', remote);
+  return remote;
+}
+
+function checkBranch(branch: string): string {
+  if (!REF_NAME.test(branch) || branch.endsWith('.lock')) throw new InvalidGitArgumentError('branch name', branch);
+  return branch;
+}
+
+function checkObject(id: string): string {
+  if (!OBJECT_ID.test(id)) throw new InvalidGitArgumentError('object id', id);
+  return id;
+}
+
+const NETWORK = /could not resolve host|could not resolve hostname|connection (timed out|refused|reset)|operation timed out|failed to connect|early eof|rpc failed|the remote end hung up unexpectedly|temporary failure/i;
+const UNAVAILABLE =
+  /repository not found|does not appear to be a git repository|does not exist|not found in upstream|could not find remote branch|authentication failed|could not read username|could not read password|permission denied|access denied|returned error: 40[134]/i;
+const REJECTED = /\[rejected\]|\[remote rejected\]|non-fast-forward|fetch first|protected branch/i;
+
+function classify(err: unknown, pattern: RegExp, reason: GitFailureReason): never {
+  if (err instanceof GitError && !NETWORK.test(err.stderr) && pattern.test(err.stderr)) {
+    throw new GitError(err.args, err.exitCode, err.stderr, reason, { cause: err });
+  }
+  throw err;
+}
+
+function clonePrefix(dest: string): string {
+  return `.${path.basename(dest)}.clone-`;
+}
+
+/**
+ * Clone `repo` at `baseBranch` into `dest`. The clone is made in a temporary sibling and renamed
+ * into place, so a crash never leaves a half clone that looks like a working copy.
+ * A missing repository or branch fails with reason `unavailable`.
+ */
+export async function clone(repo: string, baseBranch: string, dest: string): Promise<void> {
+  checkRemote(repo);
+  checkBranch(baseBranch);
+  const parent = path.dirname(path.resolve(dest));
+  await fs.mkdir(parent, { recursive: true });
+  await removeCloneLeftovers(dest);
+  const tmp = path.join(parent, `${clonePrefix(dest)}${randomBytes(6).toString('hex')}`);
+  try {
+    await run(['clone', '--quiet', '--branch', baseBranch, '--single-branch', '--no-tags', '--', repo, tmp]);
+    await fs.rename(tmp, dest);
+  } catch (err) {
+    await fs.rm(tmp, { recursive: true, force: true });
+    classify(err, UNAVAILABLE, 'unavailable');
+  }
+}
+
+/** Remove a working copy and any half clone of it; succeeds when neither exists. */
+export async function removeWorkingCopy(dest: string): Promise<void> {
+  await removeCloneLeftovers(dest);
+  await fs.rm(dest, { recursive: true, force: true });
+}
+
+async function removeCloneLeftovers(dest: string): Promise<void> {
+  const parent = path.dirname(path.resolve(dest));
+  const prefix = clonePrefix(dest);
+  let names: string[];
+  try {
+    names = await fs.readdir(parent);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw err;
+  }
+  for (const name of names) {
+    if (name.startsWith(prefix)) await fs.rm(path.join(parent, name), { recursive: true, force: true });
+  }
+}
+
+/** The commit HEAD points at. */
+export async function headCommit(dir: string): Promise<string> {
+  return (await git(dir, ['rev-parse', '--verify', 'HEAD^{commit}'])).trim();
+}
+
+/**
+ * Tree id of the working copy as it is now, untracked files included and ignored ones not,
+ * written to the object store without touching HEAD or the repository's index.
+ */
+export async function snapshotTree(dir: string): Promise<string> {
+  const gitDir = path.join(dir, '.git');
+  const index = path.join(gitDir, `agent-snapshot-${process.pid}-${randomBytes(6).toString('hex')}.index`);
+  try {
+    // Seeding from the real index lets git skip hashing files whose stat data has not changed.
+    await fs.copyFile(path.join(gitDir, 'index'), index).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'ENOENT') throw err;
+    });
+    const env = { GIT_INDEX_FILE: index };
+    await git(dir, ['add', '--all', '--', '.'], { env });
+    return (await git(dir, ['write-tree'], { env })).trim();
+  } finally {
+    await fs.rm(index, { force: true });
+  }
+}
+
+/**
+ * Make the working copy exactly `tree`: every file of the tree written, every other
+ * untracked file or directory removed. Ignored files are kept (dependencies installed
+ * by earlier steps survive), and `.git` itself is never touched. The index is reset to `tree`.
+ */
+export async function restoreTree(dir: string, tree: string): Promise<void> {
+  checkObject(tree);
+  await git(dir, ['read-tree', tree]);
+  // -f overwrites modified files and replaces files or directories that stand in the way.
+  await git(dir, ['checkout-index', '--all', '--force', '-u']);
+  // -ff also removes nested repositories a step may have cloned; no -x, see above.
+  await git(dir, ['clean', '-ffdq']);
+}
+
+/** Repo-relative paths that differ between two trees (a rename counts as both paths), sorted. */
+export async function changedPaths(dir: string, from: string, to: string): Promise<string[]> {
+  const out = await git(dir, ['diff', ...DIFF_FLAGS, '--no-renames', '--name-only', '-z', checkObject(from), checkObject(to), '--']);
+  return out.split('\0').filter(Boolean).sort();
+}
+
+/** Stat, patch and number of files changed between two trees or commits, optionally limited to `paths`. */
+export async function diff(dir: string, from: string, to: string, paths?: readonly string[]): Promise<DiffSummary> {
+  checkObject(from);
+  checkObject(to);
+  // An explicit empty list limits the diff to nothing; git would read it as "everything".
+  if (paths && paths.length === 0) return { stat: '', patch: '', filesChanged: 0 };
+  // Literal pathspecs: a path like ":(top)" or "*" means that file, not a pattern.
+  const base = ['--literal-pathspecs', 'diff', ...DIFF_FLAGS, '--find-renames'];
+  const tail = [from, to, '--', ...(paths ?? [])];
+  const [stat, patch, names] = await Promise.all([
+    git(dir, [...base, '--stat=200', ...tail]),
+    git(dir, [...base, '--patch', ...tail]),
+    git(dir, [...base, '--name-only', '-z', ...tail]),
+  ]);
+  return { stat: stat.trimEnd(), patch, filesChanged: names.split('\0').filter(Boolean).length };
+}
+
+/** Tree, parents and message of a commit. */
+export async function readCommit(dir: string, commit: string): Promise<CommitInfo> {
+  const raw = await git(dir, ['cat-file', 'commit', checkObject(commit)]);
+  const split = raw.indexOf('\n\n');
+  const headers = (split === -1 ? raw : raw.slice(0, split)).split('\n');
+  const message = split === -1 ? '' : raw.slice(split + 2);
+  const tree = headers.find((h) => h.startsWith('tree '))?.slice(5) ?? '';
+  const parents = headers.filter((h) => h.startsWith('parent ')).map((h) => h.slice(7));
+  return { tree, parents, message };
+}
+
+/** Text of `file` (repo-relative) at `commit`, or null when the commit has no regular file there. */
+export async function readTextAt(dir: string, commit: string, file: string): Promise<string | null> {
+  const entry = await git(dir, ['ls-tree', '-z', checkObject(commit), '--', file]);
+  // "<mode> <type> <id>\t<path>"; a symlink (120000) holds a link target, not the file's text.
+  const match = /^(100644|100755) blob ([0-9a-f]+)\t/.exec(entry);
+  if (!match) return null;
+  return git(dir, ['cat-file', 'blob', match[2]!]);
+}
+
+/** Commit a local branch points at, or null when it does not exist. */
+export async function branchTip(dir: string, branch: string): Promise<string | null> {
+  const { stdout, code } = await run(['rev-parse', '--verify', '--quiet', `refs/heads/${checkBranch(branch)}^{commit}`], {
+    cwd: dir,
+    okCodes: [1],
+  });
+  return code === 0 ? stdout.trim() : null;
+}
+
+/** Create a commit of `tree` on top of `parent` with the agent as author; returns its id. */
+export async function commitTree(dir: string, message: string, tree: string, parent: string): Promise<string> {
+  // The message goes through stdin: no argument-length limit, nothing read as an option.
+  const out = await git(dir, ['commit-tree', checkObject(tree), '-p', checkObject(parent), '-F', '-'], { input: message });
+  return out.trim();
+}
+
+/** Point a local branch at `commit`, only if it still points at `expected` (null: must not exist yet). */
+export async function updateBranch(dir: string, branch: string, commit: string, expected: string | null): Promise<void> {
+  await git(dir, ['update-ref', `refs/heads/${checkBranch(branch)}`, checkObject(commit), expected === null ? '' : checkObject(expected)]);
+}
+
+/** Commit a branch of a remote points at, or null when the remote has no such branch. */
+export async function remoteBranchTip(remote: string, branch: string): Promise<string | null> {
+  const ref = `refs/heads/${checkBranch(branch)}`;
+  let out: string;
+  try {
+    out = (await run(['ls-remote', '--', checkRemote(remote), ref])).stdout;
+  } catch (err) {
+    classify(err, UNAVAILABLE, 'unavailable');
+  }
+  for (const line of out.split('\n')) {
+    const [id, name] = line.split('\t');
+    if (name === ref && id) return id;
+  }
+  return null;
+}
+
+/**
+ * Push `commit` to `branch` of `remote` (never forced). Idempotent: when the remote branch
+ * already points at `commit` nothing is pushed. A refusal by the remote fails with reason `rejected`.
+ */
+export async function push(dir: string, remote: string, commit: string, branch: string): Promise<'pushed' | 'up-to-date'> {
+  checkObject(commit);
+  if ((await remoteBranchTip(remote, branch)) === commit) return 'up-to-date';
+  try {
+    await git(dir, ['push', '--quiet', '--no-verify', '--', checkRemote(remote), `${commit}:refs/heads/${checkBranch(branch)}`]);
+  } catch (err) {
+    classify(err, REJECTED, 'rejected');
+  }
+  return 'pushed';
+}
+
+/** Delete `branch` from `remote`; succeeds when it is already absent. Needs no working copy. */
+export async function deleteRemoteBranch(remote: string, branch: string): Promise<void> {
+  if ((await remoteBranchTip(remote, branch)) === null) return;
+  // `git push` needs some repository to run in; an empty one is enough for a deletion.
+  const scratch = await fs.mkdtemp(path.join(os.tmpdir(), 'agent-inbox-git-'));
+  try {
+    await run(['init', '--quiet', '--bare', scratch]);
+    await git(scratch, ['push', '--quiet', '--no-verify', '--', checkRemote(remote), `:refs/heads/${checkBranch(branch)}`]);
+  } catch (err) {
+    // Someone else deleted it between our look and our push: the outcome we wanted.
+    if ((await remoteBranchTip(remote, branch)) !== null) classify(err, REJECTED, 'rejected');
+  } finally {
+    await fs.rm(scratch, { recursive: true, force: true });
+  }
+}

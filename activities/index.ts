@@ -1,0 +1,334 @@
+/**
+ * The worker's activities, built from their dependencies: the sandbox driver,
+ * the artifact store and the data directory holding working copies.
+ */
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { Context } from '@temporalio/activity';
+import { ApplicationFailure } from '@temporalio/common';
+import YAML from 'yaml';
+import { RepoPolicy } from '../domain/policy';
+import { preview } from '../domain/task';
+import { createLogger, type Logger } from '../workers/log';
+import { ArtifactStore, InvalidArtifactNameError, isSafeName } from './artifacts/store';
+import { activityFailure } from './failures';
+import {
+  GitError,
+  InvalidGitArgumentError,
+  branchTip,
+  changedPaths,
+  clone,
+  commitTree,
+  deleteRemoteBranch,
+  diff,
+  headCommit,
+  push,
+  readCommit,
+  readTextAt,
+  removeWorkingCopy,
+  restoreTree,
+  snapshotTree,
+  updateBranch,
+} from './git/workspace';
+import type { SandboxDriver, SandboxHandle } from './sandbox/driver';
+import { InvalidSandboxIdError, SandboxPathError } from './sandbox/process';
+import type { Activities } from './types';
+
+/** What the activities need from the worker. */
+export interface ActivityDeps {
+  sandbox: SandboxDriver;
+  artifacts: ArtifactStore;
+  /** Root of the worker's state; working copies live in `<dataDir>/workspaces/<task_id>`. */
+  dataDir: string;
+  log?: Logger;
+}
+
+/** Bytes of a step's combined output kept (the tail: that is where failures show). */
+export const STEP_OUTPUT_MAX_BYTES = 1024 * 1024;
+const STEP_PREVIEW_CHARS = 2_000;
+const DIFF_PREVIEW_CHARS = 8_000;
+const POLICY_FILE = '.agent/policy.yaml';
+const POLICY_MAX_BYTES = 64 * 1024;
+const BRANCH_PREFIX = 'agent/';
+
+/** The branch a task's output is pushed to. */
+export function branchFor(taskId: string): string {
+  return `${BRANCH_PREFIX}${taskId}`;
+}
+
+/** Build the activities; no side effects until one is called. */
+export function createActivities(deps: ActivityDeps): Activities {
+  const log = deps.log ?? createLogger({ component: 'activities' });
+  const workspaces = path.resolve(deps.dataDir, 'workspaces');
+
+  /** The task id as a directory, sandbox and artifact name; ids that are not one path segment are refused. */
+  const keyOf = (taskId: string): string => {
+    if (!isSafeName(taskId)) {
+      throw activityFailure('InvalidInput', `task id ${JSON.stringify(taskId.slice(0, 200))} is not usable as a directory name`);
+    }
+    return taskId;
+  };
+  const workspaceOf = (taskId: string): string => path.join(workspaces, keyOf(taskId));
+
+  /** The task's working copy, refusing a handle that points anywhere else or a copy that has vanished. */
+  const workingCopy = (taskId: string, handle: SandboxHandle): string => {
+    const dir = workspaceOf(taskId);
+    if (path.resolve(handle.hostWorkdir) !== dir || !existsSync(path.join(dir, '.git'))) {
+      throw activityFailure('SandboxLost', `the working copy of task ${taskId} is gone from this worker's data directory`);
+    }
+    return dir;
+  };
+
+  const activities: Activities = {
+    async provisionSandbox(input) {
+      const key = keyOf(input.task_id);
+      const dir = workspaceOf(key);
+      if (existsSync(path.join(dir, '.git'))) {
+        log.info('working copy re-attached', { task_id: key });
+      } else {
+        await clone(input.repo, input.base_branch, dir);
+        log.info('working copy cloned', { task_id: key, base_branch: input.base_branch });
+      }
+      const base_commit = await headCommit(dir);
+      // Policy and AGENTS.md come from the base commit: nothing a step writes can change them.
+      const repo_policy = parseRepoPolicy(await readTextAt(dir, base_commit, POLICY_FILE));
+      const has_agents_md = (await readTextAt(dir, base_commit, 'AGENTS.md')) !== null;
+      const checkpoint = await snapshotTree(dir);
+      const sandbox = await deps.sandbox.provision({ id: key, hostWorkdir: dir });
+      return { sandbox, base_commit, checkpoint, repo_policy, has_agents_md };
+    },
+
+    async runStep(input) {
+      const key = keyOf(input.task_id);
+      const dir = workingCopy(key, input.sandbox);
+      const scope = activityScope();
+      // Git work on a large working copy can outlast the heartbeat timeout, so beat while it runs too.
+      await whileBeating(scope.heartbeat, async () => {
+        // An earlier attempt's processes outlive a killed worker; they must not run alongside this one.
+        let killed = false;
+        if (scope.attempt > 1) {
+          await deps.sandbox.killAll(input.sandbox);
+          killed = true;
+        }
+        const found = await snapshotTree(dir);
+        if (found === input.checkpoint) return;
+        if (!killed) await deps.sandbox.killAll(input.sandbox);
+        await restoreTree(dir, input.checkpoint);
+        log.warn('working copy restored to checkpoint before step', {
+          task_id: key,
+          round: input.round,
+          index: input.index,
+          attempt: scope.attempt,
+          found,
+          checkpoint: input.checkpoint,
+        });
+      });
+      const res = await deps.sandbox.exec(input.sandbox, input.command, {
+        timeoutMs: input.timeout_seconds * 1000,
+        maxOutputBytes: STEP_OUTPUT_MAX_BYTES,
+        env: input.env,
+        signal: scope.signal,
+        onTick: scope.heartbeat,
+      });
+      const text = res.outputTruncatedBytes > 0 ? `[… ${res.outputTruncatedBytes} earlier bytes of output cut …]\n${res.output}` : res.output;
+      const { output, checkpoint, changed_paths } = await whileBeating(scope.heartbeat, async () => {
+        const ref = await deps.artifacts.put(key, `step-${input.round}-${input.index}.log`, text);
+        const after = await snapshotTree(dir);
+        const paths = after === input.checkpoint ? [] : await changedPaths(dir, input.checkpoint, after);
+        return { output: ref, checkpoint: after, changed_paths: paths };
+      });
+      log.info('step finished', {
+        task_id: key,
+        round: input.round,
+        index: input.index,
+        exit_code: res.exitCode,
+        timed_out: res.timedOut,
+        duration_ms: res.durationMs,
+        changed_paths: changed_paths.length,
+      });
+      return {
+        exit_code: res.exitCode,
+        timed_out: res.timedOut,
+        duration_ms: res.durationMs,
+        output_preview: preview(text, STEP_PREVIEW_CHARS),
+        output,
+        checkpoint,
+        changed_paths,
+      };
+    },
+
+    async diffCheckpoints(input) {
+      const key = keyOf(input.task_id);
+      const dir = workingCopy(key, input.sandbox);
+      const d = await diff(dir, input.from, input.to, input.paths);
+      const ref = await deps.artifacts.put(key, `${input.name}.diff`, d.patch);
+      return { stat: d.stat, preview: preview(d.patch, DIFF_PREVIEW_CHARS), diff: ref, files_changed: d.filesChanged };
+    },
+
+    async publishOutput(input) {
+      const key = keyOf(input.task_id);
+      const dir = workingCopy(key, input.sandbox);
+      const branch = branchFor(key);
+      const tree = await snapshotTree(dir);
+      const tip = await branchTip(dir, branch);
+      const tipInfo = tip === null ? null : await readCommit(dir, tip);
+
+      let commit: string | null;
+      let changed: boolean;
+      if (tip !== null && tipInfo!.tree === tree && isRoundCommit(tipInfo!.message, key, input.round)) {
+        // An earlier attempt of this very publish got as far as the commit; pushing it again is all that is left.
+        commit = tip;
+        changed = true;
+        log.info('reusing commit of an earlier publish attempt', { task_id: key, round: input.round, commit });
+      } else {
+        const parentTree = tipInfo?.tree ?? (await readCommit(dir, input.base_commit)).tree;
+        if (parentTree === tree) {
+          commit = tip;
+          changed = false;
+        } else {
+          const message = `${input.message.trimEnd() || 'Agent output'}\n\nAgent-Task: ${key}\nAgent-Round: ${input.round}\n`;
+          commit = await commitTree(dir, message, tree, tip ?? input.base_commit);
+          await updateBranch(dir, branch, commit, tip);
+          changed = true;
+        }
+      }
+
+      // Pushed even when unchanged: an earlier round may have committed and then died before its push.
+      if (commit !== null) {
+        const outcome = await push(dir, input.repo, commit, branch);
+        log.info('output published', { task_id: key, round: input.round, branch, commit, changed, push: outcome });
+      } else {
+        log.info('nothing to publish', { task_id: key, round: input.round });
+      }
+      if (commit === null) return { changed, branch, commit, stat: '', diff_preview: '', diff: null, files_changed: 0 };
+      const d = await diff(dir, input.base_commit, commit);
+      const ref = await deps.artifacts.put(key, `publish-${input.round}.diff`, d.patch);
+      return {
+        changed,
+        branch,
+        commit,
+        stat: d.stat,
+        diff_preview: preview(d.patch, DIFF_PREVIEW_CHARS),
+        diff: ref,
+        files_changed: d.filesChanged,
+      };
+    },
+
+    async deleteBranch(input) {
+      // A workflow bug must never be able to delete a human's branch.
+      if (!input.branch.startsWith(BRANCH_PREFIX)) {
+        throw activityFailure('InvalidInput', `refusing to delete ${JSON.stringify(input.branch)}: only ${BRANCH_PREFIX}* branches are the agent's`);
+      }
+      await deleteRemoteBranch(input.repo, input.branch);
+      log.info('branch deleted', { branch: input.branch });
+    },
+
+    async teardownSandbox(input) {
+      // Nothing can exist for an id we would have refused to create.
+      if (!isSafeName(input.task_id)) return;
+      const dir = workspaceOf(input.task_id);
+      const handle: SandboxHandle = input.sandbox ?? {
+        id: input.task_id,
+        driver: deps.sandbox.name,
+        isolation: deps.sandbox.isolation,
+        workdir: dir,
+        hostWorkdir: dir,
+      };
+      await deps.sandbox.teardown(handle);
+      await removeWorkingCopy(dir);
+      log.info('sandbox and working copy removed', { task_id: input.task_id });
+    },
+
+    async archiveTrace(input) {
+      if (input.entries.length === 0) return;
+      const lines = input.entries.map((e) => `${JSON.stringify(e)}\n`).join('');
+      await deps.artifacts.append(keyOf(input.task_id), 'trace.jsonl', lines);
+    },
+  };
+
+  return guardAll(activities);
+}
+
+/** The running activity's heartbeat, cancellation signal and attempt; harmless stand-ins outside a worker (tests, scripts). */
+function activityScope(): { heartbeat: () => void; signal: AbortSignal | undefined; attempt: number } {
+  let ctx: Context;
+  try {
+    ctx = Context.current();
+  } catch {
+    return { heartbeat: () => undefined, signal: undefined, attempt: 1 };
+  }
+  return { heartbeat: () => ctx.heartbeat(), signal: ctx.cancellationSignal, attempt: ctx.info.attempt };
+}
+
+/** Run `work`, heartbeating once right away and then every second until it settles. */
+async function whileBeating<T>(heartbeat: () => void, work: () => Promise<T>): Promise<T> {
+  heartbeat();
+  const timer = setInterval(heartbeat, 1_000);
+  try {
+    return await work();
+  } finally {
+    clearInterval(timer);
+  }
+}
+
+/** Parse `.agent/policy.yaml` text; null when the repo has none, a non-retryable failure naming the problem when invalid. */
+export function parseRepoPolicy(text: string | null): RepoPolicy | null {
+  if (text === null) return null;
+  const invalid = (why: string, details?: unknown[]): ApplicationFailure =>
+    activityFailure('InvalidRepoPolicy', `${POLICY_FILE}: ${why}`, { details });
+  if (Buffer.byteLength(text, 'utf8') > POLICY_MAX_BYTES) throw invalid(`larger than ${POLICY_MAX_BYTES} bytes`);
+  const doc = YAML.parseDocument(text, { uniqueKeys: true });
+  if (doc.errors.length > 0) throw invalid(`not valid YAML: ${doc.errors[0]!.message}`);
+  let value: unknown;
+  try {
+    // The alias limit stops "billion laughs" documents from expanding.
+    value = doc.toJS({ maxAliasCount: 100 });
+  } catch (err) {
+    throw invalid(`not valid YAML: ${(err as Error).message}`);
+  }
+  // An empty file adds no rules.
+  const parsed = RepoPolicy.safeParse(value ?? {});
+  if (!parsed.success) {
+    const issues = parsed.error.issues.map((i) => ({ path: i.path.map(String).join('.') || '(root)', message: i.message }));
+    throw invalid(issues.map((i) => `${i.path}: ${i.message}`).join('; '), [issues]);
+  }
+  return parsed.data;
+}
+
+function isRoundCommit(message: string, taskId: string, round: number): boolean {
+  const lines = message.split('\n').map((l) => l.trim());
+  return lines.includes(`Agent-Task: ${taskId}`) && lines.includes(`Agent-Round: ${round}`);
+}
+
+/** Turn the typed errors of the layers below into failures whose type says whether retrying can help. */
+function toFailure(err: unknown): unknown {
+  // Cancellation must stay an AbortError: that is how the worker reports the activity as cancelled.
+  if (err instanceof ApplicationFailure || (err instanceof Error && err.name === 'AbortError')) return err;
+  if (err instanceof GitError) {
+    const type = err.reason === 'unavailable' ? 'RepoUnavailable' : err.reason === 'rejected' ? 'PushRejected' : 'GitFailed';
+    return activityFailure(type, err.message, { cause: err });
+  }
+  if (
+    err instanceof InvalidArtifactNameError ||
+    err instanceof InvalidGitArgumentError ||
+    err instanceof InvalidSandboxIdError ||
+    err instanceof SandboxPathError
+  ) {
+    return activityFailure('InvalidInput', err.message, { cause: err });
+  }
+  return err;
+}
+
+function guardAll(activities: Activities): Activities {
+  const guarded = {} as Record<string, unknown>;
+  for (const [name, fn] of Object.entries(activities) as [string, (input: unknown) => Promise<unknown>][]) {
+    guarded[name] = async (input: unknown) => {
+      try {
+        return await fn(input);
+      } catch (err) {
+        throw toFailure(err);
+      }
+    };
+  }
+  return guarded as unknown as Activities;
+}

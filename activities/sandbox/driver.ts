@@ -1,0 +1,59 @@
+/**
+ * The sandbox contract every driver (process, gVisor, Kubernetes pod) implements.
+ */
+
+/** Names a live sandbox; plain JSON so the workflow can carry it across restarts. */
+export interface SandboxHandle {
+  /** Stable id, derived from the task id so a restarted worker finds the same sandbox. */
+  id: string;
+  /** Which driver made it (`process`, `gvisor`, `k8s`). */
+  driver: string;
+  /** What isolation the commands get, shown in traces and `/healthz` (`none` for process). */
+  isolation: string;
+  /** Path of the working copy as commands see it. */
+  workdir: string;
+  /** Path of the same working copy on the worker's host, where git runs (credentials never enter the sandbox). */
+  hostWorkdir: string;
+}
+
+/** What a caller asks of one command. */
+export interface ExecOptions {
+  timeoutMs: number;
+  /** Bytes of combined stdout+stderr kept; the rest is cut and counted. */
+  maxOutputBytes: number;
+  /** Variables added to the scrubbed environment. */
+  env?: Record<string, string>;
+  /** Aborts the command (kills its whole process tree) when fired. */
+  signal?: AbortSignal;
+  /** Called about once a second while the command runs (activities heartbeat here). */
+  onTick?: () => void;
+}
+
+/** What one command did. */
+export interface ExecResult {
+  exitCode: number;
+  /** Combined stdout and stderr in arrival order, cut to `maxOutputBytes`. */
+  output: string;
+  outputTruncatedBytes: number;
+  timedOut: boolean;
+  durationMs: number;
+}
+
+/** Provision, run commands in, inspect and remove one sandbox per task. */
+export interface SandboxDriver {
+  readonly name: string;
+  readonly isolation: string;
+  /** Create the sandbox around an existing host working copy, or re-attach to the live one with this id. */
+  provision(opts: { id: string; hostWorkdir: string }): Promise<SandboxHandle>;
+  exec(handle: SandboxHandle, command: string, opts: ExecOptions): Promise<ExecResult>;
+  /** Read a file of the working copy (path relative to it; escapes are refused). */
+  readFile(handle: SandboxHandle, path: string): Promise<string>;
+  /** Write a file of the working copy (path relative to it; escapes are refused). */
+  writeFile(handle: SandboxHandle, path: string, content: string): Promise<void>;
+  /** Kill anything still running inside (used before restoring a checkpoint and on teardown). */
+  killAll(handle: SandboxHandle): Promise<void>;
+  /** Remove the sandbox; succeeds when it is already gone. */
+  teardown(handle: SandboxHandle): Promise<void>;
+  /** Ids of sandboxes this driver has that are still present (for reaping). */
+  list(): Promise<string[]>;
+}

@@ -1,0 +1,92 @@
+/**
+ * Inputs and outputs of every activity: the contract between the workflow
+ * (which imports this file as types only) and the worker's implementations.
+ */
+import type { ArtifactRef } from '../domain/task';
+import type { RepoPolicy } from '../domain/policy';
+import type { SandboxHandle } from './sandbox/driver';
+
+/** A task's sandbox and the git state it started from. */
+export interface ProvisionResult {
+  sandbox: SandboxHandle;
+  /** Commit of `base_branch` the working copy was cloned at. */
+  base_commit: string;
+  /** Tree id of the pristine working copy: the first checkpoint. */
+  checkpoint: string;
+  /** Parsed `.agent/policy.yaml`, or null when the repo has none. */
+  repo_policy: RepoPolicy | null;
+  /** Whether the repo has an `AGENTS.md` (the LLM planner reads it). */
+  has_agents_md: boolean;
+}
+
+/** One command to run against the working copy as it was at `checkpoint`. */
+export interface RunStepInput {
+  task_id: string;
+  sandbox: SandboxHandle;
+  /** Step number, for artifact names. */
+  index: number;
+  round: number;
+  command: string;
+  timeout_seconds: number;
+  /** Tree id the working copy must match before the command runs (restored if it does not: a retried step never sees a half-run predecessor). */
+  checkpoint: string;
+  env: Record<string, string>;
+}
+
+/** What a step did, with its full output in the artifact store. */
+export interface RunStepResult {
+  exit_code: number;
+  timed_out: boolean;
+  duration_ms: number;
+  output_preview: string;
+  output: ArtifactRef;
+  /** Tree id of the working copy after the command. */
+  checkpoint: string;
+  /** Repo-relative paths that differ between the input and output checkpoints. */
+  changed_paths: string[];
+}
+
+/** A bounded view of a diff between two trees (or a tree and the base commit). */
+export interface DiffResult {
+  stat: string;
+  preview: string;
+  diff: ArtifactRef;
+  files_changed: number;
+}
+
+/** The output of a round: a commit pushed to `agent/<task_id>`. */
+export interface PublishResult {
+  /** False when the recipe changed nothing since the last published commit (or the base). */
+  changed: boolean;
+  branch: string;
+  commit: string | null;
+  stat: string;
+  diff_preview: string;
+  diff: ArtifactRef | null;
+  files_changed: number;
+}
+
+/** The worker's activities, as the workflow sees them. */
+export interface Activities {
+  /** Clone `repo` at `base_branch` into a private working copy and provision the sandbox around it; re-attaches when it exists. */
+  provisionSandbox(input: { task_id: string; repo: string; base_branch: string }): Promise<ProvisionResult>;
+  /** Run one command in the sandbox, heartbeating; cancellation kills it. */
+  runStep(input: RunStepInput): Promise<RunStepResult>;
+  /** Diff between two checkpoints, optionally limited to paths. */
+  diffCheckpoints(input: { task_id: string; sandbox: SandboxHandle; from: string; to: string; paths?: string[]; name: string }): Promise<DiffResult>;
+  /** Commit the working copy on top of the last published commit and push `agent/<task_id>` to origin; idempotent. */
+  publishOutput(input: {
+    task_id: string;
+    sandbox: SandboxHandle;
+    repo: string;
+    base_commit: string;
+    round: number;
+    message: string;
+  }): Promise<PublishResult>;
+  /** Delete the pushed branch from origin; succeeds when it is already gone. */
+  deleteBranch(input: { repo: string; branch: string }): Promise<void>;
+  /** Kill and remove the sandbox and its working copy; succeeds when already gone. */
+  teardownSandbox(input: { task_id: string; sandbox: SandboxHandle | null }): Promise<void>;
+  /** Append trace entries evicted from workflow state to the task's trace artifact. */
+  archiveTrace(input: { task_id: string; entries: unknown[] }): Promise<void>;
+}

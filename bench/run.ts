@@ -1,0 +1,144 @@
+/**
+ * Core benchmark: intake throughput, decision latency, inbox latency and worker
+ * memory with many tasks parked on approval. Real dev server, real worker process.
+ *
+ *   npm run bench                      # 1,000 parked tasks (the issue's figure)
+ *   BENCH_TASKS=200 npm run bench      # a quicker run
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { makeOriginRepo, tempDir } from '../test/support/git-fixture';
+import { call, eventually } from '../test/support/http';
+import { REPO_ROOT, stackEnv, startTestStack, startTestTemporal } from '../test/support/stack';
+
+const TASKS = Number(process.env.BENCH_TASKS ?? 1_000);
+const START_CONCURRENCY = Number(process.env.BENCH_START_CONCURRENCY ?? 16);
+const DECISIONS = Number(process.env.BENCH_DECISIONS ?? 100);
+const INBOX_SAMPLES = Number(process.env.BENCH_INBOX_SAMPLES ?? 50);
+
+function pct(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
+}
+
+function summary(samples: number[]): { n: number; p50: number; p95: number; max: number } {
+  const s = [...samples].sort((a, b) => a - b);
+  const r = (x: number) => Math.round(x * 10) / 10;
+  return { n: s.length, p50: r(pct(s, 50)), p95: r(pct(s, 95)), max: r(s[s.length - 1]!) };
+}
+
+function rssMb(pid: number): number {
+  const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = Number(/VmRSS:\s+(\d+)/.exec(status)![1]);
+  return Math.round(kb / 1024);
+}
+
+async function main(): Promise<void> {
+  const temporal = await startTestTemporal();
+  const root = tempDir('bench');
+  const dataDir = path.join(root, 'data');
+  const origin = makeOriginRepo(root, { 'README.md': 'bench\n' });
+  const queue = `bench-${process.pid}`;
+  const api = await startTestStack(temporal, dataDir, queue, { ROLES: 'api' });
+  const base = api.url!;
+  const workerLog = fs.openSync(path.join(root, 'worker.log'), 'a');
+  const worker: ChildProcess = spawn(process.execPath, [path.join(REPO_ROOT, 'dist', 'workers', 'main.js')], {
+    cwd: REPO_ROOT,
+    env: { PATH: process.env.PATH ?? '', ...stackEnv(temporal, dataDir, queue, { ROLES: 'worker' }) },
+    stdio: ['ignore', workerLog, workerLog],
+  });
+  try {
+    // Every task parks on a risky_action before its only step: approval_commands matches it.
+    const body = {
+      repo: origin,
+      goal: 'bench: parked on approval',
+      planner: { kind: 'recipe', steps: [{ run: 'echo change >> README.md' }] },
+      policy: { approval_commands: ['^echo'] },
+    };
+
+    // 1. Intake throughput.
+    const ids: string[] = [];
+    const startLatencies: number[] = [];
+    let next = 0;
+    const t0 = performance.now();
+    await Promise.all(
+      Array.from({ length: START_CONCURRENCY }, async () => {
+        while (next < TASKS) {
+          next += 1;
+          const s = performance.now();
+          const res = await call(base, 'POST', '/v1/tasks', body);
+          startLatencies.push(performance.now() - s);
+          if (res.status !== 202) throw new Error(`start failed: ${res.status} ${JSON.stringify(res.body)}`);
+          ids.push(res.body.task_id);
+        }
+      }),
+    );
+    const startSeconds = (performance.now() - t0) / 1000;
+
+    // 2. Wait until every task is parked in the inbox.
+    const parkT0 = performance.now();
+    await eventually(
+      () => call(base, 'GET', `/v1/inbox?kind=risky_action&limit=1000`),
+      (r) => r.body.count >= TASKS || r.body.items?.length >= Math.min(TASKS, 1000),
+      `${TASKS} parked tasks`,
+      30 * 60_000,
+    );
+    const parkSeconds = (performance.now() - parkT0) / 1000;
+    await new Promise((r) => setTimeout(r, 2_000));
+    const workerRssParked = rssMb(worker.pid!);
+
+    // 3. Inbox latency with all of them parked.
+    const inboxDefault: number[] = [];
+    const inboxAll: number[] = [];
+    for (let i = 0; i < INBOX_SAMPLES; i++) {
+      let s = performance.now();
+      const a = await call(base, 'GET', '/v1/inbox');
+      inboxDefault.push(performance.now() - s);
+      s = performance.now();
+      const b = await call(base, 'GET', '/v1/inbox?limit=1000');
+      inboxAll.push(performance.now() - s);
+      if (a.status !== 200 || b.status !== 200) throw new Error('inbox failed');
+    }
+
+    // 4. Decision → state change latency.
+    const decisions: number[] = [];
+    for (const id of ids.slice(0, DECISIONS)) {
+      const handle = api.client.workflow.getHandle(id);
+      const view = await call(base, 'GET', `/v1/tasks/${id}`);
+      const item = view.body.items.find((i: { status: string }) => i.status === 'pending');
+      const s = performance.now();
+      const res = await call(base, 'POST', `/v1/tasks/${id}/inbox/${item.item_id}`, { action: 'approve', actor: 'bench' });
+      if (res.status !== 200) throw new Error(`decision failed: ${JSON.stringify(res.body)}`);
+      for (;;) {
+        const t = await handle.query<{ state: string }>('task');
+        if (t.state !== 'awaiting_approval') break;
+      }
+      decisions.push(performance.now() - s);
+    }
+
+    const result = {
+      date: new Date().toISOString(),
+      machine: `${os.cpus().length} cores, ${Math.round(os.totalmem() / 2 ** 30)} GiB, ${os.cpus()[0]?.model ?? 'unknown cpu'}, node ${process.version}`,
+      tasks: TASKS,
+      starts_per_second: Math.round(TASKS / startSeconds),
+      start_latency_ms: summary(startLatencies),
+      seconds_until_all_parked: Math.round(parkSeconds),
+      inbox_default_limit_ms: summary(inboxDefault),
+      inbox_limit_1000_ms: summary(inboxAll),
+      decision_to_state_change_ms: summary(decisions),
+      worker_rss_mb_parked: workerRssParked,
+    };
+    process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+  } finally {
+    worker.kill('SIGTERM');
+    await new Promise((r) => worker.once('exit', r));
+    await api.stop();
+    await temporal.stop();
+  }
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});

@@ -1,0 +1,50 @@
+/**
+ * Builds the task worker: the workflow bundle plus activities wired to their dependencies.
+ */
+import { bundleWorkflowCode, NativeConnection, Worker, type WorkflowBundle } from '@temporalio/worker';
+import type { Activities } from '../activities/types';
+
+/** Path of the workflow bundle's entry point, resolved next to this file (source or compiled). */
+export const WORKFLOWS_PATH = require.resolve('../workflows');
+
+/** Bundles the workflow code once; pass the result to every worker a process creates. */
+export async function bundleWorkflows(): Promise<WorkflowBundle> {
+  return bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: quietBundlerLogger });
+}
+
+/** Dependencies of a task worker. */
+export interface WorkerDeps {
+  connection: NativeConnection;
+  namespace: string;
+  taskQueue: string;
+  activities: Activities;
+  workflowBundle: WorkflowBundle;
+  /** Workflows kept in memory; parked tasks beyond it replay from history when touched. */
+  maxCachedWorkflows?: number;
+  identity?: string;
+}
+
+/** Creates (but does not run) a worker polling `taskQueue`. */
+export async function createWorker(deps: WorkerDeps): Promise<Worker> {
+  return Worker.create({
+    connection: deps.connection,
+    namespace: deps.namespace,
+    taskQueue: deps.taskQueue,
+    workflowBundle: deps.workflowBundle,
+    activities: deps.activities,
+    maxCachedWorkflows: deps.maxCachedWorkflows ?? 2_000,
+    // Steps heartbeat; a shutdown waits this long for running steps before Temporal retries them elsewhere.
+    shutdownGraceTime: '5 seconds',
+    ...(deps.identity ? { identity: deps.identity } : {}),
+  });
+}
+
+/** The bundler is chatty at info level; keep its warnings and errors only. */
+const quietBundlerLogger = {
+  log: () => undefined,
+  trace: () => undefined,
+  debug: () => undefined,
+  info: () => undefined,
+  warn: (message: string, meta?: Record<string, unknown>) => console.warn(message, meta ?? ''),
+  error: (message: string, meta?: Record<string, unknown>) => console.error(message, meta ?? ''),
+};
