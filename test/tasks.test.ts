@@ -272,6 +272,44 @@ describe('budgets and guards', () => {
 });
 
 describe('intake', () => {
+  it('refuses bad input with a clear 4xx and starts nothing', async () => {
+    const count = async () => (await call(base, 'GET', '/v1/tasks?limit=500')).body.tasks.length;
+    const before = await count();
+    const good = { repo: origin, goal: 'x', planner: { kind: 'recipe', steps: [{ run: 'true' }] } };
+    const malformed = await call(base, 'POST', '/v1/tasks', '{"repo": ');
+    assert.equal(malformed.status, 400);
+    assert.equal(malformed.body.error.code, 'invalid_json');
+    const wrongType = await call(base, 'POST', '/v1/tasks', { ...good, budget: { max_steps: 'ten' }, priority: 9 });
+    assert.equal(wrongType.status, 400);
+    const paths = wrongType.body.error.details.map((d: any) => d.path);
+    assert.ok(paths.includes('budget.max_steps') && paths.includes('priority'), JSON.stringify(paths));
+    const unknown = await call(base, 'POST', '/v1/tasks', { ...good, colour: 'blue' });
+    assert.equal(unknown.status, 400);
+    assert.match(JSON.stringify(unknown.body.error.details), /colour/);
+    const noPlanner = await call(base, 'POST', '/v1/tasks', { repo: origin, goal: 'x' });
+    assert.deepEqual(noPlanner.body.error.details.map((d: any) => d.path), ['planner']);
+    const badRegex = await call(base, 'POST', '/v1/tasks', { ...good, policy: { approval_commands: ['('] } });
+    assert.equal(badRegex.body.error.details[0].path, 'policy.approval_commands.0');
+    const huge = await call(base, 'POST', '/v1/tasks', { ...good, goal: 'x'.repeat(600 * 1024) });
+    assert.equal(huge.status, 413);
+    const text = await call(base, 'POST', '/v1/tasks', 'repo=x', { 'content-type': 'text/plain' });
+    assert.equal(text.status, 415);
+    const badKey = await call(base, 'POST', '/v1/tasks', good, { 'idempotency-key': 'has spaces' });
+    assert.equal(badKey.status, 400);
+    const badFilter = await call(base, 'GET', "/v1/inbox?repo=x'%20OR%20'1'='1");
+    assert.equal(badFilter.status, 400);
+    assert.equal((await call(base, 'GET', '/v1/inbox?kind=nope')).status, 400);
+    assert.equal((await call(base, 'GET', '/v1/tasks/t-does-not-exist')).status, 404);
+    assert.equal((await call(base, 'GET', '/v1/tasks/../etc')).status, 404);
+    const missing = await call(base, 'POST', '/v1/tasks/t-missing/inbox/pr_review-1', { action: 'approve' });
+    assert.equal(missing.status, 404);
+    assert.equal(missing.body.error.code, 'task_not_found');
+    const rid = await call(base, 'GET', '/v1/nowhere', undefined, { 'x-request-id': 'abc-123' });
+    assert.equal(rid.status, 404);
+    assert.equal(rid.headers.get('x-request-id'), 'abc-123');
+    assert.equal(await count(), before, 'nothing was started');
+  });
+
   it('returns the same task for a repeated Idempotency-Key and refuses a different body with it', async () => {
     const key = { 'idempotency-key': `key-${Date.now()}` };
     const id = await submit([{ run: 'echo a >> a.txt' }], {}, key);
