@@ -3,7 +3,7 @@
  * (which imports this file as types only) and the worker's implementations.
  */
 import type { ArtifactRef } from '../domain/task';
-import type { RepoPolicy } from '../domain/policy';
+import type { RepoPolicy } from '../domain/task';
 import type { SandboxHandle } from './sandbox/driver';
 
 /** A task's sandbox and the git state it started from. */

@@ -1,67 +1,29 @@
 /**
  * The HTTP edge: `createApp(deps)` builds the express app without listening or connecting.
  */
-import { randomUUID } from 'node:crypto';
-import express, { type NextFunction, type Request, type Response } from 'express';
-import type { Client } from '@temporalio/client';
-import type { Logger } from '../workers/log';
-import { HttpError, errorHandler } from './errors';
-import { taskRoutes } from './tasks';
+import express from 'express';
+import type { AppDeps } from './deps';
+import { errorHandler, unknownRoute } from './errors';
+import { requestContext } from './request';
+import { decisionRoutes } from './routes/decisions';
+import { healthRoutes } from './routes/health';
+import { inboxRoutes } from './routes/inbox';
+import { taskRoutes } from './routes/tasks';
 
-/** Everything the API needs; tests pass real instances. */
-export interface AppDeps {
-  client: Client;
-  taskQueue: string;
-  namespace: string;
-  log: Logger;
-  artifacts?: { readByName(taskId: string, name: string): Promise<Buffer> };
-  maxBodyBytes?: number;
-  /** Extra facts for `/healthz` (worker state, sandbox isolation). */
-  health?: () => Promise<Record<string, unknown>>;
-}
+export type { AppDeps, ArtifactReader } from './deps';
 
-const REQUEST_ID = /^[A-Za-z0-9._:-]{1,100}$/;
-const HEALTH_TIMEOUT_MS = 2_000;
-
-/** Builds the API app; side-effect free. */
+/** Builds the v1 API over a Temporal client; side-effect free, so the caller decides when and where to listen. */
 export function createApp(deps: AppDeps): express.Express {
   const app = express();
   app.disable('x-powered-by');
+  // Plain `key=value` pairs only: nested objects and arrays from `a[b]=c` never reach a schema.
   app.set('query parser', 'simple');
-  app.use(requestId(deps.log));
-  app.use(express.json({ limit: deps.maxBodyBytes ?? 512 * 1024, strict: true, type: 'application/json' }));
-
-  app.get('/healthz', async (_req, res) => {
-    const temporal = await Promise.race([
-      deps.client.workflowService.getSystemInfo({}).then(
-        () => 'ok',
-        () => 'unreachable',
-      ),
-      new Promise<string>((resolve) => setTimeout(() => resolve('unreachable'), HEALTH_TIMEOUT_MS).unref()),
-    ]);
-    const extra = deps.health ? await deps.health() : {};
-    res.status(temporal === 'ok' ? 200 : 503).json({ status: temporal === 'ok' ? 'ok' : 'degraded', temporal, namespace: deps.namespace, ...extra });
-  });
-
-  app.use('/v1', taskRoutes(deps));
-  app.use(function notFound(req: Request, _res: Response, next: NextFunction) {
-    next(new HttpError(404, 'not_found', `no route for ${req.method} ${req.path}`));
-  });
+  app.use(requestContext(deps.log));
+  app.use(healthRoutes(deps));
+  app.use(taskRoutes(deps));
+  app.use(decisionRoutes(deps));
+  app.use(inboxRoutes(deps));
+  app.use(unknownRoute());
   app.use(errorHandler(deps.log));
   return app;
-}
-
-/** Gives every request an id (echoing a well-formed `X-Request-Id`) and logs it at debug level. */
-function requestId(log: Logger) {
-  return function assignRequestId(req: Request, res: Response, next: NextFunction): void {
-    const given = req.header('x-request-id');
-    const id = given && REQUEST_ID.test(given) ? given : randomUUID();
-    res.locals.requestId = id;
-    res.setHeader('X-Request-Id', id);
-    const started = process.hrtime.bigint();
-    res.on('finish', () => {
-      log.debug('request', { request_id: id, method: req.method, path: req.path, status: res.statusCode, ms: Number(process.hrtime.bigint() - started) / 1e6 });
-    });
-    next();
-  };
 }

@@ -1,31 +1,70 @@
 /**
- * Reading tasks out of Temporal's visibility store: search attributes and memo,
+ * Reading tasks out of Temporal's visibility store: list queries built from typed
+ * search-attribute keys, and rows read from search attributes and memo only —
  * never a per-task query, so listings stay fast with many open tasks.
  */
 import type { Client, WorkflowExecutionInfo } from '@temporalio/client';
-import type { InboxItemSummary, ItemKind, TaskState } from '../domain/task';
+import type { TaskState } from '../domain/task';
 import { TASK_WORKFLOW_TYPE } from '../workflows/messages';
 import {
-  MEMO_INBOX,
   MEMO_SUMMARY,
   SA_LABELS,
   SA_PRIORITY,
   SA_REPO,
   SA_REQUESTER,
   SA_STATE,
-  type InboxMemo,
   type SummaryMemo,
 } from '../workflows/search-attributes';
-import { HttpError } from './errors';
 
-/** A clause of a visibility query; values are quoted, and those that cannot be quoted safely are refused. */
-export function clause(attribute: string, value: string | number): string {
-  if (typeof value === 'number') return `${attribute} = ${value}`;
-  if (/['"\\\n\r]/.test(value)) throw new HttpError(400, 'invalid_request', `filter value for ${attribute} contains a quote, backslash or newline`);
-  return `${attribute} = '${value}'`;
+/**
+ * What a string filter value may contain. The visibility query language has no escape
+ * every store agrees on, so quotes, backslashes and control characters are refused, not escaped.
+ */
+export const SAFE_FILTER_VALUE = /^[^'"`\\\u0000-\u001f\u007f]*$/;
+
+/** Thrown when a value that would change a visibility query's meaning reaches the builder (the schemas should have refused it). */
+export class UnsafeFilterValueError extends Error {
+  override readonly name = 'UnsafeFilterValueError';
+  constructor(readonly attribute: string) {
+    super(`refusing to put an unsafe value for ${attribute} into a visibility query`);
+  }
 }
 
-/** A task as listings show it, from search attributes and memo. */
+/** A comparison against a search attribute key or a system attribute name (for a keyword list, `=` means "contains"). */
+export function where(key: { readonly name: string } | string, op: '=' | '!=' | '>', value: string | number): string {
+  const attribute = typeof key === 'string' ? key : key.name;
+  return `${attribute} ${op} ${literal(attribute, value)}`;
+}
+
+/** The clauses joined with AND, always restricted to task workflows. */
+export function visibilityQuery(clauses: readonly string[]): string {
+  return [where('WorkflowType', '=', TASK_WORKFLOW_TYPE), ...clauses].join(' AND ');
+}
+
+function literal(attribute: string, value: string | number): string {
+  if (typeof value === 'number') {
+    if (!Number.isFinite(value)) throw new UnsafeFilterValueError(attribute);
+    return String(value);
+  }
+  if (!SAFE_FILTER_VALUE.test(value)) throw new UnsafeFilterValueError(attribute);
+  return `'${value}'`;
+}
+
+/** Largest page the frontend returns by default; asking for more is clamped by the server anyway. */
+const MAX_PAGE_SIZE = 1_000;
+
+/** Executions matching `query`, in the store's order (newest first), at most `limit`. */
+export async function listExecutions(client: Client, query: string, limit: number): Promise<WorkflowExecutionInfo[]> {
+  const out: WorkflowExecutionInfo[] = [];
+  if (limit <= 0) return out;
+  for await (const info of client.workflow.list({ query, pageSize: Math.min(limit, MAX_PAGE_SIZE) })) {
+    out.push(info);
+    if (out.length >= limit) break;
+  }
+  return out;
+}
+
+/** A task as `GET /v1/tasks` shows it. */
 export interface TaskRow {
   task_id: string;
   state: TaskState | null;
@@ -34,15 +73,24 @@ export interface TaskRow {
   requester: string | null;
   priority: number | null;
   labels: string[];
-  created_at: string | null;
+  created_at: string;
   updated_at: string | null;
+  /** Temporal's execution status (`RUNNING`, `COMPLETED`, `TERMINATED`, …). */
   status: string;
 }
 
-/** Builds a row from one visibility record. */
-export function taskRow(info: Pick<WorkflowExecutionInfo, 'workflowId' | 'typedSearchAttributes' | 'memo' | 'startTime' | 'status'>): TaskRow {
+/** The fields of an execution a row is built from (a listing entry or a describe result). */
+export type ExecutionFields = Pick<WorkflowExecutionInfo, 'workflowId' | 'typedSearchAttributes' | 'memo' | 'startTime' | 'status'>;
+
+/** The task's summary memo, written at start and kept current by the workflow. */
+export function summaryOf(info: Pick<WorkflowExecutionInfo, 'memo'>): SummaryMemo | null {
+  return (info.memo?.[MEMO_SUMMARY] as SummaryMemo | undefined) ?? null;
+}
+
+/** A row from one execution's search attributes and summary memo. */
+export function taskRow(info: ExecutionFields): TaskRow {
   const sa = info.typedSearchAttributes;
-  const summary = (info.memo?.[MEMO_SUMMARY] ?? null) as SummaryMemo | null;
+  const summary = summaryOf(info);
   return {
     task_id: info.workflowId,
     state: (sa.get(SA_STATE) as TaskState | undefined) ?? summary?.state ?? null,
@@ -55,70 +103,4 @@ export function taskRow(info: Pick<WorkflowExecutionInfo, 'workflowId' | 'typedS
     updated_at: summary?.updated_at ?? null,
     status: info.status.name,
   };
-}
-
-/** Lists task workflows matching `clauses`, newest first, at most `limit`. */
-export async function listTasks(client: Client, clauses: string[], limit: number): Promise<WorkflowExecutionInfo[]> {
-  const query = [`WorkflowType = '${TASK_WORKFLOW_TYPE}'`, ...clauses].join(' AND ');
-  const out: WorkflowExecutionInfo[] = [];
-  for await (const info of client.workflow.list({ query, pageSize: Math.min(Math.max(limit, 100), 1_000) })) {
-    out.push(info);
-    if (out.length >= limit) break;
-  }
-  return out;
-}
-
-/** One pending inbox item with the task fields a reviewer needs to triage it. */
-export interface InboxEntry extends InboxItemSummary {
-  task_id: string;
-  waiting_seconds: number;
-  repo: string | null;
-  requester: string | null;
-  priority: number | null;
-  state: TaskState | null;
-  goal: string | null;
-  links: { decide: string; task: string };
-}
-
-/** Filters of `GET /v1/inbox`. */
-export interface InboxFilter {
-  kind?: ItemKind;
-  repo?: string;
-  requester?: string;
-  priority?: number;
-  limit: number;
-}
-
-/** Most open tasks the inbox reads per request; beyond it the inbox says it is truncated. */
-const INBOX_SCAN_MAX = 10_000;
-
-/** The Agent Inbox: pending items of open tasks, highest priority first, then oldest first. */
-export async function listInbox(client: Client, f: InboxFilter, now = Date.now()): Promise<{ items: InboxEntry[]; count: number; truncated: boolean }> {
-  const clauses = [`ExecutionStatus = 'Running'`, 'AgentPendingItems > 0'];
-  if (f.kind) clauses.push(clause('AgentItemKinds', f.kind));
-  if (f.repo) clauses.push(clause('AgentRepo', f.repo));
-  if (f.requester) clauses.push(clause('AgentRequester', f.requester));
-  if (f.priority !== undefined) clauses.push(clause('AgentPriority', f.priority));
-  const infos = await listTasks(client, clauses, INBOX_SCAN_MAX);
-  const entries: InboxEntry[] = [];
-  for (const info of infos) {
-    const row = taskRow(info);
-    const memo = (info.memo?.[MEMO_INBOX] ?? null) as InboxMemo | null;
-    for (const item of memo?.items ?? []) {
-      if (f.kind && item.kind !== f.kind) continue;
-      entries.push({
-        ...item,
-        task_id: row.task_id,
-        waiting_seconds: Math.max(0, Math.round((now - Date.parse(item.created_at)) / 1000)),
-        repo: row.repo,
-        requester: row.requester,
-        priority: row.priority,
-        state: row.state,
-        goal: row.goal,
-        links: { decide: `/v1/tasks/${row.task_id}/inbox/${item.item_id}`, task: `/v1/tasks/${row.task_id}` },
-      });
-    }
-  }
-  entries.sort((a, b) => (a.priority ?? 9) - (b.priority ?? 9) || a.created_at.localeCompare(b.created_at));
-  return { items: entries.slice(0, f.limit), count: entries.length, truncated: infos.length >= INBOX_SCAN_MAX };
 }

@@ -108,14 +108,6 @@ export const TaskState = z.enum([
 ]);
 export type TaskState = z.infer<typeof TaskState>;
 
-/** States after which nothing more happens to a task. */
-export const TERMINAL_STATES: readonly TaskState[] = ['done', 'rejected', 'failed', 'cancelled', 'timed_out'];
-
-/** True when a task in this state has ended. */
-export function isTerminal(state: TaskState): boolean {
-  return TERMINAL_STATES.includes(state);
-}
-
 /** The kinds of thing that can land in the Agent Inbox. */
 export const ItemKind = z.enum([
   'pr_review',
@@ -130,16 +122,6 @@ export type ItemKind = z.infer<typeof ItemKind>;
 /** Everything a human can do to a task. */
 export const Action = z.enum(['approve', 'reject', 'answer', 'request_changes', 'grant_budget', 'message', 'cancel']);
 export type Action = z.infer<typeof Action>;
-
-/** Which actions each inbox item kind accepts (the design's table). */
-export const ACTIONS_BY_KIND: Readonly<Record<ItemKind, readonly Action[]>> = {
-  pr_review: ['approve', 'request_changes', 'reject'],
-  clarification: ['answer', 'cancel'],
-  risky_action: ['approve', 'reject'],
-  plan_approval: ['approve', 'request_changes', 'reject'],
-  budget_request: ['grant_budget', 'cancel'],
-  health_alert: ['message', 'cancel'],
-};
 
 /** Extra budget granted by a human; each field is added to the current limit. */
 export const BudgetGrant = z
@@ -270,9 +252,12 @@ export interface TaskView {
   result: string | null;
 }
 
-/** Clip a string to `max` characters, marking what was cut so nobody mistakes a preview for the whole. */
-export function preview(text: string, max = 2_000): string {
-  if (text.length <= max) return text;
-  const cut = text.length - max;
-  return `${text.slice(0, Math.floor(max / 2))}\n… [${cut} characters elided] …\n${text.slice(text.length - Math.ceil(max / 2))}`;
-}
+/** The contents of a repo's `.agent/policy.yaml`: every field optional, same meaning as the task's. */
+export const RepoPolicy = z.strictObject({
+  protected_paths: z.array(z.string().min(1).max(500)).max(200).optional(),
+  approval_commands: z.array(z.string().min(1).max(500).refine(compiles, 'not a valid regular expression')).max(200).optional(),
+  require_plan_approval: z.boolean().optional(),
+  egress_allowlist: z.array(z.string().min(1).max(253)).max(200).optional(),
+  budget: Budget.partial().optional(),
+});
+export type RepoPolicy = z.infer<typeof RepoPolicy>;

@@ -347,6 +347,9 @@ async function launch(o: {
   const address = `127.0.0.1:${o.port}`;
   const args = ['server', 'start-dev', '--db-filename', o.dbFile, '--ip', '127.0.0.1', '--port', String(o.port)];
   args.push('--namespace', o.namespace, '--log-level', 'warn');
+  // WAL with synchronous=NORMAL roughly doubles write throughput; a crash of the server process loses nothing,
+  // only a power loss can drop the last transactions, and the file is never corrupted.
+  args.push('--sqlite-pragma', 'journal_mode=wal', '--sqlite-pragma', 'synchronous=normal');
   args.push(...(o.uiPort === null ? ['--headless'] : ['--ui-port', String(o.uiPort)]), ...o.extraArgs);
 
   const logStart = await fs.stat(o.logFile).then((s) => s.size, () => 0);

@@ -21,22 +21,27 @@ import {
 } from '@temporalio/workflow';
 import type { RetryPolicy } from '@temporalio/common';
 import type { Activities, ProvisionResult, RunStepResult } from '../activities/types';
-import { commandNeedingApproval, mergeBudget, mergePolicy, protectedPathsTouched } from '../domain/policy';
 import {
   ACTIONS_BY_KIND,
-  type Budget,
-  type BudgetGrant,
-  type Decision,
-  type InboxItem,
-  type ItemKind,
-  type Policy,
-  type Resolution,
-  type TaskState,
-  type TaskView,
-  type TraceEntry,
-  type Usage,
+  commandNeedingApproval,
   isTerminal,
+  mergeBudget,
+  mergePolicy,
   preview,
+  protectedPathsTouched,
+} from '../domain/rules';
+import type {
+  Budget,
+  BudgetGrant,
+  Decision,
+  InboxItem,
+  ItemKind,
+  Policy,
+  Resolution,
+  TaskState,
+  TaskView,
+  TraceEntry,
+  Usage,
 } from '../domain/task';
 import {
   cancelUpdate,
@@ -162,8 +167,9 @@ class TaskRun {
         base_branch: this.input.spec.base_branch,
         planner: this.input.spec.planner.kind,
       });
-      this.publishVisibility();
     }
+    // Memo fields upserted by an earlier run do not carry over continue-as-new: publish them again.
+    this.publishVisibility();
     // Rejects only when the whole workflow is cancelled from outside; the catch below handles that.
     void this.wallClockGuard().catch(() => undefined);
 

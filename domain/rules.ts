@@ -1,22 +1,29 @@
 /**
- * Policy rules: merging a repo's `.agent/policy.yaml` into a task's policy and
- * deciding which commands and paths need a human.
+ * Pure rules over tasks: which actions apply to which item, when a state is final,
+ * how policies merge and which commands and paths need a human.
  *
- * Pure module (the workflow evaluates policy itself, so a step's result cannot
- * talk its way past a gate).
+ * No zod and no Node built-ins: the workflow bundle imports this, and keeping it
+ * small keeps every cached workflow small.
  */
-import { z } from 'zod';
-import { Budget, Policy } from './task';
+import type { Action, Budget, ItemKind, Policy, RepoPolicy, TaskState } from './task';
 
-/** The contents of a repo's `.agent/policy.yaml`: every field optional, same meaning as the task's. */
-export const RepoPolicy = z.strictObject({
-  protected_paths: z.array(z.string().min(1).max(500)).max(200).optional(),
-  approval_commands: Policy.shape.approval_commands.optional(),
-  require_plan_approval: z.boolean().optional(),
-  egress_allowlist: z.array(z.string().min(1).max(253)).max(200).optional(),
-  budget: Budget.partial().optional(),
-});
-export type RepoPolicy = z.infer<typeof RepoPolicy>;
+/** States after which nothing more happens to a task. */
+export const TERMINAL_STATES: readonly TaskState[] = ['done', 'rejected', 'failed', 'cancelled', 'timed_out'];
+
+/** True when a task in this state has ended. */
+export function isTerminal(state: TaskState): boolean {
+  return TERMINAL_STATES.includes(state);
+}
+
+/** Which actions each inbox item kind accepts (the design's table). */
+export const ACTIONS_BY_KIND: Readonly<Record<ItemKind, readonly Action[]>> = {
+  pr_review: ['approve', 'request_changes', 'reject'],
+  clarification: ['answer', 'cancel'],
+  risky_action: ['approve', 'reject'],
+  plan_approval: ['approve', 'request_changes', 'reject'],
+  budget_request: ['grant_budget', 'cancel'],
+  health_alert: ['message', 'cancel'],
+};
 
 const union = (a: readonly string[], b: readonly string[] | undefined): string[] => [...new Set([...a, ...(b ?? [])])];
 
@@ -95,4 +102,11 @@ export function protectedPathsTouched(policy: Policy, paths: readonly string[]):
   if (policy.protected_paths.length === 0) return [];
   const res = policy.protected_paths.map(globToRegExp);
   return paths.filter((p) => res.some((re) => re.test(p)));
+}
+
+/** Clip a string to `max` characters, marking what was cut so nobody mistakes a preview for the whole. */
+export function preview(text: string, max = 2_000): string {
+  if (text.length <= max) return text;
+  const cut = text.length - max;
+  return `${text.slice(0, Math.floor(max / 2))}\n… [${cut} characters elided] …\n${text.slice(text.length - Math.ceil(max / 2))}`;
 }

@@ -1,0 +1,57 @@
+/**
+ * Human decisions, sent to the task workflow as Updates: the workflow's validators
+ * refuse stale or misplaced ones, and the error middleware turns that into a 4xx.
+ */
+import type { Router } from 'express';
+import { CancelBody, DecisionBody, MessageBody } from '../../domain/task';
+import { cancelUpdate, decideUpdate, messageUpdate, taskQuery } from '../../workflows/messages';
+import { ConflictError, toHttpError } from '../errors';
+import { jsonBody } from '../body';
+import type { AppDeps } from '../deps';
+import { valid, validate } from '../validate';
+import { pathParam, taskRouter } from './params';
+
+/** Who acts when a request names nobody, until authenticated roles arrive. */
+const ANONYMOUS = 'anonymous';
+
+/** Routes that decide inbox items, message a task and cancel it; each answers with the workflow's DecisionAck. */
+export function decisionRoutes(deps: AppDeps): Router {
+  const { client } = deps;
+  const router = taskRouter();
+  const body = jsonBody(deps.maxBodyBytes);
+  const decision = validate('body', DecisionBody);
+  const message = validate('body', MessageBody);
+  // A bare `POST …/cancel` with no body is a cancellation with no reason.
+  const cancel = validate('body', CancelBody.default({}));
+
+  router.post('/v1/tasks/:id/inbox/:item_id', body, decision, async function decide(req, res) {
+    const d = valid(req, decision);
+    const handle = client.workflow.getHandle(pathParam(req, 'id'));
+    const itemId = pathParam(req, 'item_id');
+    try {
+      res.json(await handle.executeUpdate(decideUpdate, { args: [{ ...d, item_id: itemId, actor: d.actor ?? ANONYMOUS }] }));
+    } catch (err) {
+      const mapped = toHttpError(err);
+      if (mapped?.code !== 'task_ended') throw err;
+      // A closed task still answers queries: say who settled the item, as an open task's validator would.
+      const view = await handle.query(taskQuery).catch(() => null);
+      const r = view?.items.find((i) => i.item_id === itemId)?.resolution;
+      if (!view || !r) throw err;
+      throw new ConflictError('stale_decision', `item ${itemId} is no longer pending: ${r.action} by ${r.actor} at ${r.at}; the task has ended (${view.state})`, err);
+    }
+  });
+
+  router.post('/v1/tasks/:id/messages', body, message, async function sendMessage(req, res) {
+    const m = valid(req, message);
+    const ack = await client.workflow.getHandle(pathParam(req, 'id')).executeUpdate(messageUpdate, { args: [{ ...m, actor: m.actor ?? ANONYMOUS }] });
+    res.json(ack);
+  });
+
+  router.post('/v1/tasks/:id/cancel', body, cancel, async function cancelTask(req, res) {
+    const c = valid(req, cancel);
+    const ack = await client.workflow.getHandle(pathParam(req, 'id')).executeUpdate(cancelUpdate, { args: [{ ...c, actor: c.actor ?? ANONYMOUS }] });
+    res.json(ack);
+  });
+
+  return router;
+}

@@ -1,0 +1,20 @@
+/**
+ * `GET /v1/inbox`: the Agent Inbox listing.
+ */
+import { Router } from 'express';
+import type { AppDeps } from '../deps';
+import { listInbox } from '../inbox';
+import { InboxQuery } from '../schemas';
+import { valid, validate } from '../validate';
+
+/** The inbox route: pending items of open tasks, filtered, highest priority and oldest first. */
+export function inboxRoutes(deps: AppDeps): Router {
+  const router = Router();
+  const query = validate('query', InboxQuery);
+
+  router.get('/v1/inbox', query, async function getInbox(req, res) {
+    res.json(await listInbox(deps.client, valid(req, query)));
+  });
+
+  return router;
+}

@@ -1,0 +1,124 @@
+/**
+ * Task intake and reads: `POST /v1/tasks`, `GET /v1/tasks`, `GET /v1/tasks/:id`, its trace and artifacts.
+ */
+import { WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
+import type { SearchAttributePair } from '@temporalio/common';
+import type { Router } from 'express';
+import { TaskSpec } from '../../domain/task';
+import { TASK_WORKFLOW_TYPE, taskQuery, traceQuery, type TaskWorkflowInput } from '../../workflows/messages';
+import {
+  MEMO_REQUEST_HASH,
+  MEMO_SUMMARY,
+  SA_LABELS,
+  SA_PENDING,
+  SA_PRIORITY,
+  SA_REPO,
+  SA_REQUESTER,
+  SA_STATE,
+  type SummaryMemo,
+} from '../../workflows/search-attributes';
+import { archivedTrace, readArtifact } from '../artifacts';
+import { jsonBody } from '../body';
+import type { AppDeps } from '../deps';
+import { ConflictError } from '../errors';
+import { idempotentTaskId, newTaskId, requestHash } from '../idempotency';
+import { CreateTaskHeaders, TaskListQuery } from '../schemas';
+import { valid, validate } from '../validate';
+import { listExecutions, summaryOf, taskRow, visibilityQuery, where } from '../visibility';
+import { pathParam, taskRouter } from './params';
+
+/** Characters of the goal kept in the summary memo that listings show. */
+const GOAL_PREVIEW_CHARS = 200;
+
+/** Where a task and its trace live in this API. */
+function taskLinks(taskId: string): { self: string; trace: string } {
+  return { self: `/v1/tasks/${taskId}`, trace: `/v1/tasks/${taskId}/trace` };
+}
+
+/** Routes that start tasks and read them. */
+export function taskRoutes(deps: AppDeps): Router {
+  const { client, log } = deps;
+  const router = taskRouter();
+  const headers = validate('headers', CreateTaskHeaders);
+  const spec = validate('body', TaskSpec);
+  const listQuery = validate('query', TaskListQuery);
+
+  router.post('/v1/tasks', headers, jsonBody(deps.maxBodyBytes), spec, async function createTask(req, res) {
+    const task = valid(req, spec);
+    const key = valid(req, headers)['idempotency-key'];
+    const hash = key === undefined ? undefined : requestHash(task);
+    const taskId = key === undefined ? newTaskId() : idempotentTaskId(task.requester, key);
+    const createdAt = new Date().toISOString();
+    const links = taskLinks(taskId);
+    const input: TaskWorkflowInput = { task_id: taskId, spec: task, created_at: createdAt };
+    const summary: SummaryMemo = { goal: task.goal.slice(0, GOAL_PREVIEW_CHARS), state: 'queued', created_at: createdAt, updated_at: createdAt };
+    const searchAttributes: SearchAttributePair[] = [
+      { key: SA_STATE, value: 'queued' },
+      { key: SA_REPO, value: task.repo },
+      { key: SA_REQUESTER, value: task.requester },
+      { key: SA_PRIORITY, value: task.priority },
+      { key: SA_PENDING, value: 0 },
+    ];
+    if (task.labels.length > 0) searchAttributes.push({ key: SA_LABELS, value: task.labels });
+    try {
+      await client.workflow.start(TASK_WORKFLOW_TYPE, {
+        workflowId: taskId,
+        taskQueue: deps.taskQueue,
+        args: [input],
+        workflowIdReusePolicy: 'REJECT_DUPLICATE',
+        typedSearchAttributes: searchAttributes,
+        memo: { [MEMO_SUMMARY]: summary, ...(hash === undefined ? {} : { [MEMO_REQUEST_HASH]: hash }) },
+      });
+    } catch (err) {
+      // Without a key a duplicate id is a fault for the error middleware; with one it is a retry, or a reused key.
+      if (hash === undefined || !(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
+      const existing = await client.workflow.getHandle(taskId).describe();
+      if (existing.memo?.[MEMO_REQUEST_HASH] !== hash) {
+        throw new ConflictError('idempotency_key_reused', 'this Idempotency-Key was already used for a different request', err);
+      }
+      res
+        .status(200)
+        .location(links.self)
+        .json({ task_id: taskId, state: taskRow(existing).state, links, summary: summaryOf(existing) });
+      return;
+    }
+    log.info('task submitted', { task_id: taskId, requester: task.requester, priority: task.priority, idempotent: key !== undefined });
+    res.status(202).location(links.self).json({ task_id: taskId, state: 'queued', links });
+  });
+
+  router.get('/v1/tasks', listQuery, async function listTasks(req, res) {
+    const q = valid(req, listQuery);
+    // A continued-as-new run is the same task as its successor; list each task once.
+    const clauses = [where('ExecutionStatus', '!=', 'ContinuedAsNew')];
+    if (q.state !== undefined) clauses.push(where(SA_STATE, '=', q.state));
+    if (q.repo !== undefined) clauses.push(where(SA_REPO, '=', q.repo));
+    if (q.requester !== undefined) clauses.push(where(SA_REQUESTER, '=', q.requester));
+    if (q.label !== undefined) clauses.push(where(SA_LABELS, '=', q.label));
+    if (q.priority !== undefined) clauses.push(where(SA_PRIORITY, '=', q.priority));
+    const executions = await listExecutions(client, visibilityQuery(clauses), q.limit);
+    res.json({ tasks: executions.map(taskRow) });
+  });
+
+  router.get('/v1/tasks/:id', async function getTask(req, res) {
+    res.json(await client.workflow.getHandle(pathParam(req, 'id')).query(taskQuery));
+  });
+
+  router.get('/v1/tasks/:id/trace', async function getTrace(req, res) {
+    const id = pathParam(req, 'id');
+    const live = await client.workflow.getHandle(id).query(traceQuery);
+    const archived = live.first_index > 0 && deps.artifacts ? await archivedTrace(deps.artifacts, id, live.first_index, log) : null;
+    if (archived === null) {
+      res.json({ entries: live.entries, first_index: live.first_index });
+      return;
+    }
+    res.json({ entries: [...archived, ...live.entries], first_index: 0 });
+  });
+
+  router.get('/v1/tasks/:id/artifacts/:name', async function getArtifact(req, res) {
+    const content = await readArtifact(deps.artifacts, pathParam(req, 'id'), pathParam(req, 'name'));
+    // Artifacts hold command output and diffs: never let a browser sniff them into HTML.
+    res.type('text/plain; charset=utf-8').set('X-Content-Type-Options', 'nosniff').send(content);
+  });
+
+  return router;
+}
