@@ -26,7 +26,7 @@ export const Config = z.object({
     .transform((v) => v.split(',').map((r) => r.trim()).filter(Boolean))
     .pipe(z.array(z.enum(['api', 'worker'])).min(1)),
   /** Workflows a worker keeps in memory; parked tasks beyond it replay from history when touched. */
-  WORKER_MAX_CACHED_WORKFLOWS: z.coerce.number().int().positive().default(2_000),
+  WORKER_MAX_CACHED_WORKFLOWS: z.coerce.number().int().positive().default(250),
   LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
   API_MAX_BODY_BYTES: z.coerce.number().int().positive().default(512 * 1024),
 });

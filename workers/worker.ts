@@ -32,7 +32,7 @@ export async function createWorker(deps: WorkerDeps): Promise<Worker> {
     taskQueue: deps.taskQueue,
     workflowBundle: deps.workflowBundle,
     activities: deps.activities,
-    maxCachedWorkflows: deps.maxCachedWorkflows ?? 2_000,
+    maxCachedWorkflows: deps.maxCachedWorkflows ?? 250,
     // Steps heartbeat; a shutdown waits this long for running steps before Temporal retries them elsewhere.
     shutdownGraceTime: '5 seconds',
     ...(deps.identity ? { identity: deps.identity } : {}),
