@@ -14,6 +14,13 @@ import { recordHistory, recorded } from './support/histories';
 import { Worker } from '@temporalio/worker';
 import { WORKFLOWS_PATH } from '../workers/worker';
 import { startTestStack, startTestTemporal } from './support/stack';
+import { createActivities } from '../activities';
+import { ArtifactStore } from '../activities/artifacts/store';
+import { ProcessSandboxDriver } from '../activities/sandbox/process';
+import { createLogger } from '../workers/log';
+import { reapOrphanSandboxes } from '../workers/reaper';
+
+const quiet = createLogger({ level: 'error', component: 'test' });
 
 let temporal: DevServer;
 let stack: Stack;
@@ -203,6 +210,41 @@ describe('policy gates', () => {
     assert.deepEqual(item.detail.paths, ['secrets/new.txt']);
     assert.equal((await call(base, 'POST', `/v1/tasks/${id}/cancel`, { reason: 'test done' })).status, 200);
     await settledState(id, 'cancelled');
+  });
+});
+
+describe('plan approval and the reaper', () => {
+  it('waits for plan approval when policy requires it; a recipe plan cannot be sent back for changes', async () => {
+    const id = await submit([{ name: 'touch', run: 'echo planned > plan.txt' }], { policy: { require_plan_approval: true } });
+    const item = await pendingItem(id, 'plan_approval');
+    assert.deepEqual(item.detail.steps, [{ name: 'touch', run: 'echo planned > plan.txt' }]);
+    assert.equal((await task(id)).usage.steps, 0, 'nothing ran before the plan was approved');
+    const changes = await decide(id, item.item_id, { action: 'request_changes', comment: 'different plan' });
+    assert.equal(changes.status, 409);
+    assert.match(changes.body.error.message, /recipe plan is fixed/);
+    assert.equal((await decide(id, item.item_id, { action: 'approve', actor: 'lead' })).status, 200);
+    await pendingItem(id, 'pr_review');
+  });
+
+  it('removes sandboxes and working copies whose task is not open', async () => {
+    const orphan = path.join(dataDir, 'workspaces', 't-orphan-of-a-crash');
+    fs.mkdirSync(path.join(orphan, 'src'), { recursive: true });
+    const open = await submit([{ run: 'sleep 120' }]);
+    await eventually(() => task(open), (t) => t.state === 'running', 'running');
+    const driver = new ProcessSandboxDriver({ root: path.join(dataDir, 'sandboxes'), log: quiet });
+    const activities = createActivities({ sandbox: driver, artifacts: new ArtifactStore(path.join(dataDir, 'artifacts')), dataDir, log: quiet });
+    const removed = await reapOrphanSandboxes({
+      client: stack.client,
+      list: async () => [...new Set([...(await driver.list()), ...fs.readdirSync(path.join(dataDir, 'workspaces'))])],
+      remove: (taskId) => activities.teardownSandbox({ task_id: taskId, sandbox: null }),
+      log: quiet,
+    });
+    assert.ok(removed.includes('t-orphan-of-a-crash'));
+    assert.ok(!removed.includes(open), 'an open task keeps its sandbox');
+    assert.ok(!fs.existsSync(orphan));
+    assert.ok(fs.existsSync(path.join(dataDir, 'workspaces', open)));
+    await call(base, 'POST', `/v1/tasks/${open}/cancel`, {});
+    await settledState(open, 'cancelled');
   });
 });
 
