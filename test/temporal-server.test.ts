@@ -18,8 +18,8 @@ import {
   startDevServer,
   type DevServer,
 } from '../workers/temporal-server';
+import { REPO_ROOT } from './support/stack';
 
-const REPO_ROOT = path.resolve(__dirname, __dirname.includes(`${path.sep}dist${path.sep}`) ? '../..' : '..');
 const CACHE_DIR = path.join(REPO_ROOT, '.cache', 'temporal');
 
 // The same set the product registers, spelled out so this test pins the SQLite limits independently.
