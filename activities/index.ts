@@ -48,6 +48,7 @@ export const STEP_OUTPUT_MAX_BYTES = 1024 * 1024;
 const STEP_PREVIEW_CHARS = 2_000;
 const DIFF_PREVIEW_CHARS = 8_000;
 const POLICY_FILE = '.agent/policy.yaml';
+const TRACE_ARTIFACT = 'trace.jsonl';
 const POLICY_MAX_BYTES = 64 * 1024;
 const BRANCH_PREFIX = 'agent/';
 
@@ -240,9 +241,15 @@ export function createActivities(deps: ActivityDeps): Activities {
     },
 
     async archiveTrace(input) {
-      if (input.entries.length === 0) return;
-      const lines = input.entries.map((e) => `${JSON.stringify(e)}\n`).join('');
-      await deps.artifacts.append(keyOf(input.task_id), 'trace.jsonl', lines);
+      const key = keyOf(input.task_id);
+      const archived = await deps.artifacts.completeLines(key, TRACE_ARTIFACT);
+      // An earlier attempt may have appended some or all of these before its worker died.
+      const fresh = input.entries.slice(Math.max(0, archived - input.first_index));
+      if (archived < input.first_index) {
+        log.warn('trace archive is missing entries', { task_id: key, archived, first_index: input.first_index });
+      }
+      if (fresh.length === 0) return;
+      await deps.artifacts.append(key, TRACE_ARTIFACT, fresh.map((e) => `${JSON.stringify(e)}\n`).join(''));
     },
   };
 

@@ -87,6 +87,9 @@ export interface Activities {
   deleteBranch(input: { repo: string; branch: string }): Promise<void>;
   /** Kill and remove the sandbox and its working copy; succeeds when already gone. */
   teardownSandbox(input: { task_id: string; sandbox: SandboxHandle | null }): Promise<void>;
-  /** Append trace entries evicted from workflow state to the task's trace artifact. */
-  archiveTrace(input: { task_id: string; entries: unknown[] }): Promise<void>;
+  /**
+   * Append trace entries evicted from workflow state to the task's trace artifact; `first_index` is the
+   * position of `entries[0]` in the whole trace, so a retried append writes nothing twice.
+   */
+  archiveTrace(input: { task_id: string; first_index: number; entries: unknown[] }): Promise<void>;
 }

@@ -291,12 +291,15 @@ describe('diffCheckpoints, archiveTrace and teardownSandbox', () => {
     assert.equal((await artifacts.read(d.diff.ref)).toString(), d.preview);
   });
 
-  it('appends trace entries as JSON lines', async () => {
+  it('appends trace entries as JSON lines, once each even when an append is retried or torn', async () => {
     const id = nextTaskId();
-    await acts.archiveTrace({ task_id: id, entries: [{ type: 'a' }, { type: 'b' }] });
-    await acts.archiveTrace({ task_id: id, entries: [{ type: 'c' }] });
+    await acts.archiveTrace({ task_id: id, first_index: 0, entries: [{ type: 'a' }, { type: 'b' }] });
+    await acts.archiveTrace({ task_id: id, first_index: 0, entries: [{ type: 'a' }, { type: 'b' }] });
+    await artifacts.append(id, 'trace.jsonl', '{"type":"c"');
+    await acts.archiveTrace({ task_id: id, first_index: 2, entries: [{ type: 'c' }, { type: 'd' }] });
+    await acts.archiveTrace({ task_id: id, first_index: 3, entries: [{ type: 'd' }, { type: 'e' }] });
     const lines = (await artifacts.readByName(id, 'trace.jsonl')).toString().trim().split('\n');
-    assert.deepEqual(lines.map((l) => JSON.parse(l).type), ['a', 'b', 'c']);
+    assert.deepEqual(lines.map((l) => JSON.parse(l).type), ['a', 'b', 'c', 'd', 'e']);
   });
 
   it('removes the sandbox and the working copy, and succeeds when they are already gone', async () => {

@@ -786,7 +786,7 @@ class TaskRun {
     const s = this.s;
     if (s.trace.length <= TRACE_KEEP) return;
     const old = s.trace.slice(0, s.trace.length - TRACE_KEEP / 2);
-    await io.archiveTrace({ task_id: this.input.task_id, entries: old });
+    await io.archiveTrace({ task_id: this.input.task_id, first_index: s.trace_offset, entries: old });
     s.trace = s.trace.slice(old.length);
     s.trace_offset += old.length;
   }

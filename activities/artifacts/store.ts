@@ -100,6 +100,26 @@ export class ArtifactStore {
     return { ref: artifactRef(taskId, name), bytes: size };
   }
 
+  /**
+   * How many complete lines a line-oriented artifact holds (0 when absent); a torn last line,
+   * left by a crash in the middle of an append, is cut off so the next append starts clean.
+   */
+  async completeLines(taskId: string, name: string): Promise<number> {
+    const file = this.file(taskId, name);
+    let content: Buffer;
+    try {
+      content = await fs.readFile(file);
+    } catch (err) {
+      if (isNotFound(err)) return 0;
+      throw err;
+    }
+    const end = content.lastIndexOf(0x0a) + 1;
+    if (end < content.length) await fs.truncate(file, end);
+    let lines = 0;
+    for (let i = 0; i < end; i++) if (content[i] === 0x0a) lines++;
+    return lines;
+  }
+
   /** The content of the artifact a reference names. */
   async read(ref: string): Promise<Buffer> {
     const { taskId, name } = parseArtifactRef(ref);
