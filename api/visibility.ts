@@ -31,7 +31,7 @@ export class UnsafeFilterValueError extends Error {
 }
 
 /** A comparison against a search attribute key or a system attribute name (for a keyword list, `=` means "contains"). */
-export function where(key: { readonly name: string } | string, op: '=' | '!=' | '>', value: string | number): string {
+export function where(key: { readonly name: string } | string, op: '=' | '!=' | '>' | '<' | '<=', value: string | number): string {
   const attribute = typeof key === 'string' ? key : key.name;
   return `${attribute} ${op} ${literal(attribute, value)}`;
 }

@@ -3,7 +3,7 @@
  */
 import { Router } from 'express';
 import type { AppDeps } from '../deps';
-import { listInbox } from '../inbox';
+import { InboxReader } from '../inbox';
 import { InboxQuery } from '../schemas';
 import { valid, validate } from '../validate';
 
@@ -11,9 +11,10 @@ import { valid, validate } from '../validate';
 export function inboxRoutes(deps: AppDeps): Router {
   const router = Router();
   const query = validate('query', InboxQuery);
+  const reader = new InboxReader(deps.client);
 
   router.get('/v1/inbox', query, async function getInbox(req, res) {
-    res.json(await listInbox(deps.client, valid(req, query)));
+    res.json(await reader.list(valid(req, query)));
   });
 
   return router;
