@@ -53,6 +53,8 @@ interface Window {
 const WINDOW_HEADROOM = 1.3;
 /** A remembered window holding more than this multiple of the page is read in full again instead. */
 const WINDOW_MAX = 2.5;
+/** Distinct filters whose windows are remembered (least recently refreshed dropped first). */
+const WINDOWS_KEPT = 500;
 
 /**
  * Reads inbox pages. SQL visibility has no ORDER BY and costs about 0.4 ms per row it returns,
@@ -86,8 +88,12 @@ export class InboxReader {
     this.reads.full += 1;
     const executions = await listExecutions(this.client, visibilityQuery(clauses), INBOX_SCAN_MAX);
     const window = windowFor(executions, Math.ceil(filter.limit * WINDOW_HEADROOM));
-    if (window) this.windows.set(key, window);
-    else this.windows.delete(key);
+    this.windows.delete(key);
+    if (window) {
+      // Filters come from callers: keep only the most recently used ones.
+      if (this.windows.size >= WINDOWS_KEPT) this.windows.delete(this.windows.keys().next().value!);
+      this.windows.set(key, window);
+    }
     const entries = toEntries(executions, filter, null, now);
     return { items: entries.slice(0, filter.limit), count: executions.length, truncated: executions.length >= INBOX_SCAN_MAX };
   }
