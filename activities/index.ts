@@ -2,7 +2,6 @@
  * The worker's activities, built from their dependencies: the sandbox driver,
  * the artifact store and the data directory holding working copies.
  */
-import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
@@ -22,6 +21,7 @@ import {
   deleteRemoteBranch,
   diff,
   headCommit,
+  isWorkingCopy,
   push,
   readCommit,
   readTextAt,
@@ -72,9 +72,9 @@ export function createActivities(deps: ActivityDeps): Activities {
   const workspaceOf = (taskId: string): string => path.join(workspaces, keyOf(taskId));
 
   /** The task's working copy, refusing a handle that points anywhere else or a copy that has vanished. */
-  const workingCopy = (taskId: string, handle: SandboxHandle): string => {
+  const workingCopy = async (taskId: string, handle: SandboxHandle): Promise<string> => {
     const dir = workspaceOf(taskId);
-    if (path.resolve(handle.hostWorkdir) !== dir || !existsSync(path.join(dir, '.git'))) {
+    if (path.resolve(handle.hostWorkdir) !== dir || !(await isWorkingCopy(dir))) {
       throw activityFailure('SandboxLost', `the working copy of task ${taskId} is gone from this worker's data directory`);
     }
     return dir;
@@ -84,7 +84,7 @@ export function createActivities(deps: ActivityDeps): Activities {
     async provisionSandbox(input) {
       const key = keyOf(input.task_id);
       const dir = workspaceOf(key);
-      if (existsSync(path.join(dir, '.git'))) {
+      if (await isWorkingCopy(dir)) {
         log.info('working copy re-attached', { task_id: key });
       } else {
         await clone(input.repo, input.base_branch, dir);
@@ -95,13 +95,21 @@ export function createActivities(deps: ActivityDeps): Activities {
       const repo_policy = parseRepoPolicy(await readTextAt(dir, base_commit, POLICY_FILE));
       const has_agents_md = (await readTextAt(dir, base_commit, 'AGENTS.md')) !== null;
       const checkpoint = await snapshotTree(dir);
-      const sandbox = await deps.sandbox.provision({ id: key, hostWorkdir: dir });
+      const taskEgress = input.egress_allowlist ?? [];
+      const egressAllowlist = repo_policy?.egress_allowlist ? taskEgress.filter((d) => repo_policy.egress_allowlist!.includes(d)) : taskEgress;
+      const deadline = input.deadline_at ? Date.parse(input.deadline_at) : NaN;
+      const sandbox = await deps.sandbox.provision({
+        id: key,
+        hostWorkdir: dir,
+        egressAllowlist,
+        activeDeadlineSeconds: Number.isFinite(deadline) ? Math.max(60, Math.ceil((deadline - Date.now()) / 1000)) : undefined,
+      });
       return { sandbox, base_commit, checkpoint, repo_policy, has_agents_md };
     },
 
     async runStep(input) {
       const key = keyOf(input.task_id);
-      const dir = workingCopy(key, input.sandbox);
+      const dir = await workingCopy(key, input.sandbox);
       const scope = activityScope();
       // Git work on a large working copy can outlast the heartbeat timeout, so beat while it runs too.
       await whileBeating(scope.heartbeat, async () => {
@@ -115,6 +123,7 @@ export function createActivities(deps: ActivityDeps): Activities {
         if (found === input.checkpoint) return;
         if (!killed) await deps.sandbox.killAll(input.sandbox);
         await restoreTree(dir, input.checkpoint);
+        await deps.sandbox.syncWorkdir?.(input.sandbox);
         log.warn('working copy restored to checkpoint before step', {
           task_id: key,
           round: input.round,
@@ -160,7 +169,7 @@ export function createActivities(deps: ActivityDeps): Activities {
 
     async diffCheckpoints(input) {
       const key = keyOf(input.task_id);
-      const dir = workingCopy(key, input.sandbox);
+      const dir = await workingCopy(key, input.sandbox);
       const d = await diff(dir, input.from, input.to, input.paths);
       const ref = await deps.artifacts.put(key, `${input.name}.diff`, d.patch);
       return { stat: d.stat, preview: preview(d.patch, DIFF_PREVIEW_CHARS), diff: ref, files_changed: d.filesChanged };
@@ -168,7 +177,7 @@ export function createActivities(deps: ActivityDeps): Activities {
 
     async publishOutput(input) {
       const key = keyOf(input.task_id);
-      const dir = workingCopy(key, input.sandbox);
+      const dir = await workingCopy(key, input.sandbox);
       const branch = branchFor(key);
       const tree = await snapshotTree(dir);
       const tip = await branchTip(dir, branch);

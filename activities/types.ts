@@ -69,7 +69,15 @@ export interface PublishResult {
 /** The worker's activities, as the workflow sees them. */
 export interface Activities {
   /** Clone `repo` at `base_branch` into a private working copy and provision the sandbox around it; re-attaches when it exists. */
-  provisionSandbox(input: { task_id: string; repo: string; base_branch: string }): Promise<ProvisionResult>;
+  provisionSandbox(input: {
+    task_id: string;
+    repo: string;
+    base_branch: string;
+    /** The task's egress allowlist (the repo's policy can only narrow it); absent in histories recorded before it existed. */
+    egress_allowlist?: string[];
+    /** When the task's wall-clock budget runs out; sandboxes that can enforce a deadline get it. */
+    deadline_at?: string;
+  }): Promise<ProvisionResult>;
   /** Run one command in the sandbox, heartbeating; cancellation kills it. */
   runStep(input: RunStepInput): Promise<RunStepResult>;
   /** Diff between two checkpoints, optionally limited to paths. */

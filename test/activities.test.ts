@@ -9,7 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import { ApplicationFailure } from '@temporalio/common';
 import { createActivities } from '../activities';
 import { ArtifactNotFoundError, ArtifactStore, InvalidArtifactNameError } from '../activities/artifacts/store';
-import { restoreTree, snapshotTree } from '../activities/git/workspace';
+import { gitDirOf, restoreTree, snapshotTree } from '../activities/git/workspace';
 import { ProcessSandboxDriver, SandboxPathError } from '../activities/sandbox/process';
 import type { SandboxHandle } from '../activities/sandbox/driver';
 import type { Activities, ProvisionResult } from '../activities/types';
@@ -150,13 +150,14 @@ describe('runStep', () => {
     for (const gone of ['stray.txt', 'deep', 'src-moved']) assert.equal(fs.existsSync(path.join(dir, gone)), false, gone);
     // Ignored files are not part of a checkpoint and survive a restore (dependencies installed by earlier steps).
     assert.equal(fs.readFileSync(path.join(dir, 'node_modules/dep.js'), 'utf8'), 'dep\n');
-    assert.ok(fs.statSync(path.join(dir, '.git/HEAD')).isFile());
+    assert.ok(fs.statSync(path.join(gitDirOf(dir), 'HEAD')).isFile());
+    assert.equal(fs.existsSync(path.join(dir, '.git')), false, 'the repository lives outside the working copy');
 
     // And back to the pristine tree: the step's own additions go too.
     await restoreTree(dir, p.checkpoint);
     assert.equal(await snapshotTree(dir), p.checkpoint);
     assert.equal(fs.existsSync(path.join(dir, 'one.txt')), false);
-    assert.equal(git(dir, 'rev-parse', 'HEAD'), p.base_commit);
+    assert.equal(git(dir, '--git-dir', gitDirOf(dir), 'rev-parse', 'HEAD'), p.base_commit);
   });
 
   it('leaves a background process running until killAll, which a restarted worker can still do', async () => {

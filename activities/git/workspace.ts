@@ -2,9 +2,14 @@
  * Git operations on a task's working copy on the worker's host: clone, checkpoints
  * as tree ids, diffs, commits and pushes.
  *
+ * The repository of a working copy lives outside it (`gitDirOf`): commands in the
+ * sandbox can write every file of the working copy, and a `.git/config` they wrote
+ * (a filter, a hook, an fsmonitor) would run on the host the next time git touched it.
+ * Every call names the repository and work tree explicitly, so a `.git` a command
+ * plants in the working copy is never read.
+ *
  * Every call is `execFile('git', args)` (never a shell), with hooks and fsmonitor
- * disabled (commands in the sandbox can write `.git`, and host-side git must not
- * run what they put there), prompts off, and a fixed author.
+ * disabled all the same, prompts off, and a fixed author.
  */
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -118,8 +123,18 @@ function run(args: string[], opts: RunOptions = {}): Promise<{ stdout: string; c
   });
 }
 
+/** Where the repository of the working copy at `workTree` lives: beside it, never inside it. */
+export function gitDirOf(workTree: string): string {
+  const abs = path.resolve(workTree);
+  return path.join(path.dirname(abs), '.git-dirs', `${path.basename(abs)}.git`);
+}
+
 async function git(dir: string, args: string[], opts: Omit<RunOptions, 'cwd'> = {}): Promise<string> {
-  return (await run(args, { ...opts, cwd: dir })).stdout;
+  return (await run(inRepo(dir, args), { ...opts, cwd: dir })).stdout;
+}
+
+function inRepo(dir: string, args: string[]): string[] {
+  return ['--git-dir', gitDirOf(dir), '--work-tree', path.resolve(dir), ...args];
 }
 
 function checkRemote(remote: string): string {
@@ -162,22 +177,46 @@ export async function clone(repo: string, baseBranch: string, dest: string): Pro
   checkRemote(repo);
   checkBranch(baseBranch);
   const parent = path.dirname(path.resolve(dest));
-  await fs.mkdir(parent, { recursive: true });
+  const gitDir = gitDirOf(dest);
+  await fs.mkdir(path.dirname(gitDir), { recursive: true });
   await removeCloneLeftovers(dest);
+  // Without its work tree a repository is a leftover of a clone that died before the rename below.
+  await fs.rm(gitDir, { recursive: true, force: true });
   const tmp = path.join(parent, `${clonePrefix(dest)}${randomBytes(6).toString('hex')}`);
   try {
-    await run(['clone', '--quiet', '--branch', baseBranch, '--single-branch', '--no-tags', '--', repo, tmp]);
+    await run(['clone', '--quiet', '--branch', baseBranch, '--single-branch', '--no-tags', `--separate-git-dir=${gitDir}`, '--', repo, tmp]);
+    // The `.git` file clone leaves would point commands in the sandbox at the host's repository path.
+    await fs.rm(path.join(tmp, '.git'), { force: true });
     await fs.rename(tmp, dest);
   } catch (err) {
     await fs.rm(tmp, { recursive: true, force: true });
+    await fs.rm(gitDir, { recursive: true, force: true });
     classify(err, UNAVAILABLE, 'unavailable');
   }
+}
+
+/**
+ * Whether `dir` is a complete working copy (its work tree and its repository both present).
+ * A working copy made before repositories moved out of work trees is moved over here.
+ */
+export async function isWorkingCopy(dir: string): Promise<boolean> {
+  const gitDir = gitDirOf(dir);
+  const inside = path.join(dir, '.git');
+  const [outer, inner] = await Promise.all([fs.stat(path.join(gitDir, 'HEAD')).catch(() => null), fs.lstat(inside).catch(() => null)]);
+  if (outer === null && inner?.isDirectory()) {
+    await fs.mkdir(path.dirname(gitDir), { recursive: true });
+    await fs.rename(inside, gitDir);
+    return true;
+  }
+  if (outer === null) return false;
+  return (await fs.stat(dir).catch(() => null))?.isDirectory() ?? false;
 }
 
 /** Remove a working copy and any half clone of it; succeeds when neither exists. */
 export async function removeWorkingCopy(dest: string): Promise<void> {
   await removeCloneLeftovers(dest);
   await fs.rm(dest, { recursive: true, force: true });
+  await fs.rm(gitDirOf(dest), { recursive: true, force: true });
 }
 
 async function removeCloneLeftovers(dest: string): Promise<void> {
@@ -205,7 +244,7 @@ export async function headCommit(dir: string): Promise<string> {
  * written to the object store without touching HEAD or the repository's index.
  */
 export async function snapshotTree(dir: string): Promise<string> {
-  const gitDir = path.join(dir, '.git');
+  const gitDir = gitDirOf(dir);
   const index = path.join(gitDir, `agent-snapshot-${process.pid}-${randomBytes(6).toString('hex')}.index`);
   try {
     // Seeding from the real index lets git skip hashing files whose stat data has not changed.
@@ -223,7 +262,7 @@ export async function snapshotTree(dir: string): Promise<string> {
 /**
  * Make the working copy exactly `tree`: every file of the tree written, every other
  * untracked file or directory removed. Ignored files are kept (dependencies installed
- * by earlier steps survive), and `.git` itself is never touched. The index is reset to `tree`.
+ * by earlier steps survive); the repository lives outside the work tree and is untouched. The index is reset to `tree`.
  */
 export async function restoreTree(dir: string, tree: string): Promise<void> {
   checkObject(tree);
@@ -279,7 +318,7 @@ export async function readTextAt(dir: string, commit: string, file: string): Pro
 
 /** Commit a local branch points at, or null when it does not exist. */
 export async function branchTip(dir: string, branch: string): Promise<string | null> {
-  const { stdout, code } = await run(['rev-parse', '--verify', '--quiet', `refs/heads/${checkBranch(branch)}^{commit}`], {
+  const { stdout, code } = await run(inRepo(dir, ['rev-parse', '--verify', '--quiet', `refs/heads/${checkBranch(branch)}^{commit}`]), {
     cwd: dir,
     okCodes: [1],
   });
@@ -336,7 +375,7 @@ export async function deleteRemoteBranch(remote: string, branch: string): Promis
   const scratch = await fs.mkdtemp(path.join(os.tmpdir(), 'agent-inbox-git-'));
   try {
     await run(['init', '--quiet', '--bare', scratch]);
-    await git(scratch, ['push', '--quiet', '--no-verify', '--', checkRemote(remote), `:refs/heads/${checkBranch(branch)}`]);
+    await run(['--git-dir', scratch, 'push', '--quiet', '--no-verify', '--', checkRemote(remote), `:refs/heads/${checkBranch(branch)}`], { cwd: scratch });
   } catch (err) {
     // Someone else deleted it between our look and our push: the outcome we wanted.
     if ((await remoteBranchTip(remote, branch)) !== null) classify(err, REJECTED, 'rejected');

@@ -39,17 +39,34 @@ export interface ExecResult {
   durationMs: number;
 }
 
+/** What a sandbox is made for. */
+export interface ProvisionOptions {
+  /** The task id. */
+  id: string;
+  /** The working copy on the worker's host. */
+  hostWorkdir: string;
+  /** Domains the task may reach; empty or absent means no egress at all. Drivers that cannot proxy keep egress denied. */
+  egressAllowlist?: string[];
+  /** Seconds the sandbox may live at most (the task's remaining wall-clock budget), where the driver can enforce it. */
+  activeDeadlineSeconds?: number;
+}
+
 /** Provision, run commands in, inspect and remove one sandbox per task. */
 export interface SandboxDriver {
   readonly name: string;
   readonly isolation: string;
   /** Create the sandbox around an existing host working copy, or re-attach to the live one with this id. */
-  provision(opts: { id: string; hostWorkdir: string }): Promise<SandboxHandle>;
+  provision(opts: ProvisionOptions): Promise<SandboxHandle>;
   exec(handle: SandboxHandle, command: string, opts: ExecOptions): Promise<ExecResult>;
   /** Read a file of the working copy (path relative to it; escapes are refused). */
   readFile(handle: SandboxHandle, path: string): Promise<string>;
   /** Write a file of the working copy (path relative to it; escapes are refused). */
   writeFile(handle: SandboxHandle, path: string, content: string): Promise<void>;
+  /**
+   * The worker changed files of the working copy on its host (a checkpoint was restored): make the
+   * sandbox see them as its own. Drivers that share the host's files directly need not implement it.
+   */
+  syncWorkdir?(handle: SandboxHandle): Promise<void>;
   /** Kill anything still running inside (used before restoring a checkpoint and on teardown). */
   killAll(handle: SandboxHandle): Promise<void>;
   /** Remove the sandbox; succeeds when it is already gone. */

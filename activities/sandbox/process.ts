@@ -11,51 +11,19 @@
  */
 import { spawn } from 'node:child_process';
 import { existsSync, promises as fs, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import type { Logger } from '../../workers/log';
+import { gitDirOf } from '../git/workspace';
+import { InvalidSandboxIdError, OutputTail, SANDBOX_ID, SandboxAbortedError, resolveInside, signalNumber } from './common';
 import type { ExecOptions, ExecResult, SandboxDriver, SandboxHandle } from './driver';
 
-/** Sandbox ids: one path segment, no leading dot. */
-const ID = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}$/;
+export { InvalidSandboxIdError, SandboxAbortedError, SandboxPathError } from './common';
+
 /** How long to keep reading output after the shell exits while a background child holds the pipes open. */
 const DRAIN_GRACE_MS = 200;
 /** How long `killAll` waits for killed groups to disappear before restoring files under them. */
 const KILL_WAIT_MS = 2_000;
 const PIDS_FILE = 'pids';
-
-/** Thrown when a sandbox id is not a single safe path segment. */
-export class InvalidSandboxIdError extends Error {
-  override readonly name = 'InvalidSandboxIdError';
-  constructor(readonly id: string) {
-    super(`invalid sandbox id: ${JSON.stringify(id.slice(0, 300))}`);
-  }
-}
-
-/** Thrown when `readFile`/`writeFile` is given a path that is absolute or resolves outside the working copy. */
-export class SandboxPathError extends Error {
-  override readonly name = 'SandboxPathError';
-  constructor(
-    readonly requested: string,
-    options?: { cause?: unknown },
-  ) {
-    super(`path is outside the working copy: ${JSON.stringify(requested.slice(0, 500))}`, options);
-  }
-}
-
-/**
- * Thrown when `opts.signal` aborts a command; named `AbortError` because that is
- * how the Temporal worker recognises an activity that ended because it was cancelled.
- */
-export class SandboxAbortedError extends Error {
-  override readonly name = 'AbortError';
-  constructor(
-    readonly command: string,
-    options?: { cause?: unknown },
-  ) {
-    super('command aborted', options);
-  }
-}
 
 /** Dependencies of the process driver. */
 export interface ProcessSandboxDriverOptions {
@@ -108,6 +76,9 @@ export class ProcessSandboxDriver implements SandboxDriver {
       TERM: 'dumb',
       CI: '1',
       GIT_TERMINAL_PROMPT: '0',
+      // The repository lives outside the working copy; git run by a command finds it here.
+      GIT_DIR: gitDirOf(handle.hostWorkdir),
+      GIT_WORK_TREE: handle.hostWorkdir,
       ...opts.env,
     };
     const started = Date.now();
@@ -210,13 +181,13 @@ export class ProcessSandboxDriver implements SandboxDriver {
 
   /** Read a file of the working copy; the path must be relative and stay inside it after symlinks. */
   async readFile(handle: SandboxHandle, file: string): Promise<string> {
-    const resolved = await this.resolveInside(handle, file, false);
+    const resolved = await resolveInside(handle.hostWorkdir, file, false);
     return fs.readFile(resolved, 'utf8');
   }
 
   /** Write a file of the working copy, creating its directories; the path must stay inside it after symlinks. */
   async writeFile(handle: SandboxHandle, file: string, content: string): Promise<void> {
-    const resolved = await this.resolveInside(handle, file, true);
+    const resolved = await resolveInside(handle.hostWorkdir, file, true);
     await fs.writeFile(resolved, content, 'utf8');
   }
 
@@ -254,7 +225,7 @@ export class ProcessSandboxDriver implements SandboxDriver {
   async list(): Promise<string[]> {
     try {
       const entries = await fs.readdir(this.root, { withFileTypes: true });
-      return entries.filter((e) => e.isDirectory() && ID.test(e.name)).map((e) => e.name).sort();
+      return entries.filter((e) => e.isDirectory() && SANDBOX_ID.test(e.name)).map((e) => e.name).sort();
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
       throw err;
@@ -262,47 +233,8 @@ export class ProcessSandboxDriver implements SandboxDriver {
   }
 
   private dirOf(id: string): string {
-    if (!ID.test(id)) throw new InvalidSandboxIdError(id);
+    if (!SANDBOX_ID.test(id)) throw new InvalidSandboxIdError(id);
     return path.join(this.root, id);
-  }
-
-  private async resolveInside(handle: SandboxHandle, file: string, forWrite: boolean): Promise<string> {
-    if (file === '' || path.isAbsolute(file) || file.includes('\0')) throw new SandboxPathError(file);
-    const root = await fs.realpath(handle.hostWorkdir);
-    const inside = (p: string): boolean => p === root || p.startsWith(root + path.sep);
-    const target = path.resolve(root, file);
-    if (!inside(target)) throw new SandboxPathError(file);
-    if (!forWrite) {
-      let real: string;
-      try {
-        real = await fs.realpath(target);
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return target;
-        throw err;
-      }
-      if (!inside(real)) throw new SandboxPathError(file);
-      return real;
-    }
-    // For a write the file and its directories may not exist yet. Check the deepest existing
-    // ancestor before creating anything, so a symlinked directory cannot make us mkdir outside.
-    const parent = path.dirname(target);
-    let existing = parent;
-    while (!existsSync(existing)) existing = path.dirname(existing);
-    if (!inside(await fs.realpath(existing))) throw new SandboxPathError(file);
-    await fs.mkdir(parent, { recursive: true });
-    const realParent = await fs.realpath(parent);
-    if (!inside(realParent)) throw new SandboxPathError(file);
-    const dest = path.join(realParent, path.basename(target));
-    const st = await fs.lstat(dest).catch((err: NodeJS.ErrnoException) => {
-      if (err.code === 'ENOENT') return null;
-      throw err;
-    });
-    if (st?.isSymbolicLink()) {
-      const real = await fs.realpath(dest).catch(() => null);
-      if (real === null || !inside(real)) throw new SandboxPathError(file);
-      return real;
-    }
-    return dest;
   }
 
   private recordGroup(id: string, pgid: number): void {
@@ -317,38 +249,6 @@ export class ProcessSandboxDriver implements SandboxDriver {
     const file = path.join(this.dirOf(id), PIDS_FILE);
     if (!existsSync(file)) return;
     writeGroups(file, readGroups(file).filter((g) => g.pgid !== pgid));
-  }
-}
-
-/** Keeps the last `max` bytes of a stream and counts what fell off the front. */
-class OutputTail {
-  private chunks: Buffer[] = [];
-  private kept = 0;
-  private dropped = 0;
-
-  constructor(private readonly max: number) {}
-
-  push(chunk: Buffer): void {
-    this.chunks.push(chunk);
-    this.kept += chunk.length;
-    while (this.chunks.length > 1 && this.kept - this.chunks[0]!.length >= this.max) {
-      const first = this.chunks.shift()!;
-      this.kept -= first.length;
-      this.dropped += first.length;
-    }
-  }
-
-  result(): { output: string; truncatedBytes: number } {
-    let buf = Buffer.concat(this.chunks);
-    let dropped = this.dropped;
-    if (buf.length > this.max) {
-      let cut = buf.length - this.max;
-      // Do not start the tail in the middle of a UTF-8 character.
-      while (cut < buf.length && (buf[cut]! & 0xc0) === 0x80) cut++;
-      dropped += cut;
-      buf = buf.subarray(cut);
-    }
-    return { output: buf.toString('utf8'), truncatedBytes: dropped };
   }
 }
 
@@ -441,8 +341,4 @@ function writeGroups(file: string, groups: GroupRecord[]): void {
   const tmp = `${file}.${process.pid}.tmp`;
   writeFileSync(tmp, groups.map((g) => `${g.pgid} ${g.start ?? '-'}\n`).join(''));
   renameSync(tmp, file);
-}
-
-function signalNumber(signal: NodeJS.Signals | null): number {
-  return signal === null ? 0 : (os.constants.signals[signal] ?? 0);
 }

@@ -1,0 +1,122 @@
+/**
+ * Pieces every sandbox driver shares: its errors, the output tail and the checks that
+ * keep host-side file access inside a working copy.
+ */
+import { existsSync, promises as fs } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+/** Sandbox ids: one path segment, no leading dot. */
+export const SANDBOX_ID = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}$/;
+
+/** Thrown when a sandbox id is not a single safe path segment. */
+export class InvalidSandboxIdError extends Error {
+  override readonly name = 'InvalidSandboxIdError';
+  constructor(readonly id: string) {
+    super(`invalid sandbox id: ${JSON.stringify(id.slice(0, 300))}`);
+  }
+}
+
+/** Thrown when `readFile`/`writeFile` is given a path that is absolute or resolves outside the working copy. */
+export class SandboxPathError extends Error {
+  override readonly name = 'SandboxPathError';
+  constructor(
+    readonly requested: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`path is outside the working copy: ${JSON.stringify(requested.slice(0, 500))}`, options);
+  }
+}
+
+/**
+ * Thrown when `opts.signal` aborts a command; named `AbortError` because that is
+ * how the Temporal worker recognises an activity that ended because it was cancelled.
+ */
+export class SandboxAbortedError extends Error {
+  override readonly name = 'AbortError';
+  constructor(
+    readonly command: string,
+    options?: { cause?: unknown },
+  ) {
+    super('command aborted', options);
+  }
+}
+
+/** Keeps the last `max` bytes of a stream and counts what fell off the front. */
+export class OutputTail {
+  private chunks: Buffer[] = [];
+  private kept = 0;
+  private dropped = 0;
+
+  constructor(private readonly max: number) {}
+
+  push(chunk: Buffer): void {
+    this.chunks.push(chunk);
+    this.kept += chunk.length;
+    while (this.chunks.length > 1 && this.kept - this.chunks[0]!.length >= this.max) {
+      const first = this.chunks.shift()!;
+      this.kept -= first.length;
+      this.dropped += first.length;
+    }
+  }
+
+  result(): { output: string; truncatedBytes: number } {
+    let buf = Buffer.concat(this.chunks);
+    let dropped = this.dropped;
+    if (buf.length > this.max) {
+      let cut = buf.length - this.max;
+      // Do not start the tail in the middle of a UTF-8 character.
+      while (cut < buf.length && (buf[cut]! & 0xc0) === 0x80) cut++;
+      dropped += cut;
+      buf = buf.subarray(cut);
+    }
+    return { output: buf.toString('utf8'), truncatedBytes: dropped };
+  }
+}
+
+/**
+ * Host path of `file` inside the working copy at `hostWorkdir`: relative, and still inside after
+ * symlinks. For a write, missing directories are created, never through a link that leads out.
+ */
+export async function resolveInside(hostWorkdir: string, file: string, forWrite: boolean): Promise<string> {
+  if (file === '' || path.isAbsolute(file) || file.includes('\0')) throw new SandboxPathError(file);
+  const root = await fs.realpath(hostWorkdir);
+  const inside = (p: string): boolean => p === root || p.startsWith(root + path.sep);
+  const target = path.resolve(root, file);
+  if (!inside(target)) throw new SandboxPathError(file);
+  if (!forWrite) {
+    let real: string;
+    try {
+      real = await fs.realpath(target);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return target;
+      throw err;
+    }
+    if (!inside(real)) throw new SandboxPathError(file);
+    return real;
+  }
+  // For a write the file and its directories may not exist yet. Check the deepest existing
+  // ancestor before creating anything, so a symlinked directory cannot make us mkdir outside.
+  const parent = path.dirname(target);
+  let existing = parent;
+  while (!existsSync(existing)) existing = path.dirname(existing);
+  if (!inside(await fs.realpath(existing))) throw new SandboxPathError(file);
+  await fs.mkdir(parent, { recursive: true });
+  const realParent = await fs.realpath(parent);
+  if (!inside(realParent)) throw new SandboxPathError(file);
+  const dest = path.join(realParent, path.basename(target));
+  const st = await fs.lstat(dest).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return null;
+    throw err;
+  });
+  if (st?.isSymbolicLink()) {
+    const real = await fs.realpath(dest).catch(() => null);
+    if (real === null || !inside(real)) throw new SandboxPathError(file);
+    return real;
+  }
+  return dest;
+}
+
+export function signalNumber(signal: NodeJS.Signals | null): number {
+  return signal === null ? 0 : (os.constants.signals[signal] ?? 0);
+}
