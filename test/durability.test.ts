@@ -72,7 +72,8 @@ describe('a worker killed with SIGKILL mid-step', () => {
     const queue = `sigkill-${process.pid}`;
     api = await startTestStack(temporal, dataDir, queue, { ROLES: 'api' });
     const base = api.url!;
-    const workerEnv = stackEnv(temporal, dataDir, queue, { ROLES: 'worker' });
+    // The worker runs its commands in gVisor: the sandbox outlives the killed worker and the next one takes it over.
+    const workerEnv = stackEnv(temporal, dataDir, queue, { ROLES: 'worker', SANDBOX_DRIVER: 'gvisor' });
     const logFile = path.join(root, 'worker.log');
     const first = spawnBackend(workerEnv, logFile);
     children.push(first);
@@ -106,6 +107,7 @@ describe('a worker killed with SIGKILL mid-step', () => {
     assert.equal(done.body.usage.steps, 1);
     const trace = await call(base, 'GET', `/v1/tasks/${id}/trace`);
     assert.equal(trace.body.entries.filter((e: any) => e.type === 'pushed').length, 1, 'pushed once');
+    assert.match(trace.body.entries.find((e: any) => e.type === 'provisioned').message, /driver gvisor, isolation: gvisor/);
     assert.equal(trace.body.entries.filter((e: any) => e.type === 'ended').length, 1, 'ended once');
     second.kill('SIGTERM');
     await exited(second);
@@ -131,13 +133,16 @@ describe('the whole stack restarted on the same DATA_DIR', () => {
       TEMPORAL_PORT: String(temporalPort),
       TEMPORAL_UI_PORT: String(uiPort),
       LOG_LEVEL: 'warn',
+      SANDBOX_DRIVER: 'gvisor',
     };
     const base = `http://127.0.0.1:${apiPort}`;
     const logFile = path.join(root, 'stack.log');
     const healthy = () => eventually(() => call(base, 'GET', '/healthz'), (r) => r.status === 200, 'the backend to be healthy', 120_000);
 
     child = spawnBackend(env, logFile);
-    await healthy();
+    const health = await healthy();
+    assert.equal(health.body.sandbox.driver, 'gvisor');
+    assert.equal(health.body.isolation_warning, undefined);
     const res = await call(base, 'POST', '/v1/tasks', { repo: origin, goal: 'Survive a restart', planner: { kind: 'recipe', steps: [{ run: 'echo kept > kept.txt' }] } });
     assert.equal(res.status, 202);
     const id = res.body.task_id;

@@ -17,8 +17,54 @@ export const Config = z.object({
   TEMPORAL_TASK_QUEUE: z.string().default('agent-tasks'),
   /** Where the Temporal CLI is cached when it has to be installed. */
   TEMPORAL_CLI_CACHE: z.string().default('./.cache/temporal'),
-  /** Only the process driver exists so far; gVisor and Kubernetes drivers are their own work. */
-  SANDBOX_DRIVER: z.enum(['process']).default('process'),
+  /**
+   * Where commands run: `gvisor` (runsc on this host), `k8s` (a gVisor pod per task), `process` (no isolation),
+   * or `auto`: gvisor where runsc is installed and this process is root, else process with a loud warning.
+   */
+  SANDBOX_DRIVER: z.enum(['auto', 'gvisor', 'k8s', 'process']).default('auto'),
+  /** The unprivileged user commands run as inside gVisor sandboxes and pods. */
+  SANDBOX_UID: z.coerce.number().int().min(1).max(2 ** 31 - 1).default(65534),
+  SANDBOX_GID: z.coerce.number().int().min(1).max(2 ** 31 - 1).default(65534),
+  /** gVisor: memory of one sandbox, processes one command may have, size of its private /tmp. */
+  SANDBOX_MEMORY_MB: z.coerce.number().int().min(64).default(2048),
+  SANDBOX_MAX_PROCESSES: z.coerce.number().int().min(8).default(512),
+  SANDBOX_TMP_MB: z.coerce.number().int().min(8).default(512),
+  /** gVisor: a directory to use as the read-only root file system instead of the host's /usr and /etc. */
+  SANDBOX_ROOTFS: z.string().optional(),
+  /** gVisor: extra global runsc flags, space-separated (e.g. `--platform=ptrace`). */
+  RUNSC_FLAGS: z
+    .string()
+    .default('')
+    .transform((v) => v.split(/\s+/).filter(Boolean)),
+  /** k8s: namespace of the sandbox pods, their image and RuntimeClass (empty: the cluster's default runtime). */
+  K8S_NAMESPACE: z.string().default('agent-sandboxes'),
+  K8S_SANDBOX_IMAGE: z.string().default('node:20-bookworm'),
+  K8S_RUNTIME_CLASS: z.string().default('gvisor'),
+  /**
+   * k8s: an egress proxy sandboxes with an egress allowlist may use, as `URL namespace label=value[,label=value]`,
+   * e.g. `http://egress-proxy.agent-inbox:3128 agent-inbox app.kubernetes.io/name=egress-proxy`.
+   */
+  K8S_EGRESS_PROXY: z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      if (!v) return undefined;
+      const [url, namespace, labels] = v.trim().split(/\s+/);
+      let port: number;
+      try {
+        const u = new URL(url!);
+        port = Number(u.port || (u.protocol === 'https:' ? 443 : 80));
+      } catch {
+        ctx.addIssue({ code: 'custom', message: 'expected "URL namespace label=value[,label=value]"' });
+        return z.NEVER;
+      }
+      const podLabels = Object.fromEntries((labels ?? '').split(',').filter(Boolean).map((kv) => kv.split('=') as [string, string]));
+      if (!namespace || Object.keys(podLabels).length === 0) {
+        ctx.addIssue({ code: 'custom', message: 'expected "URL namespace label=value[,label=value]"' });
+        return z.NEVER;
+      }
+      return { url: url!, namespace, podLabels, port };
+    }),
   /** Which parts this process runs: `api`, `worker`, or both (scale each out separately in production). */
   ROLES: z
     .string()

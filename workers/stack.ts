@@ -9,12 +9,12 @@ import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, type Worker } from '@temporalio/worker';
 import { createActivities } from '../activities';
 import { ArtifactStore } from '../activities/artifacts/store';
-import { ProcessSandboxDriver } from '../activities/sandbox/process';
 import { createApp } from '../api/app';
 import { ALL_SEARCH_ATTRIBUTES } from '../workflows/search-attributes';
 import type { Config } from './config';
 import type { Logger } from './log';
 import { reapOrphanSandboxes } from './reaper';
+import { createSandboxDriver, type SandboxInfo } from './sandbox';
 import { ensureSearchAttributes, resolveTemporalCli, startDevServer, TemporalCliNotFoundError, type DevServer } from './temporal-server';
 import { bundleWorkflows, createWorker } from './worker';
 
@@ -53,13 +53,16 @@ export async function startStack(cfg: Config, log: Logger): Promise<Stack> {
     await ensureSearchAttributes(connection, cfg.TEMPORAL_NAMESPACE, [...ALL_SEARCH_ATTRIBUTES]);
     const client = new Client({ connection, namespace: cfg.TEMPORAL_NAMESPACE });
 
-    const sandbox = new ProcessSandboxDriver({ root: path.join(cfg.DATA_DIR, 'sandboxes'), log });
     const artifacts = new ArtifactStore(path.join(cfg.DATA_DIR, 'artifacts'));
-    const sandboxInfo = { driver: sandbox.name, isolation: sandbox.isolation };
+    let sandboxInfo: SandboxInfo | null = null;
 
     let worker: Worker | null = null;
     if (cfg.ROLES.includes('worker')) {
-      log.warn('sandbox driver has no isolation: commands run as plain processes on this host', sandboxInfo);
+      const chosen = await createSandboxDriver(cfg, log);
+      const sandbox = chosen.driver;
+      sandboxInfo = chosen.info;
+      if (sandboxInfo.warning) log.warn(`sandbox driver ${sandboxInfo.driver}: ${sandboxInfo.warning}`, { ...sandboxInfo });
+      else log.info(`sandbox driver ${sandboxInfo.driver}`, { ...sandboxInfo });
       const activities = createActivities({ sandbox, artifacts, dataDir: cfg.DATA_DIR, log });
       const nativeConnection = await NativeConnection.connect({ address });
       cleanups.push(() => nativeConnection.close());
@@ -81,7 +84,10 @@ export async function startStack(cfg: Config, log: Logger): Promise<Stack> {
       const reap = (): void => {
         reapOrphanSandboxes({
           client,
-          list: async () => [...new Set([...(await sandbox.list()), ...(await listDir(path.join(cfg.DATA_DIR, 'workspaces')))])],
+          // Names starting with a dot are the repositories and half clones of the working copies, not tasks.
+          list: async () => [
+            ...new Set([...(await sandbox.list()), ...(await listDir(path.join(cfg.DATA_DIR, 'workspaces'))).filter((n) => !n.startsWith('.'))]),
+          ],
           remove: (taskId) => activities.teardownSandbox({ task_id: taskId, sandbox: null }),
           log,
         }).catch((err: unknown) => log.warn('sandbox reaper pass failed', { error: err }));
@@ -104,8 +110,8 @@ export async function startStack(cfg: Config, log: Logger): Promise<Stack> {
       artifacts,
       maxBodyBytes: cfg.API_MAX_BODY_BYTES,
       health: async () => ({
-        sandbox: sandboxInfo,
-        isolation_warning: sandbox.isolation === 'none' ? 'isolation: none — commands run as plain processes on the worker host' : undefined,
+        sandbox: sandboxInfo ?? 'no worker in this process',
+        isolation_warning: sandboxInfo?.warning,
         worker: worker ? worker.getState() : 'not in this process',
         task_queue: cfg.TEMPORAL_TASK_QUEUE,
       }),

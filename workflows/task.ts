@@ -203,7 +203,13 @@ class TaskRun {
     const spec = this.input.spec;
     if (!s.provision) {
       this.setState('provisioning');
-      const p = await io.provisionSandbox({ task_id: this.input.task_id, repo: spec.repo, base_branch: spec.base_branch });
+      const p = await io.provisionSandbox({
+        task_id: this.input.task_id,
+        repo: spec.repo,
+        base_branch: spec.base_branch,
+        egress_allowlist: s.policy.egress_allowlist,
+        deadline_at: s.deadline_at,
+      });
       s.provision = p;
       s.checkpoint = p.checkpoint;
       s.policy = mergePolicy(s.policy, p.repo_policy);

@@ -396,7 +396,10 @@ export class GvisorSandboxDriver implements SandboxDriver {
   /** The version line `runsc --version` prints, for logs and `/healthz`. */
   async version(): Promise<string> {
     const out = await this.control(['--version']);
-    return out.split('\n')[0]!.trim();
+    const line = out.split('\n')[0]!.trim();
+    // A runsc built with `go install` carries no version; the setup script's cache directory names it.
+    const dir = path.basename(path.dirname(this.runsc));
+    return line.includes('VERSION_MISSING') && dir.startsWith('v') ? `runsc ${dir} (gVisor Go module)` : line;
   }
 
   private dirOf(id: string): string {

@@ -1,0 +1,730 @@
+/**
+ * The `k8s` sandbox driver: one pod per task, run under the `gvisor` RuntimeClass, with an
+ * egress NetworkPolicy of its own.
+ *
+ * The pod is hardened the way a pod running untrusted code should be: no service account
+ * token, no service links, non-root with every capability dropped, no privilege escalation,
+ * RuntimeDefault seccomp, a read-only root file system with size-limited emptyDirs for
+ * `/workspace` and `/tmp`, requests equal to limits, and `activeDeadlineSeconds` from the
+ * task's wall-clock budget, so nothing outlives its task even if the worker is gone for good.
+ *
+ * The worker keeps the authoritative working copy (git, credentials and pushes never enter
+ * the pod). It is copied into the pod when the sandbox starts and whenever the worker changes
+ * it (a checkpoint restored), and copied back after every command, so checkpoints, diffs and
+ * commits on the worker see exactly what the command left. Both copies are tar streams over
+ * `pods/exec`; the one coming back is untrusted and is unpacked by GNU tar, which refuses `..`
+ * members and defers links that point outside until the end.
+ */
+import { spawn } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, promises as fs } from 'node:fs';
+import path from 'node:path';
+import { PassThrough, Writable, type Readable } from 'node:stream';
+import type * as k8s from '@kubernetes/client-node';
+import type { Logger } from '../../workers/log';
+import { OutputTail, SANDBOX_ID, InvalidSandboxIdError, SandboxAbortedError, resolveInside } from './common';
+import type { ExecOptions, ExecResult, ProvisionOptions, SandboxDriver, SandboxHandle } from './driver';
+
+type KubeModule = typeof k8s;
+// client-node is an ES module; loaded once, on first use, so the other drivers never pay for it.
+let kubeModule: Promise<KubeModule> | null = null;
+function kube(): Promise<KubeModule> {
+  kubeModule ??= import('@kubernetes/client-node');
+  return kubeModule;
+}
+
+export const K8S_MANAGED_BY = 'agent-inbox';
+const LABEL_MANAGED_BY = 'app.kubernetes.io/managed-by';
+const LABEL_COMPONENT = 'app.kubernetes.io/component';
+/** Label carrying a DNS-safe key of the task id (label values are short; the full id is an annotation). */
+export const LABEL_SANDBOX = 'agent-inbox.dev/sandbox';
+export const ANNOTATION_TASK_ID = 'agent-inbox.dev/task-id';
+export const ANNOTATION_EGRESS = 'agent-inbox.dev/egress-allowlist';
+const CONTAINER = 'sandbox';
+const RUNNING_TIMEOUT_MS = 120_000;
+const SYNC_TIMEOUT_MS = 10 * 60_000;
+const CONTROL_TIMEOUT_MS = 30_000;
+
+/** Thrown when the API server refuses or the pod cannot run; `retryable` is false for refusals that will not pass. */
+export class KubernetesSandboxError extends Error {
+  override readonly name = 'KubernetesSandboxError';
+  constructor(
+    message: string,
+    readonly retryable: boolean,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+/** Requests (equal to limits) of every sandbox pod. */
+export interface PodResources {
+  cpu: string;
+  memory: string;
+  ephemeralStorage: string;
+  workspaceSize: string;
+  tmpSize: string;
+}
+
+export const DEFAULT_POD_RESOURCES: PodResources = {
+  cpu: '1',
+  memory: '2Gi',
+  ephemeralStorage: '4Gi',
+  workspaceSize: '2Gi',
+  tmpSize: '1Gi',
+};
+
+/** Where an egress proxy runs: sandboxes may reach it (and DNS) when their task allows any domain. */
+export interface EgressProxy {
+  /** Proxy URL given to commands as HTTP(S)_PROXY. */
+  url: string;
+  /** Namespace the proxy's pods run in. */
+  namespace: string;
+  /** Labels selecting the proxy's pods. */
+  podLabels: Record<string, string>;
+  port: number;
+}
+
+/** Dependencies and settings of the pod driver. */
+export interface KubernetesSandboxDriverOptions {
+  kubeConfig: k8s.KubeConfig;
+  namespace: string;
+  /** Image of the sandbox container: the toolchain commands get. */
+  image: string;
+  runtimeClassName?: string;
+  uid?: number;
+  resources?: Partial<PodResources>;
+  egressProxy?: EgressProxy;
+  /** Paths inside the container (defaults `/workspace` and `/tmp`). */
+  workspacePath?: string;
+  tmpPath?: string;
+  log: Logger;
+}
+
+/** Load the kubeconfig from `KUBECONFIG` or the in-cluster service account; never a silent localhost fallback. */
+export async function loadKubeConfig(env: NodeJS.ProcessEnv = process.env): Promise<k8s.KubeConfig> {
+  const { KubeConfig } = await kube();
+  const kc = new KubeConfig();
+  if (env.KUBECONFIG) {
+    kc.loadFromFile(env.KUBECONFIG);
+  } else if (env.KUBERNETES_SERVICE_HOST) {
+    kc.loadFromCluster();
+  } else {
+    throw new KubernetesSandboxError('SANDBOX_DRIVER=k8s needs KUBECONFIG, or to run inside a cluster (KUBERNETES_SERVICE_HOST)', false);
+  }
+  const cluster = kc.getCurrentCluster();
+  if (!cluster?.server) throw new KubernetesSandboxError('the kubeconfig names no current cluster with a server address', false);
+  return kc;
+}
+
+/** Runs each task's commands in its own gVisor pod (see the module comment). */
+export class KubernetesSandboxDriver implements SandboxDriver {
+  readonly name = 'k8s';
+  readonly isolation: string;
+  private readonly kc: k8s.KubeConfig;
+  private readonly namespace: string;
+  private readonly image: string;
+  private readonly runtimeClassName: string | null;
+  private readonly uid: number;
+  private readonly resources: PodResources;
+  private readonly egressProxy: EgressProxy | undefined;
+  private readonly workspacePath: string;
+  private readonly tmpPath: string;
+  private readonly log: Logger;
+
+  constructor(opts: KubernetesSandboxDriverOptions) {
+    this.kc = opts.kubeConfig;
+    this.namespace = opts.namespace;
+    this.image = opts.image;
+    this.runtimeClassName = opts.runtimeClassName === '' ? null : (opts.runtimeClassName ?? 'gvisor');
+    this.isolation = this.runtimeClassName === null ? 'container' : `runtimeClass:${this.runtimeClassName}`;
+    this.uid = opts.uid ?? 65534;
+    this.resources = { ...DEFAULT_POD_RESOURCES, ...opts.resources };
+    this.egressProxy = opts.egressProxy;
+    this.workspacePath = opts.workspacePath ?? '/workspace';
+    this.tmpPath = opts.tmpPath ?? '/tmp';
+    this.log = opts.log;
+  }
+
+  /** Fail fast when the namespace is missing or the credentials cannot reach it. */
+  async check(): Promise<void> {
+    const { CoreV1Api } = await kube();
+    try {
+      await this.kc.makeApiClient(CoreV1Api).listNamespacedPod({ namespace: this.namespace, limit: 1 });
+    } catch (err) {
+      throw new KubernetesSandboxError(`cannot list pods in namespace ${this.namespace}: ${describe(err)}`, false, { cause: err });
+    }
+  }
+
+  /**
+   * Create the task's NetworkPolicy and pod, wait for Running through a watch, and copy the working
+   * copy in. A pod that already exists for this task is re-attached when it runs, replaced when not.
+   */
+  async provision(opts: ProvisionOptions): Promise<SandboxHandle> {
+    const { CoreV1Api, NetworkingV1Api } = await kube();
+    const core = this.kc.makeApiClient(CoreV1Api);
+    const net = this.kc.makeApiClient(NetworkingV1Api);
+    const name = podName(opts.id);
+    const handle: SandboxHandle = { id: opts.id, driver: this.name, isolation: this.isolation, workdir: this.workspacePath, hostWorkdir: path.resolve(opts.hostWorkdir) };
+
+    const existing = await this.readPod(name);
+    if (existing?.status?.phase === 'Running' && existing.metadata?.deletionTimestamp === undefined) {
+      this.log.info('sandbox re-attached', { sandbox_id: opts.id, driver: this.name, pod: name });
+      return handle;
+    }
+    if (existing) await this.deleteObjects(name);
+
+    const egress = opts.egressAllowlist ?? [];
+    const policy = this.networkPolicy(opts.id, egress);
+    const pod = this.podSpec(opts.id, egress, opts.activeDeadlineSeconds);
+    try {
+      await net.createNamespacedNetworkPolicy({ namespace: this.namespace, body: policy });
+    } catch (err) {
+      if (statusOf(err) !== 409) throw this.apiError('create NetworkPolicy', err);
+      await net.replaceNamespacedNetworkPolicy({ name, namespace: this.namespace, body: policy }).catch((e: unknown) => {
+        throw this.apiError('replace NetworkPolicy', e);
+      });
+    }
+    let created: k8s.V1Pod;
+    try {
+      created = await core.createNamespacedPod({ namespace: this.namespace, body: pod });
+    } catch (err) {
+      throw this.apiError('create pod', err);
+    }
+    // The policy goes with its pod when the pod is deleted by anyone (garbage collection).
+    await net
+      .patchNamespacedNetworkPolicy({
+        name,
+        namespace: this.namespace,
+        body: [{ op: 'add', path: '/metadata/ownerReferences', value: [{ apiVersion: 'v1', kind: 'Pod', name, uid: created.metadata!.uid!, blockOwnerDeletion: false }] }],
+      })
+      .catch((err: unknown) => this.log.warn('could not make the NetworkPolicy owned by its pod', { pod: name, error: describe(err) }));
+
+    await this.waitRunning(name);
+    await this.upload(handle);
+    this.log.info('sandbox provisioned', { sandbox_id: opts.id, driver: this.name, pod: name, isolation: this.isolation });
+    return handle;
+  }
+
+  /** Run `command` with `sh -c` in the pod's working copy, then copy the working copy back to the worker. */
+  async exec(handle: SandboxHandle, command: string, opts: ExecOptions): Promise<ExecResult> {
+    if (opts.signal?.aborted) throw new SandboxAbortedError(command, { cause: opts.signal.reason });
+    const tail = new OutputTail(opts.maxOutputBytes);
+    const sink = (): Writable =>
+      new Writable({
+        write(chunk: Buffer, _enc, cb) {
+          tail.push(chunk);
+          cb();
+        },
+      });
+    const tag = randomBytes(6).toString('hex');
+    const pidDir = `${this.tmpPath}/.agent-commands`;
+    const envLines = Object.entries(opts.env ?? {})
+      .filter(([k]) => /^[A-Za-z_][A-Za-z0-9_]*$/.test(k))
+      .map(([k, v]) => `export ${k}=${shellQuote(v)}`)
+      .join('; ');
+    // The command runs in a session of its own whose id is written down, so a timeout, a cancellation or a
+    // later killAll can kill exactly the commands this driver started (and all they spawned).
+    const script = [
+      `mkdir -p ${pidDir}`,
+      `cd ${shellQuote(this.workspacePath)}`,
+      envLines,
+      // The session leader writes its own id: setsid may fork, so `$!` need not be it.
+      `setsid /bin/sh -c 'echo $$ > "$0"; exec /bin/sh -c "$1"' ${pidDir}/${tag} ${shellQuote(command)} </dev/null &`,
+      'wait $!; rc=$?',
+      `rm -f ${pidDir}/${tag}`,
+      'exit $rc',
+    ]
+      .filter(Boolean)
+      .join('\n');
+    const started = Date.now();
+    let timedOut = false;
+    const controller = new AbortController();
+    const ticker = setInterval(() => {
+      try {
+        opts.onTick?.();
+      } catch (err) {
+        this.log.warn('sandbox tick callback failed', { sandbox_id: handle.id, err });
+      }
+    }, 1_000);
+    const onAbort = (): void => controller.abort();
+    opts.signal?.addEventListener('abort', onAbort, { once: true });
+    const timer = setTimeout(() => {
+      timedOut = true;
+      controller.abort();
+    }, opts.timeoutMs);
+    let exitCode: number;
+    try {
+      const res = await this.podExec(podName(handle.id), ['/bin/sh', '-c', script], { stdout: sink(), stderr: sink(), signal: controller.signal });
+      exitCode = res.exitCode;
+    } catch (err) {
+      if (!controller.signal.aborted) throw err;
+      exitCode = 124;
+    } finally {
+      clearTimeout(timer);
+      opts.signal?.removeEventListener('abort', onAbort);
+    }
+    try {
+      if (controller.signal.aborted) await this.killCommands(handle, tag);
+      if (opts.signal?.aborted) throw new SandboxAbortedError(command, { cause: opts.signal.reason });
+      await this.download(handle);
+    } finally {
+      clearInterval(ticker);
+    }
+    const { output, truncatedBytes } = tail.result();
+    return { exitCode: timedOut ? 124 : exitCode, output, outputTruncatedBytes: truncatedBytes, timedOut, durationMs: Date.now() - started };
+  }
+
+  /** Read a file of the worker's copy, which mirrors the pod after every command. */
+  async readFile(handle: SandboxHandle, file: string): Promise<string> {
+    return fs.readFile(await resolveInside(handle.hostWorkdir, file, false), 'utf8');
+  }
+
+  /** Write a file on the worker and into the pod. */
+  async writeFile(handle: SandboxHandle, file: string, content: string): Promise<void> {
+    const resolved = await resolveInside(handle.hostWorkdir, file, true);
+    await fs.writeFile(resolved, content, 'utf8');
+    const rel = path.relative(await fs.realpath(handle.hostWorkdir), resolved);
+    await this.upload(handle, [rel]);
+  }
+
+  /** The worker changed its copy (a checkpoint restored): make the pod's copy the same. */
+  async syncWorkdir(handle: SandboxHandle): Promise<void> {
+    await this.upload(handle, undefined, true);
+  }
+
+  /** Kill every command this driver started in the pod (the pod itself keeps running). */
+  async killAll(handle: SandboxHandle): Promise<void> {
+    if ((await this.readPod(podName(handle.id)))?.status?.phase !== 'Running') return;
+    await this.killCommands(handle, null);
+  }
+
+  /** Delete the pod and its NetworkPolicy; succeeds when they are already gone. */
+  async teardown(handle: SandboxHandle): Promise<void> {
+    await this.deleteObjects(podName(handle.id));
+    this.log.info('sandbox removed', { sandbox_id: handle.id, driver: this.name });
+  }
+
+  /** Task ids of every sandbox pod in the namespace. */
+  async list(): Promise<string[]> {
+    const { CoreV1Api } = await kube();
+    const core = this.kc.makeApiClient(CoreV1Api);
+    const ids = new Set<string>();
+    let _continue: string | undefined;
+    do {
+      const page = await core.listNamespacedPod({ namespace: this.namespace, labelSelector: `${LABEL_MANAGED_BY}=${K8S_MANAGED_BY}`, limit: 500, _continue });
+      for (const p of page.items) {
+        const id = p.metadata?.annotations?.[ANNOTATION_TASK_ID];
+        if (id && SANDBOX_ID.test(id)) ids.add(id);
+      }
+      _continue = page.metadata?._continue || undefined;
+    } while (_continue);
+    return [...ids].sort();
+  }
+
+  /** The pod this driver makes for a task (exported for tests and for `k8s/` documentation). */
+  podSpec(id: string, egressAllowlist: readonly string[], activeDeadlineSeconds?: number): k8s.V1Pod {
+    const name = podName(id);
+    const r = this.resources;
+    const amounts = { cpu: r.cpu, memory: r.memory, 'ephemeral-storage': r.ephemeralStorage };
+    const proxied = this.egressProxy !== undefined && egressAllowlist.length > 0;
+    const env: k8s.V1EnvVar[] = [
+      { name: 'HOME', value: this.tmpPath },
+      { name: 'TMPDIR', value: this.tmpPath },
+      { name: 'CI', value: '1' },
+      { name: 'LANG', value: 'C.UTF-8' },
+      ...(proxied
+        ? ['HTTP_PROXY', 'HTTPS_PROXY', 'http_proxy', 'https_proxy'].map((n) => ({ name: n, value: this.egressProxy!.url }))
+        : []),
+    ];
+    return {
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: {
+        name,
+        namespace: this.namespace,
+        labels: this.labels(id),
+        annotations: { [ANNOTATION_TASK_ID]: id, ...(egressAllowlist.length > 0 ? { [ANNOTATION_EGRESS]: egressAllowlist.join(',') } : {}) },
+      },
+      spec: {
+        ...(this.runtimeClassName === null ? {} : { runtimeClassName: this.runtimeClassName }),
+        automountServiceAccountToken: false,
+        enableServiceLinks: false,
+        restartPolicy: 'Never',
+        ...(activeDeadlineSeconds === undefined ? {} : { activeDeadlineSeconds: Math.max(1, Math.ceil(activeDeadlineSeconds)) }),
+        terminationGracePeriodSeconds: 5,
+        hostNetwork: false,
+        hostPID: false,
+        hostIPC: false,
+        securityContext: {
+          runAsNonRoot: true,
+          runAsUser: this.uid,
+          runAsGroup: this.uid,
+          fsGroup: this.uid,
+          seccompProfile: { type: 'RuntimeDefault' },
+        },
+        containers: [
+          {
+            name: CONTAINER,
+            image: this.image,
+            imagePullPolicy: 'IfNotPresent',
+            // Idles until commands are exec'd; reaps nothing itself, `sh`'s `wait` keeps it cheap.
+            command: ['/bin/sh', '-c', 'trap "exit 0" TERM; while :; do sleep 3600 & wait $!; done'],
+            workingDir: this.workspacePath,
+            env,
+            resources: { requests: amounts, limits: amounts },
+            securityContext: {
+              runAsNonRoot: true,
+              runAsUser: this.uid,
+              runAsGroup: this.uid,
+              allowPrivilegeEscalation: false,
+              privileged: false,
+              readOnlyRootFilesystem: true,
+              capabilities: { drop: ['ALL'] },
+              seccompProfile: { type: 'RuntimeDefault' },
+            },
+            volumeMounts: [
+              { name: 'workspace', mountPath: this.workspacePath },
+              { name: 'tmp', mountPath: this.tmpPath },
+            ],
+          },
+        ],
+        volumes: [
+          { name: 'workspace', emptyDir: { sizeLimit: r.workspaceSize } },
+          { name: 'tmp', emptyDir: { sizeLimit: r.tmpSize } },
+        ],
+      },
+    };
+  }
+
+  /**
+   * The task's NetworkPolicy: no ingress, and no egress at all unless the task allows some domains
+   * and an egress proxy is configured; then DNS and the proxy only (the proxy enforces the domains,
+   * which it reads from the pod's annotation).
+   */
+  networkPolicy(id: string, egressAllowlist: readonly string[]): k8s.V1NetworkPolicy {
+    const name = podName(id);
+    const egress: k8s.V1NetworkPolicyEgressRule[] = [];
+    if (this.egressProxy && egressAllowlist.length > 0) {
+      egress.push({
+        to: [{ namespaceSelector: {}, podSelector: { matchLabels: { 'k8s-app': 'kube-dns' } } }],
+        ports: [
+          { protocol: 'UDP', port: 53 },
+          { protocol: 'TCP', port: 53 },
+        ],
+      });
+      egress.push({
+        to: [
+          {
+            namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': this.egressProxy.namespace } },
+            podSelector: { matchLabels: this.egressProxy.podLabels },
+          },
+        ],
+        ports: [{ protocol: 'TCP', port: this.egressProxy.port }],
+      });
+    }
+    return {
+      apiVersion: 'networking.k8s.io/v1',
+      kind: 'NetworkPolicy',
+      metadata: { name, namespace: this.namespace, labels: this.labels(id), annotations: { [ANNOTATION_TASK_ID]: id } },
+      spec: {
+        podSelector: { matchLabels: { [LABEL_SANDBOX]: sandboxKey(id) } },
+        policyTypes: ['Ingress', 'Egress'],
+        ingress: [],
+        egress,
+      },
+    };
+  }
+
+  private labels(id: string): Record<string, string> {
+    return { [LABEL_MANAGED_BY]: K8S_MANAGED_BY, [LABEL_COMPONENT]: 'sandbox', [LABEL_SANDBOX]: sandboxKey(id) };
+  }
+
+  private async readPod(name: string): Promise<k8s.V1Pod | null> {
+    const { CoreV1Api } = await kube();
+    try {
+      return await this.kc.makeApiClient(CoreV1Api).readNamespacedPod({ name, namespace: this.namespace });
+    } catch (err) {
+      if (statusOf(err) === 404) return null;
+      throw this.apiError('read pod', err);
+    }
+  }
+
+  private async deleteObjects(name: string): Promise<void> {
+    const { CoreV1Api, NetworkingV1Api } = await kube();
+    const core = this.kc.makeApiClient(CoreV1Api);
+    const net = this.kc.makeApiClient(NetworkingV1Api);
+    for (const del of [
+      () => core.deleteNamespacedPod({ name, namespace: this.namespace, gracePeriodSeconds: 0, propagationPolicy: 'Foreground' }),
+      () => net.deleteNamespacedNetworkPolicy({ name, namespace: this.namespace, propagationPolicy: 'Foreground' }),
+    ]) {
+      try {
+        await del();
+      } catch (err) {
+        if (statusOf(err) !== 404) throw this.apiError('delete', err);
+      }
+    }
+    // Wait for the pod to be gone, so a pod of the same name can be created right after.
+    const deadline = Date.now() + CONTROL_TIMEOUT_MS;
+    while ((await this.readPod(name)) !== null) {
+      if (Date.now() > deadline) throw new KubernetesSandboxError(`pod ${name} was not deleted within ${CONTROL_TIMEOUT_MS / 1000} s`, true);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+
+  /** Wait until the pod runs, watching it; a watch that ends (timeout, 410 Gone) is re-listed and resumed. */
+  private async waitRunning(name: string): Promise<void> {
+    const { Watch } = await kube();
+    const deadline = Date.now() + RUNNING_TIMEOUT_MS;
+    const watch = new Watch(this.kc);
+    const fieldSelector = `metadata.name=${name}`;
+    for (;;) {
+      const pod = await this.readPod(name);
+      const verdict = podVerdict(pod);
+      if (verdict === 'running') return;
+      if (verdict !== 'pending') throw new KubernetesSandboxError(`sandbox pod ${name} ${verdict}`, false);
+      const left = deadline - Date.now();
+      if (left <= 0) throw new KubernetesSandboxError(`sandbox pod ${name} not Running within ${RUNNING_TIMEOUT_MS / 1000} s`, true);
+      const outcome = await new Promise<'running' | 'again' | string>((resolve) => {
+        let abort: AbortController | null = null;
+        let done = false;
+        const settle = (v: string): void => {
+          if (done) return;
+          done = true;
+          clearTimeout(timer);
+          abort?.abort();
+          resolve(v);
+        };
+        const timer = setTimeout(() => settle('again'), Math.min(left, 30_000));
+        watch
+          .watch(
+            `/api/v1/namespaces/${this.namespace}/pods`,
+            { fieldSelector, resourceVersion: pod?.metadata?.resourceVersion, allowWatchBookmarks: true, timeoutSeconds: 30 },
+            (phase, obj: k8s.V1Pod) => {
+              if (phase === 'DELETED') return settle('deleted');
+              if (phase === 'ERROR') return settle('again');
+              const v = podVerdict(obj);
+              if (v === 'running') settle('running');
+              else if (v !== 'pending') settle(v);
+            },
+            // 410 Gone, a dropped connection or the server's timeout: list again and resume.
+            () => settle('again'),
+          )
+          .then((a) => {
+            abort = a;
+            if (done) a.abort();
+          })
+          .catch(() => settle('again'));
+      });
+      if (outcome === 'running') return;
+      if (outcome !== 'again') throw new KubernetesSandboxError(`sandbox pod ${name} ${outcome}`, false);
+    }
+  }
+
+  /**
+   * One exec through the API server. Settles on the status frame, on the socket closing, on an
+   * error or on the signal, whichever comes first: the status frame is not always sent.
+   */
+  private async podExec(
+    name: string,
+    command: string[],
+    io: { stdout?: Writable; stderr?: Writable; stdin?: Readable; signal?: AbortSignal; timeoutMs?: number },
+  ): Promise<{ exitCode: number }> {
+    const { Exec } = await kube();
+    const exec = new Exec(this.kc);
+    return new Promise((resolve, reject) => {
+      let settled = false;
+      let ws: { close(): void; readyState?: number } | null = null;
+      const settle = (fn: () => void): void => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        io.signal?.removeEventListener('abort', onAbort);
+        try {
+          ws?.close();
+        } catch {
+          // closing a closed socket
+        }
+        fn();
+      };
+      const onAbort = (): void => settle(() => reject(new SandboxAbortedError(command.join(' '))));
+      const timer = setTimeout(
+        () => settle(() => reject(new KubernetesSandboxError(`exec in ${name} did not finish within ${(io.timeoutMs ?? SYNC_TIMEOUT_MS) / 1000} s`, true))),
+        io.timeoutMs ?? SYNC_TIMEOUT_MS,
+      );
+      if (io.signal?.aborted) return onAbort();
+      io.signal?.addEventListener('abort', onAbort, { once: true });
+      exec
+        // The API server refuses an exec with no stream at all, so there is always somewhere for stdout to go.
+        .exec(this.namespace, name, CONTAINER, command, io.stdout ?? new CollectingWritable(), io.stderr ?? null, io.stdin ?? null, false, (status: k8s.V1Status) => {
+          settle(() => {
+            const code = exitCodeOf(status);
+            if (code === null) reject(new KubernetesSandboxError(`exec in ${name} failed: ${status.message ?? status.reason ?? 'unknown status'}`, true));
+            else resolve({ exitCode: code });
+          });
+        })
+        .then((socket) => {
+          ws = socket as unknown as { close(): void };
+          if (settled) ws.close();
+          (socket as unknown as NodeJS.EventEmitter).on('close', () => {
+            // Give a status frame that arrived with the close a moment to be handled first.
+            setTimeout(() => settle(() => reject(new KubernetesSandboxError(`exec in ${name} ended without an exit status`, true))), 50);
+          });
+          (socket as unknown as NodeJS.EventEmitter).on('error', (err: unknown) => settle(() => reject(this.apiError('exec', err))));
+        })
+        .catch((err: unknown) => settle(() => reject(this.apiError('exec', err))));
+    });
+  }
+
+  /** Kill the session of one command (`tag`), or of every command this driver started (null). */
+  private async killCommands(handle: SandboxHandle, tag: string | null): Promise<void> {
+    const dir = `${this.tmpPath}/.agent-commands`;
+    const files = tag === null ? `${dir}/*` : `${dir}/${tag}`;
+    const script = `for f in ${files}; do [ -f "$f" ] || continue; p=$(cat "$f"); case "$p" in ''|*[!0-9]*) ;; *) kill -s KILL -- "-$p" 2>/dev/null; kill -s KILL "$p" 2>/dev/null;; esac; rm -f "$f"; done; exit 0`;
+    try {
+      await this.podExec(podName(handle.id), ['/bin/sh', '-c', script], { timeoutMs: CONTROL_TIMEOUT_MS });
+    } catch (err) {
+      this.log.warn('could not kill commands in sandbox pod', { sandbox_id: handle.id, error: describe(err) });
+    }
+  }
+
+  /** Copy the worker's working copy (or some of its files) into the pod; `replace` empties the pod's copy first. */
+  private async upload(handle: SandboxHandle, files?: string[], replace = false): Promise<void> {
+    const tar = spawn('tar', ['-C', handle.hostWorkdir, '-cf', '-', '--', ...(files ?? ['.'])], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const tarErr = collect(tar.stderr);
+    const stdin = new PassThrough();
+    tar.stdout.pipe(stdin);
+    const ws = shellQuote(this.workspacePath);
+    const wipe = replace ? `find ${ws} -mindepth 1 -delete && ` : `mkdir -p ${ws} && `;
+    const errOut = new CollectingWritable();
+    const res = await this.podExec(podName(handle.id), ['/bin/sh', '-c', `${wipe}tar -x -m -o -f - -C ${ws}`], {
+      stdin,
+      stderr: errOut,
+      stdout: new CollectingWritable(),
+    });
+    const tarCode = await exitOf(tar);
+    if (tarCode !== 0) throw new KubernetesSandboxError(`packing the working copy failed: ${await tarErr}`, true);
+    if (res.exitCode !== 0) throw new KubernetesSandboxError(`unpacking the working copy in the pod failed: ${errOut.text()}`, true);
+  }
+
+  /** Replace the worker's working copy with the pod's. */
+  private async download(handle: SandboxHandle): Promise<void> {
+    const dest = handle.hostWorkdir;
+    const parent = path.dirname(dest);
+    const fresh = path.join(parent, `.${path.basename(dest)}.sync-${randomBytes(4).toString('hex')}`);
+    await fs.mkdir(fresh, { mode: 0o755 });
+    try {
+      // Unpacked by GNU tar: members with `..` are refused and links that lead out are only made at the end,
+      // so nothing in the archive can write outside `fresh`.
+      const tar = spawn('tar', ['-x', '-f', '-', '-C', fresh, '--no-same-owner', '--no-same-permissions', '--delay-directory-restore'], {
+        stdio: ['pipe', 'ignore', 'pipe'],
+      });
+      const tarErr = collect(tar.stderr);
+      const errOut = new CollectingWritable();
+      const res = await this.podExec(podName(handle.id), ['/bin/sh', '-c', `tar -c -f - -C ${shellQuote(this.workspacePath)} .`], {
+        stdout: tar.stdin,
+        stderr: errOut,
+      });
+      tar.stdin.end();
+      const tarCode = await exitOf(tar);
+      if (res.exitCode !== 0) throw new KubernetesSandboxError(`packing the working copy in the pod failed: ${errOut.text()}`, true);
+      if (tarCode !== 0) throw new KubernetesSandboxError(`unpacking the pod's working copy failed: ${await tarErr}`, true);
+      const old = `${fresh}.old`;
+      await fs.rename(dest, old);
+      await fs.rename(fresh, dest);
+      await fs.rm(old, { recursive: true, force: true });
+    } finally {
+      if (existsSync(fresh)) await fs.rm(fresh, { recursive: true, force: true });
+    }
+  }
+
+  private apiError(what: string, err: unknown): KubernetesSandboxError {
+    if (err instanceof KubernetesSandboxError || (err instanceof Error && err.name === 'AbortError')) return err as KubernetesSandboxError;
+    const code = statusOf(err);
+    // 4xx other than conflicts, throttling and timeouts are refusals that will not pass by retrying.
+    const retryable = code === undefined || code >= 500 || code === 409 || code === 429 || code === 408;
+    return new KubernetesSandboxError(`${what} in namespace ${this.namespace} failed: ${describe(err)}`, retryable, { cause: err });
+  }
+}
+
+/** The pod (and NetworkPolicy) name of a task: DNS-safe, unique per task id. */
+export function podName(id: string): string {
+  return `sbx-${sandboxKey(id)}`;
+}
+
+/** A DNS-label-safe key for a task id: a readable prefix plus a hash, so distinct ids never collide. */
+export function sandboxKey(id: string): string {
+  if (!SANDBOX_ID.test(id)) throw new InvalidSandboxIdError(id);
+  const readable = id.toLowerCase().replace(/[^a-z0-9-]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 36);
+  const hash = createHash('sha256').update(id).digest('hex').slice(0, 10);
+  return readable ? `${readable}-${hash}` : hash;
+}
+
+function podVerdict(pod: k8s.V1Pod | null): 'running' | 'pending' | string {
+  if (pod === null) return 'was deleted';
+  if (pod.metadata?.deletionTimestamp) return 'is being deleted';
+  const phase = pod.status?.phase;
+  if (phase === 'Running') return 'running';
+  if (phase === 'Succeeded' || phase === 'Failed') return `ended (${phase}${pod.status?.reason ? `: ${pod.status.reason}` : ''})`;
+  const waiting = pod.status?.containerStatuses?.[0]?.state?.waiting;
+  if (waiting && /ImagePullBackOff|ErrImagePull|InvalidImageName|CreateContainerConfigError/.test(waiting.reason ?? '')) {
+    return `cannot start (${waiting.reason}: ${waiting.message ?? ''})`;
+  }
+  return 'pending';
+}
+
+/** Exit code from an exec status frame: 0 on Success, the ExitCode cause on NonZeroExitCode, null otherwise. */
+export function exitCodeOf(status: k8s.V1Status): number | null {
+  if (status.status === 'Success') return 0;
+  if (status.reason === 'NonZeroExitCode') {
+    const cause = status.details?.causes?.find((c) => c.reason === 'ExitCode');
+    const code = Number(cause?.message);
+    return Number.isInteger(code) ? code : null;
+  }
+  return null;
+}
+
+function statusOf(err: unknown): number | undefined {
+  const code = (err as { code?: unknown })?.code;
+  return typeof code === 'number' ? code : undefined;
+}
+
+function describe(err: unknown): string {
+  const body = (err as { body?: unknown })?.body;
+  if (typeof body === 'string') {
+    try {
+      const parsed = JSON.parse(body) as { message?: string };
+      if (parsed.message) return parsed.message;
+    } catch {
+      return body.slice(0, 500);
+    }
+  }
+  if (body && typeof body === 'object' && 'message' in body) return String((body as { message: unknown }).message);
+  return err instanceof Error ? err.message : String(err);
+}
+
+function shellQuote(s: string): string {
+  return `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+class CollectingWritable extends Writable {
+  private readonly tail = new OutputTail(16 * 1024);
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: () => void): void {
+    this.tail.push(chunk);
+    cb();
+  }
+  text(): string {
+    return this.tail.result().output.trim();
+  }
+}
+
+function collect(stream: Readable): Promise<string> {
+  const tail = new OutputTail(16 * 1024);
+  stream.on('data', (c: Buffer) => tail.push(c));
+  return new Promise((resolve) => stream.once('close', () => resolve(tail.result().output.trim())));
+}
+
+function exitOf(child: ReturnType<typeof spawn>): Promise<number | null> {
+  if (child.exitCode !== null) return Promise.resolve(child.exitCode);
+  return new Promise((resolve) => child.once('exit', (code) => resolve(code)));
+}

@@ -1,0 +1,234 @@
+/**
+ * The Kubernetes pod driver against a real kube-apiserver and etcd (with kwok standing in for
+ * the node's kubelet), driven through the real activities on a real git origin, authenticated
+ * as the worker's service account bound by `k8s/rbac.yaml`, in the namespace `k8s/namespace.yaml`
+ * makes (Pod Security `restricted` enforced by the API server).
+ *
+ * kwok runs exec'd commands as plain processes on this host, so what this suite shows is the
+ * driver's contract with the API server (objects accepted, watch, exec protocol, sync, teardown,
+ * RBAC), not gVisor inside the pod: the gVisor driver's suite covers isolation.
+ *
+ * The binaries are built by `bash k8s/tools/build.sh` (`.ci/run` calls it); without them this suite fails.
+ */
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import * as k8s from '@kubernetes/client-node';
+import YAML from 'yaml';
+import { createActivities } from '../activities';
+import { ArtifactStore } from '../activities/artifacts/store';
+import { KubernetesSandboxDriver, podName } from '../activities/sandbox/k8s';
+import type { Activities } from '../activities/types';
+import type { Logger } from '../workers/log';
+import { makeOriginRepo, tempDir } from './support/git-fixture';
+import { kubeToolsBinDir, startKubeCluster, type KubeCluster } from './support/kube-cluster';
+
+const quiet: Logger = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };
+const REPO_ROOT = path.resolve(__dirname, __dirname.includes(`${path.sep}dist${path.sep}`) ? '../..' : '..');
+const NS = 'agent-sandboxes';
+
+let root: string;
+let cluster: KubeCluster;
+let admin: k8s.KubeConfig;
+let worker: k8s.KubeConfig;
+let origin: string;
+let dataDir: string;
+let counter = 0;
+
+function makeDriver(opts: { logs?: string[]; egressProxy?: boolean } = {}): KubernetesSandboxDriver {
+  const n = ++counter;
+  const log: Logger = opts.logs ? { ...quiet, info: (m) => void opts.logs!.push(m) } : quiet;
+  return new KubernetesSandboxDriver({
+    kubeConfig: worker,
+    namespace: NS,
+    image: 'debian:bookworm-slim',
+    log,
+    // kwok runs commands on this host, so the pod's paths must be private directories here.
+    workspacePath: path.join(cluster.execWorkDir, `ws-${n}`),
+    tmpPath: path.join(cluster.execWorkDir, `tmp-${n}`),
+    ...(opts.egressProxy
+      ? { egressProxy: { url: 'http://egress-proxy.agent-inbox:3128', namespace: 'agent-inbox', podLabels: { 'app.kubernetes.io/name': 'egress-proxy' }, port: 3128 } }
+      : {}),
+  });
+}
+
+function activitiesFor(driver: KubernetesSandboxDriver): Activities {
+  return createActivities({ sandbox: driver, artifacts: new ArtifactStore(path.join(dataDir, 'artifacts')), dataDir, log: quiet });
+}
+
+async function apply(file: string): Promise<void> {
+  const client = k8s.KubernetesObjectApi.makeApiClient(admin);
+  for (const doc of YAML.parseAllDocuments(fs.readFileSync(path.join(REPO_ROOT, 'k8s', file), 'utf8'))) {
+    const obj = doc.toJS() as k8s.KubernetesObject | null;
+    if (obj) await client.create(obj);
+  }
+}
+
+async function status(p: Promise<unknown>): Promise<number> {
+  try {
+    await p;
+    return 200;
+  } catch (err) {
+    return (err as { code?: number }).code ?? -1;
+  }
+}
+
+describe('Kubernetes pod sandbox driver', () => {
+  before(async () => {
+    const binDir = await kubeToolsBinDir();
+    assert.ok(binDir, 'kube-apiserver, etcd and kwok are not built: run `bash k8s/tools/build.sh` (or `npm run setup:test`)');
+    root = tempDir('k8s-');
+    cluster = await startKubeCluster({ dir: path.join(root, 'cluster'), binDir });
+    admin = new k8s.KubeConfig();
+    admin.loadFromFile(cluster.kubeconfigPath);
+    for (const f of ['namespace.yaml', 'runtimeclass.yaml', 'rbac.yaml']) await apply(f);
+    worker = new k8s.KubeConfig();
+    worker.loadFromFile(await cluster.kubeconfigFor('agent-inbox', 'agent-inbox-worker'));
+    origin = makeOriginRepo(root, { 'README.md': '# demo\n', 'src/a.txt': 'a\n' });
+    dataDir = path.join(root, 'data');
+  });
+
+  after(async () => {
+    await cluster?.stop();
+    if (root) fs.rmSync(root, { recursive: true, force: true });
+  });
+
+  it('creates a hardened gVisor pod and its NetworkPolicy that the API server accepts, and waits for Running', async () => {
+    const driver = makeDriver();
+    const acts = activitiesFor(driver);
+    const id = 'k8s-Task_1';
+    const deadline = new Date(Date.now() + 30 * 60_000).toISOString();
+    const p = await acts.provisionSandbox({ task_id: id, repo: origin, base_branch: 'main', deadline_at: deadline, egress_allowlist: ['registry.npmjs.org'] });
+    assert.equal(p.sandbox.driver, 'k8s');
+    assert.equal(p.sandbox.isolation, 'runtimeClass:gvisor');
+
+    const core = admin.makeApiClient(k8s.CoreV1Api);
+    const pod = await core.readNamespacedPod({ name: podName(id), namespace: NS });
+    assert.equal(pod.status?.phase, 'Running');
+    const spec = pod.spec!;
+    assert.equal(spec.runtimeClassName, 'gvisor');
+    assert.equal(spec.automountServiceAccountToken, false);
+    assert.equal(spec.enableServiceLinks, false);
+    assert.equal(spec.restartPolicy, 'Never');
+    assert.ok(spec.activeDeadlineSeconds! > 1700 && spec.activeDeadlineSeconds! <= 1800, String(spec.activeDeadlineSeconds));
+    assert.equal(spec.securityContext?.runAsNonRoot, true);
+    assert.equal(spec.securityContext?.seccompProfile?.type, 'RuntimeDefault');
+    const c = spec.containers[0]!;
+    assert.deepEqual(c.securityContext?.capabilities?.drop, ['ALL']);
+    assert.equal(c.securityContext?.allowPrivilegeEscalation, false);
+    assert.equal(c.securityContext?.readOnlyRootFilesystem, true);
+    assert.deepEqual(c.resources?.requests, c.resources?.limits);
+    assert.deepEqual(Object.keys(c.resources!.limits!).sort(), ['cpu', 'ephemeral-storage', 'memory']);
+    assert.deepEqual(spec.volumes!.map((v) => [v.name, Boolean(v.emptyDir?.sizeLimit)]), [['workspace', true], ['tmp', true]]);
+    assert.equal(pod.metadata?.annotations?.['agent-inbox.dev/task-id'], id);
+    assert.equal(c.env?.some((e) => /proxy/i.test(e.name)), false, 'no proxy configured: no proxy variables');
+
+    const net = admin.makeApiClient(k8s.NetworkingV1Api);
+    const policy = await net.readNamespacedNetworkPolicy({ name: podName(id), namespace: NS });
+    assert.deepEqual(policy.spec?.policyTypes, ['Ingress', 'Egress']);
+    assert.deepEqual(policy.spec?.egress ?? [], [], 'without an egress proxy nothing leaves, whatever the allowlist');
+    assert.deepEqual(policy.spec?.podSelector?.matchLabels, pod.metadata?.labels && { 'agent-inbox.dev/sandbox': pod.metadata.labels['agent-inbox.dev/sandbox']! });
+    assert.equal(policy.metadata?.ownerReferences?.[0]?.uid, pod.metadata?.uid);
+
+    // The working copy was copied into the pod.
+    assert.equal(fs.readFileSync(path.join(p.sandbox.workdir, 'README.md'), 'utf8'), '# demo\n');
+    await acts.teardownSandbox({ task_id: id, sandbox: p.sandbox });
+  });
+
+  it('opens DNS and the egress proxy only for a task with an egress allowlist', async () => {
+    const driver = makeDriver({ egressProxy: true });
+    const acts = activitiesFor(driver);
+    const id = 'k8s-egress';
+    const p = await acts.provisionSandbox({ task_id: id, repo: origin, base_branch: 'main', egress_allowlist: ['registry.npmjs.org', 'pypi.org'] });
+    const pod = await admin.makeApiClient(k8s.CoreV1Api).readNamespacedPod({ name: podName(id), namespace: NS });
+    assert.equal(pod.metadata?.annotations?.['agent-inbox.dev/egress-allowlist'], 'registry.npmjs.org,pypi.org');
+    assert.ok(pod.spec!.containers[0]!.env!.some((e) => e.name === 'HTTPS_PROXY' && e.value === 'http://egress-proxy.agent-inbox:3128'));
+    const policy = await admin.makeApiClient(k8s.NetworkingV1Api).readNamespacedNetworkPolicy({ name: podName(id), namespace: NS });
+    const ports = policy.spec!.egress!.flatMap((r) => r.ports!.map((x) => `${x.protocol}/${x.port}`)).sort();
+    assert.deepEqual(ports, ['TCP/3128', 'TCP/53', 'UDP/53']);
+    await acts.teardownSandbox({ task_id: id, sandbox: p.sandbox });
+  });
+
+  it('runs steps through exec with their exit codes, brings the pod\'s files back, and restores checkpoints into the pod', async () => {
+    const driver = makeDriver();
+    const acts = activitiesFor(driver);
+    const id = 'k8s-steps';
+    const p = await acts.provisionSandbox({ task_id: id, repo: origin, base_branch: 'main' });
+    const step = (index: number, command: string, checkpoint: string, timeout = 30) =>
+      acts.runStep({ task_id: id, sandbox: p.sandbox, index, round: 1, command, timeout_seconds: timeout, checkpoint, env: { GREETING: "it's me" } });
+
+    const first = await step(0, 'echo "$GREETING" > new.txt; echo more >> README.md; mkdir -p d && echo x > d/x; cat new.txt; exit 3', p.checkpoint);
+    assert.equal(first.exit_code, 3);
+    assert.equal(first.output_preview, "it's me\n");
+    assert.deepEqual(first.changed_paths, ['README.md', 'd/x', 'new.txt']);
+    const host = p.sandbox.hostWorkdir;
+    assert.equal(fs.readFileSync(path.join(host, 'new.txt'), 'utf8'), "it's me\n");
+
+    // A retry from the pristine checkpoint: the worker restores it and the pod sees exactly that.
+    const retry = await step(1, 'ls; cat README.md', p.checkpoint);
+    assert.equal(retry.exit_code, 0);
+    assert.deepEqual(retry.output_preview.trim().split('\n'), ['README.md', 'src', '# demo']);
+    assert.deepEqual(retry.changed_paths, []);
+
+    // A timeout ends the command and what it started.
+    const marker = `sleep 3${counter}.25`;
+    const slow = await step(2, `(${marker}; echo late > late.txt) & ${marker}`, retry.checkpoint, 2);
+    assert.equal(slow.timed_out, true);
+    assert.equal(slow.exit_code, 124);
+    await new Promise((r) => setTimeout(r, 300));
+    const procs = fs
+      .readdirSync('/proc')
+      .filter((n) => /^\d+$/.test(n))
+      .map((n) => fs.readFileSync(`/proc/${n}/cmdline`, 'utf8').replace(/\0/g, ' ').trim())
+      .filter((cmd) => cmd === marker);
+    assert.deepEqual(procs, [], 'the timed-out command\'s processes are gone');
+
+    await acts.teardownSandbox({ task_id: id, sandbox: p.sandbox });
+  });
+
+  it('re-attaches a restarted worker to the running pod, lists it for the reaper, and deletes pod and policy on teardown', async () => {
+    const driver = makeDriver();
+    const acts = activitiesFor(driver);
+    const id = 'k8s-reattach';
+    const p = await acts.provisionSandbox({ task_id: id, repo: origin, base_branch: 'main' });
+    const core = admin.makeApiClient(k8s.CoreV1Api);
+    const uid = (await core.readNamespacedPod({ name: podName(id), namespace: NS })).metadata?.uid;
+
+    const logs: string[] = [];
+    const restarted = new KubernetesSandboxDriver({
+      kubeConfig: worker,
+      namespace: NS,
+      image: 'debian:bookworm-slim',
+      log: { ...quiet, info: (m) => void logs.push(m) },
+      workspacePath: p.sandbox.workdir,
+    });
+    await restarted.provision({ id, hostWorkdir: p.sandbox.hostWorkdir });
+    assert.ok(logs.includes('sandbox re-attached'));
+    assert.equal((await core.readNamespacedPod({ name: podName(id), namespace: NS })).metadata?.uid, uid, 'the same pod');
+    assert.ok((await restarted.list()).includes(id));
+
+    await restarted.teardown(p.sandbox);
+    assert.equal(await status(core.readNamespacedPod({ name: podName(id), namespace: NS })), 404);
+    assert.equal(await status(admin.makeApiClient(k8s.NetworkingV1Api).readNamespacedNetworkPolicy({ name: podName(id), namespace: NS })), 404);
+    assert.ok(!(await restarted.list()).includes(id));
+    // Tearing down what is gone already succeeds.
+    await restarted.teardown(p.sandbox);
+  });
+
+  it('gives the worker\'s service account what the driver needs and nothing else', async () => {
+    // Everything above ran as that service account; here, what it must not do.
+    const core = worker.makeApiClient(k8s.CoreV1Api);
+    assert.equal(await status(core.listNamespacedSecret({ namespace: NS })), 403);
+    assert.equal(await status(core.listNamespacedPod({ namespace: 'agent-inbox' })), 403);
+    assert.equal(await status(core.listNamespacedPod({ namespace: 'default' })), 403);
+    assert.equal(await status(core.deleteNamespace({ name: NS })), 403);
+    assert.equal(await status(core.createNamespacedServiceAccount({ namespace: NS, body: { metadata: { name: 'x' } } })), 403);
+    const rbac = worker.makeApiClient(k8s.RbacAuthorizationV1Api);
+    assert.equal(await status(rbac.listNamespacedRole({ namespace: NS })), 403);
+    // And a pod that is not hardened is refused by the namespace's Pod Security level, even for an admin.
+    const adminCore = admin.makeApiClient(k8s.CoreV1Api);
+    const loose: k8s.V1Pod = { metadata: { name: 'loose' }, spec: { containers: [{ name: 'c', image: 'debian:bookworm-slim' }] } };
+    assert.equal(await status(adminCore.createNamespacedPod({ namespace: NS, body: loose })), 403);
+  });
+});

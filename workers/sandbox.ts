@@ -1,0 +1,109 @@
+/**
+ * Chooses the sandbox driver from the configuration: `gvisor` where `runsc` can run,
+ * `k8s` when asked for, and `process` (no isolation, said loudly) otherwise.
+ */
+import { existsSync, promises as fs } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { SandboxDriver } from '../activities/sandbox/driver';
+import { GvisorSandboxDriver } from '../activities/sandbox/gvisor';
+import { KubernetesSandboxDriver, loadKubeConfig } from '../activities/sandbox/k8s';
+import { ProcessSandboxDriver } from '../activities/sandbox/process';
+import type { Config } from './config';
+import type { Logger } from './log';
+
+/** What the backend reports about its sandboxes in the log, `/healthz` and traces. */
+export interface SandboxInfo {
+  driver: string;
+  isolation: string;
+  /** runsc version or Kubernetes server and namespace. */
+  detail?: string;
+  /** Set whenever commands are not isolated, with the reason. */
+  warning?: string;
+}
+
+/** Thrown when the configured driver cannot work on this host; says what to install or set. */
+export class SandboxUnavailableError extends Error {
+  override readonly name = 'SandboxUnavailableError';
+}
+
+/** The cache the setup script builds runsc into (`scripts/install-runsc.sh`). */
+export function runscCacheDir(env: NodeJS.ProcessEnv = process.env): string {
+  const base = env.AGENT_INBOX_CACHE ?? path.join(env.XDG_CACHE_HOME ?? path.join(os.homedir(), '.cache'), 'agent-inbox');
+  return path.join(base, 'runsc');
+}
+
+/**
+ * The runsc binary to use: `RUNSC` when set, else the newest one the setup script built, else
+ * `runsc` on PATH (Debian's package). Null when there is none.
+ */
+export async function resolveRunsc(env: NodeJS.ProcessEnv = process.env): Promise<string | null> {
+  if (env.RUNSC) {
+    if (!existsSync(env.RUNSC)) throw new SandboxUnavailableError(`RUNSC=${env.RUNSC} does not exist`);
+    return path.resolve(env.RUNSC);
+  }
+  const cache = runscCacheDir(env);
+  const versions = (await fs.readdir(cache).catch(() => [] as string[])).sort().reverse();
+  for (const v of versions) {
+    const bin = path.join(cache, v, 'runsc');
+    if (existsSync(bin)) return bin;
+  }
+  for (const dir of (env.PATH ?? '').split(path.delimiter)) {
+    if (dir && existsSync(path.join(dir, 'runsc'))) return path.join(dir, 'runsc');
+  }
+  return null;
+}
+
+/** Build the configured driver; `auto` picks gVisor where runsc exists and this process is root. */
+export async function createSandboxDriver(cfg: Config, log: Logger): Promise<{ driver: SandboxDriver; info: SandboxInfo }> {
+  const root = path.join(cfg.DATA_DIR, 'sandboxes');
+  const processDriver = (warning: string): { driver: SandboxDriver; info: SandboxInfo } => {
+    const driver = new ProcessSandboxDriver({ root, log });
+    return { driver, info: { driver: driver.name, isolation: driver.isolation, warning } };
+  };
+
+  if (cfg.SANDBOX_DRIVER === 'process') {
+    return processDriver('isolation: none — SANDBOX_DRIVER=process runs commands as plain processes on the worker host');
+  }
+  if (cfg.SANDBOX_DRIVER === 'k8s') {
+    const kubeConfig = await loadKubeConfig();
+    const driver = new KubernetesSandboxDriver({
+      kubeConfig,
+      namespace: cfg.K8S_NAMESPACE,
+      image: cfg.K8S_SANDBOX_IMAGE,
+      runtimeClassName: cfg.K8S_RUNTIME_CLASS,
+      egressProxy: cfg.K8S_EGRESS_PROXY,
+      uid: cfg.SANDBOX_UID,
+      log,
+    });
+    await driver.check();
+    return { driver, info: { driver: driver.name, isolation: driver.isolation, detail: `${kubeConfig.getCurrentCluster()?.server ?? '?'} namespace ${cfg.K8S_NAMESPACE}` } };
+  }
+
+  const runsc = await resolveRunsc();
+  const isRoot = process.getuid?.() === 0;
+  if (runsc === null || !isRoot) {
+    const why = runsc === null ? 'runsc was not found (run `npm run setup`, or `apt-get install runsc`)' : 'runsc needs root and this process is not root';
+    if (cfg.SANDBOX_DRIVER === 'gvisor') throw new SandboxUnavailableError(`SANDBOX_DRIVER=gvisor, but ${why}`);
+    return processDriver(`isolation: none — ${why}; commands run as plain processes on the worker host`);
+  }
+  const driver = new GvisorSandboxDriver({
+    root,
+    runsc,
+    log,
+    uid: cfg.SANDBOX_UID,
+    gid: cfg.SANDBOX_GID,
+    rootfs: cfg.SANDBOX_ROOTFS,
+    runscFlags: cfg.RUNSC_FLAGS,
+    limits: { memoryMb: cfg.SANDBOX_MEMORY_MB, processesPerCommand: cfg.SANDBOX_MAX_PROCESSES, tmpMb: cfg.SANDBOX_TMP_MB },
+  });
+  let version: string;
+  try {
+    version = await driver.version();
+  } catch (err) {
+    const why = `runsc at ${runsc} does not run: ${String(err)}`;
+    if (cfg.SANDBOX_DRIVER === 'gvisor') throw new SandboxUnavailableError(why);
+    return processDriver(`isolation: none — ${why}`);
+  }
+  return { driver, info: { driver: driver.name, isolation: driver.isolation, detail: `${runsc} (${version})` } };
+}
