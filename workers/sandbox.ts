@@ -55,7 +55,7 @@ export async function resolveRunsc(env: NodeJS.ProcessEnv = process.env): Promis
 }
 
 /** Build the configured driver; `auto` picks gVisor where runsc exists and this process is root. */
-export async function createSandboxDriver(cfg: Config, log: Logger): Promise<{ driver: SandboxDriver; info: SandboxInfo }> {
+export async function createSandboxDriver(cfg: Config, log: Logger, env: NodeJS.ProcessEnv = process.env): Promise<{ driver: SandboxDriver; info: SandboxInfo }> {
   const root = path.join(cfg.DATA_DIR, 'sandboxes');
   const processDriver = (warning: string): { driver: SandboxDriver; info: SandboxInfo } => {
     const driver = new ProcessSandboxDriver({ root, log });
@@ -66,7 +66,7 @@ export async function createSandboxDriver(cfg: Config, log: Logger): Promise<{ d
     return processDriver('isolation: none — SANDBOX_DRIVER=process runs commands as plain processes on the worker host');
   }
   if (cfg.SANDBOX_DRIVER === 'k8s') {
-    const kubeConfig = await loadKubeConfig();
+    const kubeConfig = await loadKubeConfig(env);
     const driver = new KubernetesSandboxDriver({
       kubeConfig,
       namespace: cfg.K8S_NAMESPACE,
@@ -80,7 +80,7 @@ export async function createSandboxDriver(cfg: Config, log: Logger): Promise<{ d
     return { driver, info: { driver: driver.name, isolation: driver.isolation, detail: `${kubeConfig.getCurrentCluster()?.server ?? '?'} namespace ${cfg.K8S_NAMESPACE}` } };
   }
 
-  const runsc = await resolveRunsc();
+  const runsc = await resolveRunsc(env);
   const isRoot = process.getuid?.() === 0;
   if (runsc === null || !isRoot) {
     const why = runsc === null ? 'runsc was not found (run `npm run setup`, or `apt-get install runsc`)' : 'runsc needs root and this process is not root';
