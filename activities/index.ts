@@ -11,6 +11,8 @@ import { preview } from '../domain/rules';
 import { createLogger, type Logger } from '../workers/log';
 import { ArtifactStore, InvalidArtifactNameError, isSafeName } from './artifacts/store';
 import { activityFailure } from './failures';
+import { createAgentActivities } from './llm/agent';
+import type { ModelClient, ModelProvider } from './llm/client';
 import {
   GitError,
   InvalidGitArgumentError,
@@ -41,6 +43,10 @@ export interface ActivityDeps {
   /** Root of the worker's state; working copies live in `<dataDir>/workspaces/<task_id>`. */
   dataDir: string;
   log?: Logger;
+  /** Model clients of the LLM planner; built from `modelEnv` (GEMINI_API_KEY, OPENAI_BASE_URL, …) when absent. */
+  models?: Partial<Record<ModelProvider, ModelClient>>;
+  /** Environment the model clients and the price table are configured from (default: the process's). */
+  modelEnv?: NodeJS.ProcessEnv;
 }
 
 /** Bytes of a step's combined output kept (the tail: that is where failures show). */
@@ -80,7 +86,18 @@ export function createActivities(deps: ActivityDeps): Activities {
     return dir;
   };
 
+  const agent = createAgentActivities({
+    sandbox: deps.sandbox,
+    artifacts: deps.artifacts,
+    workingCopy,
+    models: deps.models,
+    env: deps.modelEnv,
+    log,
+    scope: activityScope,
+  });
+
   const activities: Activities = {
+    ...agent,
     async provisionSandbox(input) {
       const key = keyOf(input.task_id);
       const dir = workspaceOf(key);
@@ -179,7 +196,7 @@ export function createActivities(deps: ActivityDeps): Activities {
       const key = keyOf(input.task_id);
       const dir = await workingCopy(key, input.sandbox);
       const branch = branchFor(key);
-      const tree = await snapshotTree(dir);
+      const tree = input.tree ?? (await snapshotTree(dir));
       const tip = await branchTip(dir, branch);
       const tipInfo = tip === null ? null : await readCommit(dir, tip);
 

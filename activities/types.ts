@@ -4,6 +4,7 @@
  */
 import type { ArtifactRef } from '../domain/task';
 import type { RepoPolicy } from '../domain/task';
+import type { AgentActivities } from './llm/agent';
 import type { SandboxHandle } from './sandbox/driver';
 
 /** A task's sandbox and the git state it started from. */
@@ -66,8 +67,8 @@ export interface PublishResult {
   files_changed: number;
 }
 
-/** The worker's activities, as the workflow sees them. */
-export interface Activities {
+/** The worker's activities, as the workflow sees them (the LLM planner's come from `llm/agent.ts`). */
+export interface Activities extends AgentActivities {
   /** Clone `repo` at `base_branch` into a private working copy and provision the sandbox around it; re-attaches when it exists. */
   provisionSandbox(input: {
     task_id: string;
@@ -90,6 +91,8 @@ export interface Activities {
     base_commit: string;
     round: number;
     message: string;
+    /** Tree to publish (a checkpoint); default: the working copy as it is. */
+    tree?: string;
   }): Promise<PublishResult>;
   /** Delete the pushed branch from origin; succeeds when it is already gone. */
   deleteBranch(input: { repo: string; branch: string }): Promise<void>;

@@ -56,8 +56,26 @@ export const RecipePlanner = z.strictObject({
 });
 export type RecipePlanner = z.infer<typeof RecipePlanner>;
 
+/**
+ * A language model decides: it reads the repo, plans, edits, runs tests and asks when it must,
+ * through tools that run in the sandbox and under the task's policy.
+ */
+export const LlmPlanner = z.strictObject({
+  kind: z.literal('llm'),
+  /** `gemini` (GEMINI_API_KEY) or `openai`: any OpenAI-compatible chat-completions server (OPENAI_BASE_URL, OPENAI_API_KEY). */
+  provider: z.enum(['gemini', 'openai']).default('gemini'),
+  model: z.string().min(1).max(200).default('gemini-2.5-flash'),
+  /** Commands the self-check runs before output; when empty they are detected from package.json or a Makefile. */
+  check_commands: z.array(z.string().min(1).max(2_000)).max(20).default([]),
+  /** Self-check rounds that may fail before the task asks a human instead of opening a review. */
+  max_check_rounds: z.number().int().min(1).max(20).default(3),
+  /** Output tokens one model call may produce. */
+  max_output_tokens: z.number().int().min(256).max(65_536).default(8_192),
+});
+export type LlmPlanner = z.infer<typeof LlmPlanner>;
+
 /** How the task decides what to do next. */
-export const Planner = z.discriminatedUnion('kind', [RecipePlanner]);
+export const Planner = z.discriminatedUnion('kind', [RecipePlanner, LlmPlanner]);
 export type Planner = z.infer<typeof Planner>;
 
 /** A task as submitted through `POST /v1/tasks`; parsing fills every default. */

@@ -62,7 +62,7 @@ describe('lifecycle rules', () => {
     const spec = TaskSpec.parse({ repo: '/r', goal: 'g', planner: { kind: 'recipe', steps: [{ run: 'true' }] } });
     assert.equal(spec.base_branch, 'main');
     assert.equal(spec.budget.max_steps, 50);
-    assert.equal(spec.planner.steps[0]!.timeout_seconds, 600);
+    assert.equal(spec.planner.kind === 'recipe' && spec.planner.steps[0]!.timeout_seconds, 600);
     assert.equal(TaskSpec.safeParse({ ...spec, extra: 1 }).success, false);
     assert.equal(TaskSpec.safeParse({ ...spec, repo: '--upload-pack=evil' }).success, false);
   });

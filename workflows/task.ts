@@ -21,6 +21,9 @@ import {
 } from '@temporalio/workflow';
 import type { RetryPolicy } from '@temporalio/common';
 import type { Activities, ProvisionResult, RunStepResult } from '../activities/types';
+import type { AgentToolCallResult } from '../activities/llm/agent';
+import { isSandboxTool, validateToolArgs } from '../activities/llm/tool-specs';
+import type { ModelMessage, ToolCall } from '../activities/llm/types';
 import {
   ACTIONS_BY_KIND,
   commandNeedingApproval,
@@ -33,6 +36,8 @@ import {
 import type {
   Budget,
   BudgetGrant,
+  LlmPlanner,
+  RecipePlanner,
   Decision,
   InboxItem,
   ItemKind,
@@ -69,6 +74,25 @@ export const DECISION_FAILURES = ['TaskEnded', 'UnknownItem', 'StaleDecision', '
 
 const RETRY: RetryPolicy = { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 10 };
 const io = proxyActivities<Activities>({ startToCloseTimeout: '10 minutes', retry: RETRY });
+
+/** One model call: retried with backoff (429s and 5xx); a bad key or unknown model is not retried. */
+const modelActs = proxyActivities<Activities>({
+  startToCloseTimeout: '5 minutes',
+  heartbeatTimeout: '30 seconds',
+  retry: { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '60s', maximumAttempts: 8 },
+});
+/** Timeouts of the agent's `run` tool: its default and the most the model may ask for. */
+const AGENT_RUN_TIMEOUT_SECONDS = 600;
+const AGENT_RUN_MAX_TIMEOUT_SECONDS = 1_800;
+/** One tool call: may run a command for up to the longest timeout, heartbeating. */
+const toolActs = proxyActivities<Activities>({
+  startToCloseTimeout: `${AGENT_RUN_MAX_TIMEOUT_SECONDS + 120} seconds`,
+  heartbeatTimeout: '10 seconds',
+  retry: { ...RETRY, maximumAttempts: 5 },
+});
+/** The same command failing this many times in a row, or this many calls changing nothing, is "stuck". */
+const AGENT_REPEAT_FAILURES = 3;
+const AGENT_NO_PROGRESS_CALLS = 15;
 
 /** Trace entries kept in workflow state; older ones are archived to the artifact store. */
 const TRACE_KEEP = 200;
@@ -108,6 +132,34 @@ interface State {
   deadline_at: string;
   idle_since: string;
   result: string | null;
+  /** The LLM planner's loop; absent for recipes (and in state carried from before it existed). */
+  agent?: AgentState;
+}
+
+/** Where the LLM planner's loop stands. The conversation itself is in the artifact store. */
+interface AgentState {
+  /** Model calls made so far. */
+  turn: number;
+  /** Messages to send with the next model call: tool results, answers, notes. */
+  pending: ModelMessage[];
+  /** Tool calls of the last model reply not handled yet, in order. */
+  calls: ToolCall[];
+  /** Results of the handled calls of the last reply. */
+  results: { id: string; name: string; output: string }[];
+  planned: boolean;
+  plan: string | null;
+  check_commands: string[] | null;
+  check_failures: number;
+  finish: { summary: string; risks: string; how_to_test: string } | null;
+  /** Tool calls in a row that changed nothing, and the same command failing in a row. */
+  no_progress: number;
+  repeat_failures: number;
+  last_failure: string | null;
+  /** Replies in a row with neither a tool call nor finish. */
+  idle_replies: number;
+  /** Tokens the conversation took at the last call (the next call's estimate) and what that call cost. */
+  context_tokens: number;
+  last_call_usd: number;
 }
 
 interface End {
@@ -229,8 +281,9 @@ class TaskRun {
       }
     }
 
-    const steps = spec.planner.steps;
-    if (!s.planned) {
+    const planner = spec.planner;
+    if (planner.kind === 'recipe' && !s.planned) {
+      const steps = planner.steps;
       this.setState('planning');
       this.trace('plan', `recipe of ${steps.length} step(s)`, {
         steps: steps.map((st, i) => st.name ?? `step ${i + 1}: ${preview(st.run, 120)}`),
@@ -250,13 +303,18 @@ class TaskRun {
       if (this.shouldContinueAsNew()) return 'continue';
       await this.flushTrace();
       if (s.phase === 'steps') {
-        if (s.step_index < steps.length) {
-          const end = await this.runRecipeStep(s.step_index);
+        if (planner.kind === 'llm') {
+          const end = await this.runAgent(planner);
+          if (end !== undefined) return end;
+          s.phase = 'publish';
+        } else if (s.step_index < planner.steps.length) {
+          const end = await this.runRecipeStep(planner, s.step_index);
           if (end) return end;
           s.step_index += 1;
           continue;
+        } else {
+          s.phase = 'publish';
         }
-        s.phase = 'publish';
       }
       if (s.phase === 'publish') {
         const end = await this.publish();
@@ -275,14 +333,19 @@ class TaskRun {
         s.step_index = 0;
         s.step_outputs = [];
         s.phase = 'steps';
+        if (s.agent) {
+          s.agent.finish = null;
+          s.agent.check_failures = 0;
+          s.agent.pending.push({ role: 'user', text: `A reviewer requested changes (round ${s.round}):\n${r.comment ?? '(no comment)'}\nMake them, run the checks, then call finish again.` });
+        }
       }
     }
   }
 
   /** Runs recipe step `index` through its gates; returns an End when a human stops the task there. */
-  private async runRecipeStep(index: number): Promise<End | undefined> {
+  private async runRecipeStep(planner: RecipePlanner, index: number): Promise<End | undefined> {
     const s = this.s;
-    const step = this.input.spec.planner.steps[index]!;
+    const step = planner.steps[index]!;
     const label = step.name ?? `step ${index + 1}`;
     const key = `${s.round}:${index}`;
 
@@ -386,6 +449,381 @@ class TaskRun {
     }
   }
 
+  // ---- the LLM planner ---------------------------------------------------------------------
+
+  /**
+   * The agent's loop: model call → tool calls → results back → … → finish → self-check. Returns
+   * undefined when the agent finished and its checks passed (publish next), an End when a human
+   * or a failure ends the task, or 'continue' at a safe point when history is long.
+   */
+  private async runAgent(planner: LlmPlanner): Promise<End | 'continue' | undefined> {
+    const s = this.s;
+    const a = (s.agent ??= {
+      turn: 0,
+      pending: [],
+      calls: [],
+      results: [],
+      planned: false,
+      plan: null,
+      check_commands: null,
+      check_failures: 0,
+      finish: null,
+      no_progress: 0,
+      repeat_failures: 0,
+      last_failure: null,
+      idle_replies: 0,
+      context_tokens: 0,
+      last_call_usd: 0,
+    });
+    if (a.check_commands === null) {
+      this.setState('planning');
+      const ctx = await io.agentContext({
+        task_id: this.input.task_id,
+        sandbox: s.provision!.sandbox,
+        goal: this.input.spec.goal,
+        context_files: this.input.spec.context_files,
+        planner,
+        policy: s.policy,
+      });
+      a.check_commands = ctx.check_commands;
+      this.trace('agent', `agent ready: ${planner.provider} ${planner.model}`, {
+        check_commands: ctx.check_commands,
+        agents_md: ctx.agents_md,
+        context_files: ctx.context_files_read,
+      });
+    }
+
+    for (;;) {
+      if (this.shouldContinueAsNew()) return 'continue';
+      await this.flushTrace();
+      if (a.calls.length > 0) {
+        const end = await this.handleToolCall(planner, a, a.calls[0]!);
+        if (end) return end;
+        a.calls.shift();
+        continue;
+      }
+      if (a.results.length > 0) {
+        a.pending.push({ role: 'tool', results: a.results });
+        a.results = [];
+      }
+      if (a.finish) {
+        const verdict = await this.selfCheck(planner, a);
+        if (verdict === 'passed') return undefined;
+        if (verdict !== 'failed') return verdict;
+        continue;
+      }
+
+      await this.ensureModelBudget(planner, a);
+      this.setState(a.planned ? 'running' : 'planning');
+      let reply;
+      try {
+        reply = await modelActs.agentModelCall({
+          task_id: this.input.task_id,
+          provider: planner.provider,
+          model: planner.model,
+          turn: a.turn + 1,
+          append: a.pending,
+          max_output_tokens: planner.max_output_tokens,
+        });
+      } catch (err) {
+        if (!(err instanceof ActivityFailure) || isCancellation(err)) throw err;
+        const cause = err.cause instanceof ApplicationFailure ? err.cause : null;
+        if (cause?.nonRetryable) return { state: 'failed', result: `the model call failed: ${describeFailure(err)}` };
+        const item = this.raise('health_alert', `Model calls keep failing: ${preview(describeFailure(err), 100)}`, 'stuck', {
+          reason: 'model_unavailable',
+          error: preview(describeFailure(err), 2_000),
+          hint: 'send a message to try again, or cancel the task',
+        });
+        await this.waitFor(item);
+        continue;
+      }
+      a.turn += 1;
+      a.pending = [];
+      a.context_tokens = reply.context_tokens;
+      a.last_call_usd = reply.usd;
+      s.usage.tokens += reply.usage.prompt_tokens + reply.usage.output_tokens;
+      s.usage.usd = Math.round((s.usage.usd + reply.usd) * 1e6) / 1e6;
+      this.trace('model', preview(reply.text, 300) || `${reply.tool_calls.length} tool call(s)`, {
+        turn: a.turn,
+        tool_calls: reply.tool_calls.map((c) => c.name),
+        prompt_tokens: reply.usage.prompt_tokens,
+        output_tokens: reply.usage.output_tokens,
+        cached_tokens: reply.usage.cached_tokens,
+        usd: reply.usd,
+        priced: reply.priced,
+        finish_reason: reply.finish_reason,
+        totals: { tokens: s.usage.tokens, usd: s.usage.usd },
+      });
+      this.publishVisibility();
+
+      if (!a.planned) {
+        a.plan = reply.text.trim() || null;
+        this.trace('plan', a.plan ? preview(a.plan, 2_000) : 'the model gave no plan');
+        if (s.policy.require_plan_approval) {
+          const item = this.raise('plan_approval', `Approve the plan: ${preview(this.input.spec.goal, 100)}`, 'awaiting_approval', {
+            goal: preview(this.input.spec.goal, 2_000),
+            plan: preview(a.plan ?? '', 4_000),
+          });
+          const r = await this.waitFor(item);
+          if (r.action === 'reject') return { state: 'rejected', result: `plan rejected by ${r.actor}` };
+          if (r.action === 'request_changes') {
+            // The reply's tool calls (if any) are dropped with the plan: the model plans again first.
+            a.pending.push({ role: 'user', text: `The plan was not approved. ${r.actor} asks: ${r.comment ?? '(no comment)'}\nReply with a revised plan (text only).` });
+            this.skipCalls(a, reply.tool_calls, 'the plan was sent back for changes; plan again first');
+            continue;
+          }
+        }
+        a.planned = true;
+        if (reply.tool_calls.length === 0) {
+          a.pending.push({ role: 'user', text: 'Go ahead with the plan, using the tools.' });
+          continue;
+        }
+      }
+      if (reply.tool_calls.length === 0) {
+        a.idle_replies += 1;
+        if (a.idle_replies >= 3) {
+          const item = this.raise('health_alert', 'Stuck: the agent replies without using its tools', 'stuck', {
+            reason: 'no_tool_calls',
+            last_reply: preview(reply.text, 2_000),
+            finish_reason: reply.finish_reason,
+            hint: 'send a message to guide the agent, or cancel the task',
+          });
+          const r = await this.waitFor(item);
+          a.idle_replies = 0;
+          a.pending.push({ role: 'user', text: `Message from ${r.actor}: ${r.comment ?? ''}` });
+          continue;
+        }
+        a.pending.push({ role: 'user', text: 'Use the tools to continue, or call finish when the goal is met.' });
+        continue;
+      }
+      a.idle_replies = 0;
+      a.calls = reply.tool_calls;
+    }
+  }
+
+  /** Answer calls the loop will not run (their results must still reach the model, one per call). */
+  private skipCalls(a: AgentState, calls: ToolCall[], why: string): void {
+    if (calls.length === 0) return;
+    a.pending.unshift({ role: 'tool', results: calls.map((c) => ({ id: c.id, name: c.name, output: `not run: ${why}` })) });
+  }
+
+  /** One tool call of the model, through the policy's gates; its result goes to `a.results`. */
+  private async handleToolCall(planner: LlmPlanner, a: AgentState, call: ToolCall): Promise<End | undefined> {
+    const s = this.s;
+    const answer = (output: string): undefined => {
+      a.results.push({ id: call.id, name: call.name, output });
+      return undefined;
+    };
+    if (call.args === null) return answer(`error: the arguments were not a JSON object (${call.parse_error ?? 'unparseable'}); call ${call.name} again with valid JSON arguments`);
+    const v = validateToolArgs(call.name, call.args);
+    if (!v.ok) return answer(`error: ${v.error}`);
+
+    if (v.name === 'finish') {
+      a.finish = { summary: v.args.summary, risks: v.args.risks, how_to_test: v.args.how_to_test };
+      this.trace('agent', `finish: ${preview(v.args.summary, 300)}`);
+      return answer('finish received: the checks run next');
+    }
+    if (v.name === 'ask_human') {
+      const item = this.raise('clarification', `Question: ${preview(v.args.question, 100)}`, 'awaiting_answer', {
+        question: preview(v.args.question, 4_000),
+        turn: a.turn,
+      });
+      const r = await this.waitFor(item);
+      return answer(`${r.actor} answered: ${r.answer ?? r.comment ?? '(no answer)'}`);
+    }
+    if (v.name === 'request_approval') {
+      const item = this.raise('risky_action', `Approve: ${preview(v.args.action, 100)}`, 'awaiting_approval', {
+        reason: 'the agent asked for approval',
+        action: preview(v.args.action, 4_000),
+        why: preview(v.args.reason, 4_000),
+      });
+      const r = await this.waitFor(item);
+      return answer(r.action === 'approve' ? `approved by ${r.actor}${r.comment ? `: ${r.comment}` : ''}` : `rejected by ${r.actor}${r.comment ? `: ${r.comment}` : ''}; do not do it`);
+    }
+    if (!isSandboxTool(v.name)) return answer(`error: unknown tool ${call.name}`);
+
+    // Policy gates, in code: what the model says cannot skip them.
+    if (v.name === 'run') {
+      const pattern = commandNeedingApproval(s.policy, v.args.command);
+      if (pattern !== null) {
+        const item = this.raise('risky_action', `Run command: ${preview(v.args.command, 100)}`, 'awaiting_approval', {
+          reason: 'command matches an approval pattern',
+          command: preview(v.args.command, 4_000),
+          matched: pattern,
+          turn: a.turn,
+        });
+        const r = await this.waitFor(item);
+        if (r.action !== 'approve') return answer(`not run: ${r.actor} rejected this command${r.comment ? `: ${r.comment}` : ''}`);
+      }
+    }
+    let approvedPaths: string[] = [];
+    if (v.name === 'write_file' || v.name === 'edit_file') {
+      const touched = protectedPathsTouched(s.policy, [v.args.path]);
+      if (touched.length > 0) {
+        const item = this.raise('risky_action', `Change protected path: ${touched[0]}`, 'awaiting_approval', {
+          reason: 'change touches protected paths',
+          paths: touched,
+          tool: v.name,
+          preview: preview(v.name === 'write_file' ? v.args.content : `- ${v.args.old_string}\n+ ${v.args.new_string}`, 4_000),
+          turn: a.turn,
+        });
+        const r = await this.waitFor(item);
+        if (r.action !== 'approve') return answer(`not done: ${r.actor} rejected the change to ${touched[0]}${r.comment ? `: ${r.comment}` : ''}`);
+        approvedPaths = touched;
+      }
+    }
+
+    await this.ensureStepBudget();
+    this.setState('running');
+    const res = await this.runAgentTool(call);
+    if (res === null) return answer('error: the tool could not run (see the health alert); try again');
+    s.usage.steps += 1;
+    const before = s.checkpoint!;
+    // What the call actually changed is gated too: a command, or a link, can reach a protected path the arguments did not name.
+    const touched = protectedPathsTouched(s.policy, res.changed_paths).filter((p) => !approvedPaths.includes(p));
+    if (touched.length > 0) {
+      const d = await io.diffCheckpoints({
+        task_id: this.input.task_id,
+        sandbox: s.provision!.sandbox,
+        from: before,
+        to: res.checkpoint,
+        paths: touched,
+        name: `protected-${s.round}-t${a.turn}-${call.id.replace(/[^A-Za-z0-9_-]/g, '_').slice(0, 40)}`,
+      });
+      const item = this.raise('risky_action', `${call.name} changed protected paths: ${touched.slice(0, 3).join(', ')}`, 'awaiting_approval', {
+        reason: 'change touches protected paths',
+        tool: call.name,
+        paths: touched.slice(0, 100),
+        diff_stat: preview(d.stat, 2_000),
+        diff_preview: d.preview,
+        diff_ref: d.diff.ref,
+        turn: a.turn,
+      });
+      const r = await this.waitFor(item);
+      if (r.action !== 'approve') {
+        // The checkpoint stays where it was: the next tool call starts from the tree before this one.
+        return answer(`${res.output}\n\n[the change to ${touched.join(', ')} was rejected by ${r.actor}${r.comment ? `: ${r.comment}` : ''}; it has been undone]`);
+      }
+    }
+    const progressed = res.checkpoint !== s.checkpoint;
+    s.checkpoint = res.checkpoint;
+    if (progressed) s.idle_since = new Date().toISOString();
+    this.trace('tool', `${call.name}${v.name === 'run' ? ` \`${preview(v.args.command, 120)}\`` : 'path' in v.args && v.args.path ? ` ${v.args.path}` : ''} → ${res.ok ? 'ok' : 'failed'}`, {
+      turn: a.turn,
+      exit_code: res.exit_code,
+      timed_out: res.timed_out,
+      changed_paths: res.changed_paths.slice(0, 50),
+      output_preview: preview(res.output, 500),
+    });
+
+    // No progress: the same command failing again and again, or many calls that change nothing.
+    if (v.name === 'run' && !res.ok) {
+      const failure = `${v.args.command}\n${preview(res.output, 1_000)}`;
+      a.repeat_failures = a.last_failure?.split('\n', 1)[0] === v.args.command ? a.repeat_failures + 1 : 1;
+      a.last_failure = failure;
+    } else if (v.name === 'run') {
+      a.repeat_failures = 0;
+    }
+    a.no_progress = progressed ? 0 : a.no_progress + 1;
+    if (a.repeat_failures >= AGENT_REPEAT_FAILURES || a.no_progress >= AGENT_NO_PROGRESS_CALLS) {
+      const why = a.repeat_failures >= AGENT_REPEAT_FAILURES ? `the same command failed ${a.repeat_failures} times in a row` : `${a.no_progress} tool calls changed nothing`;
+      const item = this.raise('health_alert', `Stuck: ${why}`, 'stuck', {
+        reason: 'no_progress',
+        detail: why,
+        last_error: preview(a.last_failure ?? '', 2_000),
+        hint: 'send a message to guide the agent (it continues with it), or cancel the task',
+      });
+      const r = await this.waitFor(item);
+      a.repeat_failures = 0;
+      a.no_progress = 0;
+      a.pending.push({ role: 'user', text: `Message from ${r.actor}: ${r.comment ?? ''}` });
+    }
+    return answer(res.output);
+  }
+
+  /** Runs one sandbox tool; an activity that keeps failing opens a health alert and returns null. */
+  private async runAgentTool(call: ToolCall): Promise<AgentToolCallResult | null> {
+    const s = this.s;
+    try {
+      return await toolActs.agentToolCall({
+        task_id: this.input.task_id,
+        sandbox: s.provision!.sandbox,
+        call,
+        checkpoint: s.checkpoint!,
+        default_timeout_seconds: AGENT_RUN_TIMEOUT_SECONDS,
+        max_timeout_seconds: AGENT_RUN_MAX_TIMEOUT_SECONDS,
+      });
+    } catch (err) {
+      if (!(err instanceof ActivityFailure) || isCancellation(err)) throw err;
+      const item = this.raise('health_alert', `Tool ${call.name} could not run: ${preview(describeFailure(err), 100)}`, 'stuck', {
+        reason: 'activity_failed',
+        tool: call.name,
+        error: preview(describeFailure(err), 2_000),
+        hint: 'send a message to continue (the agent is told the tool failed), or cancel the task',
+      });
+      await this.waitFor(item);
+      return null;
+    }
+  }
+
+  /** Runs the checks after `finish`: 'passed', 'failed' (the agent is told and goes on), or an End. */
+  private async selfCheck(planner: LlmPlanner, a: AgentState): Promise<'passed' | 'failed' | End> {
+    const failures: string[] = [];
+    for (const [i, command] of (a.check_commands ?? []).entries()) {
+      await this.ensureStepBudget();
+      this.setState('running');
+      const res = await this.runAgentTool({ id: `check-${a.turn}-${i}`, name: 'run', args: { command, timeout_seconds: AGENT_RUN_MAX_TIMEOUT_SECONDS } });
+      if (res === null) return 'failed';
+      this.s.usage.steps += 1;
+      this.s.checkpoint = res.checkpoint;
+      this.trace('check', `\`${preview(command, 120)}\` ${res.ok ? 'passed' : `failed (exit ${res.exit_code ?? '?'})`}`, { turn: a.turn, exit_code: res.exit_code, output_preview: preview(res.output, 500) });
+      if (!res.ok) failures.push(`\`${command}\` exited ${res.exit_code ?? '?'}:\n${res.output}`);
+    }
+    if (failures.length === 0) return 'passed';
+    a.finish = null;
+    a.check_failures += 1;
+    if (a.check_failures >= planner.max_check_rounds) {
+      const item = this.raise('health_alert', `Self-check failed ${a.check_failures} times`, 'stuck', {
+        reason: 'self_check_failed',
+        failures: failures.map((f) => preview(f, 2_000)),
+        hint: 'send a message to let the agent try again with your guidance, or cancel the task',
+      });
+      const r = await this.waitFor(item);
+      a.check_failures = 0;
+      a.pending.push({ role: 'user', text: `The checks failed again. Message from ${r.actor}: ${r.comment ?? ''}\n\n${failures.join('\n\n')}` });
+      return 'failed';
+    }
+    a.pending.push({ role: 'user', text: `The checks failed (round ${a.check_failures} of ${planner.max_check_rounds}); fix the cause, then call finish again.\n\n${failures.join('\n\n')}` });
+    return 'failed';
+  }
+
+  /**
+   * Parks on a `budget_request` while the next model call could take the task past its token or
+   * dollar budget (estimated from the conversation's size and the last call's cost); a grant
+   * continues the same conversation.
+   */
+  private async ensureModelBudget(planner: LlmPlanner, a: AgentState): Promise<void> {
+    const s = this.s;
+    for (;;) {
+      const nextTokens = a.context_tokens + planner.max_output_tokens;
+      const overTokens = s.usage.tokens + nextTokens > s.budget.max_tokens;
+      const overUsd = s.usage.usd + a.last_call_usd > s.budget.max_usd;
+      if (!overTokens && !overUsd) return;
+      const what = overTokens ? 'max_tokens' : 'max_usd';
+      const title = overTokens
+        ? `Token budget would be exceeded (${s.usage.tokens} used, next call about ${nextTokens}, budget ${s.budget.max_tokens})`
+        : `Dollar budget would be exceeded ($${s.usage.usd.toFixed(4)} used, next call about $${a.last_call_usd.toFixed(4)}, budget $${s.budget.max_usd})`;
+      const item = this.raise('budget_request', title, 'awaiting_budget', {
+        exhausted: what,
+        usage: { ...s.usage },
+        budget: { ...s.budget },
+        next_call_estimate: { tokens: nextTokens, usd: a.last_call_usd },
+        hint: `grant_budget with {"${what}": N} to continue the same conversation, or cancel`,
+      });
+      await this.waitFor(item);
+    }
+  }
+
   /** Runs one command; the idle guard cancels it when no step has succeeded for `max_idle_minutes`. */
   private async runStepWithIdleGuard(
     index: number,
@@ -464,9 +902,11 @@ class TaskRun {
       base_commit: s.provision!.base_commit,
       round: s.round,
       message: this.commitMessage(),
+      // The agent's output is its last accepted checkpoint: a change a human rejected is not in it.
+      ...(spec.planner.kind === 'llm' ? { tree: s.checkpoint! } : {}),
     });
     if (!pub.changed && !s.pushed) {
-      return { state: 'done', result: 'the recipe changed nothing; no branch was pushed' };
+      return { state: 'done', result: `the ${spec.planner.kind === 'llm' ? 'agent' : 'recipe'} changed nothing; no branch was pushed` };
     }
     if (pub.changed) {
       s.branch = pub.branch;
@@ -496,8 +936,12 @@ class TaskRun {
   private commitMessage(): string {
     const s = this.s;
     const spec = this.input.spec;
-    const steps = spec.planner.steps.map((st, i) => `- ${st.name ?? `step ${i + 1}`}: ${preview(st.run, 200)}`);
-    const lines = [preview(firstLine(spec.goal), 72), '', preview(spec.goal, 4_000), '', 'Recipe:', ...steps];
+    const planner = spec.planner;
+    const how =
+      planner.kind === 'recipe'
+        ? ['Recipe:', ...planner.steps.map((st, i) => `- ${st.name ?? `step ${i + 1}`}: ${preview(st.run, 200)}`)]
+        : [`Summary (${planner.provider} ${planner.model}):`, preview(s.agent?.finish?.summary ?? '', 4_000)];
+    const lines = [preview(firstLine(spec.goal), 72), '', preview(spec.goal, 4_000), '', ...how];
     if (s.round > 1 && s.feedback) lines.push('', `Review feedback (round ${s.round}):`, preview(s.feedback, 2_000));
     return lines.join('\n');
   }
@@ -513,15 +957,21 @@ class TaskRun {
       }
     }
     if (s.provision?.sandbox.isolation === 'none') risks.push('- commands ran without isolation (process driver)');
+    const finish = s.agent?.finish ?? null;
+    if (finish?.risks.trim()) risks.push(`- stated by the agent: ${preview(finish.risks.trim(), 2_000)}`);
     if (risks.length === 0) risks.push('- none flagged by policy');
+    const planner = spec.planner;
     const howTo = [
       `- \`git fetch origin ${s.branch ?? `agent/${this.input.task_id}`} && git checkout FETCH_HEAD\``,
-      ...spec.planner.steps.map((st) => `- \`${preview(st.run, 200)}\``),
+      ...(planner.kind === 'recipe'
+        ? planner.steps.map((st) => `- \`${preview(st.run, 200)}\``)
+        : [...(s.agent?.check_commands ?? []).map((c) => `- \`${preview(c, 200)}\``), ...(finish?.how_to_test.trim() ? [preview(finish.how_to_test.trim(), 2_000)] : [])]),
     ];
     return [
       '## Goal',
       preview(spec.goal, 2_000),
       '',
+      ...(finish ? ['## Summary', preview(finish.summary, 4_000), ''] : []),
       '## Changes',
       '```',
       preview(stat, 3_000),
