@@ -125,6 +125,24 @@ describe('runStep', () => {
     assert.equal((await artifacts.read(res.output.ref)).toString(), 'done\n');
   });
 
+  it('sees a same-size edit made in the second the clone wrote its index, snapshotted a second later', async () => {
+    // Git compares whole seconds of stat data; an edit that keeps the size in the index's own second looks unchanged
+    // unless the snapshot's copy of the index keeps the index's mtime (so git re-hashes such "racy" entries).
+    let raced = 0;
+    for (let i = 0; i < 10 && raced < 3; i++) {
+      const id = nextTaskId();
+      const p = await provision(id);
+      const file = path.join(p.sandbox.hostWorkdir, 'src/a.txt');
+      fs.writeFileSync(file, 'b\n');
+      const indexSecond = Math.floor(fs.statSync(path.join(gitDirOf(p.sandbox.hostWorkdir), 'index')).mtimeMs / 1000);
+      if (Math.floor(fs.statSync(file).ctimeMs / 1000) !== indexSecond) continue;
+      raced += 1;
+      await sleep(1_000 - (Date.now() % 1_000) + 10);
+      assert.notEqual(await snapshotTree(p.sandbox.hostWorkdir), p.checkpoint, 'the edit is in the snapshot');
+    }
+    assert.ok(raced > 0, 'the edit landed in the index\'s second at least once');
+  });
+
   it('restores the checkpoint exactly before running a step whose earlier attempt half ran', async () => {
     const id = nextTaskId();
     const p = await provision(id);

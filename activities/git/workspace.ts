@@ -247,10 +247,18 @@ export async function snapshotTree(dir: string): Promise<string> {
   const gitDir = gitDirOf(dir);
   const index = path.join(gitDir, `agent-snapshot-${process.pid}-${randomBytes(6).toString('hex')}.index`);
   try {
-    // Seeding from the real index lets git skip hashing files whose stat data has not changed.
-    await fs.copyFile(path.join(gitDir, 'index'), index).catch((err: NodeJS.ErrnoException) => {
+    // Seeding from the real index lets git skip hashing files whose stat data has not changed. The copy keeps
+    // the index's own mtime: git re-hashes every entry not older than that ("racy git"), so a same-size edit
+    // made in the same second as the index was written is still seen (git compares whole seconds).
+    const real = path.join(gitDir, 'index');
+    const st = await fs.stat(real).catch((err: NodeJS.ErrnoException) => {
       if (err.code !== 'ENOENT') throw err;
+      return null;
     });
+    if (st) {
+      await fs.copyFile(real, index);
+      await fs.utimes(index, st.atime, st.mtime);
+    }
     const env = { GIT_INDEX_FILE: index };
     await git(dir, ['add', '--all', '--', '.'], { env });
     return (await git(dir, ['write-tree'], { env })).trim();
