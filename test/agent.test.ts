@@ -13,6 +13,9 @@ import { startFakeOpenAI, type FakeOpenAI } from './support/fake-openai';
 import { git, makeOriginRepo, tempDir } from './support/git-fixture';
 import { call, eventually } from './support/http';
 import { startTestStack, startTestTemporal } from './support/stack';
+import { recordHistory, recorded } from './support/histories';
+import { Worker } from '@temporalio/worker';
+import { WORKFLOWS_PATH } from '../workers/worker';
 
 const FILES = {
   'calc.js': 'exports.add = (a, b) => a - b;\n',
@@ -133,6 +136,7 @@ describe('LLM planner', () => {
     assert.ok(trace.some((e: any) => e.type === 'check' && /npm test/.test(e.message) && /passed/.test(e.message)), 'the self-check ran');
     const transcript = await call(base, 'GET', `/v1/tasks/${id}/artifacts/agent-transcript.jsonl`);
     assert.equal(transcript.status, 200);
+    await recordHistory(stack.client, id, 'llm-session-pending-review');
     await decide(id, review, { action: 'approve' });
     assert.equal((await ended(id)).state, 'done');
   });
@@ -191,6 +195,7 @@ describe('LLM planner', () => {
     const review = await pendingItem(id, 'pr_review');
     assert.doesNotMatch(review.detail.diff_stat, /deploy/, 'rejected changes are not in the output');
     assert.match(review.detail.diff_stat, /calc\.js/);
+    await recordHistory(stack.client, id, 'llm-gates-pending-review');
     await decide(id, review, { action: 'reject' });
     await ended(id);
   });
@@ -241,11 +246,32 @@ describe('LLM planner', () => {
     await ended(id);
   });
 
-  it('fails fast with a clear error for an unknown model', async () => {
-    const id = await submit({ model: 'gemini-0-nonexistent' });
-    const task = await ended(id);
-    assert.equal(task.state, 'failed');
-    assert.match(task.result, /not_found|not found/i);
-    assert.match(task.result, /gemini-0-nonexistent/);
+  it('fails fast with a clear error for an unknown model, a bad key or no key', async () => {
+    const unknown = await ended(await submit({ model: 'gemini-0-nonexistent' }));
+    assert.equal(unknown.state, 'failed');
+    assert.match(unknown.result, /not_found|not found/i);
+    assert.match(unknown.result, /gemini-0-nonexistent/);
+
+    process.env.OPENAI_API_KEY = 'sk-wrong';
+    try {
+      const started = Date.now();
+      const badKey = await ended(await submit({ provider: 'openai', model: 'gpt-4.1-mini' }));
+      assert.equal(badKey.state, 'failed');
+      assert.match(badKey.result, /Model_auth/);
+      delete process.env.OPENAI_API_KEY;
+      const noKey = await ended(await submit({ provider: 'openai', model: 'gpt-4.1-mini' }));
+      assert.equal(noKey.state, 'failed');
+      assert.match(noKey.result, /OPENAI_API_KEY/);
+      assert.ok(Date.now() - started < 30_000, 'not retried for minutes');
+    } finally {
+      process.env.OPENAI_API_KEY = openai.apiKey;
+    }
+  });
+
+  it('replays the histories it recorded against the current workflow code', async () => {
+    assert.ok(recorded.length >= 2);
+    for await (const result of Worker.runReplayHistories({ workflowsPath: WORKFLOWS_PATH }, recorded)) {
+      assert.equal(result.error, undefined, `${result.workflowId}: ${String(result.error)}`);
+    }
   });
 });

@@ -26,6 +26,8 @@ const CONTEXT_CHARS = 400_000;
 const KEEP_RECENT = 12;
 const CONTEXT_FILE_CHARS = 32_000;
 const CONTEXT_TOTAL_CHARS = 128_000;
+/** The environment variables model clients are configured from. */
+const CLIENT_SETTINGS = ['GEMINI_API_KEY', 'GOOGLE_API_KEY', 'GOOGLE_GEMINI_BASE_URL', 'OPENAI_API_KEY', 'OPENAI_BASE_URL', 'OPENAI_ORG_ID', 'OPENAI_PROJECT_ID'];
 
 /** One line of the transcript artifact: the message and the model turn it was sent with (or answered). */
 interface TranscriptLine {
@@ -115,12 +117,17 @@ export interface AgentDeps {
 export function createAgentActivities(deps: AgentDeps): AgentActivities {
   const env = deps.env ?? process.env;
   const prices = deps.prices ?? loadPriceTable(env);
-  const clients = new Map<ModelProvider, ModelClient>(Object.entries(deps.models ?? {}) as [ModelProvider, ModelClient][]);
+  const injected = deps.models ?? {};
+  // Keyed by the settings a client is built from, so a rotated key takes effect without a restart.
+  const clients = new Map<string, ModelClient>();
   const clientFor = (provider: ModelProvider): ModelClient => {
-    let c = clients.get(provider);
+    const given = injected[provider];
+    if (given) return given;
+    const key = [provider, ...CLIENT_SETTINGS.map((v) => env[v] ?? '')].join('\u0000');
+    let c = clients.get(key);
     if (!c) {
       c = createModelClient(provider, env);
-      clients.set(provider, c);
+      clients.set(key, c);
     }
     return c;
   };
@@ -201,10 +208,11 @@ export function createAgentActivities(deps: AgentDeps): AgentActivities {
       if (stored === null) {
         const system = (await deps.artifacts.readByName(input.task_id, SYSTEM)).toString('utf8');
         const messages = fitContext(transcript.filter((l) => l.turn <= input.turn).map((l) => l.message));
-        const client = clientFor(input.provider);
         const beat = setInterval(scope.heartbeat, 1_000);
         let res;
         try {
+          // A missing key is a configuration error like a bad one: not retried.
+          const client = clientFor(input.provider);
           res = await client.generate(
             { model: input.model, system, messages, tools: TOOL_DECLARATIONS, max_output_tokens: input.max_output_tokens },
             scope.signal,
