@@ -246,6 +246,69 @@ describe('LLM planner', () => {
     await ended(id);
   });
 
+  it('sends a plan back for changes when policy asks for plan approval, then follows the revised plan', async () => {
+    gemini.script([
+      { text: '1. Rewrite everything', usage },
+      (body) => {
+        const last = body.contents.at(-1).parts.map((p: any) => p.text ?? '').join('');
+        assert.match(last, /Only touch calc\.js/);
+        return { text: '1. Fix add() in calc.js\n2. Finish', usage };
+      },
+      { calls: [{ name: 'edit_file', args: { path: 'calc.js', old_string: 'a - b', new_string: 'a + b' } }], usage },
+      { calls: [{ name: 'finish', args: { summary: 'Small fix.', risks: 'none', how_to_test: 'npm test' } }], usage },
+    ]);
+    const id = await submit({}, { policy: { require_plan_approval: true } });
+    const first = await pendingItem(id, 'plan_approval');
+    assert.match(first.detail.plan, /Rewrite everything/);
+    await decide(id, first, { action: 'request_changes', comment: 'Only touch calc.js' });
+    const second = await pendingItem(id, 'plan_approval');
+    assert.match(second.detail.plan, /Fix add\(\) in calc\.js/);
+    await decide(id, second, { action: 'approve' });
+    const review = await pendingItem(id, 'pr_review');
+    await decide(id, review, { action: 'reject' });
+    await ended(id);
+  });
+
+  it('opens a health alert instead of a review when the self-check keeps failing, and one when the same command keeps failing', async () => {
+    gemini.script([
+      { text: '1. Try\n2. Finish', usage },
+      { calls: [{ name: 'finish', args: { summary: 'Untested.', risks: 'none', how_to_test: 'npm test' } }], usage },
+      (body) => {
+        assert.match(toolResults(body).join('\n') + JSON.stringify(body.contents.at(-1)), /checks failed/);
+        return { calls: [{ name: 'run', args: { command: 'node test.js' } }], usage };
+      },
+      { calls: [{ name: 'run', args: { command: 'node test.js' } }], usage },
+      { calls: [{ name: 'run', args: { command: 'node test.js' } }], usage },
+      (body) => {
+        assert.match(JSON.stringify(body.contents.at(-1)), /Message from bob: look at calc\.js/);
+        return { calls: [{ name: 'edit_file', args: { path: 'calc.js', old_string: 'a - b', new_string: 'a + b' } }, { name: 'finish', args: { summary: 'Fixed.', risks: 'none', how_to_test: 'npm test' } }], usage };
+      },
+    ]);
+    const id = await submit({ max_check_rounds: 2 });
+    const stuck = await pendingItem(id, 'health_alert');
+    assert.match(stuck.title, /Stuck: the same command failed 3 times in a row/);
+    assert.match(stuck.detail.last_error, /node test\.js/);
+    assert.equal((await call(base, 'GET', `/v1/tasks/${id}`)).body.state, 'stuck');
+    assert.equal((await call(base, 'POST', `/v1/tasks/${id}/messages`, { text: 'look at calc.js', actor: 'bob' })).status, 200);
+    const review = await pendingItem(id, 'pr_review');
+    assert.match(review.detail.diff_preview, /\+exports\.add = \(a, b\) => a \+ b;/);
+    await decide(id, review, { action: 'reject' });
+    await ended(id);
+
+    gemini.script([
+      { text: '1. Finish', usage },
+      { calls: [{ name: 'finish', args: { summary: 'Untested.', risks: 'none', how_to_test: 'npm test' } }], usage },
+      { calls: [{ name: 'finish', args: { summary: 'Still untested.', risks: 'none', how_to_test: 'npm test' } }], usage },
+    ]);
+    const id2 = await submit({ max_check_rounds: 2 });
+    const alert = await pendingItem(id2, 'health_alert');
+    assert.match(alert.title, /Self-check failed 2 times/);
+    assert.match(alert.detail.failures[0], /npm test/);
+    assert.equal((await call(base, 'GET', `/v1/tasks/${id2}`)).body.items.some((i: any) => i.kind === 'pr_review'), false);
+    await decide(id2, alert, { action: 'cancel' });
+    assert.equal((await ended(id2)).state, 'cancelled');
+  });
+
   it('fails fast with a clear error for an unknown model, a bad key or no key', async () => {
     const unknown = await ended(await submit({ model: 'gemini-0-nonexistent' }));
     assert.equal(unknown.state, 'failed');

@@ -472,3 +472,25 @@ describe('sandbox tools inside gVisor', () => {
     assert.match(slow.output, /timed out after 1 s/);
   });
 });
+
+describe('fitContext', () => {
+  it('elides older tool outputs, oldest first, and never drops a message', async () => {
+    const { fitContext } = await import('../activities/llm/agent');
+    const big = 'x'.repeat(1_000);
+    const messages = [
+      { role: 'user' as const, text: 'goal' },
+      ...Array.from({ length: 20 }, (_, i) => [
+        { role: 'assistant' as const, text: '', tool_calls: [{ id: `c${i}`, name: 'read_file', args: { path: `f${i}` } }] },
+        { role: 'tool' as const, results: [{ id: `c${i}`, name: 'read_file', output: big }] },
+      ]).flat(),
+    ];
+    const fitted = fitContext(messages, 15_000);
+    assert.equal(fitted.length, messages.length, 'no message dropped');
+    const outputs = fitted.filter((m) => m.role === 'tool').map((m) => (m as { results: { output: string }[] }).results[0]!.output);
+    assert.match(outputs[0]!, /elided to fit the context/);
+    assert.equal(outputs.at(-1), big, 'the newest outputs are whole');
+    const total = fitted.reduce((n, m) => n + (m.role === 'tool' ? m.results[0]!.output.length : 0), 0);
+    assert.ok(total <= 15_000, `within the budget: ${total}`);
+    assert.deepEqual(fitContext(messages, 10_000_000), messages, 'untouched when it fits');
+  });
+});

@@ -503,7 +503,8 @@ class TaskRun {
         continue;
       }
       if (a.results.length > 0) {
-        a.pending.push({ role: 'tool', results: a.results });
+        // Tool results answer the reply's calls and must follow it directly; notes made meanwhile come after.
+        a.pending.unshift({ role: 'tool', results: a.results });
         a.results = [];
       }
       if (a.finish) {
