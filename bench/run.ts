@@ -12,22 +12,13 @@ import path from 'node:path';
 import { makeOriginRepo, tempDir } from '../test/support/git-fixture';
 import { call, eventually } from '../test/support/http';
 import { REPO_ROOT, stackEnv, startTestStack, startTestTemporal } from '../test/support/stack';
+import { summary } from './stats';
 
 const TASKS = Number(process.env.BENCH_TASKS ?? 1_000);
 const START_CONCURRENCY = Number(process.env.BENCH_START_CONCURRENCY ?? 16);
 const DECISIONS = Number(process.env.BENCH_DECISIONS ?? 100);
 const INBOX_SAMPLES = Number(process.env.BENCH_INBOX_SAMPLES ?? 50);
 const cachedWorkflows = Number(process.env.WORKER_MAX_CACHED_WORKFLOWS ?? 250);
-
-function pct(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
-}
-
-function summary(samples: number[]): { n: number; p50: number; p95: number; max: number } {
-  const s = [...samples].sort((a, b) => a - b);
-  const r = (x: number) => Math.round(x * 10) / 10;
-  return { n: s.length, p50: r(pct(s, 50)), p95: r(pct(s, 95)), max: r(s[s.length - 1]!) };
-}
 
 function rssMb(pid: number): number {
   const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');

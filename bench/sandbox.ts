@@ -23,20 +23,11 @@ import type { Logger } from '../workers/log';
 import { resolveRunsc } from '../workers/sandbox';
 import { makeOriginRepo, tempDir } from '../test/support/git-fixture';
 import { kubeToolsBinDir, startKubeCluster, type KubeCluster } from '../test/support/kube-cluster';
+import { summary } from './stats';
 
 const SANDBOXES = Number(process.env.BENCH_SANDBOXES ?? 20);
 const EXECS = Number(process.env.BENCH_EXECS ?? 100);
 const quiet: Logger = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };
-
-function pct(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
-}
-
-function summary(samples: number[]): { n: number; p50: number; p95: number; max: number } {
-  const s = [...samples].sort((a, b) => a - b);
-  const r = (x: number) => Math.round(x * 10) / 10;
-  return { n: s.length, p50: r(pct(s, 50)), p95: r(pct(s, 95)), max: r(s[s.length - 1]!) };
-}
 
 const EXEC = { timeoutMs: 30_000, maxOutputBytes: 64 * 1024 };
 

@@ -160,6 +160,8 @@ interface AgentState {
   /** Tokens the conversation took at the last call (the next call's estimate) and what that call cost. */
   context_tokens: number;
   last_call_usd: number;
+  /** The working copy may not be at the checkpoint (a change was rolled back, or a tool call failed). */
+  tree_unsure?: boolean;
 }
 
 interface End {
@@ -702,7 +704,8 @@ class TaskRun {
       });
       const r = await this.waitFor(item);
       if (r.action !== 'approve') {
-        // The checkpoint stays where it was: the next tool call starts from the tree before this one.
+        // The checkpoint stays where it was: the next tool call restores the tree before this one.
+        a.tree_unsure = true;
         return answer(`${res.output}\n\n[the change to ${touched.join(', ')} was rejected by ${r.actor}${r.comment ? `: ${r.comment}` : ''}; it has been undone]`);
       }
     }
@@ -746,16 +749,21 @@ class TaskRun {
   private async runAgentTool(call: ToolCall): Promise<AgentToolCallResult | null> {
     const s = this.s;
     try {
-      return await toolActs.agentToolCall({
+      const a = s.agent!;
+      const res = await toolActs.agentToolCall({
         task_id: this.input.task_id,
         sandbox: s.provision!.sandbox,
         call,
         checkpoint: s.checkpoint!,
         default_timeout_seconds: AGENT_RUN_TIMEOUT_SECONDS,
         max_timeout_seconds: AGENT_RUN_MAX_TIMEOUT_SECONDS,
+        verify: a.tree_unsure !== false,
       });
+      a.tree_unsure = false;
+      return res;
     } catch (err) {
       if (!(err instanceof ActivityFailure) || isCancellation(err)) throw err;
+      s.agent!.tree_unsure = true;
       const item = this.raise('health_alert', `Tool ${call.name} could not run: ${preview(describeFailure(err), 100)}`, 'stuck', {
         reason: 'activity_failed',
         tool: call.name,

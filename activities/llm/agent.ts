@@ -81,7 +81,15 @@ export interface AgentToolCallInput {
   checkpoint: string;
   default_timeout_seconds: number;
   max_timeout_seconds: number;
+  /**
+   * Whether the working copy may differ from `checkpoint` (a change was rolled back, or the last call
+   * failed), so it must be compared first. A retried attempt always compares. Default true.
+   */
+  verify?: boolean;
 }
+
+/** Tools that only read: the working copy cannot change under them, so no snapshot is taken after. */
+const READ_ONLY_TOOLS = new Set(['read_file', 'list_dir', 'search', 'git_diff']);
 
 export interface AgentToolCallResult {
   ok: boolean;
@@ -255,11 +263,14 @@ export function createAgentActivities(deps: AgentDeps): AgentActivities {
       const scope = deps.scope();
       scope.heartbeat();
       if (scope.attempt > 1) await deps.sandbox.killAll(input.sandbox);
-      const found = await snapshotTree(dir);
-      if (found !== input.checkpoint) {
-        if (scope.attempt === 1) await deps.sandbox.killAll(input.sandbox);
-        await restoreTree(dir, input.checkpoint);
-        await deps.sandbox.syncWorkdir?.(input.sandbox);
+      // The last call left the tree at the checkpoint unless the workflow says otherwise or this is a retry.
+      if (input.verify !== false || scope.attempt > 1) {
+        const found = await snapshotTree(dir);
+        if (found !== input.checkpoint) {
+          if (scope.attempt === 1) await deps.sandbox.killAll(input.sandbox);
+          await restoreTree(dir, input.checkpoint);
+          await deps.sandbox.syncWorkdir?.(input.sandbox);
+        }
       }
       const res = await executeSandboxTool(deps.sandbox, input.sandbox, input.call.name, input.call.args ?? {}, {
         maxOutputChars: TOOL_OUTPUT_CHARS,
@@ -268,7 +279,7 @@ export function createAgentActivities(deps: AgentDeps): AgentActivities {
         signal: scope.signal,
         onTick: scope.heartbeat,
       });
-      const after = await snapshotTree(dir);
+      const after = READ_ONLY_TOOLS.has(input.call.name) ? input.checkpoint : await snapshotTree(dir);
       const changed = after === input.checkpoint ? [] : await changedPaths(dir, input.checkpoint, after);
       const out: AgentToolCallResult = { ok: res.ok, output: res.output, truncated: res.truncated, checkpoint: after, changed_paths: changed };
       if (res.exit_code !== undefined) out.exit_code = res.exit_code;

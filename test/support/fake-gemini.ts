@@ -8,6 +8,8 @@ import type { AddressInfo } from 'node:net';
 
 /** A request the fake received, body parsed from JSON (the raw text when it was not JSON). */
 export interface RecordedRequest {
+  /** When the request body had arrived (`performance.now()`). */
+  at: number;
   method: string;
   path: string;
   headers: http.IncomingHttpHeaders;
@@ -160,7 +162,7 @@ export async function startFakeGemini(opts: { apiKey?: string; models?: string[]
         // Not JSON: keep the text so the test can see what was sent.
       }
       const url = new URL(req.url ?? '/', 'http://fake');
-      requests.push({ method: req.method ?? '', path: url.pathname, headers: req.headers, body });
+      requests.push({ at: performance.now(), method: req.method ?? '', path: url.pathname, headers: req.headers, body });
 
       const route = /^\/v1beta\/models\/([^/:]+):generateContent$/.exec(url.pathname);
       if (req.method !== 'POST' || !route) {
