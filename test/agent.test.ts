@@ -66,6 +66,7 @@ async function ended(id: string): Promise<any> {
 }
 
 const usage = { prompt: 1_000, output: 100, cached: 400 };
+const BIG_CALC = `exports.add = (a, b) => a + b;\n${'// filler line\n'.repeat(1_000)}`;
 
 describe('LLM planner', () => {
   before(async () => {
@@ -147,7 +148,7 @@ describe('LLM planner', () => {
       { calls: [{ name: 'ask_human', args: { question: 'Should add() add or concatenate?' } }], usage },
       (body) => {
         assert.match(toolResults(body).join('\n'), /bob answered: add numbers/);
-        return { calls: [{ name: 'write_file', args: { path: 'calc.js', content: 'exports.add = (a, b) => a + b;\n' } }], usage };
+        return { calls: [{ name: 'write_file', args: { path: 'calc.js', content: BIG_CALC } }], usage };
       },
       { calls: [{ name: 'finish', args: { summary: 'Fixed as told.', risks: 'none', how_to_test: 'npm test' } }], usage },
     ]);
@@ -159,6 +160,10 @@ describe('LLM planner', () => {
     assert.ok(inbox.items.some((i: any) => i.task_id === id));
     await decide(id, question, { action: 'answer', answer: 'add numbers' });
     const review = await pendingItem(id, 'pr_review');
+    // A long argument reaches the file whole but travels through the workflow history only by reference.
+    assert.equal(git(origin, 'show', `agent/${id}:calc.js`), BIG_CALC.trimEnd());
+    const history = JSON.stringify(await stack.client.workflow.getHandle(id).fetchHistory());
+    assert.ok(history.split('filler line').length - 1 < 50, 'the file content is not in the history');
     await decide(id, review, { action: 'reject' });
     assert.equal((await ended(id)).state, 'rejected');
   });

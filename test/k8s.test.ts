@@ -164,6 +164,12 @@ describe('Kubernetes pod sandbox driver', () => {
     assert.deepEqual(first.changed_paths, ['README.md', 'd/x', 'new.txt']);
     const host = p.sandbox.hostWorkdir;
     assert.equal(fs.readFileSync(path.join(host, 'new.txt'), 'utf8'), "it's me\n");
+    // The agent's git_diff works although the pod has no repository: it is answered from the worker's copy.
+    const gd = await acts.agentToolCall({ task_id: id, sandbox: p.sandbox, call: { id: 'c1', name: 'git_diff', args: { path: '.' } }, checkpoint: first.checkpoint, default_timeout_seconds: 30, max_timeout_seconds: 60 });
+    assert.equal(gd.ok, true, gd.output);
+    assert.match(gd.output, /^\+it's me$/m);
+    assert.match(gd.output, /^\+more$/m);
+    assert.equal(gd.checkpoint, first.checkpoint);
 
     // A retry from the pristine checkpoint: the worker restores it and the pod sees exactly that.
     const retry = await step(1, 'ls; cat README.md', p.checkpoint);

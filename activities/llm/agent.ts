@@ -8,12 +8,12 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { LlmPlanner } from '../../domain/task';
 import type { Logger } from '../../workers/log';
 import type { ArtifactStore } from '../artifacts/store';
-import { changedPaths, restoreTree, snapshotTree } from '../git/workspace';
+import { changedPaths, diff, headCommit, restoreTree, snapshotTree } from '../git/workspace';
 import type { SandboxDriver, SandboxHandle } from '../sandbox/driver';
 import { createModelClient, ModelError, type ModelClient, type ModelProvider } from './client';
 import { costUsd, loadPriceTable, type PriceTable } from './prices';
-import { TOOL_DECLARATIONS } from './tool-specs';
-import { executeSandboxTool } from './tools';
+import { normalizeToolPath, TOOL_DECLARATIONS } from './tool-specs';
+import { executeSandboxTool, truncate, type SandboxToolResult } from './tools';
 import type { ModelMessage, ModelUsage, ToolCall } from './types';
 
 export const TRANSCRIPT = 'agent-transcript.jsonl';
@@ -87,6 +87,15 @@ export interface AgentToolCallInput {
    */
   verify?: boolean;
 }
+
+/**
+ * Arguments that may be long (file contents, edit strings) travel by reference: the workflow gets a
+ * marker, and the tool-call activity reads the value from the stored reply. Arguments the policy gates
+ * look at (commands, paths, patterns) always travel whole.
+ */
+const BY_REFERENCE_ARGS = ['content', 'old_string', 'new_string'];
+const INLINE_ARG_CHARS = 4_000;
+const REF_MARK = '\u0001agent-arg ';
 
 /** Tools that only read: the working copy cannot change under them, so no snapshot is taken after. */
 const READ_ONLY_TOOLS = new Set(['read_file', 'list_dir', 'search', 'git_diff']);
@@ -255,7 +264,8 @@ export function createAgentActivities(deps: AgentDeps): AgentActivities {
       if (!transcript.some((l) => l.turn === input.turn && l.message.role === 'assistant')) {
         await appendLines(input.task_id, [{ turn: input.turn, message: { role: 'assistant', text: stored.text, tool_calls: stored.tool_calls } }]);
       }
-      return stored;
+      // The workflow history gets long arguments as references to the stored reply.
+      return { ...stored, tool_calls: stored.tool_calls.map((c, i) => byReference(c, input.turn, i)) };
     },
 
     async agentToolCall(input) {
@@ -272,7 +282,13 @@ export function createAgentActivities(deps: AgentDeps): AgentActivities {
           await deps.sandbox.syncWorkdir?.(input.sandbox);
         }
       }
-      const res = await executeSandboxTool(deps.sandbox, input.sandbox, input.call.name, input.call.args ?? {}, {
+      const args = await resolveReferences(input.call.args ?? {}, async (turn) =>
+        JSON.parse((await deps.artifacts.readByName(input.task_id, `agent-turn-${turn}.json`)).toString('utf8')) as AgentModelCallResult,
+      );
+      // A pod has no repository (it stays with the worker); its files are mirrored here after every command.
+      const res = input.call.name === 'git_diff' && deps.sandbox.name === 'k8s'
+        ? await hostGitDiff(dir, args)
+        : await executeSandboxTool(deps.sandbox, input.sandbox, input.call.name, args, {
         maxOutputChars: TOOL_OUTPUT_CHARS,
         defaultTimeoutSeconds: input.default_timeout_seconds,
         maxTimeoutSeconds: input.max_timeout_seconds,
@@ -287,6 +303,41 @@ export function createAgentActivities(deps: AgentDeps): AgentActivities {
       return out;
     },
   };
+}
+
+/** A tool call whose long arguments are replaced by references to reply `turn`, call `index`. */
+function byReference(call: ToolCall, turn: number, index: number): ToolCall {
+  if (call.args === null) return call;
+  const args: Record<string, unknown> = { ...call.args };
+  for (const key of BY_REFERENCE_ARGS) {
+    const v = args[key];
+    if (typeof v === 'string' && v.length > INLINE_ARG_CHARS) args[key] = `${REF_MARK}${turn} ${index} ${key} (${v.length} characters, kept with the model's reply)`;
+  }
+  return { ...call, args };
+}
+
+/** The arguments with every reference replaced by the value in the stored reply. */
+async function resolveReferences(args: Record<string, unknown>, reply: (turn: number) => Promise<AgentModelCallResult>): Promise<Record<string, unknown>> {
+  const out: Record<string, unknown> = { ...args };
+  for (const [key, v] of Object.entries(args)) {
+    if (typeof v !== 'string' || !v.startsWith(REF_MARK)) continue;
+    const [turn, index, name] = v.slice(REF_MARK.length).split(' ');
+    const value = (await reply(Number(turn))).tool_calls[Number(index)]?.args?.[name!];
+    if (name !== key || typeof value !== 'string') throw ApplicationFailure.create({ type: 'InvalidInput', message: `argument ${key} refers to nothing stored`, nonRetryable: true });
+    out[key] = value;
+  }
+  return out;
+}
+
+/** `git_diff` on the worker's copy: every change since the base commit, untracked files included. */
+async function hostGitDiff(dir: string, args: Record<string, unknown>): Promise<SandboxToolResult> {
+  const raw = typeof args.path === 'string' ? args.path : '.';
+  const p = normalizeToolPath(raw);
+  if (!p.ok) return { ok: false, output: `path ${p.error}`, truncated: false };
+  const d = await diff(dir, await headCommit(dir), await snapshotTree(dir), p.path === '.' ? undefined : [p.path]);
+  if (d.filesChanged === 0) return { ok: true, output: `no changes${p.path === '.' ? '' : ` under ${p.path}`}: the working copy matches the last commit`, truncated: false };
+  const cut = truncate(`${d.stat}\n\n${d.patch}`, TOOL_OUTPUT_CHARS, 'use git_diff with path set to one file or directory, to see a part');
+  return { ok: true, output: cut.text, truncated: cut.truncated };
 }
 
 /** A model error as a Temporal failure: retryable kinds are retried by the activity's policy, the rest end the task. */

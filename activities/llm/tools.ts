@@ -344,7 +344,7 @@ function withDroppedNote(res: ExecResult): string {
  * `text` cut to about `budget` characters keeping its head and tail, with a note in the middle
  * saying how much was cut and how to see it. Cuts prefer line boundaries.
  */
-function truncate(text: string, budget: number, hint: string): { text: string; truncated: boolean } {
+export function truncate(text: string, budget: number, hint: string): { text: string; truncated: boolean } {
   if (text.length <= budget) return { text, truncated: false };
   const note = (cut: number): string => `[… ${cut} characters cut; ${hint} …]`;
   // Two newlines around the note, and room for the count to grow by a digit or two.
