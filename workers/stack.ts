@@ -9,6 +9,7 @@ import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, type Worker } from '@temporalio/worker';
 import { createActivities } from '../activities';
 import { ArtifactStore } from '../activities/artifacts/store';
+import { GvisorSandboxDriver } from '../activities/sandbox/gvisor';
 import { createApp } from '../api/app';
 import { ALL_SEARCH_ATTRIBUTES } from '../workflows/search-attributes';
 import type { Config } from './config';
@@ -60,6 +61,8 @@ export async function startStack(cfg: Config, log: Logger): Promise<Stack> {
     if (cfg.ROLES.includes('worker')) {
       const chosen = await createSandboxDriver(cfg, log);
       const sandbox = chosen.driver;
+      // runsc keeps an empty network namespace mounted under DATA_DIR; let it go when no sandbox is left.
+      if (sandbox instanceof GvisorSandboxDriver) cleanups.push(() => sandbox.releaseHost());
       sandboxInfo = chosen.info;
       if (sandboxInfo.warning) log.warn(`sandbox driver ${sandboxInfo.driver}: ${sandboxInfo.warning}`, { ...sandboxInfo });
       else log.info(`sandbox driver ${sandboxInfo.driver}`, { ...sandboxInfo });
