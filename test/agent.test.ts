@@ -1,7 +1,7 @@
 /**
- * The LLM planner end to end: the real task workflow on the real dev server, a real worker, a
- * real git origin, and the real `@google/genai` / `openai` clients talking to loopback servers
- * that speak the providers' wire formats and answer from scripts.
+ * The LLM planner end to end: the real task workflow on the real dev server, a real worker whose
+ * tools run in gVisor sandboxes, a real git origin, and the real `@google/genai` / `openai` clients
+ * talking to loopback servers that speak the providers' wire formats and answer from scripts.
  */
 import assert from 'node:assert/strict';
 import path from 'node:path';
@@ -81,7 +81,7 @@ describe('LLM planner', () => {
     }
     const root = tempDir('agent');
     origin = makeOriginRepo(root, FILES);
-    stack = await startTestStack(temporal, path.join(root, 'data'), `agent-${process.pid}`, { SANDBOX_DRIVER: 'process' });
+    stack = await startTestStack(temporal, path.join(root, 'data'), `agent-${process.pid}`, { SANDBOX_DRIVER: 'gvisor' });
     base = stack.url!;
   });
 
