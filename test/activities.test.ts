@@ -346,4 +346,15 @@ describe('ArtifactStore', () => {
     assert.deepEqual(await artifacts.list('t'), [{ name: 'one.log', ref: 'artifact://t/one.log', bytes: 5 }]);
     assert.deepEqual(await artifacts.list('nobody'), []);
   });
+
+  it('reads an append-only artifact a piece at a time', async () => {
+    assert.deepEqual(await artifacts.readFrom('t2', 'log.jsonl', 0), { data: Buffer.alloc(0), size: 0 });
+    await artifacts.append('t2', 'log.jsonl', 'one\n');
+    const first = await artifacts.readFrom('t2', 'log.jsonl', 0);
+    assert.equal(first.data.toString(), 'one\n');
+    await artifacts.append('t2', 'log.jsonl', 'two\n');
+    const next = await artifacts.readFrom('t2', 'log.jsonl', first.size);
+    assert.deepEqual({ text: next.data.toString(), size: next.size }, { text: 'two\n', size: 8 });
+    assert.equal((await artifacts.readFrom('t2', 'log.jsonl', 8)).data.length, 0);
+  });
 });

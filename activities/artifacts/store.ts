@@ -139,6 +139,35 @@ export class ArtifactStore {
     }
   }
 
+  /**
+   * The bytes of an artifact from `offset` on, and its size; for reading an append-only artifact a
+   * piece at a time. Empty (size 0) when the artifact does not exist.
+   */
+  async readFrom(taskId: string, name: string, offset: number): Promise<{ data: Buffer; size: number }> {
+    const file = this.file(taskId, name);
+    let handle;
+    try {
+      handle = await fs.open(file, 'r');
+    } catch (err) {
+      if (isNotFound(err)) return { data: Buffer.alloc(0), size: 0 };
+      throw err;
+    }
+    try {
+      const { size } = await handle.stat();
+      if (offset >= size) return { data: Buffer.alloc(0), size };
+      const data = Buffer.alloc(size - offset);
+      let read = 0;
+      while (read < data.length) {
+        const r = await handle.read(data, read, data.length - read, offset + read);
+        if (r.bytesRead === 0) break;
+        read += r.bytesRead;
+      }
+      return { data: data.subarray(0, read), size };
+    } finally {
+      await handle.close();
+    }
+  }
+
   /** A task's artifacts sorted by name; empty when the task has none. */
   async list(taskId: string): Promise<ArtifactEntry[]> {
     const dir = path.join(this.dir, check(taskId));

@@ -26,6 +26,8 @@ const CONTEXT_CHARS = 400_000;
 const KEEP_RECENT = 12;
 const CONTEXT_FILE_CHARS = 32_000;
 const CONTEXT_TOTAL_CHARS = 128_000;
+/** Parsed transcripts a worker keeps in memory. */
+const TRANSCRIPTS_CACHED = 64;
 /** The environment variables model clients are configured from. */
 const CLIENT_SETTINGS = ['GEMINI_API_KEY', 'GOOGLE_API_KEY', 'GOOGLE_GEMINI_BASE_URL', 'OPENAI_API_KEY', 'OPENAI_BASE_URL', 'OPENAI_ORG_ID', 'OPENAI_PROJECT_ID'];
 
@@ -157,17 +159,26 @@ export function createAgentActivities(deps: AgentDeps): AgentActivities {
     }
   };
 
+  // The transcript is append-only: each worker keeps what it has parsed and reads only what was added since.
+  const parsed = new Map<string, { bytes: number; lines: TranscriptLine[] }>();
   const loadTranscript = async (taskId: string): Promise<TranscriptLine[]> => {
-    let text: string;
-    try {
-      text = (await deps.artifacts.readByName(taskId, TRANSCRIPT)).toString('utf8');
-    } catch {
-      return [];
+    let known = parsed.get(taskId) ?? { bytes: 0, lines: [] };
+    let { data, size } = await deps.artifacts.readFrom(taskId, TRANSCRIPT, known.bytes);
+    if (size < known.bytes) {
+      // Replaced or cut since we read it: start over.
+      known = { bytes: 0, lines: [] };
+      ({ data, size } = await deps.artifacts.readFrom(taskId, TRANSCRIPT, 0));
     }
-    // Only whole lines: a line torn by a crash is written again by the retry.
-    const lines = text.split('\n');
-    if (!text.endsWith('\n')) lines.pop();
-    return lines.filter(Boolean).map((l) => JSON.parse(l) as TranscriptLine);
+    // Only whole lines: a line torn by a crash is cut off before the next append.
+    const end = data.lastIndexOf(0x0a) + 1;
+    const fresh = end === 0 ? [] : data.subarray(0, end).toString('utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as TranscriptLine);
+    known = { bytes: known.bytes + end, lines: [...known.lines, ...fresh] };
+    if (known.bytes < size) await deps.artifacts.completeLines(taskId, TRANSCRIPT);
+    parsed.delete(taskId);
+    parsed.set(taskId, known);
+    // Keep the most recently used transcripts only.
+    while (parsed.size > TRANSCRIPTS_CACHED) parsed.delete(parsed.keys().next().value!);
+    return known.lines;
   };
 
   const appendLines = async (taskId: string, lines: TranscriptLine[]): Promise<void> => {
