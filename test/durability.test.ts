@@ -12,7 +12,7 @@ import type { Stack } from '../workers/stack';
 import type { DevServer } from '../workers/temporal-server';
 import { branchCommit, git, makeOriginRepo, tempDir } from './support/git-fixture';
 import { call, eventually } from './support/http';
-import { REPO_ROOT, stackEnv, startTestStack, startTestTemporal } from './support/stack';
+import { REPO_ROOT, removeSandboxes, stackEnv, startTestStack, startTestTemporal } from './support/stack';
 
 const MAIN = path.join(REPO_ROOT, 'dist', 'workers', 'main.js');
 
@@ -116,19 +116,22 @@ describe('a worker killed with SIGKILL mid-step', () => {
 
 describe('the whole stack restarted on the same DATA_DIR', () => {
   let child: ChildProcess | null = null;
+  let dataDir: string | null = null;
   after(async () => {
     if (child && child.exitCode === null) {
       child.kill('SIGTERM');
       await exited(child);
     }
+    if (dataDir) await removeSandboxes(dataDir);
   });
 
   it('keeps open tasks in the inbox, and they can still be approved', async () => {
     const root = tempDir('restart');
     const origin = makeOriginRepo(root, { 'README.md': 'fixture\n' });
     const [apiPort, temporalPort, uiPort] = [await freePort(), await freePort(), await freePort()];
+    dataDir = path.join(root, 'data');
     const env = {
-      DATA_DIR: path.join(root, 'data'),
+      DATA_DIR: dataDir,
       PORT: String(apiPort),
       TEMPORAL_PORT: String(temporalPort),
       TEMPORAL_UI_PORT: String(uiPort),

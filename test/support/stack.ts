@@ -2,8 +2,10 @@
  * One real Temporal dev server per test file, and the backend started against it.
  */
 import path from 'node:path';
+import { GvisorSandboxDriver } from '../../activities/sandbox/gvisor';
 import { loadConfig } from '../../workers/config';
 import { createLogger } from '../../workers/log';
+import { resolveRunsc } from '../../workers/sandbox';
 import { startStack, type Stack } from '../../workers/stack';
 import { resolveTemporalCli, startDevServer, type DevServer } from '../../workers/temporal-server';
 import { tempDir } from './git-fixture';
@@ -31,8 +33,30 @@ export function stackEnv(temporal: DevServer, dataDir: string, taskQueue: string
   };
 }
 
-/** Starts the backend in this process (API, worker, reaper) against `temporal`. */
+/**
+ * Starts the backend in this process (API, worker, reaper) against `temporal`. Its `stop` also removes
+ * the gVisor sandboxes of tasks a test left open: in production they outlive the worker on purpose.
+ */
 export async function startTestStack(temporal: DevServer, dataDir: string, taskQueue: string, extra: Record<string, string> = {}): Promise<Stack> {
   const cfg = loadConfig(stackEnv(temporal, dataDir, taskQueue, extra));
-  return startStack(cfg, createLogger({ level: 'warn', component: 'test-stack' }));
+  const stack = await startStack(cfg, createLogger({ level: 'warn', component: 'test-stack' }));
+  return {
+    ...stack,
+    stop: async () => {
+      await stack.stop();
+      await removeSandboxes(dataDir);
+    },
+  };
+}
+
+/** Removes every gVisor sandbox under a data directory and what runsc keeps mounted there. */
+export async function removeSandboxes(dataDir: string): Promise<void> {
+  const runsc = await resolveRunsc();
+  if (runsc === null) return;
+  const quiet = createLogger({ level: 'error', component: 'test-cleanup' });
+  const driver = new GvisorSandboxDriver({ root: path.join(dataDir, 'sandboxes'), runsc, log: quiet });
+  for (const id of await driver.list()) {
+    await driver.teardown({ id, driver: driver.name, isolation: driver.isolation, workdir: '/workspace', hostWorkdir: dataDir }).catch(() => undefined);
+  }
+  await driver.releaseHost();
 }
