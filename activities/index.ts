@@ -10,6 +10,7 @@ import { RepoPolicy } from '../domain/task';
 import { preview } from '../domain/rules';
 import { createLogger, type Logger } from '../workers/log';
 import { ArtifactStore, InvalidArtifactNameError, isSafeName } from './artifacts/store';
+import { ensureAtCheckpoint } from './checkpoint';
 import { activityFailure } from './failures';
 import { createAgentActivities } from './llm/agent';
 import type { ModelClient, ModelProvider } from './llm/client';
@@ -28,7 +29,6 @@ import {
   readCommit,
   readTextAt,
   removeWorkingCopy,
-  restoreTree,
   snapshotTree,
   updateBranch,
 } from './git/workspace';
@@ -129,18 +129,8 @@ export function createActivities(deps: ActivityDeps): Activities {
       const dir = await workingCopy(key, input.sandbox);
       const scope = activityScope();
       // Git work on a large working copy can outlast the heartbeat timeout, so beat while it runs too.
-      await whileBeating(scope.heartbeat, async () => {
-        // An earlier attempt's processes outlive a killed worker; they must not run alongside this one.
-        let killed = false;
-        if (scope.attempt > 1) {
-          await deps.sandbox.killAll(input.sandbox);
-          killed = true;
-        }
-        const found = await snapshotTree(dir);
-        if (found === input.checkpoint) return;
-        if (!killed) await deps.sandbox.killAll(input.sandbox);
-        await restoreTree(dir, input.checkpoint);
-        await deps.sandbox.syncWorkdir?.(input.sandbox);
+      const found = await whileBeating(scope.heartbeat, () => ensureAtCheckpoint(deps.sandbox, input.sandbox, dir, input.checkpoint, { attempt: scope.attempt }));
+      if (found !== null) {
         log.warn('working copy restored to checkpoint before step', {
           task_id: key,
           round: input.round,
@@ -149,7 +139,7 @@ export function createActivities(deps: ActivityDeps): Activities {
           found,
           checkpoint: input.checkpoint,
         });
-      });
+      }
       const res = await deps.sandbox.exec(input.sandbox, input.command, {
         timeoutMs: input.timeout_seconds * 1000,
         maxOutputBytes: STEP_OUTPUT_MAX_BYTES,

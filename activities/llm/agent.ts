@@ -8,7 +8,8 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { LlmPlanner } from '../../domain/task';
 import type { Logger } from '../../workers/log';
 import type { ArtifactStore } from '../artifacts/store';
-import { changedPaths, diff, headCommit, restoreTree, snapshotTree } from '../git/workspace';
+import { ensureAtCheckpoint } from '../checkpoint';
+import { changedPaths, diff, headCommit, snapshotTree } from '../git/workspace';
 import type { SandboxDriver, SandboxHandle } from '../sandbox/driver';
 import { createModelClient, ModelError, type ModelClient, type ModelProvider } from './client';
 import { costUsd, loadPriceTable, type PriceTable } from './prices';
@@ -283,16 +284,8 @@ export function createAgentActivities(deps: AgentDeps): AgentActivities {
       const dir = await deps.workingCopy(input.task_id, input.sandbox);
       const scope = deps.scope();
       scope.heartbeat();
-      if (scope.attempt > 1) await deps.sandbox.killAll(input.sandbox);
       // The last call left the tree at the checkpoint unless the workflow says otherwise or this is a retry.
-      if (input.verify !== false || scope.attempt > 1) {
-        const found = await snapshotTree(dir);
-        if (found !== input.checkpoint) {
-          if (scope.attempt === 1) await deps.sandbox.killAll(input.sandbox);
-          await restoreTree(dir, input.checkpoint);
-          await deps.sandbox.syncWorkdir?.(input.sandbox);
-        }
-      }
+      await ensureAtCheckpoint(deps.sandbox, input.sandbox, dir, input.checkpoint, { attempt: scope.attempt, verify: input.verify });
       const args = await resolveReferences(input.call.args ?? {}, async (turn) =>
         JSON.parse((await deps.artifacts.readByName(input.task_id, `agent-turn-${turn}.json`)).toString('utf8')) as AgentModelCallResult,
       );

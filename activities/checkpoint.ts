@@ -1,0 +1,29 @@
+/**
+ * Bringing a working copy back to the checkpoint a step or tool call must start from.
+ */
+import { restoreTree, snapshotTree } from './git/workspace';
+import type { SandboxDriver, SandboxHandle } from './sandbox/driver';
+
+/**
+ * Make the working copy at `dir` exactly `checkpoint` before a command runs. A retried attempt first kills
+ * what an earlier attempt left running (it outlives a killed worker); a copy that differs is restored and
+ * handed back to the sandbox. `verify: false` trusts that a first attempt finds the tree as the last call
+ * left it. Returns the tree found when it had to be restored, else null.
+ */
+export async function ensureAtCheckpoint(
+  driver: SandboxDriver,
+  handle: SandboxHandle,
+  dir: string,
+  checkpoint: string,
+  opts: { attempt: number; verify?: boolean },
+): Promise<string | null> {
+  const retry = opts.attempt > 1;
+  if (retry) await driver.killAll(handle);
+  if (opts.verify === false && !retry) return null;
+  const found = await snapshotTree(dir);
+  if (found === checkpoint) return null;
+  if (!retry) await driver.killAll(handle);
+  await restoreTree(dir, checkpoint);
+  await driver.syncWorkdir?.(handle);
+  return found;
+}
