@@ -5,6 +5,7 @@
 import { existsSync, promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import type { Logger } from '../../workers/log';
 
 /** Sandbox ids: one path segment, no leading dot. */
 export const SANDBOX_ID = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}$/;
@@ -119,4 +120,19 @@ export async function resolveInside(hostWorkdir: string, file: string, forWrite:
 
 export function signalNumber(signal: NodeJS.Signals | null): number {
   return signal === null ? 0 : (os.constants.signals[signal] ?? 0);
+}
+
+/**
+ * Calls `onTick` about once a second while a command runs (activities heartbeat there); a throwing
+ * callback is logged, never fatal. Returns the function that stops it.
+ */
+export function startTicker(onTick: (() => void) | undefined, log: Logger, sandboxId: string): () => void {
+  const ticker = setInterval(() => {
+    try {
+      onTick?.();
+    } catch (err) {
+      log.warn('sandbox tick callback failed', { sandbox_id: sandboxId, err });
+    }
+  }, 1_000);
+  return () => clearInterval(ticker);
 }

@@ -23,7 +23,7 @@ import { existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from '../../workers/log';
 import { gitDirOf } from '../git/workspace';
-import { InvalidSandboxIdError, OutputTail, SANDBOX_ID, SandboxAbortedError, resolveInside, signalNumber } from './common';
+import { InvalidSandboxIdError, OutputTail, SANDBOX_ID, SandboxAbortedError, resolveInside, signalNumber, startTicker } from './common';
 import type { ExecOptions, ExecResult, ProvisionOptions, SandboxDriver, SandboxHandle } from './driver';
 
 /** Where the working copy and its repository appear inside the sandbox. */
@@ -253,17 +253,11 @@ export class GvisorSandboxDriver implements SandboxDriver {
           timedOut = true;
           stop();
         }, opts.timeoutMs);
-        const ticker = setInterval(() => {
-          try {
-            opts.onTick?.();
-          } catch (err) {
-            this.log.warn('sandbox tick callback failed', { sandbox_id: handle.id, err });
-          }
-        }, 1_000);
+        const stopTicker = startTicker(opts.onTick, this.log, handle.id);
         opts.signal?.addEventListener('abort', onAbort, { once: true });
         const cleanup = (): void => {
           clearTimeout(timeout);
-          clearInterval(ticker);
+          stopTicker();
           opts.signal?.removeEventListener('abort', onAbort);
         };
 

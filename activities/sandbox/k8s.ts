@@ -22,7 +22,7 @@ import path from 'node:path';
 import { PassThrough, Writable, type Readable } from 'node:stream';
 import type * as k8s from '@kubernetes/client-node';
 import type { Logger } from '../../workers/log';
-import { OutputTail, SANDBOX_ID, InvalidSandboxIdError, SandboxAbortedError, resolveInside } from './common';
+import { OutputTail, SANDBOX_ID, InvalidSandboxIdError, SandboxAbortedError, resolveInside, startTicker } from './common';
 import type { ExecOptions, ExecResult, ProvisionOptions, SandboxDriver, SandboxHandle } from './driver';
 
 type KubeModule = typeof k8s;
@@ -240,13 +240,7 @@ export class KubernetesSandboxDriver implements SandboxDriver {
     const started = Date.now();
     let timedOut = false;
     const controller = new AbortController();
-    const ticker = setInterval(() => {
-      try {
-        opts.onTick?.();
-      } catch (err) {
-        this.log.warn('sandbox tick callback failed', { sandbox_id: handle.id, err });
-      }
-    }, 1_000);
+    const stopTicker = startTicker(opts.onTick, this.log, handle.id);
     const onAbort = (): void => controller.abort();
     opts.signal?.addEventListener('abort', onAbort, { once: true });
     const timer = setTimeout(() => {
@@ -269,7 +263,7 @@ export class KubernetesSandboxDriver implements SandboxDriver {
       if (opts.signal?.aborted) throw new SandboxAbortedError(command, { cause: opts.signal.reason });
       await this.download(handle);
     } finally {
-      clearInterval(ticker);
+      stopTicker();
     }
     const { output, truncatedBytes } = tail.result();
     return { exitCode: timedOut ? 124 : exitCode, output, outputTruncatedBytes: truncatedBytes, timedOut, durationMs: Date.now() - started };

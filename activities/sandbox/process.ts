@@ -14,7 +14,7 @@ import { existsSync, promises as fs, readdirSync, readFileSync, renameSync, rmSy
 import path from 'node:path';
 import type { Logger } from '../../workers/log';
 import { gitDirOf } from '../git/workspace';
-import { InvalidSandboxIdError, OutputTail, SANDBOX_ID, SandboxAbortedError, resolveInside, signalNumber } from './common';
+import { InvalidSandboxIdError, OutputTail, SANDBOX_ID, SandboxAbortedError, resolveInside, signalNumber, startTicker } from './common';
 import type { ExecOptions, ExecResult, SandboxDriver, SandboxHandle } from './driver';
 
 export { InvalidSandboxIdError, SandboxAbortedError, SandboxPathError } from './common';
@@ -121,20 +121,14 @@ export class ProcessSandboxDriver implements SandboxDriver {
         timedOut = true;
         kill();
       }, opts.timeoutMs);
-      const ticker = setInterval(() => {
-        try {
-          opts.onTick?.();
-        } catch (err) {
-          this.log.warn('sandbox tick callback failed', { sandbox_id: handle.id, err });
-        }
-      }, 1_000);
+      const stopTicker = startTicker(opts.onTick, this.log, handle.id);
       opts.signal?.addEventListener('abort', onAbort, { once: true });
 
       const finish = (exitCode: number): void => {
         if (settled) return;
         settled = true;
         clearTimeout(timeout);
-        clearInterval(ticker);
+        stopTicker();
         opts.signal?.removeEventListener('abort', onAbort);
         child.stdout!.destroy();
         child.stderr!.destroy();
@@ -158,7 +152,7 @@ export class ProcessSandboxDriver implements SandboxDriver {
         if (settled) return;
         settled = true;
         clearTimeout(timeout);
-        clearInterval(ticker);
+        stopTicker();
         opts.signal?.removeEventListener('abort', onAbort);
         if (pgid !== undefined) this.forgetGroupIfGone(handle.id, pgid);
         reject(err);
