@@ -427,24 +427,7 @@ class TaskRun {
 
       const touched = protectedPathsTouched(s.policy, res.changed_paths);
       if (touched.length > 0) {
-        const d = await io.diffCheckpoints({
-          task_id: this.input.task_id,
-          sandbox: s.provision!.sandbox,
-          from: before,
-          to: res.checkpoint,
-          paths: touched,
-          name: `protected-${s.round}-${index}`,
-        });
-        const item = this.raise('risky_action', `${label} changed protected paths: ${touched.slice(0, 3).join(', ')}`, 'awaiting_approval', {
-          reason: 'change touches protected paths',
-          step: index,
-          step_name: label,
-          paths: touched.slice(0, 100),
-          diff_stat: preview(d.stat, 2_000),
-          diff_preview: d.preview,
-          diff_ref: d.diff.ref,
-        });
-        const r = await this.waitFor(item);
+        const r = await this.gateProtectedChange(before, res.checkpoint, touched, `protected-${s.round}-${index}`, label, { step: index, step_name: label });
         if (r.action === 'reject') return { state: 'rejected', result: `change to protected paths rejected by ${r.actor}` };
       }
       return undefined;
@@ -685,24 +668,8 @@ class TaskRun {
     // What the call actually changed is gated too: a command, or a link, can reach a protected path the arguments did not name.
     const touched = protectedPathsTouched(s.policy, res.changed_paths).filter((p) => !approvedPaths.includes(p));
     if (touched.length > 0) {
-      const d = await io.diffCheckpoints({
-        task_id: this.input.task_id,
-        sandbox: s.provision!.sandbox,
-        from: before,
-        to: res.checkpoint,
-        paths: touched,
-        name: `protected-${s.round}-t${a.turn}-${call.id.replace(/[^A-Za-z0-9_-]/g, '_').slice(0, 40)}`,
-      });
-      const item = this.raise('risky_action', `${call.name} changed protected paths: ${touched.slice(0, 3).join(', ')}`, 'awaiting_approval', {
-        reason: 'change touches protected paths',
-        tool: call.name,
-        paths: touched.slice(0, 100),
-        diff_stat: preview(d.stat, 2_000),
-        diff_preview: d.preview,
-        diff_ref: d.diff.ref,
-        turn: a.turn,
-      });
-      const r = await this.waitFor(item);
+      const diffName = `protected-${s.round}-t${a.turn}-${call.id.replace(/[^A-Za-z0-9_-]/g, '_').slice(0, 40)}`;
+      const r = await this.gateProtectedChange(before, res.checkpoint, touched, diffName, call.name, { tool: call.name, turn: a.turn });
       if (r.action !== 'approve') {
         // The checkpoint stays where it was: the next tool call restores the tree before this one.
         a.tree_unsure = true;
@@ -831,6 +798,30 @@ class TaskRun {
       });
       await this.waitFor(item);
     }
+  }
+
+  /**
+   * Opens a `risky_action` item showing what a change did to protected paths (the diff between two
+   * checkpoints, limited to those paths) and waits for the human's decision.
+   */
+  private async gateProtectedChange(
+    from: string,
+    to: string,
+    touched: string[],
+    diffName: string,
+    what: string,
+    detail: Record<string, unknown>,
+  ): Promise<Resolution> {
+    const d = await io.diffCheckpoints({ task_id: this.input.task_id, sandbox: this.s.provision!.sandbox, from, to, paths: touched, name: diffName });
+    const item = this.raise('risky_action', `${what} changed protected paths: ${touched.slice(0, 3).join(', ')}`, 'awaiting_approval', {
+      reason: 'change touches protected paths',
+      ...detail,
+      paths: touched.slice(0, 100),
+      diff_stat: preview(d.stat, 2_000),
+      diff_preview: d.preview,
+      diff_ref: d.diff.ref,
+    });
+    return this.waitFor(item);
   }
 
   /** Runs one command; the idle guard cancels it when no step has succeeded for `max_idle_minutes`. */
