@@ -4,17 +4,9 @@
  */
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { answerAfter, startScriptedServer, type RecordedRequest } from './scripted-server';
 
-/** A request the fake received, body parsed from JSON (the raw text when it was not JSON). */
-export interface RecordedRequest {
-  /** When the request body had arrived (`performance.now()`). */
-  at: number;
-  method: string;
-  path: string;
-  headers: http.IncomingHttpHeaders;
-  body: any;
-}
+export type { RecordedRequest } from './scripted-server';
 
 /** A scripted model reply; `usage` defaults to small non-zero counts. */
 export interface GeminiReply {
@@ -142,91 +134,54 @@ function replyBody(reply: GeminiReply, model: string): unknown {
 export async function startFakeGemini(opts: { apiKey?: string; models?: string[] } = {}): Promise<FakeGemini> {
   const apiKey = opts.apiKey ?? 'fake-gemini-key';
   const models = new Set(opts.models ?? ['gemini-2.5-flash', 'gemini-2.5-pro', 'gemini-3-pro-preview']);
-  const requests: RecordedRequest[] = [];
-  const queue: GeminiTurn[] = [];
 
   const send = (res: http.ServerResponse, status: number, body: unknown): void => {
     res.writeHead(status, { 'content-type': 'application/json; charset=UTF-8' });
     res.end(JSON.stringify(body));
   };
 
-  const server = http.createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      const text = Buffer.concat(chunks).toString('utf8');
-      let body: any = text;
-      try {
-        body = text ? JSON.parse(text) : undefined;
-      } catch {
-        // Not JSON: keep the text so the test can see what was sent.
-      }
-      const url = new URL(req.url ?? '/', 'http://fake');
-      requests.push({ at: performance.now(), method: req.method ?? '', path: url.pathname, headers: req.headers, body });
-
-      const route = /^\/v1beta\/models\/([^/:]+):generateContent$/.exec(url.pathname);
-      if (req.method !== 'POST' || !route) {
-        res.writeHead(404, { 'content-type': 'text/plain' });
-        res.end(`fake-gemini: no route for ${req.method} ${url.pathname}`);
-        return;
-      }
-      const key = req.headers['x-goog-api-key'];
-      if (key === undefined) {
-        send(res, 403, googleError(403, "Method doesn't allow unregistered callers (callers without established identity). Please use API Key or other form of API consumer identity to call this API."));
-        return;
-      }
-      if (key !== apiKey) {
-        send(
-          res,
-          400,
-          googleError(400, 'API key not valid. Please pass a valid API key.', [
-            { '@type': 'type.googleapis.com/google.rpc.ErrorInfo', reason: 'API_KEY_INVALID', domain: 'googleapis.com', metadata: { service: 'generativelanguage.googleapis.com' } },
-            { '@type': 'type.googleapis.com/google.rpc.LocalizedMessage', locale: 'en-US', message: 'API key not valid. Please pass a valid API key.' },
-          ]),
-        );
-        return;
-      }
-      const model = decodeURIComponent(route[1]!);
-      if (!models.has(model)) {
-        send(res, 404, googleError(404, `models/${model} is not found for API version v1beta, or is not supported for generateContent. Call ListModels to see the list of available models and their supported methods.`));
-        return;
-      }
-      const next = queue.shift();
-      if (next === undefined) {
-        send(res, 500, googleError(500, `fake-gemini: no scripted turn left for request #${requests.length} (POST ${url.pathname})`));
-        return;
-      }
-      const turn = typeof next === 'function' ? next(body) : next;
-      if (isHttpError(turn)) {
-        send(res, turn.status, turn.body ?? defaultErrorBody(turn.status, turn.retryAfter));
-        return;
-      }
-      const answer = (): void => send(res, 200, replyBody(turn, model));
-      if (!turn.delayMs) return answer();
-      const timer = setTimeout(answer, turn.delayMs);
-      // A client that gave up (an aborted call) must not keep the timer, and so the process, alive.
-      res.on('close', () => clearTimeout(timer));
-    });
+  const server = await startScriptedServer<GeminiTurn>((req, res, take, count) => {
+    const body = req.body;
+    const route = /^\/v1beta\/models\/([^/:]+):generateContent$/.exec(req.path);
+    if (req.method !== 'POST' || !route) {
+      res.writeHead(404, { 'content-type': 'text/plain' });
+      res.end(`fake-gemini: no route for ${req.method} ${req.path}`);
+      return;
+    }
+    const key = req.headers['x-goog-api-key'];
+    if (key === undefined) {
+      send(res, 403, googleError(403, "Method doesn't allow unregistered callers (callers without established identity). Please use API Key or other form of API consumer identity to call this API."));
+      return;
+    }
+    if (key !== apiKey) {
+      send(
+        res,
+        400,
+        googleError(400, 'API key not valid. Please pass a valid API key.', [
+          { '@type': 'type.googleapis.com/google.rpc.ErrorInfo', reason: 'API_KEY_INVALID', domain: 'googleapis.com', metadata: { service: 'generativelanguage.googleapis.com' } },
+          { '@type': 'type.googleapis.com/google.rpc.LocalizedMessage', locale: 'en-US', message: 'API key not valid. Please pass a valid API key.' },
+        ]),
+      );
+      return;
+    }
+    const model = decodeURIComponent(route[1]!);
+    if (!models.has(model)) {
+      send(res, 404, googleError(404, `models/${model} is not found for API version v1beta, or is not supported for generateContent. Call ListModels to see the list of available models and their supported methods.`));
+      return;
+    }
+    const next = take();
+    if (next === undefined) {
+      send(res, 500, googleError(500, `fake-gemini: no scripted turn left for request #${count} (POST ${req.path})`));
+      return;
+    }
+    const turn = typeof next === 'function' ? next(body) : next;
+    if (isHttpError(turn)) {
+      send(res, turn.status, turn.body ?? defaultErrorBody(turn.status, turn.retryAfter));
+      return;
+    }
+    const answer = (): void => send(res, 200, replyBody(turn, model));
+    answerAfter(res, turn.delayMs, answer);
   });
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
-  });
-  const { port } = server.address() as AddressInfo;
-
-  return {
-    url: `http://127.0.0.1:${port}`,
-    apiKey,
-    requests,
-    script(turn) {
-      queue.push(...(Array.isArray(turn) ? turn : [turn]));
-    },
-    pending: () => queue.length,
-    close: () =>
-      new Promise<void>((resolve, reject) => {
-        server.closeAllConnections();
-        server.close((err) => (err ? reject(err) : resolve()));
-      }),
-  };
+  return { ...server, apiKey };
 }

@@ -4,15 +4,9 @@
  */
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { answerAfter, startScriptedServer, type RecordedRequest } from './scripted-server';
 
-/** A request the fake received, body parsed from JSON (the raw text when it was not JSON). */
-export interface RecordedRequest {
-  method: string;
-  path: string;
-  headers: http.IncomingHttpHeaders;
-  body: any;
-}
+export type { RecordedRequest } from './scripted-server';
 
 /** A scripted model reply; a call's `rawArgs` is sent verbatim as `arguments` (to script malformed JSON). */
 export interface OpenAIReply {
@@ -111,91 +105,54 @@ function completionBody(reply: OpenAIReply, model: string): unknown {
 export async function startFakeOpenAI(opts: { apiKey?: string; models?: string[] } = {}): Promise<FakeOpenAI> {
   const apiKey = opts.apiKey ?? 'sk-fake-openai-key';
   const models = new Set(opts.models ?? ['gpt-4.1', 'gpt-4.1-mini', 'gpt-4o-mini']);
-  const requests: RecordedRequest[] = [];
-  const queue: OpenAITurn[] = [];
 
   const send = (res: http.ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void => {
     res.writeHead(status, { 'content-type': 'application/json', 'x-request-id': `req_${randomBytes(8).toString('hex')}`, ...headers });
     res.end(JSON.stringify(body));
   };
 
-  const server = http.createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      const text = Buffer.concat(chunks).toString('utf8');
-      let body: any = text;
-      try {
-        body = text ? JSON.parse(text) : undefined;
-      } catch {
-        // Not JSON: keep the text so the test can see what was sent.
-      }
-      const url = new URL(req.url ?? '/', 'http://fake');
-      requests.push({ method: req.method ?? '', path: url.pathname, headers: req.headers, body });
-
-      if (req.method !== 'POST' || url.pathname !== '/v1/chat/completions') {
-        send(res, 404, openaiError(`Invalid URL (${req.method} ${url.pathname})`, 'invalid_request_error', null));
-        return;
-      }
-      const auth = req.headers.authorization;
-      if (!auth) {
-        send(
-          res,
-          401,
-          openaiError(
-            "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
-            'invalid_request_error',
-            null,
-          ),
-        );
-        return;
-      }
-      if (auth !== `Bearer ${apiKey}`) {
-        const shown = auth.replace(/^Bearer\s+/, '');
-        send(res, 401, openaiError(`Incorrect API key provided: ${shown.slice(0, 3)}***${shown.slice(-4)}.`, 'invalid_request_error', 'invalid_api_key'));
-        return;
-      }
-      const model = typeof body === 'object' && body !== null ? String(body.model) : '';
-      if (!models.has(model)) {
-        send(res, 404, openaiError(`The model \`${model}\` does not exist or you do not have access to it.`, 'invalid_request_error', 'model_not_found'));
-        return;
-      }
-      const next = queue.shift();
-      if (next === undefined) {
-        send(res, 500, openaiError(`fake-openai: no scripted turn left for request #${requests.length} (POST ${url.pathname})`, 'server_error', null));
-        return;
-      }
-      const turn = typeof next === 'function' ? next(body) : next;
-      if (isHttpError(turn)) {
-        send(res, turn.status, turn.body ?? defaultErrorBody(turn.status), turn.retryAfter === undefined ? {} : { 'retry-after': String(turn.retryAfter) });
-        return;
-      }
-      const answer = (): void => send(res, 200, completionBody(turn, model));
-      if (!turn.delayMs) return answer();
-      const timer = setTimeout(answer, turn.delayMs);
-      // A client that gave up (an aborted call) must not keep the timer, and so the process, alive.
-      res.on('close', () => clearTimeout(timer));
-    });
+  const server = await startScriptedServer<OpenAITurn>((req, res, take, count) => {
+    const body = req.body;
+    if (req.method !== 'POST' || req.path !== '/v1/chat/completions') {
+      send(res, 404, openaiError(`Invalid URL (${req.method} ${req.path})`, 'invalid_request_error', null));
+      return;
+    }
+    const auth = req.headers.authorization;
+    if (!auth) {
+      send(
+        res,
+        401,
+        openaiError(
+          "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
+          'invalid_request_error',
+          null,
+        ),
+      );
+      return;
+    }
+    if (auth !== `Bearer ${apiKey}`) {
+      const shown = auth.replace(/^Bearer\s+/, '');
+      send(res, 401, openaiError(`Incorrect API key provided: ${shown.slice(0, 3)}***${shown.slice(-4)}.`, 'invalid_request_error', 'invalid_api_key'));
+      return;
+    }
+    const model = typeof body === 'object' && body !== null ? String(body.model) : '';
+    if (!models.has(model)) {
+      send(res, 404, openaiError(`The model \`${model}\` does not exist or you do not have access to it.`, 'invalid_request_error', 'model_not_found'));
+      return;
+    }
+    const next = take();
+    if (next === undefined) {
+      send(res, 500, openaiError(`fake-openai: no scripted turn left for request #${count} (POST ${req.path})`, 'server_error', null));
+      return;
+    }
+    const turn = typeof next === 'function' ? next(body) : next;
+    if (isHttpError(turn)) {
+      send(res, turn.status, turn.body ?? defaultErrorBody(turn.status), turn.retryAfter === undefined ? {} : { 'retry-after': String(turn.retryAfter) });
+      return;
+    }
+    const answer = (): void => send(res, 200, completionBody(turn, model));
+    answerAfter(res, turn.delayMs, answer);
   });
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
-  });
-  const { port } = server.address() as AddressInfo;
-
-  return {
-    url: `http://127.0.0.1:${port}`,
-    apiKey,
-    requests,
-    script(turn) {
-      queue.push(...(Array.isArray(turn) ? turn : [turn]));
-    },
-    pending: () => queue.length,
-    close: () =>
-      new Promise<void>((resolve, reject) => {
-        server.closeAllConnections();
-        server.close((err) => (err ? reject(err) : resolve()));
-      }),
-  };
+  return { ...server, apiKey };
 }
