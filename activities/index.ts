@@ -3,7 +3,6 @@
  * the artifact store and the data directory holding working copies.
  */
 import path from 'node:path';
-import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import YAML from 'yaml';
 import { RepoPolicy } from '../domain/task';
@@ -11,6 +10,8 @@ import { preview } from '../domain/rules';
 import { createLogger, type Logger } from '../workers/log';
 import { ArtifactStore, InvalidArtifactNameError, isSafeName } from './artifacts/store';
 import { ensureAtCheckpoint } from './checkpoint';
+import { runOnce } from './run-once';
+import { activityScope, whileBeating } from './scope';
 import { activityFailure } from './failures';
 import { createAgentActivities } from './llm/agent';
 import type { ModelClient, ModelProvider } from './llm/client';
@@ -34,6 +35,7 @@ import {
 } from './git/workspace';
 import type { SandboxDriver, SandboxHandle } from './sandbox/driver';
 import { InvalidSandboxIdError, SandboxPathError } from './sandbox/process';
+import { UnsafeFileError } from './sandbox/safe-fs';
 import type { Activities } from './types';
 
 /** What the activities need from the worker. */
@@ -128,25 +130,31 @@ export function createActivities(deps: ActivityDeps): Activities {
       const key = keyOf(input.task_id);
       const dir = await workingCopy(key, input.sandbox);
       const scope = activityScope();
-      // Git work on a large working copy can outlast the heartbeat timeout, so beat while it runs too.
-      const found = await whileBeating(scope.heartbeat, () => ensureAtCheckpoint(deps.sandbox, input.sandbox, dir, input.checkpoint, { attempt: scope.attempt }));
-      if (found !== null) {
-        log.warn('working copy restored to checkpoint before step', {
-          task_id: key,
-          round: input.round,
-          index: input.index,
-          attempt: scope.attempt,
-          found,
-          checkpoint: input.checkpoint,
+      // A retry after the command ended (the worker died while writing its log) is answered from the record.
+      const { value: res, replayed } = await runOnce(deps.artifacts, key, scope.identity, async () => {
+        // Git work on a large working copy can outlast the heartbeat timeout, so beat while it runs too.
+        const found = await whileBeating(scope.heartbeat, () => ensureAtCheckpoint(deps.sandbox, input.sandbox, dir, input.checkpoint, { attempt: scope.attempt }));
+        if (found !== null) {
+          log.warn('working copy restored to checkpoint before step', {
+            task_id: key,
+            round: input.round,
+            index: input.index,
+            attempt: scope.attempt,
+            found,
+            checkpoint: input.checkpoint,
+          });
+        }
+        return deps.sandbox.exec(input.sandbox, input.command, {
+          timeoutMs: input.timeout_seconds * 1000,
+          maxOutputBytes: STEP_OUTPUT_MAX_BYTES,
+          env: input.env,
+          signal: scope.signal,
+          onTick: scope.heartbeat,
         });
-      }
-      const res = await deps.sandbox.exec(input.sandbox, input.command, {
-        timeoutMs: input.timeout_seconds * 1000,
-        maxOutputBytes: STEP_OUTPUT_MAX_BYTES,
-        env: input.env,
-        signal: scope.signal,
-        onTick: scope.heartbeat,
       });
+      if (replayed) log.warn('step had already run in an earlier attempt; its recorded result is used', { task_id: key, round: input.round, index: input.index, attempt: scope.attempt });
+      // A recipe step ends with its processes: nothing it left running can change the tree after the snapshot below.
+      await whileBeating(scope.heartbeat, () => deps.sandbox.killAll(input.sandbox));
       const text = res.outputTruncatedBytes > 0 ? `[… ${res.outputTruncatedBytes} earlier bytes of output cut …]\n${res.output}` : res.output;
       const { output, checkpoint, changed_paths } = await whileBeating(scope.heartbeat, async () => {
         const ref = await deps.artifacts.put(key, `step-${input.round}-${input.index}.log`, text);
@@ -272,28 +280,6 @@ export function createActivities(deps: ActivityDeps): Activities {
   return guardAll(activities);
 }
 
-/** The running activity's heartbeat, cancellation signal and attempt; harmless stand-ins outside a worker (tests, scripts). */
-function activityScope(): { heartbeat: () => void; signal: AbortSignal | undefined; attempt: number } {
-  let ctx: Context;
-  try {
-    ctx = Context.current();
-  } catch {
-    return { heartbeat: () => undefined, signal: undefined, attempt: 1 };
-  }
-  return { heartbeat: () => ctx.heartbeat(), signal: ctx.cancellationSignal, attempt: ctx.info.attempt };
-}
-
-/** Run `work`, heartbeating once right away and then every second until it settles. */
-async function whileBeating<T>(heartbeat: () => void, work: () => Promise<T>): Promise<T> {
-  heartbeat();
-  const timer = setInterval(heartbeat, 1_000);
-  try {
-    return await work();
-  } finally {
-    clearInterval(timer);
-  }
-}
-
 /** Parse `.agent/policy.yaml` text; null when the repo has none, a non-retryable failure naming the problem when invalid. */
 export function parseRepoPolicy(text: string | null): RepoPolicy | null {
   if (text === null) return null;
@@ -335,7 +321,8 @@ function toFailure(err: unknown): unknown {
     err instanceof InvalidArtifactNameError ||
     err instanceof InvalidGitArgumentError ||
     err instanceof InvalidSandboxIdError ||
-    err instanceof SandboxPathError
+    err instanceof SandboxPathError ||
+    err instanceof UnsafeFileError
   ) {
     return activityFailure('InvalidInput', err.message, { cause: err });
   }

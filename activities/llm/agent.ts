@@ -9,6 +9,8 @@ import type { LlmPlanner } from '../../domain/task';
 import type { Logger } from '../../workers/log';
 import type { ArtifactStore } from '../artifacts/store';
 import { ensureAtCheckpoint } from '../checkpoint';
+import { runOnce } from '../run-once';
+import type { ActivityScope } from '../scope';
 import { changedPaths, diff, headCommit, snapshotTree } from '../git/workspace';
 import type { SandboxDriver, SandboxHandle } from '../sandbox/driver';
 import { createModelClient, ModelError, type ModelClient, type ModelProvider } from './client';
@@ -130,7 +132,7 @@ export interface AgentDeps {
   env?: NodeJS.ProcessEnv;
   log: Logger;
   /** Heartbeat, cancellation and attempt of the running activity. */
-  scope(): { heartbeat: () => void; signal: AbortSignal | undefined; attempt: number };
+  scope(): ActivityScope;
 }
 
 /** Build the agent's activities. */
@@ -284,21 +286,24 @@ export function createAgentActivities(deps: AgentDeps): AgentActivities {
       const dir = await deps.workingCopy(input.task_id, input.sandbox);
       const scope = deps.scope();
       scope.heartbeat();
-      // The last call left the tree at the checkpoint unless the workflow says otherwise or this is a retry.
-      await ensureAtCheckpoint(deps.sandbox, input.sandbox, dir, input.checkpoint, { attempt: scope.attempt, verify: input.verify });
-      const args = await resolveReferences(input.call.args ?? {}, async (turn) =>
-        JSON.parse((await deps.artifacts.readByName(input.task_id, `agent-turn-${turn}.json`)).toString('utf8')) as AgentModelCallResult,
-      );
-      // A pod has no repository (it stays with the worker); its files are mirrored here after every command.
-      const res = input.call.name === 'git_diff' && deps.sandbox.name === 'k8s'
-        ? await hostGitDiff(dir, args)
-        : await executeSandboxTool(deps.sandbox, input.sandbox, input.call.name, args, {
-        maxOutputChars: TOOL_OUTPUT_CHARS,
-        defaultTimeoutSeconds: input.default_timeout_seconds,
-        maxTimeoutSeconds: input.max_timeout_seconds,
-        signal: scope.signal,
-        onTick: scope.heartbeat,
-      });
+      const execute = async (): Promise<SandboxToolResult> => {
+        // The last call left the tree at the checkpoint unless the workflow says otherwise or this is a retry.
+        await ensureAtCheckpoint(deps.sandbox, input.sandbox, dir, input.checkpoint, { attempt: scope.attempt, verify: input.verify });
+        const args = await resolveReferences(input.call.args ?? {}, async (turn) =>
+          JSON.parse((await deps.artifacts.readByName(input.task_id, `agent-turn-${turn}.json`)).toString('utf8')) as AgentModelCallResult,
+        );
+        // A pod has no repository (it stays with the worker); its files are mirrored here after every command.
+        if (input.call.name === 'git_diff' && deps.sandbox.name === 'k8s') return hostGitDiff(dir, args);
+        return executeSandboxTool(deps.sandbox, input.sandbox, input.call.name, args, {
+          maxOutputChars: TOOL_OUTPUT_CHARS,
+          defaultTimeoutSeconds: input.default_timeout_seconds,
+          maxTimeoutSeconds: input.max_timeout_seconds,
+          signal: scope.signal,
+          onTick: scope.heartbeat,
+        });
+      };
+      // A command runs once: a retry after it ended is answered from its record, and the tree it left is kept.
+      const res = input.call.name === 'run' ? (await runOnce(deps.artifacts, input.task_id, scope.identity, execute)).value : await execute();
       const after = READ_ONLY_TOOLS.has(input.call.name) ? input.checkpoint : await snapshotTree(dir);
       const changed = after === input.checkpoint ? [] : await changedPaths(dir, input.checkpoint, after);
       const out: AgentToolCallResult = { ok: res.ok, output: res.output, truncated: res.truncated, checkpoint: after, changed_paths: changed };

@@ -8,9 +8,8 @@
  * that does not match) comes back as `ok: false` with a message telling it what to do instead;
  * only infrastructure failures and cancellation throw.
  */
-import { promises as fs } from 'node:fs';
-import path from 'node:path';
-import { SandboxAbortedError, SandboxPathError, resolveInside } from '../sandbox/common';
+import { SandboxAbortedError, SandboxPathError } from '../sandbox/common';
+import { UnsafeFileError, resolvedInside } from '../sandbox/safe-fs';
 import type { ExecResult, SandboxDriver, SandboxHandle } from '../sandbox/driver';
 import { SEARCH_MAX_RESULTS, isControlTool, isSandboxTool, validateToolArgs, type SandboxToolName, type ToolArgs } from './tool-specs';
 
@@ -207,12 +206,12 @@ async function search(ctx: ToolContext, args: ToolArgs['search']): Promise<Sandb
 }
 
 async function writeFile(ctx: ToolContext, args: ToolArgs['write_file']): Promise<SandboxToolResult> {
+  let wrote: string;
   try {
-    await ctx.driver.writeFile(ctx.handle, args.path, args.content);
+    wrote = await ctx.driver.writeFile(ctx.handle, args.path, args.content);
   } catch (err) {
     return modelMistake(err, args.path, 'write') ?? rethrow(err);
   }
-  const wrote = await writtenPath(ctx, args.path);
   const lines = splitLines(args.content).length;
   const bytes = Buffer.byteLength(args.content, 'utf8');
   const via = wrote === args.path ? '' : ` (through a symbolic link: the file written is ${wrote})`;
@@ -246,12 +245,12 @@ async function editFile(ctx: ToolContext, args: ToolArgs['edit_file']): Promise<
     from = at + args.old_string.length;
   }
   edited += text.slice(from);
+  let wrote: string;
   try {
-    await ctx.driver.writeFile(ctx.handle, args.path, edited);
+    wrote = await ctx.driver.writeFile(ctx.handle, args.path, edited);
   } catch (err) {
     return modelMistake(err, args.path, 'write') ?? rethrow(err);
   }
-  const wrote = await writtenPath(ctx, args.path);
   const header = `replaced ${found.length} occurrence${found.length === 1 ? '' : 's'} in ${args.path}${wrote === args.path ? '' : ` (through a symbolic link: the file written is ${wrote})`}`;
   // Show the first edited place as it is now, so the model can check indentation and context.
   const editedLines = splitLines(edited);
@@ -418,6 +417,7 @@ function notFoundMessage(text: string, file: string, oldString: string): string 
 
 /** A readable answer for an error the model caused, or null when the error is the sandbox's. */
 function modelMistake(err: unknown, file: string, verb: 'read' | 'write' | 'edit'): SandboxToolResult | null {
+  if (err instanceof UnsafeFileError) return refusal(`cannot ${verb} ${file}: it ${err.detail}`);
   if (err instanceof SandboxPathError) {
     return refusal(`cannot ${verb} ${file}: it is outside the working copy (a symbolic link leading out of the repository, or an absolute path). Only files inside the repository can be used.`);
   }
@@ -447,20 +447,14 @@ function rethrow(err: unknown): never {
  */
 async function refuseEscape(ctx: ToolContext, file: string): Promise<SandboxToolResult | null> {
   try {
-    await resolveInside(ctx.handle.hostWorkdir, file, false);
+    await resolvedInside(ctx.handle.hostWorkdir, file);
     return null;
   } catch (err) {
     if (err instanceof SandboxPathError) return refusal(`${file} is outside the working copy (a symbolic link leading out of the repository); only paths inside it can be used`);
-    if ((err as NodeJS.ErrnoException).code === 'ENOTDIR') return null;
+    // A missing path or a file in the middle of it: the command itself says so.
+    if (['ENOTDIR', 'ENOENT'].includes((err as NodeJS.ErrnoException).code ?? '')) return null;
     throw err;
   }
-}
-
-/** The repository-relative path a write really changed, following symbolic links inside the working copy. */
-async function writtenPath(ctx: ToolContext, file: string): Promise<string> {
-  const root = await fs.realpath(ctx.handle.hostWorkdir);
-  const real = await resolveInside(ctx.handle.hostWorkdir, file, false);
-  return path.relative(root, real).split(path.sep).join('/');
 }
 
 /** `./path` for a command line, so a name starting with `-` is never an option. */

@@ -1,10 +1,7 @@
 /**
- * Pieces every sandbox driver shares: its errors, the output tail and the checks that
- * keep host-side file access inside a working copy.
+ * Pieces every sandbox driver shares: its errors, the output tail and the per-second tick.
  */
-import { existsSync, promises as fs } from 'node:fs';
 import os from 'node:os';
-import path from 'node:path';
 import type { Logger } from '../../workers/log';
 
 /** Sandbox ids: one path segment, no leading dot. */
@@ -18,7 +15,7 @@ export class InvalidSandboxIdError extends Error {
   }
 }
 
-/** Thrown when `readFile`/`writeFile` is given a path that is absolute or resolves outside the working copy. */
+/** Thrown when `readFile`/`writeFile` is given a path that is absolute or leads outside the working copy. */
 export class SandboxPathError extends Error {
   override readonly name = 'SandboxPathError';
   constructor(
@@ -75,49 +72,7 @@ export class OutputTail {
   }
 }
 
-/**
- * Host path of `file` inside the working copy at `hostWorkdir`: relative, and still inside after
- * symlinks. For a write, missing directories are created, never through a link that leads out.
- */
-export async function resolveInside(hostWorkdir: string, file: string, forWrite: boolean): Promise<string> {
-  if (file === '' || path.isAbsolute(file) || file.includes('\0')) throw new SandboxPathError(file);
-  const root = await fs.realpath(hostWorkdir);
-  const inside = (p: string): boolean => p === root || p.startsWith(root + path.sep);
-  const target = path.resolve(root, file);
-  if (!inside(target)) throw new SandboxPathError(file);
-  if (!forWrite) {
-    let real: string;
-    try {
-      real = await fs.realpath(target);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return target;
-      throw err;
-    }
-    if (!inside(real)) throw new SandboxPathError(file);
-    return real;
-  }
-  // For a write the file and its directories may not exist yet. Check the deepest existing
-  // ancestor before creating anything, so a symlinked directory cannot make us mkdir outside.
-  const parent = path.dirname(target);
-  let existing = parent;
-  while (!existsSync(existing)) existing = path.dirname(existing);
-  if (!inside(await fs.realpath(existing))) throw new SandboxPathError(file);
-  await fs.mkdir(parent, { recursive: true });
-  const realParent = await fs.realpath(parent);
-  if (!inside(realParent)) throw new SandboxPathError(file);
-  const dest = path.join(realParent, path.basename(target));
-  const st = await fs.lstat(dest).catch((err: NodeJS.ErrnoException) => {
-    if (err.code === 'ENOENT') return null;
-    throw err;
-  });
-  if (st?.isSymbolicLink()) {
-    const real = await fs.realpath(dest).catch(() => null);
-    if (real === null || !inside(real)) throw new SandboxPathError(file);
-    return real;
-  }
-  return dest;
-}
-
+/** The number of a signal by name, 0 for none (exit codes of killed commands are 128 + it). */
 export function signalNumber(signal: NodeJS.Signals | null): number {
   return signal === null ? 0 : (os.constants.signals[signal] ?? 0);
 }

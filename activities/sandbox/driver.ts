@@ -60,8 +60,11 @@ export interface SandboxDriver {
   exec(handle: SandboxHandle, command: string, opts: ExecOptions): Promise<ExecResult>;
   /** Read a file of the working copy (path relative to it; escapes are refused). */
   readFile(handle: SandboxHandle, path: string): Promise<string>;
-  /** Write a file of the working copy (path relative to it; escapes are refused). */
-  writeFile(handle: SandboxHandle, path: string, content: string): Promise<void>;
+  /**
+   * Write a file of the working copy (path relative to it; escapes are refused); returns the path
+   * written, inside the working copy after links.
+   */
+  writeFile(handle: SandboxHandle, path: string, content: string): Promise<string>;
   /**
    * The worker changed files of the working copy on its host (a checkpoint was restored): make the
    * sandbox see them as its own. Drivers that share the host's files directly need not implement it.

@@ -23,7 +23,8 @@ import { existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from '../../workers/log';
 import { gitDirOf } from '../git/workspace';
-import { InvalidSandboxIdError, OutputTail, SANDBOX_ID, SandboxAbortedError, resolveInside, signalNumber, startTicker } from './common';
+import { InvalidSandboxIdError, OutputTail, SANDBOX_ID, SandboxAbortedError, signalNumber, startTicker } from './common';
+import { readInside, writeInside } from './safe-fs';
 import type { ExecOptions, ExecResult, ProvisionOptions, SandboxDriver, SandboxHandle } from './driver';
 
 /** Where the working copy and its repository appear inside the sandbox. */
@@ -37,11 +38,6 @@ const KILL_WAIT_MS = 3_000;
 /** Host threads and processes the sandbox's own runtime may use (not commands: those have their own limit). */
 const HOST_PIDS_LIMIT = 4_096;
 const STATE_DIR = '.runsc';
-/** What runsc prints when the sandbox, not the command, failed. */
-const SANDBOX_GONE = /connecting to control server|urpc method "[^"]+" failed|cannot execute in container|sandbox is not running|container .* is not running|state stopped/;
-/** Of those, the ones that mean the command never started. */
-const NOT_STARTED = /cannot execute in container|state stopped|connecting to control server/;
-
 /**
  * Kills, from inside the sandbox, every process of the commands' user (`$TARGET_UID`), or only those
  * of process group `$PG` when it is set. It runs as root with CAP_KILL alone: commands have no
@@ -183,26 +179,42 @@ export class GvisorSandboxDriver implements SandboxDriver {
   }
 
   /**
-   * Run `command` with `/bin/sh -c` in `/workspace` inside the sandbox, as the unprivileged user.
-   * A sandbox found dead (its runtime killed, e.g. by the memory limit) is started again around the
-   * same working copy; a command it died under fails with a note saying so.
+   * Run `command` with `/bin/sh -c` in `/workspace` inside the sandbox, as the unprivileged user, once.
+   * Whether the sandbox is alive comes from runsc's own state, never from what the command printed: a
+   * sandbox found dead when runsc could not even start the command (it wrote no pid) is started again
+   * around the same working copy and the command gets its first run; a command the sandbox died under
+   * is not run again, it fails with a note saying so.
    */
   async exec(handle: SandboxHandle, command: string, opts: ExecOptions): Promise<ExecResult> {
     const first = await this.execOnce(handle, command, opts);
-    if (first.exitCode === 0 || !SANDBOX_GONE.test(first.output)) return first;
+    if (first.result.exitCode === 0 || (await this.isRunning(handle.id))) return first.result;
     this.running.delete(handle.id);
-    if (NOT_STARTED.test(first.output)) {
+    if (!first.started) {
       this.log.warn('sandbox was not running; starting it again', { sandbox_id: handle.id });
       await this.removeContainer(handle.id);
-      return this.execOnce(handle, command, opts);
+      const second = await this.execOnce(handle, command, opts);
+      if (second.result.exitCode === 0 || (await this.isRunning(handle.id))) return second.result;
+      return this.diedUnder(handle, second.result);
     }
-    this.log.warn('sandbox died under a command; it starts again for the next one', { sandbox_id: handle.id });
-    // What is left of it may still answer for a moment; the next command must get a fresh one.
-    await this.removeContainer(handle.id).catch((err: unknown) => this.log.warn('could not remove dead sandbox', { sandbox_id: handle.id, error: String(err) }));
-    return { ...first, output: `${first.output}\n[the sandbox stopped during this command (out of memory?); it is started again for the next command]\n` };
+    return this.diedUnder(handle, first.result);
   }
 
-  private async execOnce(handle: SandboxHandle, command: string, opts: ExecOptions): Promise<ExecResult> {
+  /** The sandbox stopped while a command ran (out of memory?): remove what is left so the next command gets a fresh one. */
+  private async diedUnder(handle: SandboxHandle, res: ExecResult): Promise<ExecResult> {
+    this.running.delete(handle.id);
+    this.log.warn('sandbox died under a command; it starts again for the next one', { sandbox_id: handle.id });
+    await this.removeContainer(handle.id).catch((err: unknown) => this.log.warn('could not remove dead sandbox', { sandbox_id: handle.id, error: String(err) }));
+    return { ...res, output: `${res.output}\n[the sandbox stopped during this command (out of memory?); it is started again for the next command]\n` };
+  }
+
+  /** Whether runsc reports the sandbox as running; a state runsc cannot give counts as not running. */
+  private async isRunning(id: string): Promise<boolean> {
+    const state = await this.state(id).catch(() => null);
+    return state?.status === 'running';
+  }
+
+  /** One `runsc exec`; `started` says whether runsc started the command (it wrote the command's pid). */
+  private async execOnce(handle: SandboxHandle, command: string, opts: ExecOptions): Promise<{ result: ExecResult; started: boolean }> {
     if (opts.signal?.aborted) throw new SandboxAbortedError(command, { cause: opts.signal.reason });
     await this.ensureRunning(handle);
     const dir = this.dirOf(handle.id);
@@ -221,7 +233,7 @@ export class GvisorSandboxDriver implements SandboxDriver {
     });
 
     try {
-      return await new Promise<ExecResult>((resolve, reject) => {
+      const result = await new Promise<ExecResult>((resolve, reject) => {
         const tail = new OutputTail(opts.maxOutputBytes);
         let timedOut = false;
         let aborted = false;
@@ -299,6 +311,7 @@ export class GvisorSandboxDriver implements SandboxDriver {
           setTimeout(() => finish(exitCode), DRAIN_GRACE_MS);
         });
       });
+      return { result, started: existsSync(pidFile) };
     } finally {
       await Promise.all([fs.rm(specFile, { force: true }), fs.rm(pidFile, { force: true })]);
     }
@@ -306,19 +319,12 @@ export class GvisorSandboxDriver implements SandboxDriver {
 
   /** Read a file of the working copy on the host (the sandbox sees the same files). */
   async readFile(handle: SandboxHandle, file: string): Promise<string> {
-    return fs.readFile(await resolveInside(handle.hostWorkdir, file, false), 'utf8');
+    return (await readInside(handle.hostWorkdir, file)).data.toString('utf8');
   }
 
-  /** Write a file of the working copy on the host, owned by the sandbox's user like everything else there. */
-  async writeFile(handle: SandboxHandle, file: string, content: string): Promise<void> {
-    const root = await fs.realpath(handle.hostWorkdir);
-    // Remember which directories exist, so the ones created for this file can be handed over too.
-    const wanted = path.resolve(root, file);
-    const missing: string[] = [];
-    for (let d = path.dirname(wanted); d.startsWith(root + path.sep) && !existsSync(d); d = path.dirname(d)) missing.push(d);
-    const resolved = await resolveInside(handle.hostWorkdir, file, true);
-    await fs.writeFile(resolved, content, 'utf8');
-    for (const p of [resolved, ...missing]) await fs.lchown(p, this.uid, this.gid).catch(() => undefined);
+  /** Write a file of the working copy on the host; what it creates belongs to the sandbox's user like everything else there. */
+  async writeFile(handle: SandboxHandle, file: string, content: string): Promise<string> {
+    return writeInside(handle.hostWorkdir, file, content, { uid: this.uid, gid: this.gid });
   }
 
   /** Files of the working copy were changed on the host (a checkpoint restored): give them back to the sandbox's user. */

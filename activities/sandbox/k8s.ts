@@ -22,7 +22,8 @@ import path from 'node:path';
 import { PassThrough, Writable, type Readable } from 'node:stream';
 import type * as k8s from '@kubernetes/client-node';
 import type { Logger } from '../../workers/log';
-import { OutputTail, SANDBOX_ID, InvalidSandboxIdError, SandboxAbortedError, resolveInside, startTicker } from './common';
+import { OutputTail, SANDBOX_ID, InvalidSandboxIdError, SandboxAbortedError, startTicker } from './common';
+import { readInside, writeInside } from './safe-fs';
 import type { ExecOptions, ExecResult, ProvisionOptions, SandboxDriver, SandboxHandle } from './driver';
 
 type KubeModule = typeof k8s;
@@ -271,15 +272,14 @@ export class KubernetesSandboxDriver implements SandboxDriver {
 
   /** Read a file of the worker's copy, which mirrors the pod after every command. */
   async readFile(handle: SandboxHandle, file: string): Promise<string> {
-    return fs.readFile(await resolveInside(handle.hostWorkdir, file, false), 'utf8');
+    return (await readInside(handle.hostWorkdir, file)).data.toString('utf8');
   }
 
   /** Write a file on the worker and into the pod. */
-  async writeFile(handle: SandboxHandle, file: string, content: string): Promise<void> {
-    const resolved = await resolveInside(handle.hostWorkdir, file, true);
-    await fs.writeFile(resolved, content, 'utf8');
-    const rel = path.relative(await fs.realpath(handle.hostWorkdir), resolved);
-    await this.upload(handle, [rel]);
+  async writeFile(handle: SandboxHandle, file: string, content: string): Promise<string> {
+    const written = await writeInside(handle.hostWorkdir, file, content);
+    await this.upload(handle, [written]);
+    return written;
   }
 
   /** The worker changed its copy (a checkpoint restored): make the pod's copy the same. */

@@ -14,7 +14,8 @@ import { existsSync, promises as fs, readdirSync, readFileSync, renameSync, rmSy
 import path from 'node:path';
 import type { Logger } from '../../workers/log';
 import { gitDirOf } from '../git/workspace';
-import { InvalidSandboxIdError, OutputTail, SANDBOX_ID, SandboxAbortedError, resolveInside, signalNumber, startTicker } from './common';
+import { InvalidSandboxIdError, OutputTail, SANDBOX_ID, SandboxAbortedError, signalNumber, startTicker } from './common';
+import { readInside, writeInside } from './safe-fs';
 import type { ExecOptions, ExecResult, SandboxDriver, SandboxHandle } from './driver';
 
 export { InvalidSandboxIdError, SandboxAbortedError, SandboxPathError } from './common';
@@ -175,14 +176,12 @@ export class ProcessSandboxDriver implements SandboxDriver {
 
   /** Read a file of the working copy; the path must be relative and stay inside it after symlinks. */
   async readFile(handle: SandboxHandle, file: string): Promise<string> {
-    const resolved = await resolveInside(handle.hostWorkdir, file, false);
-    return fs.readFile(resolved, 'utf8');
+    return (await readInside(handle.hostWorkdir, file)).data.toString('utf8');
   }
 
   /** Write a file of the working copy, creating its directories; the path must stay inside it after symlinks. */
-  async writeFile(handle: SandboxHandle, file: string, content: string): Promise<void> {
-    const resolved = await resolveInside(handle.hostWorkdir, file, true);
-    await fs.writeFile(resolved, content, 'utf8');
+  async writeFile(handle: SandboxHandle, file: string, content: string): Promise<string> {
+    return writeInside(handle.hostWorkdir, file, content);
   }
 
   /** SIGKILL every process group recorded for this sandbox, including ones started by an earlier worker process. */
