@@ -2,6 +2,7 @@
  * Bringing a working copy back to the checkpoint a step or tool call must start from.
  */
 import { restoreTree, snapshotTree } from './git/workspace';
+import { treeOverBounds } from './tree-bounds';
 import type { SandboxDriver, SandboxHandle } from './sandbox/driver';
 
 /**
@@ -20,7 +21,8 @@ export async function ensureAtCheckpoint(
   const retry = opts.attempt > 1;
   if (retry) await driver.killAll(handle);
   if (opts.verify === false && !retry) return null;
-  const found = await snapshotTree(dir);
+  // A tree over the bounds is not the checkpoint (which was within them): restore without hashing it.
+  const found = (await treeOverBounds(dir)) === null ? await snapshotTree(dir) : 'over-bounds';
   if (found === checkpoint) return null;
   if (!retry) await driver.killAll(handle);
   await restoreTree(dir, checkpoint);

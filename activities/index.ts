@@ -11,6 +11,7 @@ import { createLogger, type Logger } from '../workers/log';
 import { ArtifactStore, InvalidArtifactNameError, isSafeName } from './artifacts/store';
 import { ensureAtCheckpoint } from './checkpoint';
 import { runOnce } from './run-once';
+import { assertTreeWithinBounds } from './tree-bounds';
 import { activityScope, whileBeating } from './scope';
 import { activityFailure } from './failures';
 import { createAgentActivities } from './llm/agent';
@@ -109,6 +110,7 @@ export function createActivities(deps: ActivityDeps): Activities {
         await clone(input.repo, input.base_branch, dir);
         log.info('working copy cloned', { task_id: key, base_branch: input.base_branch });
       }
+      await deps.sandbox.attachWorkdir?.(key, dir);
       const base_commit = await headCommit(dir);
       // Policy and AGENTS.md come from the base commit: nothing a step writes can change them.
       const repo_policy = parseRepoPolicy(await readTextAt(dir, base_commit, POLICY_FILE));
@@ -158,6 +160,7 @@ export function createActivities(deps: ActivityDeps): Activities {
       const text = res.outputTruncatedBytes > 0 ? `[… ${res.outputTruncatedBytes} earlier bytes of output cut …]\n${res.output}` : res.output;
       const { output, checkpoint, changed_paths } = await whileBeating(scope.heartbeat, async () => {
         const ref = await deps.artifacts.put(key, `step-${input.round}-${input.index}.log`, text);
+        await assertTreeWithinBounds(dir);
         const after = await snapshotTree(dir);
         const paths = after === input.checkpoint ? [] : await changedPaths(dir, input.checkpoint, after);
         return { output: ref, checkpoint: after, changed_paths: paths };

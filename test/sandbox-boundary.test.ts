@@ -10,6 +10,7 @@ import { execFile, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { ApplicationFailure } from '@temporalio/common';
 import { MockActivityEnvironment, defaultActivityInfo } from '@temporalio/testing';
 import { createActivities } from '../activities';
 import { ArtifactStore } from '../activities/artifacts/store';
@@ -23,6 +24,8 @@ import { makeOriginRepo, tempDir } from './support/git-fixture';
 
 const quiet: Logger = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };
 const run = (timeoutMs = 30_000, extra: Partial<ExecOptions> = {}): ExecOptions => ({ timeoutMs, maxOutputBytes: 64 * 1024, ...extra });
+/** Small disks, so a test can fill one; files as large as the disks allow sparse ones (the 4 GiB test). */
+const SUITE_LIMITS = { memoryMb: 512, processesPerCommand: 64, tmpMb: 64, diskMb: 64, diskInodes: 20_000, fileSizeMb: 8_192 };
 /** File-tool calls made while the sandbox swaps a directory for a link to the host. */
 const RACING_CALLS = 2_000;
 
@@ -50,12 +53,12 @@ describe('sandbox trust boundary (gVisor)', () => {
     root = tempDir('boundary-');
     origin = makeOriginRepo(root, { 'README.md': '# demo\n', 'd/keep.txt': 'inside\n' });
     dataDir = path.join(root, 'data');
-    driver = new GvisorSandboxDriver({ root: path.join(dataDir, 'sandboxes'), runsc, log: quiet, limits: { memoryMb: 512, processesPerCommand: 64, tmpMb: 64 } });
+    driver = new GvisorSandboxDriver({ root: path.join(dataDir, 'sandboxes'), runsc, log: quiet, limits: SUITE_LIMITS });
     acts = createActivities({ sandbox: driver, artifacts: new ArtifactStore(path.join(dataDir, 'artifacts')), dataDir, log: quiet });
   });
 
   after(async () => {
-    for (const id of opened) await acts.teardownSandbox({ task_id: id, sandbox: null }).catch(() => undefined);
+    for (const id of opened) await acts.teardownSandbox({ task_id: id, sandbox: null });
     await driver.releaseHost();
     fs.rmSync(root, { recursive: true, force: true });
   });
@@ -110,7 +113,7 @@ while (1) {
 
   it('refuses FIFOs, hard links and oversized files at once, without blocking on them', async () => {
     const { sandbox } = await provision();
-    const made = await driver.exec(sandbox, 'ln d/keep.txt twin && truncate -s 4G sparse && echo made', run());
+    const made = await driver.exec(sandbox, 'ln d/keep.txt twin && truncate -s 20M sparse && echo made', run());
     assert.equal(made.output.trim(), 'made', made.output);
     // gVisor keeps a FIFO made inside to itself; the worker's copy can still hold one (a pod's archive, the process driver).
     execFileSync('mkfifo', [path.join(sandbox.hostWorkdir, 'pipe')]);
@@ -140,7 +143,7 @@ while (1) {
     const { id, sandbox } = await provision();
     const stateRoot = path.join(dataDir, 'sandboxes', '.runsc');
     await new Promise<void>((resolve, reject) =>
-      execFile(runscPath, ['--root', stateRoot, 'kill', id, 'KILL'], (err) => (err ? reject(err) : resolve())),
+      execFile(runscPath, ['--root', stateRoot, 'kill', `${id}+`, 'KILL'], (err) => (err ? reject(err) : resolve())),
     );
     for (let i = 0; i < 100 && (await runscState(stateRoot, id)) === 'running'; i++) await new Promise((r) => setTimeout(r, 50));
     const res = await driver.exec(sandbox, 'echo ran >> runs.txt; cat runs.txt | wc -l', run());
@@ -193,10 +196,55 @@ while (1) {
     assert.doesNotMatch(ps.output, /late/);
     assert.match(ps.output.trim(), /\n0$/);
   });
+
+  it('stops a sandbox that fills its disk at its quota, saying so, while another task goes on', async () => {
+    const a = await provision();
+    const b = await provision();
+    const [fill, other] = await Promise.all([
+      driver.exec(a.sandbox, 'dd if=/dev/zero of=fill bs=1M count=200', run(60_000)),
+      acts.runStep({ task_id: b.id, sandbox: b.sandbox, index: 0, round: 1, command: 'echo ok > ok.txt && echo done', timeout_seconds: 30, checkpoint: b.checkpoint, env: {} }),
+    ]);
+    assert.notEqual(fill.exitCode, 0);
+    assert.match(fill.output, /No space left on device/);
+    assert.match(fill.output, /the working copy's disk is full: its quota is 64 MB/);
+    assert.equal(other.exit_code, 0);
+    assert.deepEqual(other.changed_paths, ['ok.txt']);
+    // What the full disk takes on the host is the quota, not what the command asked for.
+    const image = path.join(dataDir, 'sandboxes', a.id, 'workspace.img');
+    assert.ok(fs.statSync(image).blocks * 512 <= 70 * 1024 * 1024, `${fs.statSync(image).blocks * 512} bytes`);
+    const freed = await driver.exec(a.sandbox, 'rm fill && echo alive', run());
+    assert.equal(freed.output.trim(), 'alive');
+  });
+
+  it('limits the size of any file a command writes (RLIMIT_FSIZE)', async () => {
+    const small = new GvisorSandboxDriver({ root: path.join(dataDir, 'sandboxes'), runsc: runscPath, log: quiet, limits: { ...SUITE_LIMITS, fileSizeMb: 8 } });
+    const smallActs = createActivities({ sandbox: small, artifacts: new ArtifactStore(path.join(dataDir, 'artifacts')), dataDir, log: quiet });
+    const id = `sb-${process.pid}-${++counter}`;
+    opened.push(id);
+    const { sandbox } = await smallActs.provisionSandbox({ task_id: id, repo: origin, base_branch: 'main' });
+    const res = await small.exec(sandbox, 'dd if=/dev/zero of=/tmp/big bs=1M count=16 2>&1; echo tmp=$?; dd if=/dev/zero of=big bs=1M count=16 2>&1; echo ws=$?; wc -c < /tmp/big', run());
+    // SIGXFSZ (25) stops the writer at the limit.
+    assert.match(res.output, /File size limit exceeded/);
+    assert.match(res.output, /tmp=153/);
+    assert.match(res.output, /ws=153/);
+    assert.equal(res.output.trim().split('\n').at(-1), String(8 * 1024 * 1024));
+    await small.teardown(sandbox);
+  });
+
+  it('refuses to checkpoint a 4 GiB sparse file, with a message naming it, instead of hashing it', async () => {
+    const { id, sandbox, checkpoint } = await provision();
+    await assert.rejects(
+      acts.runStep({ task_id: id, sandbox, index: 0, round: 1, command: 'truncate -s 4G big.bin', timeout_seconds: 30, checkpoint, env: {} }),
+      (err: unknown) => err instanceof ApplicationFailure && err.type === 'TreeTooLarge' && /big\.bin is 4294967296 bytes/.test(err.message),
+    );
+    // The next step starts from the checkpoint again, without the file.
+    const next = await acts.runStep({ task_id: id, sandbox, index: 1, round: 1, command: 'ls', timeout_seconds: 30, checkpoint, env: {} });
+    assert.doesNotMatch(next.output_preview, /big\.bin/);
+  });
 });
 
 async function runscState(stateRoot: string, id: string): Promise<string | null> {
   return new Promise((resolve) =>
-    execFile(runscPath, ['--root', stateRoot, 'state', id], (err, stdout) => resolve(err ? null : (JSON.parse(stdout) as { status: string }).status)),
+    execFile(runscPath, ['--root', stateRoot, 'state', `${id}+`], (err, stdout) => resolve(err ? null : (JSON.parse(stdout) as { status: string }).status)),
   );
 }

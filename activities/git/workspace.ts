@@ -391,3 +391,12 @@ export async function deleteRemoteBranch(remote: string, branch: string): Promis
     await fs.rm(scratch, { recursive: true, force: true });
   }
 }
+
+/**
+ * Paths a snapshot of the working copy would read: untracked files that are not ignored, and tracked
+ * files whose stat data differs from the index. git only stats here; nothing is read or hashed.
+ */
+export async function snapshotCandidates(dir: string): Promise<string[]> {
+  const out = await git(dir, ['ls-files', '-z', '--others', '--modified', '--exclude-standard']);
+  return [...new Set(out.split('\0').filter(Boolean))];
+}

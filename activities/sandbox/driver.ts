@@ -57,6 +57,11 @@ export interface SandboxDriver {
   readonly isolation: string;
   /** Create the sandbox around an existing host working copy, or re-attach to the live one with this id. */
   provision(opts: ProvisionOptions): Promise<SandboxHandle>;
+  /**
+   * Put the working copy at `hostWorkdir` where the driver's bounds hold (a disk of its own), after it
+   * was cloned or found again and before anything reads it. Drivers without such bounds need not implement it.
+   */
+  attachWorkdir?(id: string, hostWorkdir: string): Promise<void>;
   exec(handle: SandboxHandle, command: string, opts: ExecOptions): Promise<ExecResult>;
   /** Read a file of the working copy (path relative to it; escapes are refused). */
   readFile(handle: SandboxHandle, path: string): Promise<string>;

@@ -24,6 +24,7 @@ import path from 'node:path';
 import type { Logger } from '../../workers/log';
 import { gitDirOf } from '../git/workspace';
 import { InvalidSandboxIdError, OutputTail, SANDBOX_ID, SandboxAbortedError, signalNumber, startTicker } from './common';
+import { attachQuotaDisk, detachQuotaDisk, diskIsFull } from './quota-disk';
 import { readInside, writeInside } from './safe-fs';
 import type { ExecOptions, ExecResult, ProvisionOptions, SandboxDriver, SandboxHandle } from './driver';
 
@@ -38,6 +39,19 @@ const KILL_WAIT_MS = 3_000;
 /** Host threads and processes the sandbox's own runtime may use (not commands: those have their own limit). */
 const HOST_PIDS_LIMIT = 4_096;
 const STATE_DIR = '.runsc';
+/**
+ * Ends every runsc container id. runsc takes an id that is a prefix of others as ambiguous (`task-1`
+ * next to `task-10`); `+` never occurs in a sandbox id, so no container id is a prefix of another.
+ */
+const CONTAINER_ID_END = '+';
+
+/** The runsc container id of sandbox `id`. */
+function containerId(id: string): string {
+  if (!SANDBOX_ID.test(id)) throw new InvalidSandboxIdError(id);
+  return `${id}${CONTAINER_ID_END}`;
+}
+/** The working copy's disk image, in the sandbox's directory. */
+const DISK_IMAGE = 'workspace.img';
 /**
  * Kills, from inside the sandbox, every process of the commands' user (`$TARGET_UID`), or only those
  * of process group `$PG` when it is set. It runs as root with CAP_KILL alone: commands have no
@@ -87,6 +101,12 @@ export interface GvisorLimits {
   tmpMb: number;
   /** Open files per process. */
   openFiles: number;
+  /** Size of each working copy's own disk (0: the working copy shares the worker's disk, unbounded). */
+  diskMb: number;
+  /** Files and directories each working copy's disk can hold. */
+  diskInodes: number;
+  /** The largest file any process may write (RLIMIT_FSIZE), in `/tmp` as in the working copy. */
+  fileSizeMb: number;
 }
 
 export const DEFAULT_GVISOR_LIMITS: GvisorLimits = {
@@ -95,6 +115,9 @@ export const DEFAULT_GVISOR_LIMITS: GvisorLimits = {
   cpuSecondsPerCommand: 3_600,
   tmpMb: 512,
   openFiles: 4_096,
+  diskMb: 8_192,
+  diskInodes: 500_000,
+  fileSizeMb: 2_048,
 };
 
 /** Dependencies of the gVisor driver. */
@@ -178,16 +201,25 @@ export class GvisorSandboxDriver implements SandboxDriver {
     return handle;
   }
 
+  /** Put the working copy on a disk of its own (see `quota-disk.ts`), unless disks are turned off. */
+  async attachWorkdir(id: string, hostWorkdir: string): Promise<void> {
+    if (this.limits.diskMb === 0) return;
+    const dir = this.dirOf(id);
+    await fs.mkdir(dir, { recursive: true });
+    await attachQuotaDisk(path.join(dir, DISK_IMAGE), path.resolve(hostWorkdir), { sizeMb: this.limits.diskMb, inodes: this.limits.diskInodes });
+  }
+
   /**
    * Run `command` with `/bin/sh -c` in `/workspace` inside the sandbox, as the unprivileged user, once.
-   * Whether the sandbox is alive comes from runsc's own state, never from what the command printed: a
+   * Whether the sandbox is alive comes from runsc (its state, and a probe it runs), never from what the command printed: a
    * sandbox found dead when runsc could not even start the command (it wrote no pid) is started again
    * around the same working copy and the command gets its first run; a command the sandbox died under
    * is not run again, it fails with a note saying so.
    */
   async exec(handle: SandboxHandle, command: string, opts: ExecOptions): Promise<ExecResult> {
     const first = await this.execOnce(handle, command, opts);
-    if (first.result.exitCode === 0 || (await this.isRunning(handle.id))) return first.result;
+    if (first.result.exitCode === 0) return first.result;
+    if (await this.isRunning(handle.id)) return this.withDiskNote(handle, first.result);
     this.running.delete(handle.id);
     if (!first.started) {
       this.log.warn('sandbox was not running; starting it again', { sandbox_id: handle.id });
@@ -207,10 +239,25 @@ export class GvisorSandboxDriver implements SandboxDriver {
     return { ...res, output: `${res.output}\n[the sandbox stopped during this command (out of memory?); it is started again for the next command]\n` };
   }
 
-  /** Whether runsc reports the sandbox as running; a state runsc cannot give counts as not running. */
+  /** A failed command on a full working-copy disk says so: the quota, not the command, is why. */
+  private async withDiskNote(handle: SandboxHandle, res: ExecResult): Promise<ExecResult> {
+    if (this.limits.diskMb === 0 || !(await diskIsFull(handle.hostWorkdir))) return res;
+    const note = `[the working copy's disk is full: its quota is ${this.limits.diskMb} MB and ${this.limits.diskInodes} files; remove files (build output, caches) or ask for a smaller change]`;
+    return { ...res, output: `${res.output}\n${note}\n` };
+  }
+
+  /**
+   * Whether the sandbox is alive: runsc reports it running and it runs a process of ours (`/bin/true`,
+   * as root, so a command's user at its process limit cannot make it look dead). runsc's state alone
+   * lags: a sandbox killed for memory still reads "running" until its runtime is reaped.
+   */
   private async isRunning(id: string): Promise<boolean> {
     const state = await this.state(id).catch(() => null);
-    return state?.status === 'running';
+    if (state?.status !== 'running') return false;
+    return this.control(['exec', '--user', '0:0', containerId(id), '/bin/true']).then(
+      () => true,
+      () => false,
+    );
   }
 
   /** One `runsc exec`; `started` says whether runsc started the command (it wrote the command's pid). */
@@ -227,7 +274,7 @@ export class GvisorSandboxDriver implements SandboxDriver {
     await fs.writeFile(specFile, JSON.stringify(this.processSpec(['/bin/sh', '-c', command], opts.env)), { mode: 0o600 });
 
     const started = Date.now();
-    const child = spawn(this.runsc, [...this.globalArgs(), 'exec', '--process', specFile, '--internal-pid-file', pidFile, handle.id], {
+    const child = spawn(this.runsc, [...this.globalArgs(), 'exec', '--process', specFile, '--internal-pid-file', pidFile, containerId(handle.id)], {
       stdio: ['ignore', 'pipe', 'pipe'],
       detached: true,
     });
@@ -345,7 +392,7 @@ export class GvisorSandboxDriver implements SandboxDriver {
       return;
     }
     try {
-      await this.control([...this.killerArgs(), handle.id, '/bin/sh', '-c', KILL_SCRIPT]);
+      await this.control([...this.killerArgs(), containerId(handle.id), '/bin/sh', '-c', KILL_SCRIPT]);
       const deadline = Date.now() + KILL_WAIT_MS;
       for (;;) {
         const left = (await this.processes(handle.id)).filter((p) => p.uid === this.uid);
@@ -363,6 +410,7 @@ export class GvisorSandboxDriver implements SandboxDriver {
   async teardown(handle: SandboxHandle): Promise<void> {
     const dir = this.dirOf(handle.id);
     if ((await this.state(handle.id)) !== null) await this.removeContainer(handle.id);
+    await detachQuotaDisk(handle.hostWorkdir);
     if (existsSync(dir)) await fs.rm(dir, { recursive: true, force: true });
     this.log.info('sandbox removed', { sandbox_id: handle.id, driver: this.name });
   }
@@ -377,7 +425,10 @@ export class GvisorSandboxDriver implements SandboxDriver {
     }
     if (existsSync(this.stateRoot)) {
       const out = await this.control(['list', '-quiet']);
-      for (const id of out.split('\n').map((l) => l.trim())) if (SANDBOX_ID.test(id)) ids.add(id);
+      for (const line of out.split('\n').map((l) => l.trim())) {
+        const id = line.endsWith(CONTAINER_ID_END) ? line.slice(0, -CONTAINER_ID_END.length) : line;
+        if (SANDBOX_ID.test(id)) ids.add(id);
+      }
     }
     return [...ids].sort();
   }
@@ -429,7 +480,7 @@ export class GvisorSandboxDriver implements SandboxDriver {
       try {
         // A detached `runsc run` keeps the stdio it was given for the container's life: a file and /dev/null, never a pipe.
         await new Promise<void>((resolve, reject) => {
-          const child = spawn(this.runsc, [...this.globalArgs(), '--network=none', 'run', '--detach', '--bundle', path.join(dir, 'bundle'), handle.id], {
+          const child = spawn(this.runsc, [...this.globalArgs(), '--network=none', 'run', '--detach', '--bundle', path.join(dir, 'bundle'), containerId(handle.id)], {
             stdio: ['ignore', log.fd, log.fd],
           });
           const timer = setTimeout(() => child.kill('SIGKILL'), CONTROL_TIMEOUT_MS);
@@ -462,7 +513,7 @@ export class GvisorSandboxDriver implements SandboxDriver {
   private async removeContainer(id: string): Promise<void> {
     this.running.delete(id);
     try {
-      await this.control(['delete', '--force', id]);
+      await this.control(['delete', '--force', containerId(id)]);
     } catch (err) {
       // Gone already is what we wanted.
       if (!(err instanceof RunscError && /does not exist|not found|no such/i.test(err.stderr))) throw err;
@@ -474,7 +525,7 @@ export class GvisorSandboxDriver implements SandboxDriver {
     this.dirOf(id);
     if (!existsSync(this.stateRoot)) return null;
     try {
-      return JSON.parse(await this.control(['state', id])) as ContainerState;
+      return JSON.parse(await this.control(['state', containerId(id)])) as ContainerState;
     } catch (err) {
       if (err instanceof RunscError && /does not exist|not found|no such/i.test(err.stderr)) return null;
       throw err;
@@ -483,7 +534,7 @@ export class GvisorSandboxDriver implements SandboxDriver {
 
   /** Processes in the sandbox, from `runsc ps` (its JSON format lists pids only). */
   private async processes(id: string): Promise<{ pid: number; uid: number }[]> {
-    const out = await this.control(['ps', id]);
+    const out = await this.control(['ps', containerId(id)]);
     const rows = out.trim().split('\n').slice(1);
     return rows
       .map((r) => r.trim().split(/\s+/))
@@ -501,7 +552,7 @@ export class GvisorSandboxDriver implements SandboxDriver {
     try {
       if (Number.isInteger(pid) && pid > 1) {
         // Sent from inside, as the command's own user: the sandbox has no capabilities to signal anyone else.
-        await this.control([...this.killerArgs(), '--env', `PG=${pid}`, handle.id, '/bin/sh', '-c', KILL_SCRIPT]);
+        await this.control([...this.killerArgs(), '--env', `PG=${pid}`, containerId(handle.id), '/bin/sh', '-c', KILL_SCRIPT]);
       } else {
         await this.killAll(handle);
       }
@@ -580,6 +631,7 @@ export class GvisorSandboxDriver implements SandboxDriver {
           { type: 'RLIMIT_NPROC', hard: this.limits.processesPerCommand, soft: this.limits.processesPerCommand },
           { type: 'RLIMIT_CPU', hard: this.limits.cpuSecondsPerCommand, soft: this.limits.cpuSecondsPerCommand },
           { type: 'RLIMIT_NOFILE', hard: this.limits.openFiles, soft: this.limits.openFiles },
+          { type: 'RLIMIT_FSIZE', hard: this.limits.fileSizeMb * 1024 * 1024, soft: this.limits.fileSizeMb * 1024 * 1024 },
         ],
       },
       root: { path: rootfs, readonly: true },
