@@ -2,7 +2,7 @@
  * Bringing a working copy back to the checkpoint a step or tool call must start from.
  */
 import { restoreTree, snapshotTree } from './git/workspace';
-import { treeOverBounds } from './tree-bounds';
+import { assertTreeWithinBounds, treeOverBounds } from './tree-bounds';
 import type { SandboxDriver, SandboxHandle } from './sandbox/driver';
 
 /**
@@ -22,10 +22,25 @@ export async function ensureAtCheckpoint(
   if (retry) await driver.killAll(handle);
   if (opts.verify === false && !retry) return null;
   // A tree over the bounds is not the checkpoint (which was within them): restore without hashing it.
-  const found = (await treeOverBounds(dir)) === null ? await snapshotTree(dir) : 'over-bounds';
+  const found = await frozen(driver, handle, async () => ((await treeOverBounds(dir)) === null ? snapshotTree(dir) : 'over-bounds'));
   if (found === checkpoint) return null;
   if (!retry) await driver.killAll(handle);
   await restoreTree(dir, checkpoint);
   await driver.syncWorkdir?.(handle);
   return found;
+}
+
+/**
+ * The checkpoint of the working copy at `dir` after a command: its bounds checked and its tree taken
+ * while nothing in the sandbox runs, so no process left running can swap a path under the worker's git.
+ */
+export async function checkpointAfter(driver: SandboxDriver, handle: SandboxHandle, dir: string): Promise<string> {
+  return frozen(driver, handle, async () => {
+    await assertTreeWithinBounds(dir);
+    return snapshotTree(dir);
+  });
+}
+
+function frozen<T>(driver: SandboxDriver, handle: SandboxHandle, work: () => Promise<T>): Promise<T> {
+  return driver.whileFrozen ? driver.whileFrozen(handle, work) : work();
 }

@@ -9,9 +9,8 @@ import { RepoPolicy } from '../domain/task';
 import { preview } from '../domain/rules';
 import { createLogger, type Logger } from '../workers/log';
 import { ArtifactStore, InvalidArtifactNameError, isSafeName } from './artifacts/store';
-import { ensureAtCheckpoint } from './checkpoint';
+import { checkpointAfter, ensureAtCheckpoint } from './checkpoint';
 import { runOnce } from './run-once';
-import { assertTreeWithinBounds } from './tree-bounds';
 import { activityScope, whileBeating } from './scope';
 import { activityFailure } from './failures';
 import { createAgentActivities } from './llm/agent';
@@ -160,8 +159,7 @@ export function createActivities(deps: ActivityDeps): Activities {
       const text = res.outputTruncatedBytes > 0 ? `[… ${res.outputTruncatedBytes} earlier bytes of output cut …]\n${res.output}` : res.output;
       const { output, checkpoint, changed_paths } = await whileBeating(scope.heartbeat, async () => {
         const ref = await deps.artifacts.put(key, `step-${input.round}-${input.index}.log`, text);
-        await assertTreeWithinBounds(dir);
-        const after = await snapshotTree(dir);
+        const after = await checkpointAfter(deps.sandbox, input.sandbox, dir);
         const paths = after === input.checkpoint ? [] : await changedPaths(dir, input.checkpoint, after);
         return { output: ref, checkpoint: after, changed_paths: paths };
       });

@@ -13,6 +13,8 @@ import { after, before, describe, it } from 'node:test';
 import { ApplicationFailure } from '@temporalio/common';
 import { MockActivityEnvironment, defaultActivityInfo } from '@temporalio/testing';
 import { createActivities } from '../activities';
+import { checkpointAfter } from '../activities/checkpoint';
+import { gitDirOf } from '../activities/git/workspace';
 import { ArtifactStore } from '../activities/artifacts/store';
 import type { ExecOptions, SandboxHandle } from '../activities/sandbox/driver';
 import { UnsafeFileError } from '../activities/sandbox/safe-fs';
@@ -28,6 +30,8 @@ const run = (timeoutMs = 30_000, extra: Partial<ExecOptions> = {}): ExecOptions 
 const SUITE_LIMITS = { memoryMb: 512, processesPerCommand: 64, tmpMb: 64, diskMb: 64, diskInodes: 20_000, fileSizeMb: 8_192 };
 /** File-tool calls made while the sandbox swaps a directory for a link to the host. */
 const RACING_CALLS = 2_000;
+/** Checkpoints taken while the sandbox swaps a directory git reads. */
+const CHECKPOINTS_RACED = 200;
 
 let root: string;
 let origin: string;
@@ -109,6 +113,43 @@ while (1) {
     // The race was real: the calls did reach the working copy's side of the swap.
     assert.ok(reads > 0 && writes > 0, `reads=${reads} writes=${writes}`);
     assert.equal(fs.readFileSync(path.join(host, 'keep.txt'), 'utf8'), 'HOST SECRET\n');
+  });
+
+  it('freezes the sandbox while the worker\'s git takes a checkpoint, so a swapped directory cannot feed it host files', async () => {
+    const { id, sandbox } = await provision();
+    const host = path.join(root, 'host-for-git');
+    fs.mkdirSync(host, { mode: 0o700 });
+    fs.writeFileSync(path.join(host, 'keep.txt'), 'HOST SECRET FOR GIT\n', { mode: 0o600 });
+    const swapper = `chdir "/workspace" or die; my $n = 0;
+while (1) {
+  mkdir "g.new"; open(my $f, ">", "g.new/keep.txt"); print $f "inside " . $n++ . "\\n"; close $f;
+  rename "g", "g.old"; rename "g.new", "g"; system("rm", "-rf", "g.old") if $n % 50 == 0;
+  rename "g", "g.dir"; symlink "${host}", "g"; unlink "g"; rename "g.dir", "g";
+}`;
+    await driver.writeFile(sandbox, 'swap-git.pl', swapper);
+    const started = await driver.exec(sandbox, 'setsid perl swap-git.pl >/dev/null 2>&1 < /dev/null & echo started', run());
+    assert.equal(started.output.trim(), 'started');
+    const dir = sandbox.hostWorkdir;
+    const trees = new Set<string>();
+    // Unfrozen, git's own lstat-then-open races too: snapshots fail, or take the host file.
+    const failures: string[] = [];
+    try {
+      for (let i = 0; i < CHECKPOINTS_RACED; i++) {
+        try {
+          trees.add(await checkpointAfter(driver, sandbox, dir));
+        } catch (err) {
+          failures.push(String(err).slice(0, 200));
+        }
+      }
+    } finally {
+      await driver.killAll(sandbox);
+    }
+    const leaked = [...trees].filter((tree) => execFileSync('git', ['--git-dir', gitDirOf(dir), 'ls-tree', '-r', tree], { encoding: 'utf8' })
+      .split('\n')
+      .filter((l) => l.endsWith('\tg/keep.txt'))
+      .some((l) => execFileSync('git', ['--git-dir', gitDirOf(dir), 'cat-file', 'blob', l.split(/\s+/)[2]!], { encoding: 'utf8' }).includes('HOST SECRET')));
+    assert.deepEqual({ leaked: leaked.length, failed: failures.length }, { leaked: 0, failed: 0 }, `${trees.size} checkpoints of task ${id}; ${failures[0] ?? ''}`);
+    assert.ok(trees.size > 1, 'the swapper changed the tree between checkpoints');
   });
 
   it('refuses FIFOs, hard links and oversized files at once, without blocking on them', async () => {

@@ -8,9 +8,8 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { LlmPlanner } from '../../domain/task';
 import type { Logger } from '../../workers/log';
 import type { ArtifactStore } from '../artifacts/store';
-import { ensureAtCheckpoint } from '../checkpoint';
+import { checkpointAfter, ensureAtCheckpoint } from '../checkpoint';
 import { runOnce } from '../run-once';
-import { assertTreeWithinBounds } from '../tree-bounds';
 import type { ActivityScope } from '../scope';
 import { changedPaths, diff, headCommit, snapshotTree } from '../git/workspace';
 import type { SandboxDriver, SandboxHandle } from '../sandbox/driver';
@@ -305,8 +304,7 @@ export function createAgentActivities(deps: AgentDeps): AgentActivities {
       };
       // A command runs once: a retry after it ended is answered from its record, and the tree it left is kept.
       const res = input.call.name === 'run' ? (await runOnce(deps.artifacts, input.task_id, scope.identity, execute)).value : await execute();
-      if (!READ_ONLY_TOOLS.has(input.call.name)) await assertTreeWithinBounds(dir);
-      const after = READ_ONLY_TOOLS.has(input.call.name) ? input.checkpoint : await snapshotTree(dir);
+      const after = READ_ONLY_TOOLS.has(input.call.name) ? input.checkpoint : await checkpointAfter(deps.sandbox, input.sandbox, dir);
       const changed = after === input.checkpoint ? [] : await changedPaths(dir, input.checkpoint, after);
       const out: AgentToolCallResult = { ok: res.ok, output: res.output, truncated: res.truncated, checkpoint: after, changed_paths: changed };
       if (res.exit_code !== undefined) out.exit_code = res.exit_code;

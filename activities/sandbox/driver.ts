@@ -75,6 +75,12 @@ export interface SandboxDriver {
    * sandbox see them as its own. Drivers that share the host's files directly need not implement it.
    */
   syncWorkdir?(handle: SandboxHandle): Promise<void>;
+  /**
+   * Run `work` (the worker reading the working copy on its host) while nothing in the sandbox can run.
+   * Drivers whose sandbox cannot touch the worker's copy while the worker reads it (a pod's mirror)
+   * need not implement it.
+   */
+  whileFrozen?<T>(handle: SandboxHandle, work: () => Promise<T>): Promise<T>;
   /** Kill anything still running inside (used before restoring a checkpoint and on teardown). */
   killAll(handle: SandboxHandle): Promise<void>;
   /** Remove the sandbox; succeeds when it is already gone. */

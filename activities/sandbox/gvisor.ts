@@ -24,6 +24,7 @@ import path from 'node:path';
 import type { Logger } from '../../workers/log';
 import { gitDirOf } from '../git/workspace';
 import { InvalidSandboxIdError, OutputTail, SANDBOX_ID, SandboxAbortedError, signalNumber, startTicker } from './common';
+import { freezerOfProcess, type Freezer } from './freezer';
 import { attachQuotaDisk, detachQuotaDisk, diskIsFull } from './quota-disk';
 import { readInside, writeInside } from './safe-fs';
 import type { ExecOptions, ExecResult, ProvisionOptions, SandboxDriver, SandboxHandle } from './driver';
@@ -142,6 +143,8 @@ export interface GvisorSandboxDriverOptions {
 
 interface ContainerState {
   status: string;
+  /** The sandbox's runtime process on the host. */
+  pid?: number;
 }
 
 /** Runs each task's commands in its own gVisor sandbox (see the module comment). */
@@ -161,6 +164,8 @@ export class GvisorSandboxDriver implements SandboxDriver {
   private readonly running = new Set<string>();
   /** One start at a time per sandbox. */
   private readonly starting = new Map<string, Promise<void>>();
+  /** Freezers of live sandboxes, looked up once per sandbox start. */
+  private readonly freezers = new Map<string, Freezer>();
 
   constructor(opts: GvisorSandboxDriverOptions) {
     this.root = path.resolve(opts.root);
@@ -199,6 +204,30 @@ export class GvisorSandboxDriver implements SandboxDriver {
     await this.ensureRunning(handle);
     this.log.info('sandbox provisioned', { sandbox_id: opts.id, driver: this.name, isolation: this.isolation });
     return handle;
+  }
+
+  /**
+   * Run `work` (the worker reading the working copy) while nothing in the sandbox runs: its cgroup is
+   * frozen, or the sandbox paused through runsc where the cgroup cannot be found. Thawed afterwards,
+   * whatever `work` does.
+   */
+  async whileFrozen<T>(handle: SandboxHandle, work: () => Promise<T>): Promise<T> {
+    await this.ensureRunning(handle);
+    let freezer = this.freezers.get(handle.id);
+    if (freezer === undefined) {
+      const pid = (await this.state(handle.id))?.pid;
+      freezer = (pid === undefined ? null : await freezerOfProcess(pid)) ?? {
+        freeze: async () => void (await this.control(['pause', containerId(handle.id)])),
+        thaw: async () => void (await this.control(['resume', containerId(handle.id)])),
+      };
+      this.freezers.set(handle.id, freezer);
+    }
+    await freezer.freeze();
+    try {
+      return await work();
+    } finally {
+      await freezer.thaw();
+    }
   }
 
   /** Put the working copy on a disk of its own (see `quota-disk.ts`), unless disks are turned off. */
@@ -469,7 +498,11 @@ export class GvisorSandboxDriver implements SandboxDriver {
     if (pending) return pending;
     const start = (async () => {
       const state = await this.state(handle.id);
-      if (state?.status === 'running') {
+      if (state?.status === 'paused') await this.control(['resume', containerId(handle.id)]);
+      if (state?.status === 'running' || state?.status === 'paused') {
+        // A worker that died while the sandbox was frozen left it so: thaw it before the first command.
+        const freezer = state.pid === undefined ? null : await freezerOfProcess(state.pid);
+        await freezer?.thaw();
         this.running.add(handle.id);
         return;
       }
@@ -512,6 +545,7 @@ export class GvisorSandboxDriver implements SandboxDriver {
 
   private async removeContainer(id: string): Promise<void> {
     this.running.delete(id);
+    this.freezers.delete(id);
     try {
       await this.control(['delete', '--force', containerId(id)]);
     } catch (err) {
