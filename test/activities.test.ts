@@ -178,13 +178,23 @@ describe('runStep', () => {
     assert.equal(git(dir, '--git-dir', gitDirOf(dir), 'rev-parse', 'HEAD'), p.base_commit);
   });
 
-  it('leaves a background process running until killAll, which a restarted worker can still do', async () => {
+  it('ends a step with what it left running, so nothing changes the tree after the step', async () => {
     const id = nextTaskId();
     const p = await provision(id);
     const started = Date.now();
     const res = await step(id, p, '(sleep 1; echo late >> late.txt) & echo started');
     assert.ok(Date.now() - started < 1_000, 'the step returns without waiting for its background child');
     assert.equal(res.output_preview, 'started\n');
+    assert.equal(fs.existsSync(path.join(dataDir, 'sandboxes', id, 'pids')), false);
+    await sleep(1_300);
+    assert.equal(fs.existsSync(path.join(p.sandbox.hostWorkdir, 'late.txt')), false);
+  });
+
+  it('leaves a background process of a plain command running until killAll, which a restarted worker can still do', async () => {
+    const id = nextTaskId();
+    const p = await provision(id);
+    const res = await driver.exec(p.sandbox, '(sleep 1; echo late >> late.txt) & echo started', { timeoutMs: 10_000, maxOutputBytes: 4096 });
+    assert.equal(res.output, 'started\n');
     const pids = path.join(dataDir, 'sandboxes', id, 'pids');
     assert.equal(fs.readFileSync(pids, 'utf8').trim().split('\n').length, 1);
 
@@ -195,6 +205,7 @@ describe('runStep', () => {
     await sleep(1_300);
     assert.equal(fs.existsSync(path.join(p.sandbox.hostWorkdir, 'late.txt')), false);
   });
+
 });
 
 describe('ProcessSandboxDriver', () => {

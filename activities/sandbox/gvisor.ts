@@ -24,7 +24,6 @@ import path from 'node:path';
 import type { Logger } from '../../workers/log';
 import { gitDirOf } from '../git/workspace';
 import { InvalidSandboxIdError, OutputTail, SANDBOX_ID, SandboxAbortedError, signalNumber, startTicker } from './common';
-import { freezerOfProcess, type Freezer } from './freezer';
 import { attachQuotaDisk, detachQuotaDisk, diskIsFull } from './quota-disk';
 import { readInside, writeInside } from './safe-fs';
 import type { ExecOptions, ExecResult, ProvisionOptions, SandboxDriver, SandboxHandle } from './driver';
@@ -143,8 +142,6 @@ export interface GvisorSandboxDriverOptions {
 
 interface ContainerState {
   status: string;
-  /** The sandbox's runtime process on the host. */
-  pid?: number;
 }
 
 /** Runs each task's commands in its own gVisor sandbox (see the module comment). */
@@ -164,8 +161,6 @@ export class GvisorSandboxDriver implements SandboxDriver {
   private readonly running = new Set<string>();
   /** One start at a time per sandbox. */
   private readonly starting = new Map<string, Promise<void>>();
-  /** Freezers of live sandboxes, looked up once per sandbox start. */
-  private readonly freezers = new Map<string, Freezer>();
 
   constructor(opts: GvisorSandboxDriverOptions) {
     this.root = path.resolve(opts.root);
@@ -207,26 +202,18 @@ export class GvisorSandboxDriver implements SandboxDriver {
   }
 
   /**
-   * Run `work` (the worker reading the working copy) while nothing in the sandbox runs: its cgroup is
-   * frozen, or the sandbox paused through runsc where the cgroup cannot be found. Thawed afterwards,
+   * Run `work` (the worker reading the working copy) while nothing in the sandbox runs: runsc pauses
+   * the sandbox's kernel (its own pause, which keeps every task consistent; freezing the runtime's
+   * host cgroup from outside can break commands that run right after), and resumes it afterwards,
    * whatever `work` does.
    */
   async whileFrozen<T>(handle: SandboxHandle, work: () => Promise<T>): Promise<T> {
     await this.ensureRunning(handle);
-    let freezer = this.freezers.get(handle.id);
-    if (freezer === undefined) {
-      const pid = (await this.state(handle.id))?.pid;
-      freezer = (pid === undefined ? null : await freezerOfProcess(pid)) ?? {
-        freeze: async () => void (await this.control(['pause', containerId(handle.id)])),
-        thaw: async () => void (await this.control(['resume', containerId(handle.id)])),
-      };
-      this.freezers.set(handle.id, freezer);
-    }
-    await freezer.freeze();
+    await this.control(['pause', containerId(handle.id)]);
     try {
       return await work();
     } finally {
-      await freezer.thaw();
+      await this.control(['resume', containerId(handle.id)]);
     }
   }
 
@@ -498,11 +485,9 @@ export class GvisorSandboxDriver implements SandboxDriver {
     if (pending) return pending;
     const start = (async () => {
       const state = await this.state(handle.id);
+      // A worker that died while the sandbox was paused left it so: resume it before the first command.
       if (state?.status === 'paused') await this.control(['resume', containerId(handle.id)]);
       if (state?.status === 'running' || state?.status === 'paused') {
-        // A worker that died while the sandbox was frozen left it so: thaw it before the first command.
-        const freezer = state.pid === undefined ? null : await freezerOfProcess(state.pid);
-        await freezer?.thaw();
         this.running.add(handle.id);
         return;
       }
@@ -545,7 +530,6 @@ export class GvisorSandboxDriver implements SandboxDriver {
 
   private async removeContainer(id: string): Promise<void> {
     this.running.delete(id);
-    this.freezers.delete(id);
     try {
       await this.control(['delete', '--force', containerId(id)]);
     } catch (err) {
