@@ -8,14 +8,19 @@
  * Every call names the repository and work tree explicitly, so a `.git` a command
  * plants in the working copy is never read.
  *
- * Every call is `execFile('git', args)` (never a shell), with hooks and fsmonitor
- * disabled all the same, prompts off, and a fixed author.
+ * Every call is one process group started without a shell, with hooks, fsmonitor and every
+ * transport protocol disabled (a call that reaches a remote enables exactly the one it needs),
+ * prompts off, a fixed author, a timeout per kind of call and an optional cancellation signal.
+ * A remote is checked against the repository rules (after resolving symlinks) before every
+ * clone, ls-remote and push; a local one is reached through an upload-pack/receive-pack that
+ * runs none of its hooks. Credentials come only from the worker's own credentials file.
  */
-import { execFile } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { DEFAULT_REPO_ALLOW, protocolOf, resolveRepo, type RepoLocation, type RepoRules } from '../../domain/repo-policy';
 
 /** The identity of every commit the agent makes. */
 export const AGENT_AUTHOR = { name: 'Agent Inbox', email: 'agent@agent-inbox.local' } as const;
@@ -23,19 +28,33 @@ export const AGENT_AUTHOR = { name: 'Agent Inbox', email: 'agent@agent-inbox.loc
 /** Why a git command failed, as far as its message tells: `unavailable` and `rejected` will not pass by retrying. */
 export type GitFailureReason = 'unavailable' | 'rejected' | 'failed';
 
-/** Thrown when a git command exits non-zero; carries the command (credentials redacted), exit code and stderr tail. */
+/** Thrown when a git command exits non-zero or runs out of time; carries the command and stderr tail, credentials redacted. */
 export class GitError extends Error {
   override readonly name = 'GitError';
+  readonly args: readonly string[];
+  readonly stderr: string;
   constructor(
-    readonly args: readonly string[],
+    args: readonly string[],
     readonly exitCode: number | null,
-    readonly stderr: string,
+    stderr: string,
     readonly reason: GitFailureReason = 'failed',
     options?: { cause?: unknown },
   ) {
-    const subcommand = args.find((a) => !a.startsWith('-')) ?? '';
-    const last = stderr.trim().split('\n').slice(-3).join(' | ');
+    const safeArgs = args.map(redact);
+    const safeStderr = redact(stderr);
+    const subcommand = safeArgs.find((a) => !a.startsWith('-')) ?? '';
+    const last = safeStderr.trim().split('\n').slice(-3).join(' | ');
     super(`git ${subcommand} failed (exit ${exitCode ?? 'none'}): ${last}`, options);
+    this.args = safeArgs;
+    this.stderr = safeStderr;
+  }
+}
+
+/** Thrown when a signal aborts a git call; named `AbortError` because that is how the worker recognises a cancelled activity. */
+export class GitAbortedError extends Error {
+  override readonly name = 'AbortError';
+  constructor(subcommand: string, options?: { cause?: unknown }) {
+    super(`git ${subcommand} aborted`, options);
   }
 }
 
@@ -61,16 +80,74 @@ export interface CommitInfo {
   message: string;
 }
 
-// Set on every command: neither hooks nor an fsmonitor configured inside the working copy ever run on the host.
-const SAFE_CONFIG = ['-c', 'core.hooksPath=/dev/null', '-c', 'core.fsmonitor=false'];
+/** How long one git call may run, by kind; past it the call is killed with everything it started and fails as `failed`. */
+export const GIT_TIMEOUT_MS = {
+  /** Work on the local repository: snapshots of a large working copy, diffs, commits. */
+  local: 10 * 60_000,
+  /** Asking a remote where a branch points. */
+  query: 2 * 60_000,
+  /** Cloning a repository. */
+  clone: 30 * 60_000,
+  /** Pushing or deleting a branch. */
+  push: 10 * 60_000,
+} as const;
+
+/** What the exported git operations accept: the activity's cancellation signal (`Context.current().cancellationSignal`). */
+export interface GitCallOptions {
+  /** Aborting kills the git process group; the call rejects with a {@link GitAbortedError}. */
+  signal?: AbortSignal;
+}
+
+/** What an operation that reaches a remote needs besides the signal. */
+export interface RemoteOptions extends GitCallOptions {
+  /** Which repositories may be reached (default: https and ssh remotes, local repositories under the temp directory). */
+  rules?: RepoRules;
+  /** A git-credential-store file (`https://user:token@host` lines) the worker's own git reads for http(s) remotes. */
+  credentialsFile?: string;
+  /** Replaces the {@link GIT_TIMEOUT_MS} figure of this call. */
+  timeoutMs?: number;
+}
+
+/** The rules a remote operation applies when its caller names none. */
+export function defaultRepoRules(): RepoRules {
+  return { allow: DEFAULT_REPO_ALLOW, localRoots: [os.tmpdir()], forbidden: [] };
+}
+
+// Set on every command: neither hooks nor an fsmonitor configured inside the working copy ever run on the host,
+// and no transport is allowed unless a remote call enables its own below.
+const SAFE_CONFIG = ['-c', 'core.hooksPath=/dev/null', '-c', 'core.fsmonitor=false', '-c', 'protocol.allow=never'];
+// The upload-pack/receive-pack run in a local target repository. Config of the pushing side never reaches them (git clears
+// it for local transports), so it is set on their own command line, which wins over the target's config: no hooks
+// (pre-receive, update, post-receive, post-update, reference-transaction, push-to-checkout; a ref the target routes
+// to proc-receive finds no hook and is refused), no auto gc, no command for alternates' refs, no checkout into a work tree.
+const PACK_CONFIG = [
+  '-c core.hooksPath=/dev/null',
+  '-c core.fsmonitor=false',
+  '-c core.alternateRefsCommand=true',
+  '-c receive.autogc=false',
+  '-c receive.denyCurrentBranch=refuse',
+].join(' ');
+const UPLOAD_PACK = `--upload-pack=git ${PACK_CONFIG} upload-pack`;
+const RECEIVE_PACK = `--receive-pack=git ${PACK_CONFIG} receive-pack`;
 // External diff drivers and textconv filters are commands too.
 const DIFF_FLAGS = ['--no-ext-diff', '--no-textconv', '--no-color'];
 const MAX_OUTPUT = 256 * 1024 * 1024;
 const STDERR_TAIL = 4_000;
 const REF_NAME = /^(?!-)(?!.*\.\.)(?!.*\/\/)(?!.*@\{)[A-Za-z0-9._\/-]+(?<![./])$/;
 const OBJECT_ID = /^[0-9a-f]{40}([0-9a-f]{24})?$/;
-// Variables that would point git at another repository or index than the one we name.
-const LOCATION_VARS = ['GIT_DIR', 'GIT_WORK_TREE', 'GIT_INDEX_FILE', 'GIT_OBJECT_DIRECTORY', 'GIT_ALTERNATE_OBJECT_DIRECTORIES', 'GIT_COMMON_DIR', 'GIT_NAMESPACE', 'GIT_PREFIX'];
+// Variables that would point git at another repository or index than the one we name, or (GIT_ALLOW_PROTOCOL)
+// replace the protocol rules set on each call.
+const LOCATION_VARS = [
+  'GIT_DIR',
+  'GIT_WORK_TREE',
+  'GIT_INDEX_FILE',
+  'GIT_OBJECT_DIRECTORY',
+  'GIT_ALTERNATE_OBJECT_DIRECTORIES',
+  'GIT_COMMON_DIR',
+  'GIT_NAMESPACE',
+  'GIT_PREFIX',
+  'GIT_ALLOW_PROTOCOL',
+];
 
 interface RunOptions {
   cwd?: string;
@@ -78,6 +155,10 @@ interface RunOptions {
   input?: string;
   /** Exit codes that are answers rather than failures (e.g. 1 from `rev-parse --verify --quiet`). */
   okCodes?: number[];
+  /** Extra `-c` settings before the subcommand (protocol and credentials of a remote call). */
+  config?: string[];
+  timeoutMs?: number;
+  signal?: AbortSignal;
 }
 
 /** Hide the user:password part of URLs so a token in a remote never reaches a log or a failure message. */
@@ -86,7 +167,7 @@ function redact(text: string): string {
 }
 
 function gitEnv(extra: Record<string, string> | undefined): NodeJS.ProcessEnv {
-  // The worker's environment is kept: credential helpers and SSH agents live there.
+  // The worker's environment is kept: SSH agents and the operator's own git configuration live there.
   const env: NodeJS.ProcessEnv = { ...process.env };
   for (const name of LOCATION_VARS) delete env[name];
   return {
@@ -102,25 +183,96 @@ function gitEnv(extra: Record<string, string> | undefined): NodeJS.ProcessEnv {
   };
 }
 
+/** Kill a git call's whole process group (remote helpers and pack processes included); gone already is fine. */
+function killGroup(pid: number | undefined): void {
+  if (pid === undefined) return;
+  try {
+    process.kill(-pid, 'SIGKILL');
+  } catch {
+    // ESRCH: nothing of the group is left.
+  }
+}
+
+/** The one git runner: every git process of this module starts here. */
 function run(args: string[], opts: RunOptions = {}): Promise<{ stdout: string; code: number }> {
-  const fullArgs = [...SAFE_CONFIG, ...args];
+  const fullArgs = [...SAFE_CONFIG, ...(opts.config ?? []), ...args];
+  const subcommand = args.find((a) => !a.startsWith('-')) ?? '';
+  if (opts.signal?.aborted) return Promise.reject(new GitAbortedError(subcommand, { cause: opts.signal.reason }));
+  const timeoutMs = opts.timeoutMs ?? GIT_TIMEOUT_MS.local;
   return new Promise((resolve, reject) => {
-    const child = execFile(
-      'git',
-      fullArgs,
-      { cwd: opts.cwd, env: gitEnv(opts.env), maxBuffer: MAX_OUTPUT, encoding: 'utf8' },
-      (err, stdout, stderr) => {
-        if (!err) return resolve({ stdout, code: 0 });
-        const code = typeof err.code === 'number' ? err.code : null;
-        if (code !== null && opts.okCodes?.includes(code)) return resolve({ stdout, code });
-        const tail = redact(String(stderr ?? '').slice(-STDERR_TAIL));
-        reject(new GitError(args.map(redact), code, tail || redact(err.message), 'failed', { cause: err }));
-      },
-    );
+    // Its own process group, so a timeout or a cancellation also ends the remote helper or ssh git started.
+    const child = spawn('git', fullArgs, { cwd: opts.cwd, env: gitEnv(opts.env), detached: true, stdio: ['pipe', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    let outBytes = 0;
+    let err = '';
+    let ended: 'timeout' | 'abort' | 'overflow' | null = null;
+    const stop = (why: 'timeout' | 'abort' | 'overflow'): void => {
+      ended ??= why;
+      killGroup(child.pid);
+    };
+    const onAbort = (): void => stop('abort');
+    const timer = setTimeout(() => stop('timeout'), timeoutMs);
+    opts.signal?.addEventListener('abort', onAbort, { once: true });
+    child.stdout.on('data', (chunk: Buffer) => {
+      outBytes += chunk.length;
+      if (outBytes > MAX_OUTPUT) stop('overflow');
+      else out.push(chunk);
+    });
+    child.stderr.setEncoding('utf8');
+    child.stderr.on('data', (chunk: string) => {
+      err = (err + chunk).slice(-STDERR_TAIL);
+    });
+    const settle = (): void => {
+      clearTimeout(timer);
+      opts.signal?.removeEventListener('abort', onAbort);
+    };
+    child.once('error', (spawnErr) => {
+      settle();
+      reject(new GitError(args, null, spawnErr.message, 'failed'));
+    });
+    child.once('close', (code) => {
+      settle();
+      // Whatever git left behind in its group goes with it.
+      killGroup(child.pid);
+      if (ended === 'abort') return reject(new GitAbortedError(subcommand, { cause: opts.signal?.reason }));
+      if (ended === 'timeout') return reject(new GitError(args, null, `${err}\ntimed out after ${timeoutMs} ms`, 'failed'));
+      if (ended === 'overflow') return reject(new GitError(args, null, `output exceeded ${MAX_OUTPUT} bytes`, 'failed'));
+      const stdout = Buffer.concat(out).toString('utf8');
+      if (code === 0) return resolve({ stdout, code: 0 });
+      if (code !== null && opts.okCodes?.includes(code)) return resolve({ stdout, code });
+      reject(new GitError(args, code, err || `exit ${code}`, 'failed'));
+    });
     // git may exit without reading stdin (an early failure); its exit code reports that, not an EPIPE.
-    child.stdin?.on('error', () => undefined);
-    child.stdin?.end(opts.input ?? '');
+    child.stdin.on('error', () => undefined);
+    child.stdin.end(opts.input ?? '');
   });
+}
+
+/** A remote that passed the rules: what git is given, and the settings and pack program for reaching it. */
+interface Target {
+  url: string;
+  config: string[];
+  /** `--upload-pack`/`--receive-pack` for a local target, nothing for a real remote (its hooks are its server's). */
+  uploadPack: string[];
+  receivePack: string[];
+}
+
+/** Check `remote` against the rules (symlinks resolved) and build what reaching it takes. */
+async function target(remote: string, opts: RemoteOptions): Promise<Target> {
+  checkRemote(remote);
+  const loc: RepoLocation = await resolveRepo(remote, opts.rules ?? defaultRepoRules(), (p) => fs.realpath(p));
+  const config = ['-c', `protocol.${protocolOf(loc)}.allow=always`];
+  if (loc.kind === 'local') return { url: loc.path, config, uploadPack: [UPLOAD_PACK], receivePack: [RECEIVE_PACK] };
+  if (opts.credentialsFile && (loc.scheme === 'https' || loc.scheme === 'http')) {
+    // A helper for this call only: the token is read from the worker's file and never written to a repository's config.
+    config.push('-c', `credential.helper=store --file=${shellQuote(opts.credentialsFile)}`);
+  }
+  return { url: loc.url, config, uploadPack: [], receivePack: [] };
+}
+
+/** Single-quote `s` for the shell git runs a credential helper through. */
+function shellQuote(s: string): string {
+  return `'${s.replace(/'/g, `'\\''`)}'`;
 }
 
 /** Where the repository of the working copy at `workTree` lives: beside it, never inside it. */
@@ -173,9 +325,9 @@ function clonePrefix(dest: string): string {
  * into place, so a crash never leaves a half clone that looks like a working copy.
  * A missing repository or branch fails with reason `unavailable`.
  */
-export async function clone(repo: string, baseBranch: string, dest: string): Promise<void> {
-  checkRemote(repo);
+export async function clone(repo: string, baseBranch: string, dest: string, opts: RemoteOptions = {}): Promise<void> {
   checkBranch(baseBranch);
+  const t = await target(repo, opts);
   const parent = path.dirname(path.resolve(dest));
   const gitDir = gitDirOf(dest);
   await fs.mkdir(path.dirname(gitDir), { recursive: true });
@@ -184,7 +336,9 @@ export async function clone(repo: string, baseBranch: string, dest: string): Pro
   await fs.rm(gitDir, { recursive: true, force: true });
   const tmp = path.join(parent, `${clonePrefix(dest)}${randomBytes(6).toString('hex')}`);
   try {
-    await run(['clone', '--quiet', '--branch', baseBranch, '--single-branch', '--no-tags', `--separate-git-dir=${gitDir}`, '--', repo, tmp]);
+    // --no-local: a local origin is read through upload-pack like any remote, never hard-linked or copied file by file.
+    const args = ['clone', '--quiet', '--no-local', ...t.uploadPack, '--branch', baseBranch, '--single-branch', '--no-tags', `--separate-git-dir=${gitDir}`];
+    await run([...args, '--', t.url, tmp], { config: t.config, timeoutMs: opts.timeoutMs ?? GIT_TIMEOUT_MS.clone, signal: opts.signal });
     // The `.git` file clone leaves would point commands in the sandbox at the host's repository path.
     await fs.rm(path.join(tmp, '.git'), { force: true });
     await fs.rename(tmp, dest);
@@ -243,7 +397,7 @@ export async function headCommit(dir: string): Promise<string> {
  * Tree id of the working copy as it is now, untracked files included and ignored ones not,
  * written to the object store without touching HEAD or the repository's index.
  */
-export async function snapshotTree(dir: string): Promise<string> {
+export async function snapshotTree(dir: string, opts: GitCallOptions = {}): Promise<string> {
   const gitDir = gitDirOf(dir);
   const index = path.join(gitDir, `agent-snapshot-${process.pid}-${randomBytes(6).toString('hex')}.index`);
   try {
@@ -260,8 +414,8 @@ export async function snapshotTree(dir: string): Promise<string> {
       await fs.utimes(index, st.atime, st.mtime);
     }
     const env = { GIT_INDEX_FILE: index };
-    await git(dir, ['add', '--all', '--', '.'], { env });
-    return (await git(dir, ['write-tree'], { env })).trim();
+    await git(dir, ['add', '--all', '--', '.'], { env, signal: opts.signal });
+    return (await git(dir, ['write-tree'], { env, signal: opts.signal })).trim();
   } finally {
     await fs.rm(index, { force: true });
   }
@@ -272,23 +426,24 @@ export async function snapshotTree(dir: string): Promise<string> {
  * untracked file or directory removed. Ignored files are kept (dependencies installed
  * by earlier steps survive); the repository lives outside the work tree and is untouched. The index is reset to `tree`.
  */
-export async function restoreTree(dir: string, tree: string): Promise<void> {
+export async function restoreTree(dir: string, tree: string, opts: GitCallOptions = {}): Promise<void> {
   checkObject(tree);
-  await git(dir, ['read-tree', tree]);
+  const { signal } = opts;
+  await git(dir, ['read-tree', tree], { signal });
   // -f overwrites modified files and replaces files or directories that stand in the way.
-  await git(dir, ['checkout-index', '--all', '--force', '-u']);
+  await git(dir, ['checkout-index', '--all', '--force', '-u'], { signal });
   // -ff also removes nested repositories a step may have cloned; no -x, see above.
-  await git(dir, ['clean', '-ffdq']);
+  await git(dir, ['clean', '-ffdq'], { signal });
 }
 
 /** Repo-relative paths that differ between two trees (a rename counts as both paths), sorted. */
-export async function changedPaths(dir: string, from: string, to: string): Promise<string[]> {
-  const out = await git(dir, ['diff', ...DIFF_FLAGS, '--no-renames', '--name-only', '-z', checkObject(from), checkObject(to), '--']);
+export async function changedPaths(dir: string, from: string, to: string, opts: GitCallOptions = {}): Promise<string[]> {
+  const out = await git(dir, ['diff', ...DIFF_FLAGS, '--no-renames', '--name-only', '-z', checkObject(from), checkObject(to), '--'], { signal: opts.signal });
   return out.split('\0').filter(Boolean).sort();
 }
 
 /** Stat, patch and number of files changed between two trees or commits, optionally limited to `paths`. */
-export async function diff(dir: string, from: string, to: string, paths?: readonly string[]): Promise<DiffSummary> {
+export async function diff(dir: string, from: string, to: string, paths?: readonly string[], opts: GitCallOptions = {}): Promise<DiffSummary> {
   checkObject(from);
   checkObject(to);
   // An explicit empty list limits the diff to nothing; git would read it as "everything".
@@ -297,9 +452,9 @@ export async function diff(dir: string, from: string, to: string, paths?: readon
   const base = ['--literal-pathspecs', 'diff', ...DIFF_FLAGS, '--find-renames'];
   const tail = [from, to, '--', ...(paths ?? [])];
   const [stat, patch, names] = await Promise.all([
-    git(dir, [...base, '--stat=200', ...tail]),
-    git(dir, [...base, '--patch', ...tail]),
-    git(dir, [...base, '--name-only', '-z', ...tail]),
+    git(dir, [...base, '--stat=200', ...tail], { signal: opts.signal }),
+    git(dir, [...base, '--patch', ...tail], { signal: opts.signal }),
+    git(dir, [...base, '--name-only', '-z', ...tail], { signal: opts.signal }),
   ]);
   return { stat: stat.trimEnd(), patch, filesChanged: names.split('\0').filter(Boolean).length };
 }
@@ -346,11 +501,12 @@ export async function updateBranch(dir: string, branch: string, commit: string, 
 }
 
 /** Commit a branch of a remote points at, or null when the remote has no such branch. */
-export async function remoteBranchTip(remote: string, branch: string): Promise<string | null> {
+export async function remoteBranchTip(remote: string, branch: string, opts: RemoteOptions = {}): Promise<string | null> {
   const ref = `refs/heads/${checkBranch(branch)}`;
+  const t = await target(remote, opts);
   let out: string;
   try {
-    out = (await run(['ls-remote', '--', checkRemote(remote), ref])).stdout;
+    out = (await run(['ls-remote', ...t.uploadPack, '--', t.url, ref], { config: t.config, timeoutMs: opts.timeoutMs ?? GIT_TIMEOUT_MS.query, signal: opts.signal })).stdout;
   } catch (err) {
     classify(err, UNAVAILABLE, 'unavailable');
   }
@@ -365,11 +521,13 @@ export async function remoteBranchTip(remote: string, branch: string): Promise<s
  * Push `commit` to `branch` of `remote` (never forced). Idempotent: when the remote branch
  * already points at `commit` nothing is pushed. A refusal by the remote fails with reason `rejected`.
  */
-export async function push(dir: string, remote: string, commit: string, branch: string): Promise<'pushed' | 'up-to-date'> {
+export async function push(dir: string, remote: string, commit: string, branch: string, opts: RemoteOptions = {}): Promise<'pushed' | 'up-to-date'> {
   checkObject(commit);
-  if ((await remoteBranchTip(remote, branch)) === commit) return 'up-to-date';
+  if ((await remoteBranchTip(remote, branch, opts)) === commit) return 'up-to-date';
+  const t = await target(remote, opts);
   try {
-    await git(dir, ['push', '--quiet', '--no-verify', '--', checkRemote(remote), `${commit}:refs/heads/${checkBranch(branch)}`]);
+    const args = ['push', '--quiet', '--no-verify', ...t.receivePack, '--', t.url, `${commit}:refs/heads/${checkBranch(branch)}`];
+    await git(dir, args, { config: t.config, timeoutMs: opts.timeoutMs ?? GIT_TIMEOUT_MS.push, signal: opts.signal });
   } catch (err) {
     classify(err, REJECTED, 'rejected');
   }
@@ -377,16 +535,19 @@ export async function push(dir: string, remote: string, commit: string, branch: 
 }
 
 /** Delete `branch` from `remote`; succeeds when it is already absent. Needs no working copy. */
-export async function deleteRemoteBranch(remote: string, branch: string): Promise<void> {
-  if ((await remoteBranchTip(remote, branch)) === null) return;
+export async function deleteRemoteBranch(remote: string, branch: string, opts: RemoteOptions = {}): Promise<void> {
+  if ((await remoteBranchTip(remote, branch, opts)) === null) return;
+  const t = await target(remote, opts);
   // `git push` needs some repository to run in; an empty one is enough for a deletion.
   const scratch = await fs.mkdtemp(path.join(os.tmpdir(), 'agent-inbox-git-'));
   try {
-    await run(['init', '--quiet', '--bare', scratch]);
-    await run(['--git-dir', scratch, 'push', '--quiet', '--no-verify', '--', checkRemote(remote), `:refs/heads/${checkBranch(branch)}`], { cwd: scratch });
+    await run(['init', '--quiet', '--bare', scratch], { signal: opts.signal });
+    const args = ['--git-dir', scratch, 'push', '--quiet', '--no-verify', ...t.receivePack, '--', t.url, `:refs/heads/${checkBranch(branch)}`];
+    await run(args, { cwd: scratch, config: t.config, timeoutMs: opts.timeoutMs ?? GIT_TIMEOUT_MS.push, signal: opts.signal });
   } catch (err) {
+    if (err instanceof GitAbortedError) throw err;
     // Someone else deleted it between our look and our push: the outcome we wanted.
-    if ((await remoteBranchTip(remote, branch)) !== null) classify(err, REJECTED, 'rejected');
+    if ((await remoteBranchTip(remote, branch, opts)) !== null) classify(err, REJECTED, 'rejected');
   } finally {
     await fs.rm(scratch, { recursive: true, force: true });
   }
