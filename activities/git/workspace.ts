@@ -232,8 +232,6 @@ function run(args: string[], opts: RunOptions = {}): Promise<{ stdout: string; c
     });
     child.once('close', (code) => {
       settle();
-      // Whatever git left behind in its group goes with it.
-      killGroup(child.pid);
       if (ended === 'abort') return reject(new GitAbortedError(subcommand, { cause: opts.signal?.reason }));
       if (ended === 'timeout') return reject(new GitError(args, null, `${err}\ntimed out after ${timeoutMs} ms`, 'failed'));
       if (ended === 'overflow') return reject(new GitError(args, null, `output exceeded ${MAX_OUTPUT} bytes`, 'failed'));
