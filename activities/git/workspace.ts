@@ -8,63 +8,19 @@
  * Every call names the repository and work tree explicitly, so a `.git` a command
  * plants in the working copy is never read.
  *
- * Every call is one process group started without a shell, with hooks, fsmonitor and every
- * transport protocol disabled (a call that reaches a remote enables exactly the one it needs),
- * prompts off, a fixed author, a timeout per kind of call and an optional cancellation signal.
- * A remote is checked against the repository rules (after resolving symlinks) before every
- * clone, ls-remote and push; a local one is reached through an upload-pack/receive-pack that
- * runs none of its hooks. Credentials come only from the worker's own credentials file.
+ * Every call goes through the one runner (`runner.ts`: no shell, hooks, fsmonitor and protocols
+ * off, a timeout, a cancellation signal); every call that reaches a remote goes through `remote.ts`
+ * (the repository rules, hook-free pack programs for local targets, the worker's credentials).
  */
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { DEFAULT_REPO_ALLOW, protocolOf, resolveRepo, type RepoLocation, type RepoRules } from '../../domain/repo-policy';
+import { target, type RemoteOptions } from './remote';
+import { GIT_TIMEOUT_MS, GitAbortedError, GitError, InvalidGitArgumentError, run, type GitCallOptions, type GitFailureReason, type RunOptions } from './runner';
 
-/** The identity of every commit the agent makes. */
-export const AGENT_AUTHOR = { name: 'Agent Inbox', email: 'agent@agent-inbox.local' } as const;
-
-/** Why a git command failed, as far as its message tells: `unavailable` and `rejected` will not pass by retrying. */
-export type GitFailureReason = 'unavailable' | 'rejected' | 'failed';
-
-/** Thrown when a git command exits non-zero or runs out of time; carries the command and stderr tail, credentials redacted. */
-export class GitError extends Error {
-  override readonly name = 'GitError';
-  readonly args: readonly string[];
-  readonly stderr: string;
-  constructor(
-    args: readonly string[],
-    readonly exitCode: number | null,
-    stderr: string,
-    readonly reason: GitFailureReason = 'failed',
-    options?: { cause?: unknown },
-  ) {
-    const safeArgs = args.map(redact);
-    const safeStderr = redact(stderr);
-    const subcommand = safeArgs.find((a) => !a.startsWith('-')) ?? '';
-    const last = safeStderr.trim().split('\n').slice(-3).join(' | ');
-    super(`git ${subcommand} failed (exit ${exitCode ?? 'none'}): ${last}`, options);
-    this.args = safeArgs;
-    this.stderr = safeStderr;
-  }
-}
-
-/** Thrown when a signal aborts a git call; named `AbortError` because that is how the worker recognises a cancelled activity. */
-export class GitAbortedError extends Error {
-  override readonly name = 'AbortError';
-  constructor(subcommand: string, options?: { cause?: unknown }) {
-    super(`git ${subcommand} aborted`, options);
-  }
-}
-
-/** Thrown when an argument would reach git as an option or an invalid ref. */
-export class InvalidGitArgumentError extends Error {
-  override readonly name = 'InvalidGitArgumentError';
-  constructor(readonly what: string, readonly value: string) {
-    super(`invalid ${what}: ${JSON.stringify(redact(value).slice(0, 300))}`);
-  }
-}
+export { defaultRepoRules, type RemoteOptions } from './remote';
+export { AGENT_AUTHOR, GIT_TIMEOUT_MS, GitAbortedError, GitError, InvalidGitArgumentError, type GitCallOptions, type GitFailureReason } from './runner';
 
 /** A bounded view of the difference between two trees or commits. */
 export interface DiffSummary {
@@ -80,198 +36,10 @@ export interface CommitInfo {
   message: string;
 }
 
-/** How long one git call may run, by kind; past it the call is killed with everything it started and fails as `failed`. */
-export const GIT_TIMEOUT_MS = {
-  /** Work on the local repository: snapshots of a large working copy, diffs, commits. */
-  local: 10 * 60_000,
-  /** Asking a remote where a branch points. */
-  query: 2 * 60_000,
-  /** Cloning a repository. */
-  clone: 30 * 60_000,
-  /** Pushing or deleting a branch. */
-  push: 10 * 60_000,
-} as const;
-
-/** What the exported git operations accept: the activity's cancellation signal (`Context.current().cancellationSignal`). */
-export interface GitCallOptions {
-  /** Aborting kills the git process group; the call rejects with a {@link GitAbortedError}. */
-  signal?: AbortSignal;
-}
-
-/** What an operation that reaches a remote needs besides the signal. */
-export interface RemoteOptions extends GitCallOptions {
-  /** Which repositories may be reached (default: https and ssh remotes, local repositories under the temp directory). */
-  rules?: RepoRules;
-  /** A git-credential-store file (`https://user:token@host` lines) the worker's own git reads for http(s) remotes. */
-  credentialsFile?: string;
-  /** Replaces the {@link GIT_TIMEOUT_MS} figure of this call. */
-  timeoutMs?: number;
-}
-
-/** The rules a remote operation applies when its caller names none. */
-export function defaultRepoRules(): RepoRules {
-  return { allow: DEFAULT_REPO_ALLOW, localRoots: [os.tmpdir()], forbidden: [] };
-}
-
-// Set on every command: neither hooks nor an fsmonitor configured inside the working copy ever run on the host,
-// and no transport is allowed unless a remote call enables its own below.
-const SAFE_CONFIG = ['-c', 'core.hooksPath=/dev/null', '-c', 'core.fsmonitor=false', '-c', 'protocol.allow=never'];
-// The upload-pack/receive-pack run in a local target repository. Config of the pushing side never reaches them (git clears
-// it for local transports), so it is set on their own command line, which wins over the target's config: no hooks
-// (pre-receive, update, post-receive, post-update, reference-transaction, push-to-checkout; a ref the target routes
-// to proc-receive finds no hook and is refused), no auto gc, no command for alternates' refs, no checkout into a work tree.
-const PACK_CONFIG = [
-  '-c core.hooksPath=/dev/null',
-  '-c core.fsmonitor=false',
-  '-c core.alternateRefsCommand=true',
-  '-c receive.autogc=false',
-  '-c receive.denyCurrentBranch=refuse',
-].join(' ');
-const UPLOAD_PACK = `--upload-pack=git ${PACK_CONFIG} upload-pack`;
-const RECEIVE_PACK = `--receive-pack=git ${PACK_CONFIG} receive-pack`;
 // External diff drivers and textconv filters are commands too.
 const DIFF_FLAGS = ['--no-ext-diff', '--no-textconv', '--no-color'];
-const MAX_OUTPUT = 256 * 1024 * 1024;
-const STDERR_TAIL = 4_000;
 const REF_NAME = /^(?!-)(?!.*\.\.)(?!.*\/\/)(?!.*@\{)[A-Za-z0-9._\/-]+(?<![./])$/;
 const OBJECT_ID = /^[0-9a-f]{40}([0-9a-f]{24})?$/;
-// Variables that would point git at another repository or index than the one we name, or (GIT_ALLOW_PROTOCOL)
-// replace the protocol rules set on each call.
-const LOCATION_VARS = [
-  'GIT_DIR',
-  'GIT_WORK_TREE',
-  'GIT_INDEX_FILE',
-  'GIT_OBJECT_DIRECTORY',
-  'GIT_ALTERNATE_OBJECT_DIRECTORIES',
-  'GIT_COMMON_DIR',
-  'GIT_NAMESPACE',
-  'GIT_PREFIX',
-  'GIT_ALLOW_PROTOCOL',
-];
-
-interface RunOptions {
-  cwd?: string;
-  env?: Record<string, string>;
-  input?: string;
-  /** Exit codes that are answers rather than failures (e.g. 1 from `rev-parse --verify --quiet`). */
-  okCodes?: number[];
-  /** Extra `-c` settings before the subcommand (protocol and credentials of a remote call). */
-  config?: string[];
-  timeoutMs?: number;
-  signal?: AbortSignal;
-}
-
-/** Hide the user:password part of URLs so a token in a remote never reaches a log or a failure message. */
-function redact(text: string): string {
-  return text.replace(/([a-z][a-z0-9+.-]*:\/\/)[^/@\s]+@/gi, '$1***@');
-}
-
-function gitEnv(extra: Record<string, string> | undefined): NodeJS.ProcessEnv {
-  // The worker's environment is kept: SSH agents and the operator's own git configuration live there.
-  const env: NodeJS.ProcessEnv = { ...process.env };
-  for (const name of LOCATION_VARS) delete env[name];
-  return {
-    ...env,
-    GIT_TERMINAL_PROMPT: '0',
-    // Stable English messages: failures are classified by what git says.
-    LC_ALL: 'C',
-    GIT_AUTHOR_NAME: AGENT_AUTHOR.name,
-    GIT_AUTHOR_EMAIL: AGENT_AUTHOR.email,
-    GIT_COMMITTER_NAME: AGENT_AUTHOR.name,
-    GIT_COMMITTER_EMAIL: AGENT_AUTHOR.email,
-    ...extra,
-  };
-}
-
-/** Kill a git call's whole process group (remote helpers and pack processes included); gone already is fine. */
-function killGroup(pid: number | undefined): void {
-  if (pid === undefined) return;
-  try {
-    process.kill(-pid, 'SIGKILL');
-  } catch {
-    // ESRCH: nothing of the group is left.
-  }
-}
-
-/** The one git runner: every git process of this module starts here. */
-function run(args: string[], opts: RunOptions = {}): Promise<{ stdout: string; code: number }> {
-  const fullArgs = [...SAFE_CONFIG, ...(opts.config ?? []), ...args];
-  const subcommand = args.find((a) => !a.startsWith('-')) ?? '';
-  if (opts.signal?.aborted) return Promise.reject(new GitAbortedError(subcommand, { cause: opts.signal.reason }));
-  const timeoutMs = opts.timeoutMs ?? GIT_TIMEOUT_MS.local;
-  return new Promise((resolve, reject) => {
-    // Its own process group, so a timeout or a cancellation also ends the remote helper or ssh git started.
-    const child = spawn('git', fullArgs, { cwd: opts.cwd, env: gitEnv(opts.env), detached: true, stdio: ['pipe', 'pipe', 'pipe'] });
-    const out: Buffer[] = [];
-    let outBytes = 0;
-    let err = '';
-    let ended: 'timeout' | 'abort' | 'overflow' | null = null;
-    const stop = (why: 'timeout' | 'abort' | 'overflow'): void => {
-      ended ??= why;
-      killGroup(child.pid);
-    };
-    const onAbort = (): void => stop('abort');
-    const timer = setTimeout(() => stop('timeout'), timeoutMs);
-    opts.signal?.addEventListener('abort', onAbort, { once: true });
-    child.stdout.on('data', (chunk: Buffer) => {
-      outBytes += chunk.length;
-      if (outBytes > MAX_OUTPUT) stop('overflow');
-      else out.push(chunk);
-    });
-    child.stderr.setEncoding('utf8');
-    child.stderr.on('data', (chunk: string) => {
-      err = (err + chunk).slice(-STDERR_TAIL);
-    });
-    const settle = (): void => {
-      clearTimeout(timer);
-      opts.signal?.removeEventListener('abort', onAbort);
-    };
-    child.once('error', (spawnErr) => {
-      settle();
-      reject(new GitError(args, null, spawnErr.message, 'failed'));
-    });
-    child.once('close', (code) => {
-      settle();
-      if (ended === 'abort') return reject(new GitAbortedError(subcommand, { cause: opts.signal?.reason }));
-      if (ended === 'timeout') return reject(new GitError(args, null, `${err}\ntimed out after ${timeoutMs} ms`, 'failed'));
-      if (ended === 'overflow') return reject(new GitError(args, null, `output exceeded ${MAX_OUTPUT} bytes`, 'failed'));
-      const stdout = Buffer.concat(out).toString('utf8');
-      if (code === 0) return resolve({ stdout, code: 0 });
-      if (code !== null && opts.okCodes?.includes(code)) return resolve({ stdout, code });
-      reject(new GitError(args, code, err || `exit ${code}`, 'failed'));
-    });
-    // git may exit without reading stdin (an early failure); its exit code reports that, not an EPIPE.
-    child.stdin.on('error', () => undefined);
-    child.stdin.end(opts.input ?? '');
-  });
-}
-
-/** A remote that passed the rules: what git is given, and the settings and pack program for reaching it. */
-interface Target {
-  url: string;
-  config: string[];
-  /** `--upload-pack`/`--receive-pack` for a local target, nothing for a real remote (its hooks are its server's). */
-  uploadPack: string[];
-  receivePack: string[];
-}
-
-/** Check `remote` against the rules (symlinks resolved) and build what reaching it takes. */
-async function target(remote: string, opts: RemoteOptions): Promise<Target> {
-  checkRemote(remote);
-  const loc: RepoLocation = await resolveRepo(remote, opts.rules ?? defaultRepoRules(), (p) => fs.realpath(p));
-  const config = ['-c', `protocol.${protocolOf(loc)}.allow=always`];
-  if (loc.kind === 'local') return { url: loc.path, config, uploadPack: [UPLOAD_PACK], receivePack: [RECEIVE_PACK] };
-  if (opts.credentialsFile && (loc.scheme === 'https' || loc.scheme === 'http')) {
-    // A helper for this call only: the token is read from the worker's file and never written to a repository's config.
-    config.push('-c', `credential.helper=store --file=${shellQuote(opts.credentialsFile)}`);
-  }
-  return { url: loc.url, config, uploadPack: [], receivePack: [] };
-}
-
-/** Single-quote `s` for the shell git runs a credential helper through. */
-function shellQuote(s: string): string {
-  return `'${s.replace(/'/g, `'\\''`)}'`;
-}
 
 /** Where the repository of the working copy at `workTree` lives: beside it, never inside it. */
 export function gitDirOf(workTree: string): string {
@@ -285,11 +53,6 @@ async function git(dir: string, args: string[], opts: Omit<RunOptions, 'cwd'> = 
 
 function inRepo(dir: string, args: string[]): string[] {
   return ['--git-dir', gitDirOf(dir), '--work-tree', path.resolve(dir), ...args];
-}
-
-function checkRemote(remote: string): string {
-  if (remote === '' || remote.startsWith('-') || remote.includes('\0')) throw new InvalidGitArgumentError('remote', remote);
-  return remote;
 }
 
 function checkBranch(branch: string): string {
