@@ -22,6 +22,9 @@ let server: GitHttpServer;
 let base: string;
 let dataDir: string;
 let origin: string;
+let credentials: string;
+let credentialLines: string;
+let strict: GitHttpServer;
 
 before(async () => {
   temporal = await startTestTemporal();
@@ -29,8 +32,11 @@ before(async () => {
   const served = path.join(root, 'served');
   origin = makeOriginRepo(served, { 'README.md': '# private\n' });
   server = await startGitHttpServer(served, 'agent', TOKEN);
-  const credentials = path.join(root, 'credentials');
-  fs.writeFileSync(credentials, `${server.origin.replace('://', `://agent:${TOKEN}@`)}\n`, { mode: 0o600 });
+  // A second server whose password the worker's file has wrong (a rotated token, say).
+  strict = await startGitHttpServer(served, 'agent', 'rotated-password');
+  credentials = path.join(root, 'credentials');
+  credentialLines = `${server.origin.replace('://', `://agent:${TOKEN}@`)}\n${strict.origin.replace('://', '://agent:stale-password@')}\n`;
+  fs.writeFileSync(credentials, credentialLines, { mode: 0o600 });
   dataDir = path.join(root, 'data');
   stack = await startTestStack(temporal, dataDir, `git-credentials-${process.pid}`, {
     REPO_ALLOW: 'http://127.0.0.1:*/**',
@@ -42,6 +48,7 @@ before(async () => {
 after(async () => {
   await stack?.stop();
   await server?.stop();
+  await strict?.stop();
   await temporal?.stop();
 });
 
@@ -104,6 +111,15 @@ describe('credentials of a task\'s repository', () => {
     assert.match(String(log.body), /origin\.git/, 'the step did read the repository config');
     assert.deepEqual(filesHolding(dataDir, TOKEN), [], 'no file under DATA_DIR (working copies, sandboxes, artifacts)');
     await call(base, 'POST', `/v1/tasks/${id}/cancel`, {});
+  });
+
+  it('only reads the credentials file: a credential the server refuses is not erased from it', async () => {
+    const res = await call(base, 'POST', '/v1/tasks', { repo: `${strict.origin}/origin.git`, goal: 'x', planner: { kind: 'recipe', steps: [{ run: 'true' }] } });
+    assert.equal(res.status, 202, JSON.stringify(res.body));
+    const t = await eventually(() => call(base, 'GET', `/v1/tasks/${res.body.task_id}`), (r) => r.body.state === 'failed', 'the task to fail');
+    assert.match(t.body.result, /RepoUnavailable/);
+    assert.ok(strict.counts.unauthorized > 1, 'the stale credential was tried');
+    assert.equal(fs.readFileSync(credentials, 'utf8'), credentialLines);
   });
 
   it('redacts URL credentials from git failures', () => {

@@ -99,7 +99,7 @@ export const Config = z.object({
    * Default: the system temp directory. Never DATA_DIR or anything in it, whatever this says. Empty: no local repositories.
    */
   REPO_LOCAL_ROOTS: list([os.tmpdir()]),
-  /** A git-credential-store file (`https://user:token@host` per line) the worker's own git uses for https remotes. */
+  /** A git-credential-store file (`https://user:token@host` per line) the worker's own git reads (never writes) for https remotes. */
   GIT_CREDENTIALS_FILE: z
     .string()
     .optional()

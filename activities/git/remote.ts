@@ -12,7 +12,7 @@ import { InvalidGitArgumentError, type GitCallOptions } from './runner';
 export interface RemoteOptions extends GitCallOptions {
   /** Which repositories may be reached (default: https and ssh remotes, local repositories under the temp directory). */
   rules?: RepoRules;
-  /** A git-credential-store file (`https://user:token@host` lines) the worker's own git reads for http(s) remotes. */
+  /** A git-credential-store file (`https://user:token@host` lines) the worker's own git reads, never writes, for http(s) remotes. */
   credentialsFile?: string;
   /** Replaces the `GIT_TIMEOUT_MS` figure of this call. */
   timeoutMs?: number;
@@ -54,7 +54,9 @@ export async function target(remote: string, opts: RemoteOptions): Promise<Targe
   if (loc.kind === 'local') return { url: loc.path, config, uploadPack: [UPLOAD_PACK], receivePack: [RECEIVE_PACK] };
   if (opts.credentialsFile && (loc.scheme === 'https' || loc.scheme === 'http')) {
     // A helper for this call only: the token is read from the worker's file and never written to a repository's config.
-    config.push('-c', `credential.helper=store --file=${shellQuote(opts.credentialsFile)}`);
+    // Only `get` reaches credential-store: its `store` and `erase` would rewrite the operator's file (a refused token deleted).
+    const file = shellQuote(opts.credentialsFile);
+    config.push('-c', `credential.helper=!f() { test "$1" = get || exit 0; exec git credential-store --file=${file} get; }; f`);
   }
   return { url: loc.url, config, uploadPack: [], receivePack: [] };
 }
