@@ -72,6 +72,7 @@ export function parseRepo(repo: string): RepoLocation {
   if (scp) {
     const host = scp[2]!;
     const rest = scp[3]!;
+    checkNotOption(scp[1] ?? '', host);
     // "user:password@host:path" parses as host "user"; an "@" left in the path is a credential in disguise.
     if (rest.includes('@')) throw new RepoRefusedError('credentials', `repo: ${CREDENTIALS_HINT}`);
     checkSegments(rest);
@@ -94,6 +95,7 @@ function parseUrl(repo: string, scheme: string): RepoLocation {
   // ssh names its login user in the URL (git@host); every other user name or password there is a credential.
   if (u.password !== '' || (u.username !== '' && scheme !== 'ssh')) throw new RepoRefusedError('credentials', `repo: ${CREDENTIALS_HINT}`);
   if (u.hostname === '') throw new RepoRefusedError('syntax', 'repo: the URL names no host');
+  checkNotOption(u.username.replace(/^%2d/i, '-'), u.hostname);
   if (u.search !== '' || u.hash !== '') throw new RepoRefusedError('syntax', 'repo: a repository URL has no query or fragment');
   // The raw text, not u.pathname: WHATWG parsing has already folded "..", which git and the server might not.
   const rawPath = repo.slice(repo.indexOf('://') + 3).replace(/^[^/]*/, '');
@@ -123,6 +125,11 @@ function parseFileUrl(repo: string): RepoLocation {
   }
   if (CONTROL.test(decoded)) throw new RepoRefusedError('syntax', 'repo: must be a non-empty URL or path without control characters');
   return { kind: 'local', path: normalizePath(decoded) };
+}
+
+/** ssh would read a user or host that starts with "-" as an option (`-oProxyCommand=…`). */
+function checkNotOption(user: string, host: string): void {
+  if (user.startsWith('-') || host.startsWith('-')) throw new RepoRefusedError('syntax', 'repo: a user or host name must not start with "-"');
 }
 
 function checkSegments(path: string): void {

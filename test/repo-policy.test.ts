@@ -38,6 +38,11 @@ describe('parseRepo', () => {
     refusedBy('syntax', () => parseRepo('./app.git'));
     refusedBy('syntax', () => parseRepo('file://otherhost/srv/app.git'));
     refusedBy('syntax', () => parseRepo('https://github.com/acme/app.git?x=1'));
+    refusedBy('syntax', () => parseRepo('ssh://-oProxyCommand=touch%20x/acme/app.git'));
+    refusedBy('syntax', () => parseRepo('ssh://-oProxyCommand=x@github.com/acme/app.git'));
+    refusedBy('syntax', () => parseRepo('git@-oProxyCommand=x:acme/app.git'));
+    refusedBy('syntax', () => parseRepo('ssh://%2DoProxyCommand=x@github.com/acme/app.git'));
+    assert.equal(parseRepo('ssh://%zz@github.com/acme/app.git').kind, 'remote', 'a malformed escape is not a crash');
   });
 });
 
