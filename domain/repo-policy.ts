@@ -52,7 +52,6 @@ const HELPER_TRANSPORT = /^[A-Za-z0-9][A-Za-z0-9+.-]*::/;
 const URL_SCHEME = /^([A-Za-z][A-Za-z0-9+.-]*):\/\//;
 // git reads `[user@]host:path` as ssh when no slash comes before the first colon.
 const SCP_LIKE = /^(?:([^@/:]+)@)?([^/:@]+):(.*)$/;
-// eslint-disable-next-line no-control-regex
 const CONTROL = /[\u0000-\u001f\u007f]/;
 // Encoded dots and slashes could be decoded by a server after the allowlist matched the encoded form.
 const ENCODED_SEPARATOR = /%2e|%2f|%5c/i;
