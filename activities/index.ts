@@ -5,6 +5,8 @@
 import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import YAML from 'yaml';
+import type { PriceTable } from '../domain/prices';
+import { RepoRefusedError } from '../domain/repo-policy';
 import { RepoPolicy } from '../domain/task';
 import { preview } from '../domain/rules';
 import { createLogger, type Logger } from '../workers/log';
@@ -22,6 +24,7 @@ import {
   changedPaths,
   clone,
   commitTree,
+  defaultRepoRules,
   deleteRemoteBranch,
   diff,
   headCommit,
@@ -32,6 +35,7 @@ import {
   removeWorkingCopy,
   snapshotTree,
   updateBranch,
+  type RemoteOptions,
 } from './git/workspace';
 import type { SandboxDriver, SandboxHandle } from './sandbox/driver';
 import { InvalidSandboxIdError, SandboxPathError } from './sandbox/process';
@@ -49,6 +53,10 @@ export interface ActivityDeps {
   models?: Partial<Record<ModelProvider, ModelClient>>;
   /** Environment the model clients and the price table are configured from (default: the process's). */
   modelEnv?: NodeJS.ProcessEnv;
+  /** Model prices (default: built-in and `modelEnv.MODEL_PRICES`). */
+  prices?: PriceTable;
+  /** Which repositories may be reached and the worker's git credentials file (default rules: see `defaultRepoRules`); `dataDir` is always refused. */
+  repos?: Pick<RemoteOptions, 'rules' | 'credentialsFile'>;
 }
 
 /** Bytes of a step's combined output kept (the tail: that is where failures show). */
@@ -78,6 +86,13 @@ export function createActivities(deps: ActivityDeps): Activities {
     return taskId;
   };
   const workspaceOf = (taskId: string): string => path.join(workspaces, keyOf(taskId));
+  const rules = deps.repos?.rules ?? defaultRepoRules();
+  /** How this activity reaches a task's repository: the rules checked again here, since a workflow can be started without the API. */
+  const remote = (): RemoteOptions => ({
+    rules: { ...rules, forbidden: [...rules.forbidden, path.resolve(deps.dataDir)] },
+    credentialsFile: deps.repos?.credentialsFile,
+    signal: activityScope().signal,
+  });
 
   /** The task's working copy, refusing a handle that points anywhere else or a copy that has vanished. */
   const workingCopy = async (taskId: string, handle: SandboxHandle): Promise<string> => {
@@ -94,6 +109,7 @@ export function createActivities(deps: ActivityDeps): Activities {
     workingCopy,
     models: deps.models,
     env: deps.modelEnv,
+    prices: deps.prices,
     log,
     scope: activityScope,
   });
@@ -106,7 +122,7 @@ export function createActivities(deps: ActivityDeps): Activities {
       if (await isWorkingCopy(dir)) {
         log.info('working copy re-attached', { task_id: key });
       } else {
-        await clone(input.repo, input.base_branch, dir);
+        await clone(input.repo, input.base_branch, dir, remote());
         log.info('working copy cloned', { task_id: key, base_branch: input.base_branch });
       }
       await deps.sandbox.attachWorkdir?.(key, dir);
@@ -221,7 +237,7 @@ export function createActivities(deps: ActivityDeps): Activities {
 
       // Pushed even when unchanged: an earlier round may have committed and then died before its push.
       if (commit !== null) {
-        const outcome = await push(dir, input.repo, commit, branch);
+        const outcome = await push(dir, input.repo, commit, branch, remote());
         log.info('output published', { task_id: key, round: input.round, branch, commit, changed, push: outcome });
       } else {
         log.info('nothing to publish', { task_id: key, round: input.round });
@@ -245,7 +261,7 @@ export function createActivities(deps: ActivityDeps): Activities {
       if (!input.branch.startsWith(BRANCH_PREFIX)) {
         throw activityFailure('InvalidInput', `refusing to delete ${JSON.stringify(input.branch)}: only ${BRANCH_PREFIX}* branches are the agent's`);
       }
-      await deleteRemoteBranch(input.repo, input.branch);
+      await deleteRemoteBranch(input.repo, input.branch, remote());
       log.info('branch deleted', { branch: input.branch });
     },
 
@@ -321,6 +337,7 @@ function toFailure(err: unknown): unknown {
   if (
     err instanceof InvalidArtifactNameError ||
     err instanceof InvalidGitArgumentError ||
+    err instanceof RepoRefusedError ||
     err instanceof InvalidSandboxIdError ||
     err instanceof SandboxPathError ||
     err instanceof UnsafeFileError

@@ -2,6 +2,8 @@
  * What the HTTP API needs from the rest of the process, passed in by the entrypoint.
  */
 import type { Client } from '@temporalio/client';
+import type { PriceTable } from '../domain/prices';
+import type { RepoRules } from '../domain/repo-policy';
 import type { Logger } from '../workers/log';
 
 /** Read access to the artifact store; rejects with an `ArtifactNotFoundError` (or ENOENT) for a missing artifact. */
@@ -15,6 +17,10 @@ export interface AppDeps {
   taskQueue: string;
   namespace: string;
   log: Logger;
+  /** Which repositories tasks may name (REPO_ALLOW, REPO_LOCAL_ROOTS, DATA_DIR refused); see `repoRulesOf`. */
+  repoRules: RepoRules;
+  /** Model prices (built-in and MODEL_PRICES): an LLM task whose model is not in it is refused. */
+  prices: PriceTable;
   artifacts?: ArtifactReader;
   /** Largest accepted JSON body; larger ones get 413. Defaults to 512 KiB. */
   maxBodyBytes?: number;

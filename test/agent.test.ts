@@ -81,7 +81,9 @@ describe('LLM planner', () => {
     }
     const root = tempDir('agent');
     origin = makeOriginRepo(root, FILES);
-    stack = await startTestStack(temporal, path.join(root, 'data'), `agent-${process.pid}`, { SANDBOX_DRIVER: 'gvisor' });
+    // The model the provider does not know has a price, so intake lets it through to the provider's refusal.
+    const MODEL_PRICES = JSON.stringify({ 'gemini-0-nonexistent': { input: 0.3, cached_input: 0.03, output: 2.5 } });
+    stack = await startTestStack(temporal, path.join(root, 'data'), `agent-${process.pid}`, { SANDBOX_DRIVER: 'gvisor', MODEL_PRICES });
     base = stack.url!;
   });
 

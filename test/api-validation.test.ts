@@ -5,12 +5,17 @@
  * every workflow call, so a request that reached Temporal would show up (and fail slowly).
  */
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
 import type { Server } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { Client, Connection, type WorkflowClientInterceptor } from '@temporalio/client';
 import { createApp } from '../api/app';
+import { DEFAULT_PRICES } from '../domain/prices';
+import type { RepoRules } from '../domain/repo-policy';
 import type { Logger } from '../workers/log';
 import { call } from './support/http';
 
@@ -44,12 +49,17 @@ let connection: Connection;
 let server: Server;
 let base: string;
 
-const good = { repo: '/tmp/repo.git', goal: 'Fix the greeting', planner: { kind: 'recipe', steps: [{ run: 'true' }] } };
+/** A data directory and a local root of the backend under test; nothing is cloned, only paths are checked. */
+const root = fs.mkdtempSync(path.join(os.tmpdir(), 'agent-inbox-api-validation-'));
+const dataDir = path.join(root, 'data');
+const repoRules: RepoRules = { allow: ['https://github.com/acme/**', 'ssh://github.com/acme/**'], localRoots: [root], forbidden: [dataDir] };
+
+const good = { repo: path.join(root, 'repo.git'), goal: 'Fix the greeting', planner: { kind: 'recipe', steps: [{ run: 'true' }] } };
 
 before(async () => {
   connection = Connection.lazy({ address: `127.0.0.1:${await closedPort()}` });
   const client = new Client({ connection, interceptors: { workflow: [recordCalls] } });
-  const app = createApp({ client, taskQueue: 'api-validation', namespace: 'default', log });
+  const app = createApp({ client, taskQueue: 'api-validation', namespace: 'default', log, repoRules, prices: DEFAULT_PRICES });
   server = await new Promise<Server>((resolve) => {
     const s = app.listen(0, '127.0.0.1', () => resolve(s));
   });
@@ -59,6 +69,7 @@ before(async () => {
 after(async () => {
   await new Promise<void>((resolve, reject) => server.close((err) => (err ? reject(err) : resolve())));
   await connection.close();
+  fs.rmSync(root, { recursive: true, force: true });
   assert.deepEqual(temporalCalls, [], 'no request reached Temporal');
   assert.deepEqual(
     log.entries.filter((e) => e.level === 'error'),
@@ -135,6 +146,64 @@ describe('POST /v1/tasks', () => {
       const res = await call(base, 'POST', '/v1/tasks', good, { 'idempotency-key': key });
       assert.equal(res.status, 400, key);
       assert.deepEqual(paths(res.body), ['idempotency-key']);
+    }
+  });
+});
+
+describe('repository intake', () => {
+  /** Posts a task naming `repo` and expects it refused by the named rule. */
+  async function refused(repo: string, rule: RegExp, extra: Record<string, unknown> = {}): Promise<string> {
+    const res = await call(base, 'POST', '/v1/tasks', { ...good, repo, ...extra });
+    assert.equal(res.status, 400, `${repo}: ${JSON.stringify(res.body)}`);
+    assert.equal(res.body.error.code, 'repo_not_allowed', repo);
+    assert.deepEqual(paths(res.body), ['repo']);
+    assert.match(res.body.error.message, rule, repo);
+    return res.body.error.message;
+  }
+
+  it('refuses credentials in the URL and says where they go instead', async () => {
+    for (const repo of [
+      'https://x-access-token:ghp_secret@github.com/acme/app.git',
+      'https://ghp_secret@github.com/acme/app.git',
+      'ssh://git:hunter2@github.com/acme/app.git',
+      'git:hunter2@github.com:acme/app.git',
+    ]) {
+      const message = await refused(repo, /GIT_CREDENTIALS_FILE/);
+      assert.doesNotMatch(message, /ghp_secret|hunter2/, 'the secret is not echoed');
+    }
+  });
+
+  it('refuses remote-helper and unknown transports', async () => {
+    for (const repo of ['ext::sh -c touch% /tmp/pwned', 'fd::7', 'git+ssh://github.com/acme/app.git', 'ftp://github.com/acme/app.git']) {
+      await refused(repo, /transport/);
+    }
+  });
+
+  it('refuses a remote that REPO_ALLOW does not match, dot segments included', async () => {
+    await refused('https://evil.example/acme/app.git', /REPO_ALLOW/);
+    await refused('https://github.com/other/app.git', /REPO_ALLOW/);
+    await refused('git@evil.example:acme/app.git', /REPO_ALLOW/);
+    await refused('https://github.com/acme/../other/app.git', /"\.\."/);
+    await refused('https://github.com/acme/%2e%2e/other/app.git', /encoded/);
+  });
+
+  it('refuses a relative path, a path outside REPO_LOCAL_ROOTS and one inside DATA_DIR', async () => {
+    await refused('repo.git', /absolute path/);
+    await refused('/etc/repo.git', /REPO_LOCAL_ROOTS/);
+    await refused(`file://${path.join(root, '..', 'elsewhere.git')}`, /REPO_LOCAL_ROOTS/);
+    await refused(path.join(dataDir, 'workspaces', 'planted.git'), /DATA_DIR/);
+    await refused(`file://${path.join(dataDir, 'workspaces', 'planted.git')}`, /DATA_DIR/);
+    await refused(`${root}/x/../data/workspaces/planted.git`, /DATA_DIR/);
+  });
+
+  it('refuses an LLM task whose model has no price, naming the model and MODEL_PRICES', async () => {
+    for (const budget of [undefined, { max_usd: 2 }]) {
+      const res = await call(base, 'POST', '/v1/tasks', { ...good, planner: { kind: 'llm', model: 'llama-local-7b' }, ...(budget ? { budget } : {}) });
+      assert.equal(res.status, 400, JSON.stringify(res.body));
+      assert.equal(res.body.error.code, 'unpriced_model');
+      assert.deepEqual(paths(res.body), ['planner.model']);
+      assert.match(res.body.error.message, /"llama-local-7b"/);
+      assert.match(res.body.error.message, /MODEL_PRICES='\{"llama-local-7b":\{"input"/);
     }
   });
 });

@@ -364,7 +364,7 @@ describe('intake', () => {
   });
 
   it('fails the task with a clear reason when the repository cannot be cloned', async () => {
-    const res = await call(base, 'POST', '/v1/tasks', { repo: path.join(dataDir, 'no-such-repo'), goal: 'x', planner: { kind: 'recipe', steps: [{ run: 'true' }] } });
+    const res = await call(base, 'POST', '/v1/tasks', { repo: path.join(path.dirname(dataDir), 'no-such-repo'), goal: 'x', planner: { kind: 'recipe', steps: [{ run: 'true' }] } });
     assert.equal(res.status, 202);
     const t = await settledState(res.body.task_id, 'failed');
     assert.match(t.result, /RepoUnavailable/);

@@ -1,8 +1,20 @@
 /**
  * Process configuration, parsed once from the environment; a bad value fails fast naming the variable.
  */
+import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
+import { InvalidPriceTableError, loadPriceTable } from '../domain/prices';
+import { DEFAULT_REPO_ALLOW, isWithin, type RepoRules } from '../domain/repo-policy';
+
+/** A comma- or whitespace-separated list; unset means `fallback`, set but empty means none. */
+function list(fallback: readonly string[]) {
+  return z
+    .string()
+    .optional()
+    .transform((v) => (v === undefined ? [...fallback] : v.split(/[\s,]+/).filter(Boolean)));
+}
 
 /** Every environment variable the backend reads. */
 export const Config = z.object({
@@ -75,6 +87,36 @@ export const Config = z.object({
   WORKER_MAX_CACHED_WORKFLOWS: z.coerce.number().int().positive().default(250),
   LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
   API_MAX_BODY_BYTES: z.coerce.number().int().positive().default(512 * 1024),
+  /**
+   * Remote repositories a task may name: globs over the URL without user name (`*` within a path segment, `**` across),
+   * comma- or space-separated, e.g. `https://github.com/my-org/**, ssh://github.com/my-org/**`. Default: any https or ssh remote.
+   */
+  REPO_ALLOW: list(DEFAULT_REPO_ALLOW).pipe(
+    z.array(z.string().regex(/^[a-z][a-z0-9+.-]*:\/\/./i, 'each glob matches a URL: it starts with "<scheme>://"')),
+  ),
+  /**
+   * Directories local repositories (paths, `file://` URLs) must be inside, symlinks resolved; comma- or space-separated.
+   * Default: the system temp directory. Never DATA_DIR or anything in it, whatever this says. Empty: no local repositories.
+   */
+  REPO_LOCAL_ROOTS: list([os.tmpdir()]),
+  /** A git-credential-store file (`https://user:token@host` per line) the worker's own git reads (never writes) for https remotes. */
+  GIT_CREDENTIALS_FILE: z
+    .string()
+    .optional()
+    .refine((v) => v === undefined || !v.includes("'"), 'must not contain a single quote'),
+  /** Prices of models, JSON `{"model": {"input": n, "cached_input": n, "output": n}}` (USD per 1M tokens), over the built-in table. */
+  MODEL_PRICES: z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      try {
+        return loadPriceTable({ MODEL_PRICES: v });
+      } catch (err) {
+        if (!(err instanceof InvalidPriceTableError)) throw err;
+        ctx.addIssue({ code: 'custom', message: err.message.replace(/^MODEL_PRICES: /, '') });
+        return z.NEVER;
+      }
+    }),
 });
 export type Config = z.infer<typeof Config>;
 
@@ -91,5 +133,23 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     throw new ConfigError(`invalid configuration: ${lines.join('; ')}`);
   }
   const cfg = parsed.data;
-  return { ...cfg, DATA_DIR: path.resolve(cfg.DATA_DIR), TEMPORAL_CLI_CACHE: path.resolve(cfg.TEMPORAL_CLI_CACHE) };
+  const dataDir = path.resolve(cfg.DATA_DIR);
+  const credentials = cfg.GIT_CREDENTIALS_FILE === undefined ? undefined : path.resolve(cfg.GIT_CREDENTIALS_FILE);
+  if (credentials !== undefined) {
+    // The data directory holds the working copies sandboxes see (and, on k8s, mirror): no secret may live there.
+    if (isWithin(credentials, dataDir)) throw new ConfigError('invalid configuration: GIT_CREDENTIALS_FILE: must not be inside DATA_DIR');
+    if (!fs.existsSync(credentials)) throw new ConfigError(`invalid configuration: GIT_CREDENTIALS_FILE: no file at ${credentials}`);
+  }
+  return {
+    ...cfg,
+    DATA_DIR: dataDir,
+    TEMPORAL_CLI_CACHE: path.resolve(cfg.TEMPORAL_CLI_CACHE),
+    REPO_LOCAL_ROOTS: cfg.REPO_LOCAL_ROOTS.map((r) => path.resolve(r)),
+    GIT_CREDENTIALS_FILE: credentials,
+  };
+}
+
+/** The repository rules of this configuration: REPO_ALLOW, REPO_LOCAL_ROOTS, and DATA_DIR always refused. */
+export function repoRulesOf(cfg: Config): RepoRules {
+  return { allow: cfg.REPO_ALLOW, localRoots: cfg.REPO_LOCAL_ROOTS, forbidden: [cfg.DATA_DIR] };
 }

@@ -12,7 +12,7 @@ import { ArtifactStore } from '../activities/artifacts/store';
 import { GvisorSandboxDriver } from '../activities/sandbox/gvisor';
 import { createApp } from '../api/app';
 import { ALL_SEARCH_ATTRIBUTES } from '../workflows/search-attributes';
-import type { Config } from './config';
+import { repoRulesOf, type Config } from './config';
 import type { Logger } from './log';
 import { reapOrphanSandboxes } from './reaper';
 import { createSandboxDriver, type SandboxInfo } from './sandbox';
@@ -66,7 +66,14 @@ export async function startStack(cfg: Config, log: Logger): Promise<Stack> {
       sandboxInfo = chosen.info;
       if (sandboxInfo.warning) log.warn(`sandbox driver ${sandboxInfo.driver}: ${sandboxInfo.warning}`, { ...sandboxInfo });
       else log.info(`sandbox driver ${sandboxInfo.driver}`, { ...sandboxInfo });
-      const activities = createActivities({ sandbox, artifacts, dataDir: cfg.DATA_DIR, log });
+      const activities = createActivities({
+        sandbox,
+        artifacts,
+        dataDir: cfg.DATA_DIR,
+        log,
+        repos: { rules: repoRulesOf(cfg), credentialsFile: cfg.GIT_CREDENTIALS_FILE },
+        prices: cfg.MODEL_PRICES,
+      });
       const nativeConnection = await NativeConnection.connect({ address });
       cleanups.push(() => nativeConnection.close());
       const w = await createWorker({
@@ -110,6 +117,8 @@ export async function startStack(cfg: Config, log: Logger): Promise<Stack> {
       taskQueue: cfg.TEMPORAL_TASK_QUEUE,
       namespace: cfg.TEMPORAL_NAMESPACE,
       log,
+      repoRules: repoRulesOf(cfg),
+      prices: cfg.MODEL_PRICES,
       artifacts,
       maxBodyBytes: cfg.API_MAX_BODY_BYTES,
       health: async () => ({

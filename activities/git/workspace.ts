@@ -8,44 +8,19 @@
  * Every call names the repository and work tree explicitly, so a `.git` a command
  * plants in the working copy is never read.
  *
- * Every call is `execFile('git', args)` (never a shell), with hooks and fsmonitor
- * disabled all the same, prompts off, and a fixed author.
+ * Every call goes through the one runner (`runner.ts`: no shell, hooks, fsmonitor and protocols
+ * off, a timeout, a cancellation signal); every call that reaches a remote goes through `remote.ts`
+ * (the repository rules, hook-free pack programs for local targets, the worker's credentials).
  */
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { target, type RemoteOptions } from './remote';
+import { GIT_TIMEOUT_MS, GitAbortedError, GitError, InvalidGitArgumentError, run, type GitCallOptions, type GitFailureReason, type RunOptions } from './runner';
 
-/** The identity of every commit the agent makes. */
-export const AGENT_AUTHOR = { name: 'Agent Inbox', email: 'agent@agent-inbox.local' } as const;
-
-/** Why a git command failed, as far as its message tells: `unavailable` and `rejected` will not pass by retrying. */
-export type GitFailureReason = 'unavailable' | 'rejected' | 'failed';
-
-/** Thrown when a git command exits non-zero; carries the command (credentials redacted), exit code and stderr tail. */
-export class GitError extends Error {
-  override readonly name = 'GitError';
-  constructor(
-    readonly args: readonly string[],
-    readonly exitCode: number | null,
-    readonly stderr: string,
-    readonly reason: GitFailureReason = 'failed',
-    options?: { cause?: unknown },
-  ) {
-    const subcommand = args.find((a) => !a.startsWith('-')) ?? '';
-    const last = stderr.trim().split('\n').slice(-3).join(' | ');
-    super(`git ${subcommand} failed (exit ${exitCode ?? 'none'}): ${last}`, options);
-  }
-}
-
-/** Thrown when an argument would reach git as an option or an invalid ref. */
-export class InvalidGitArgumentError extends Error {
-  override readonly name = 'InvalidGitArgumentError';
-  constructor(readonly what: string, readonly value: string) {
-    super(`invalid ${what}: ${JSON.stringify(redact(value).slice(0, 300))}`);
-  }
-}
+export { defaultRepoRules, type RemoteOptions } from './remote';
+export { AGENT_AUTHOR, GIT_TIMEOUT_MS, GitAbortedError, GitError, InvalidGitArgumentError, type GitCallOptions, type GitFailureReason } from './runner';
 
 /** A bounded view of the difference between two trees or commits. */
 export interface DiffSummary {
@@ -61,67 +36,10 @@ export interface CommitInfo {
   message: string;
 }
 
-// Set on every command: neither hooks nor an fsmonitor configured inside the working copy ever run on the host.
-const SAFE_CONFIG = ['-c', 'core.hooksPath=/dev/null', '-c', 'core.fsmonitor=false'];
 // External diff drivers and textconv filters are commands too.
 const DIFF_FLAGS = ['--no-ext-diff', '--no-textconv', '--no-color'];
-const MAX_OUTPUT = 256 * 1024 * 1024;
-const STDERR_TAIL = 4_000;
 const REF_NAME = /^(?!-)(?!.*\.\.)(?!.*\/\/)(?!.*@\{)[A-Za-z0-9._\/-]+(?<![./])$/;
 const OBJECT_ID = /^[0-9a-f]{40}([0-9a-f]{24})?$/;
-// Variables that would point git at another repository or index than the one we name.
-const LOCATION_VARS = ['GIT_DIR', 'GIT_WORK_TREE', 'GIT_INDEX_FILE', 'GIT_OBJECT_DIRECTORY', 'GIT_ALTERNATE_OBJECT_DIRECTORIES', 'GIT_COMMON_DIR', 'GIT_NAMESPACE', 'GIT_PREFIX'];
-
-interface RunOptions {
-  cwd?: string;
-  env?: Record<string, string>;
-  input?: string;
-  /** Exit codes that are answers rather than failures (e.g. 1 from `rev-parse --verify --quiet`). */
-  okCodes?: number[];
-}
-
-/** Hide the user:password part of URLs so a token in a remote never reaches a log or a failure message. */
-function redact(text: string): string {
-  return text.replace(/([a-z][a-z0-9+.-]*:\/\/)[^/@\s]+@/gi, '$1***@');
-}
-
-function gitEnv(extra: Record<string, string> | undefined): NodeJS.ProcessEnv {
-  // The worker's environment is kept: credential helpers and SSH agents live there.
-  const env: NodeJS.ProcessEnv = { ...process.env };
-  for (const name of LOCATION_VARS) delete env[name];
-  return {
-    ...env,
-    GIT_TERMINAL_PROMPT: '0',
-    // Stable English messages: failures are classified by what git says.
-    LC_ALL: 'C',
-    GIT_AUTHOR_NAME: AGENT_AUTHOR.name,
-    GIT_AUTHOR_EMAIL: AGENT_AUTHOR.email,
-    GIT_COMMITTER_NAME: AGENT_AUTHOR.name,
-    GIT_COMMITTER_EMAIL: AGENT_AUTHOR.email,
-    ...extra,
-  };
-}
-
-function run(args: string[], opts: RunOptions = {}): Promise<{ stdout: string; code: number }> {
-  const fullArgs = [...SAFE_CONFIG, ...args];
-  return new Promise((resolve, reject) => {
-    const child = execFile(
-      'git',
-      fullArgs,
-      { cwd: opts.cwd, env: gitEnv(opts.env), maxBuffer: MAX_OUTPUT, encoding: 'utf8' },
-      (err, stdout, stderr) => {
-        if (!err) return resolve({ stdout, code: 0 });
-        const code = typeof err.code === 'number' ? err.code : null;
-        if (code !== null && opts.okCodes?.includes(code)) return resolve({ stdout, code });
-        const tail = redact(String(stderr ?? '').slice(-STDERR_TAIL));
-        reject(new GitError(args.map(redact), code, tail || redact(err.message), 'failed', { cause: err }));
-      },
-    );
-    // git may exit without reading stdin (an early failure); its exit code reports that, not an EPIPE.
-    child.stdin?.on('error', () => undefined);
-    child.stdin?.end(opts.input ?? '');
-  });
-}
 
 /** Where the repository of the working copy at `workTree` lives: beside it, never inside it. */
 export function gitDirOf(workTree: string): string {
@@ -135,11 +53,6 @@ async function git(dir: string, args: string[], opts: Omit<RunOptions, 'cwd'> = 
 
 function inRepo(dir: string, args: string[]): string[] {
   return ['--git-dir', gitDirOf(dir), '--work-tree', path.resolve(dir), ...args];
-}
-
-function checkRemote(remote: string): string {
-  if (remote === '' || remote.startsWith('-') || remote.includes('\0')) throw new InvalidGitArgumentError('remote', remote);
-  return remote;
 }
 
 function checkBranch(branch: string): string {
@@ -173,9 +86,9 @@ function clonePrefix(dest: string): string {
  * into place, so a crash never leaves a half clone that looks like a working copy.
  * A missing repository or branch fails with reason `unavailable`.
  */
-export async function clone(repo: string, baseBranch: string, dest: string): Promise<void> {
-  checkRemote(repo);
+export async function clone(repo: string, baseBranch: string, dest: string, opts: RemoteOptions = {}): Promise<void> {
   checkBranch(baseBranch);
+  const t = await target(repo, opts);
   const parent = path.dirname(path.resolve(dest));
   const gitDir = gitDirOf(dest);
   await fs.mkdir(path.dirname(gitDir), { recursive: true });
@@ -184,7 +97,9 @@ export async function clone(repo: string, baseBranch: string, dest: string): Pro
   await fs.rm(gitDir, { recursive: true, force: true });
   const tmp = path.join(parent, `${clonePrefix(dest)}${randomBytes(6).toString('hex')}`);
   try {
-    await run(['clone', '--quiet', '--branch', baseBranch, '--single-branch', '--no-tags', `--separate-git-dir=${gitDir}`, '--', repo, tmp]);
+    // --no-local: a local origin is read through upload-pack like any remote, never hard-linked or copied file by file.
+    const args = ['clone', '--quiet', '--no-local', ...t.uploadPack, '--branch', baseBranch, '--single-branch', '--no-tags', `--separate-git-dir=${gitDir}`];
+    await run([...args, '--', t.url, tmp], { config: t.config, timeoutMs: opts.timeoutMs ?? GIT_TIMEOUT_MS.clone, signal: opts.signal });
     // The `.git` file clone leaves would point commands in the sandbox at the host's repository path.
     await fs.rm(path.join(tmp, '.git'), { force: true });
     await fs.rename(tmp, dest);
@@ -243,7 +158,7 @@ export async function headCommit(dir: string): Promise<string> {
  * Tree id of the working copy as it is now, untracked files included and ignored ones not,
  * written to the object store without touching HEAD or the repository's index.
  */
-export async function snapshotTree(dir: string): Promise<string> {
+export async function snapshotTree(dir: string, opts: GitCallOptions = {}): Promise<string> {
   const gitDir = gitDirOf(dir);
   const index = path.join(gitDir, `agent-snapshot-${process.pid}-${randomBytes(6).toString('hex')}.index`);
   try {
@@ -260,8 +175,8 @@ export async function snapshotTree(dir: string): Promise<string> {
       await fs.utimes(index, st.atime, st.mtime);
     }
     const env = { GIT_INDEX_FILE: index };
-    await git(dir, ['add', '--all', '--', '.'], { env });
-    return (await git(dir, ['write-tree'], { env })).trim();
+    await git(dir, ['add', '--all', '--', '.'], { env, signal: opts.signal });
+    return (await git(dir, ['write-tree'], { env, signal: opts.signal })).trim();
   } finally {
     await fs.rm(index, { force: true });
   }
@@ -272,23 +187,24 @@ export async function snapshotTree(dir: string): Promise<string> {
  * untracked file or directory removed. Ignored files are kept (dependencies installed
  * by earlier steps survive); the repository lives outside the work tree and is untouched. The index is reset to `tree`.
  */
-export async function restoreTree(dir: string, tree: string): Promise<void> {
+export async function restoreTree(dir: string, tree: string, opts: GitCallOptions = {}): Promise<void> {
   checkObject(tree);
-  await git(dir, ['read-tree', tree]);
+  const { signal } = opts;
+  await git(dir, ['read-tree', tree], { signal });
   // -f overwrites modified files and replaces files or directories that stand in the way.
-  await git(dir, ['checkout-index', '--all', '--force', '-u']);
+  await git(dir, ['checkout-index', '--all', '--force', '-u'], { signal });
   // -ff also removes nested repositories a step may have cloned; no -x, see above.
-  await git(dir, ['clean', '-ffdq']);
+  await git(dir, ['clean', '-ffdq'], { signal });
 }
 
 /** Repo-relative paths that differ between two trees (a rename counts as both paths), sorted. */
-export async function changedPaths(dir: string, from: string, to: string): Promise<string[]> {
-  const out = await git(dir, ['diff', ...DIFF_FLAGS, '--no-renames', '--name-only', '-z', checkObject(from), checkObject(to), '--']);
+export async function changedPaths(dir: string, from: string, to: string, opts: GitCallOptions = {}): Promise<string[]> {
+  const out = await git(dir, ['diff', ...DIFF_FLAGS, '--no-renames', '--name-only', '-z', checkObject(from), checkObject(to), '--'], { signal: opts.signal });
   return out.split('\0').filter(Boolean).sort();
 }
 
 /** Stat, patch and number of files changed between two trees or commits, optionally limited to `paths`. */
-export async function diff(dir: string, from: string, to: string, paths?: readonly string[]): Promise<DiffSummary> {
+export async function diff(dir: string, from: string, to: string, paths?: readonly string[], opts: GitCallOptions = {}): Promise<DiffSummary> {
   checkObject(from);
   checkObject(to);
   // An explicit empty list limits the diff to nothing; git would read it as "everything".
@@ -297,9 +213,9 @@ export async function diff(dir: string, from: string, to: string, paths?: readon
   const base = ['--literal-pathspecs', 'diff', ...DIFF_FLAGS, '--find-renames'];
   const tail = [from, to, '--', ...(paths ?? [])];
   const [stat, patch, names] = await Promise.all([
-    git(dir, [...base, '--stat=200', ...tail]),
-    git(dir, [...base, '--patch', ...tail]),
-    git(dir, [...base, '--name-only', '-z', ...tail]),
+    git(dir, [...base, '--stat=200', ...tail], { signal: opts.signal }),
+    git(dir, [...base, '--patch', ...tail], { signal: opts.signal }),
+    git(dir, [...base, '--name-only', '-z', ...tail], { signal: opts.signal }),
   ]);
   return { stat: stat.trimEnd(), patch, filesChanged: names.split('\0').filter(Boolean).length };
 }
@@ -346,11 +262,12 @@ export async function updateBranch(dir: string, branch: string, commit: string, 
 }
 
 /** Commit a branch of a remote points at, or null when the remote has no such branch. */
-export async function remoteBranchTip(remote: string, branch: string): Promise<string | null> {
+export async function remoteBranchTip(remote: string, branch: string, opts: RemoteOptions = {}): Promise<string | null> {
   const ref = `refs/heads/${checkBranch(branch)}`;
+  const t = await target(remote, opts);
   let out: string;
   try {
-    out = (await run(['ls-remote', '--', checkRemote(remote), ref])).stdout;
+    out = (await run(['ls-remote', ...t.uploadPack, '--', t.url, ref], { config: t.config, timeoutMs: opts.timeoutMs ?? GIT_TIMEOUT_MS.query, signal: opts.signal })).stdout;
   } catch (err) {
     classify(err, UNAVAILABLE, 'unavailable');
   }
@@ -365,11 +282,13 @@ export async function remoteBranchTip(remote: string, branch: string): Promise<s
  * Push `commit` to `branch` of `remote` (never forced). Idempotent: when the remote branch
  * already points at `commit` nothing is pushed. A refusal by the remote fails with reason `rejected`.
  */
-export async function push(dir: string, remote: string, commit: string, branch: string): Promise<'pushed' | 'up-to-date'> {
+export async function push(dir: string, remote: string, commit: string, branch: string, opts: RemoteOptions = {}): Promise<'pushed' | 'up-to-date'> {
   checkObject(commit);
-  if ((await remoteBranchTip(remote, branch)) === commit) return 'up-to-date';
+  if ((await remoteBranchTip(remote, branch, opts)) === commit) return 'up-to-date';
+  const t = await target(remote, opts);
   try {
-    await git(dir, ['push', '--quiet', '--no-verify', '--', checkRemote(remote), `${commit}:refs/heads/${checkBranch(branch)}`]);
+    const args = ['push', '--quiet', '--no-verify', ...t.receivePack, '--', t.url, `${commit}:refs/heads/${checkBranch(branch)}`];
+    await git(dir, args, { config: t.config, timeoutMs: opts.timeoutMs ?? GIT_TIMEOUT_MS.push, signal: opts.signal });
   } catch (err) {
     classify(err, REJECTED, 'rejected');
   }
@@ -377,16 +296,19 @@ export async function push(dir: string, remote: string, commit: string, branch: 
 }
 
 /** Delete `branch` from `remote`; succeeds when it is already absent. Needs no working copy. */
-export async function deleteRemoteBranch(remote: string, branch: string): Promise<void> {
-  if ((await remoteBranchTip(remote, branch)) === null) return;
+export async function deleteRemoteBranch(remote: string, branch: string, opts: RemoteOptions = {}): Promise<void> {
+  if ((await remoteBranchTip(remote, branch, opts)) === null) return;
+  const t = await target(remote, opts);
   // `git push` needs some repository to run in; an empty one is enough for a deletion.
   const scratch = await fs.mkdtemp(path.join(os.tmpdir(), 'agent-inbox-git-'));
   try {
-    await run(['init', '--quiet', '--bare', scratch]);
-    await run(['--git-dir', scratch, 'push', '--quiet', '--no-verify', '--', checkRemote(remote), `:refs/heads/${checkBranch(branch)}`], { cwd: scratch });
+    await run(['init', '--quiet', '--bare', scratch], { signal: opts.signal });
+    const args = ['--git-dir', scratch, 'push', '--quiet', '--no-verify', ...t.receivePack, '--', t.url, `:refs/heads/${checkBranch(branch)}`];
+    await run(args, { cwd: scratch, config: t.config, timeoutMs: opts.timeoutMs ?? GIT_TIMEOUT_MS.push, signal: opts.signal });
   } catch (err) {
+    if (err instanceof GitAbortedError) throw err;
     // Someone else deleted it between our look and our push: the outcome we wanted.
-    if ((await remoteBranchTip(remote, branch)) !== null) classify(err, REJECTED, 'rejected');
+    if ((await remoteBranchTip(remote, branch, opts)) !== null) classify(err, REJECTED, 'rejected');
   } finally {
     await fs.rm(scratch, { recursive: true, force: true });
   }

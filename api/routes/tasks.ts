@@ -21,6 +21,7 @@ import { archivedTrace, readArtifact } from '../artifacts';
 import { jsonBody } from '../body';
 import type { AppDeps } from '../deps';
 import { ConflictError } from '../errors';
+import { intakePolicy } from '../intake';
 import { idempotentTaskId, newTaskId, requestHash } from '../idempotency';
 import { CreateTaskHeaders, TaskListQuery } from '../schemas';
 import { valid, validate } from '../validate';
@@ -42,8 +43,9 @@ export function taskRoutes(deps: AppDeps): Router {
   const headers = validate('headers', CreateTaskHeaders);
   const spec = validate('body', TaskSpec);
   const listQuery = validate('query', TaskListQuery);
+  const intake = intakePolicy(deps, spec);
 
-  router.post('/v1/tasks', headers, jsonBody(deps.maxBodyBytes), spec, async function createTask(req, res) {
+  router.post('/v1/tasks', headers, jsonBody(deps.maxBodyBytes), spec, intake, async function createTask(req, res) {
     const task = valid(req, spec);
     const key = valid(req, headers)['idempotency-key'];
     const hash = key === undefined ? undefined : requestHash(task);
