@@ -12,6 +12,7 @@ import {
   continueAsNew,
   isCancellation,
   log,
+  patched,
   proxyActivities,
   setHandler,
   allHandlersFinished,
@@ -90,6 +91,10 @@ const toolActs = proxyActivities<Activities>({
   heartbeatTimeout: '10 seconds',
   retry: { ...RETRY, maximumAttempts: 5 },
 });
+/** Patches: the agent's tool calls under the idle guard; self-check changes through the protected-path gate; checks through approval patterns. */
+const AGENT_IDLE_GUARD_PATCH = 'agent-idle-guard';
+const SELF_CHECK_GATE_PATCH = 'self-check-gate';
+const CHECK_APPROVAL_PATCH = 'check-approval';
 /** The same command failing this many times in a row, or this many calls changing nothing, is "stuck". */
 const AGENT_REPEAT_FAILURES = 3;
 const AGENT_NO_PROGRESS_CALLS = 15;
@@ -160,6 +165,11 @@ interface AgentState {
   /** Tokens the conversation took at the last call (the next call's estimate) and what that call cost. */
   context_tokens: number;
   last_call_usd: number;
+  /** `check:<round>:<command>` of checks a human declined to run this round. */
+  declined_checks?: string[];
+  /** The first prompt's size estimate and the model's prices (USD per 1M tokens, null when unpriced); absent before they existed. */
+  first_prompt_tokens?: number;
+  price?: { input: number; output: number } | null;
   /** The working copy may not be at the checkpoint (a change was rolled back, or a tool call failed). */
   tree_unsure?: boolean;
 }
@@ -418,18 +428,13 @@ class TaskRun {
         continue;
       }
 
-      s.checkpoint = res.checkpoint;
       s.idle_since = new Date().toISOString();
       s.step_outputs = [
         ...s.step_outputs.filter((o) => o.index !== index),
         { index, name: label, exit_code: res.exit_code, preview: preview(res.output_preview, 600), output_ref: res.output.ref },
       ].slice(-20);
-
-      const touched = protectedPathsTouched(s.policy, res.changed_paths);
-      if (touched.length > 0) {
-        const r = await this.gateProtectedChange(before, res.checkpoint, touched, `protected-${s.round}-${index}`, label, { step: index, step_name: label });
-        if (r.action === 'reject') return { state: 'rejected', result: `change to protected paths rejected by ${r.actor}` };
-      }
+      const gate = await this.acceptCheckpoint({ from: before, to: res.checkpoint, changed_paths: res.changed_paths }, `protected-${s.round}-${index}`, label, { step: index, step_name: label });
+      if (!gate.accepted) return { state: 'rejected', result: `change to protected paths rejected by ${gate.resolution.actor}` };
       return undefined;
     }
   }
@@ -471,6 +476,8 @@ class TaskRun {
         policy: s.policy,
       });
       a.check_commands = ctx.check_commands;
+      if (ctx.first_prompt_tokens !== undefined) a.first_prompt_tokens = ctx.first_prompt_tokens;
+      if (ctx.price !== undefined) a.price = ctx.price;
       this.trace('agent', `agent ready: ${planner.provider} ${planner.model}`, {
         check_commands: ctx.check_commands,
         agents_md: ctx.agents_md,
@@ -661,23 +668,20 @@ class TaskRun {
 
     await this.ensureStepBudget();
     this.setState('running');
-    const res = await this.runAgentTool(call);
-    if (res === null) return answer('error: the tool could not run (see the health alert); try again');
+    const ran = await this.runAgentTool(call);
+    if (ran.kind === 'failed') return answer('error: the tool could not run (see the health alert); try again');
+    if (ran.kind === 'idle') return answer(ran.note);
+    const res = ran.result;
     s.usage.steps += 1;
     const before = s.checkpoint!;
     // What the call actually changed is gated too: a command, or a link, can reach a protected path the arguments did not name.
-    const touched = protectedPathsTouched(s.policy, res.changed_paths).filter((p) => !approvedPaths.includes(p));
-    if (touched.length > 0) {
-      const diffName = `protected-${s.round}-t${a.turn}-${call.id.replace(/[^A-Za-z0-9_-]/g, '_').slice(0, 40)}`;
-      const r = await this.gateProtectedChange(before, res.checkpoint, touched, diffName, call.name, { tool: call.name, turn: a.turn });
-      if (r.action !== 'approve') {
-        // The checkpoint stays where it was: the next tool call restores the tree before this one.
-        a.tree_unsure = true;
-        return answer(`${res.output}\n\n[the change to ${touched.join(', ')} was rejected by ${r.actor}${r.comment ? `: ${r.comment}` : ''}; it has been undone]`);
-      }
+    const diffName = `protected-${s.round}-t${a.turn}-${call.id.replace(/[^A-Za-z0-9_-]/g, '_').slice(0, 40)}`;
+    const gate = await this.acceptCheckpoint({ from: before, to: res.checkpoint, changed_paths: res.changed_paths, preapproved: approvedPaths }, diffName, call.name, { tool: call.name, turn: a.turn });
+    if (!gate.accepted) {
+      const r = gate.resolution;
+      return answer(`${res.output}\n\n[the change to ${gate.touched.join(', ')} was rejected by ${r.actor}${r.comment ? `: ${r.comment}` : ''}; it has been undone]`);
     }
-    const progressed = res.checkpoint !== s.checkpoint;
-    s.checkpoint = res.checkpoint;
+    const progressed = res.checkpoint !== before;
     if (progressed) s.idle_since = new Date().toISOString();
     this.trace('tool', `${call.name}${v.name === 'run' ? ` \`${preview(v.args.command, 120)}\`` : 'path' in v.args && v.args.path ? ` ${v.args.path}` : ''} → ${res.ok ? 'ok' : 'failed'}`, {
       turn: a.turn,
@@ -712,25 +716,50 @@ class TaskRun {
     return answer(res.output);
   }
 
-  /** Runs one sandbox tool; an activity that keeps failing opens a health alert and returns null. */
-  private async runAgentTool(call: ToolCall): Promise<AgentToolCallResult | null> {
+  /**
+   * Runs one sandbox tool under the idle guard. An activity that keeps failing opens a health alert
+   * ('failed'); no progress for `max_idle_minutes` stops the call and opens a `stuck` alert ('idle',
+   * with what to tell the model once a human answered).
+   */
+  private async runAgentTool(call: ToolCall): Promise<{ kind: 'done'; result: AgentToolCallResult } | { kind: 'failed' } | { kind: 'idle'; note: string }> {
     const s = this.s;
+    const a = s.agent!;
+    const input = {
+      task_id: this.input.task_id,
+      sandbox: s.provision!.sandbox,
+      call,
+      checkpoint: s.checkpoint!,
+      default_timeout_seconds: AGENT_RUN_TIMEOUT_SECONDS,
+      max_timeout_seconds: AGENT_RUN_MAX_TIMEOUT_SECONDS,
+      verify: a.tree_unsure !== false,
+    };
     try {
-      const a = s.agent!;
-      const res = await toolActs.agentToolCall({
-        task_id: this.input.task_id,
-        sandbox: s.provision!.sandbox,
-        call,
-        checkpoint: s.checkpoint!,
-        default_timeout_seconds: AGENT_RUN_TIMEOUT_SECONDS,
-        max_timeout_seconds: AGENT_RUN_MAX_TIMEOUT_SECONDS,
-        verify: a.tree_unsure !== false,
+      // Histories recorded before the agent had an idle guard scheduled no timer around a tool call.
+      if (!patched(AGENT_IDLE_GUARD_PATCH)) {
+        const result = await toolActs.agentToolCall(input);
+        a.tree_unsure = false;
+        return { kind: 'done', result };
+      }
+      const guarded = this.idleLeftMs() <= 0 ? ({ kind: 'idle' } as const) : await this.withIdleGuard(() => toolActs.agentToolCall(input));
+      if (guarded.kind === 'done') {
+        a.tree_unsure = false;
+        return { kind: 'done', result: guarded.result };
+      }
+      // A stopped command may have left part of its change: the next call starts from the checkpoint.
+      a.tree_unsure = true;
+      const minutes = s.budget.max_idle_minutes;
+      const item = this.raise('health_alert', `Stuck: no tool call made progress for ${minutes} min`, 'stuck', {
+        reason: 'idle',
+        tool: call.name,
+        call: preview(JSON.stringify(call.args ?? {}), 1_000),
+        turn: a.turn,
+        hint: 'send a message to guide the agent (it continues with it), or cancel the task',
       });
-      a.tree_unsure = false;
-      return res;
+      const r = await this.waitFor(item);
+      return { kind: 'idle', note: `stopped: no tool call made progress for ${minutes} min, so ${call.name} was not run to the end. Message from ${r.actor}: ${r.comment ?? ''}` };
     } catch (err) {
       if (!(err instanceof ActivityFailure) || isCancellation(err)) throw err;
-      s.agent!.tree_unsure = true;
+      a.tree_unsure = true;
       const item = this.raise('health_alert', `Tool ${call.name} could not run: ${preview(describeFailure(err), 100)}`, 'stuck', {
         reason: 'activity_failed',
         tool: call.name,
@@ -738,21 +767,39 @@ class TaskRun {
         hint: 'send a message to continue (the agent is told the tool failed), or cancel the task',
       });
       await this.waitFor(item);
-      return null;
+      return { kind: 'failed' };
     }
   }
 
-  /** Runs the checks after `finish`: 'passed', 'failed' (the agent is told and goes on), or an End. */
+  /**
+   * Runs the checks after `finish`: 'passed', 'failed' (the agent is told and goes on), or an End. A check
+   * is a command like any other: approval patterns apply before it runs, and what it changed passes the
+   * protected-path gate before it can ship.
+   */
   private async selfCheck(planner: LlmPlanner, a: AgentState): Promise<'passed' | 'failed' | End> {
+    const s = this.s;
     const failures: string[] = [];
     for (const [i, command] of (a.check_commands ?? []).entries()) {
+      if (!(await this.approveCheck(a, command, i))) continue;
       await this.ensureStepBudget();
       this.setState('running');
-      const res = await this.runAgentTool({ id: `check-${a.turn}-${i}`, name: 'run', args: { command, timeout_seconds: AGENT_RUN_MAX_TIMEOUT_SECONDS } });
-      if (res === null) return 'failed';
-      this.s.usage.steps += 1;
-      this.s.checkpoint = res.checkpoint;
-      this.trace('check', `\`${preview(command, 120)}\` ${res.ok ? 'passed' : `failed (exit ${res.exit_code ?? '?'})`}`, { turn: a.turn, exit_code: res.exit_code, output_preview: preview(res.output, 500) });
+      const ran = await this.runAgentTool({ id: `check-${a.turn}-${i}`, name: 'run', args: { command, timeout_seconds: AGENT_RUN_MAX_TIMEOUT_SECONDS } });
+      if (ran.kind === 'failed') return 'failed';
+      if (ran.kind === 'idle') {
+        a.finish = null;
+        a.pending.push({ role: 'user', text: `The check \`${command}\` was ${ran.note}\nCall finish again when ready.` });
+        return 'failed';
+      }
+      const res = ran.result;
+      s.usage.steps += 1;
+      const gate = await this.acceptCheckpoint(
+        { from: s.checkpoint!, to: res.checkpoint, changed_paths: res.changed_paths, ungatedBefore: SELF_CHECK_GATE_PATCH },
+        `protected-${s.round}-check-${a.turn}-${i}`,
+        `check \`${preview(command, 60)}\``,
+        { check: command, turn: a.turn },
+      );
+      const undone = gate.accepted ? '' : `; its change to ${gate.touched.join(', ')} was rejected by ${gate.resolution.actor} and is not kept`;
+      this.trace('check', `\`${preview(command, 120)}\` ${res.ok ? 'passed' : `failed (exit ${res.exit_code ?? '?'})`}${undone}`, { turn: a.turn, exit_code: res.exit_code, output_preview: preview(res.output, 500) });
       if (!res.ok) failures.push(`\`${command}\` exited ${res.exit_code ?? '?'}:\n${res.output}`);
     }
     if (failures.length === 0) return 'passed';
@@ -773,27 +820,62 @@ class TaskRun {
     return 'failed';
   }
 
+  /** Whether check `index` may run: a command matching an approval pattern asks a human once per round. */
+  private async approveCheck(a: AgentState, command: string, index: number): Promise<boolean> {
+    const s = this.s;
+    const pattern = commandNeedingApproval(s.policy, command);
+    if (pattern === null) return true;
+    const key = `check:${s.round}:${command}`;
+    if (s.approved.includes(key)) return true;
+    const declined = (a.declined_checks ??= []);
+    if (declined.includes(key)) {
+      this.trace('check', `\`${preview(command, 120)}\` not run: rejected earlier this round`, { turn: a.turn });
+      return false;
+    }
+    // Histories recorded before checks were gated ran every check without asking.
+    if (!patched(CHECK_APPROVAL_PATCH)) return true;
+    const item = this.raise('risky_action', `Run check: ${preview(command, 100)}`, 'awaiting_approval', {
+      reason: 'command matches an approval pattern',
+      command: preview(command, 4_000),
+      matched: pattern,
+      check: index,
+      turn: a.turn,
+    });
+    const r = await this.waitFor(item);
+    if (r.action !== 'approve') {
+      declined.push(key);
+      this.trace('check', `\`${preview(command, 120)}\` not run: rejected by ${r.actor}`, { turn: a.turn });
+      return false;
+    }
+    s.approved.push(key);
+    return true;
+  }
+
   /**
    * Parks on a `budget_request` while the next model call could take the task past its token or
-   * dollar budget (estimated from the conversation's size and the last call's cost); a grant
+   * dollar budget (estimated from the conversation's size and the last call's cost; before the first
+   * call, from the first prompt's estimated size at the model's prices with a full reply); a grant
    * continues the same conversation.
    */
   private async ensureModelBudget(planner: LlmPlanner, a: AgentState): Promise<void> {
     const s = this.s;
     for (;;) {
       const nextTokens = a.context_tokens + planner.max_output_tokens;
+      // No call has been priced yet: the first prompt's estimated size at the model's list prices, with a full reply.
+      const firstUsd = a.turn === 0 && a.first_prompt_tokens !== undefined && a.price ? (a.first_prompt_tokens * a.price.input + planner.max_output_tokens * a.price.output) / 1_000_000 : 0;
+      const nextUsd = Math.max(a.last_call_usd, firstUsd);
       const overTokens = s.usage.tokens + nextTokens > s.budget.max_tokens;
-      const overUsd = s.usage.usd + a.last_call_usd > s.budget.max_usd;
+      const overUsd = s.usage.usd + nextUsd > s.budget.max_usd;
       if (!overTokens && !overUsd) return;
       const what = overTokens ? 'max_tokens' : 'max_usd';
       const title = overTokens
         ? `Token budget would be exceeded (${s.usage.tokens} used, next call about ${nextTokens}, budget ${s.budget.max_tokens})`
-        : `Dollar budget would be exceeded ($${s.usage.usd.toFixed(4)} used, next call about $${a.last_call_usd.toFixed(4)}, budget $${s.budget.max_usd})`;
+        : `Dollar budget would be exceeded ($${s.usage.usd.toFixed(4)} used, next call about $${nextUsd.toFixed(4)}, budget $${s.budget.max_usd})`;
       const item = this.raise('budget_request', title, 'awaiting_budget', {
         exhausted: what,
         usage: { ...s.usage },
         budget: { ...s.budget },
-        next_call_estimate: { tokens: nextTokens, usd: a.last_call_usd },
+        next_call_estimate: { tokens: nextTokens, usd: nextUsd },
         hint: `grant_budget with {"${what}": N} to continue the same conversation, or cancel`,
       });
       await this.waitFor(item);
@@ -801,9 +883,34 @@ class TaskRun {
   }
 
   /**
-   * Opens a `risky_action` item showing what a change did to protected paths (the diff between two
-   * checkpoints, limited to those paths) and waits for the human's decision.
+   * The one way a checkpoint becomes the task's: the protected paths a change touched since the last
+   * gated checkpoint (`from` must be it) go to a human first, with the diff. Accepted changes become
+   * `s.checkpoint`; a rejected one leaves it where it was (the next command starts from there) and never
+   * ships. `preapproved` paths were approved from the call's arguments; `ungatedBefore` names the patch
+   * before which this path took its checkpoint ungated (recorded histories replay that way).
    */
+  private async acceptCheckpoint(
+    change: { from: string; to: string; changed_paths: string[]; preapproved?: string[]; ungatedBefore?: string },
+    diffName: string,
+    what: string,
+    detail: Record<string, unknown>,
+  ): Promise<{ accepted: true } | { accepted: false; touched: string[]; resolution: Resolution }> {
+    const s = this.s;
+    if (change.from !== s.checkpoint) throw new Error(`a change from ${change.from} offered while the gated checkpoint is ${s.checkpoint}`);
+    const touched = protectedPathsTouched(s.policy, change.changed_paths).filter((p) => !(change.preapproved ?? []).includes(p));
+    if (touched.length > 0 && (change.ungatedBefore === undefined || patched(change.ungatedBefore))) {
+      const resolution = await this.gateProtectedChange(change.from, change.to, touched, diffName, what, detail);
+      if (resolution.action !== 'approve') {
+        // The working copy still holds the change: the next command restores the checkpoint first.
+        if (s.agent) s.agent.tree_unsure = true;
+        return { accepted: false, touched, resolution };
+      }
+    }
+    s.checkpoint = change.to;
+    return { accepted: true };
+  }
+
+  /** Opens a `risky_action` item showing a change's diff limited to the protected paths it touched, and waits for the decision. */
   private async gateProtectedChange(
     from: string,
     to: string,
@@ -840,21 +947,8 @@ class TaskRun {
     if (s.feedback) env.AGENT_FEEDBACK = s.feedback;
     if (s.last_message) env.AGENT_MESSAGE = s.last_message;
 
-    const scope = new CancellationScope();
-    let settled = false;
-    let idle = false;
-    const idleLeft = Date.parse(s.idle_since) + s.budget.max_idle_minutes * 60_000 - Date.now();
-    void condition(() => settled, Math.max(idleLeft, 1))
-      .then((done) => {
-        if (!done) {
-          idle = true;
-          scope.cancel();
-        }
-      })
-      // The task itself was cancelled: the step's own rejection carries that.
-      .catch(() => undefined);
     try {
-      const result = await scope.run(() =>
+      return await this.withIdleGuard(() =>
         acts.runStep({
           task_id: this.input.task_id,
           sandbox: s.provision!.sandbox,
@@ -866,10 +960,36 @@ class TaskRun {
           env,
         }),
       );
-      return { kind: 'done', result };
+    } catch (err) {
+      if (err instanceof ActivityFailure && !isCancellation(err)) return { kind: 'error', message: describeFailure(err) };
+      throw err;
+    }
+  }
+
+  /** Milliseconds until `max_idle_minutes` pass without progress (zero or less: already idle). */
+  private idleLeftMs(): number {
+    return Date.parse(this.s.idle_since) + this.s.budget.max_idle_minutes * 60_000 - Date.now();
+  }
+
+  /** Runs `work` (one activity) and cancels it when the idle cap passes first; a durable timer, so it holds across restarts. */
+  private async withIdleGuard<T>(work: () => Promise<T>): Promise<{ kind: 'done'; result: T } | { kind: 'idle' }> {
+    const scope = new CancellationScope();
+    let settled = false;
+    let idle = false;
+    // The timer is started before the activity is scheduled: recorded histories have them in this order.
+    void condition(() => settled, Math.max(this.idleLeftMs(), 1))
+      .then((done) => {
+        if (!done) {
+          idle = true;
+          scope.cancel();
+        }
+      })
+      // The task itself was cancelled: the work's own rejection carries that.
+      .catch(() => undefined);
+    try {
+      return { kind: 'done', result: await scope.run(work) };
     } catch (err) {
       if (idle && isCancellation(err)) return { kind: 'idle' };
-      if (err instanceof ActivityFailure && !isCancellation(err)) return { kind: 'error', message: describeFailure(err) };
       throw err;
     } finally {
       settled = true;
@@ -902,8 +1022,9 @@ class TaskRun {
       base_commit: s.provision!.base_commit,
       round: s.round,
       message: this.commitMessage(),
-      // The agent's output is its last accepted checkpoint: a change a human rejected is not in it.
-      ...(spec.planner.kind === 'llm' ? { tree: s.checkpoint! } : {}),
+      // What ships is the last gated checkpoint, never the live working copy: a rejected change is not in
+      // it, and neither is what a process left running wrote after its command's snapshot.
+      tree: s.checkpoint!,
     });
     if (!pub.changed && !s.pushed) {
       return { state: 'done', result: `the ${spec.planner.kind === 'llm' ? 'agent' : 'recipe'} changed nothing; no branch was pushed` };
