@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { after, afterEach, before, describe, it } from 'node:test';
+import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
 import type { Stack } from '../workers/stack';
 import type { DevServer } from '../workers/temporal-server';
 import { startFakeGemini, type FakeGemini } from './support/fake-gemini';
@@ -84,18 +84,20 @@ function shipped(id: string, file: string): string | null {
 describe('gates that bind', () => {
   before(async () => {
     temporal = await startTestTemporal();
-    gemini = await startFakeGemini();
-    const env = { GEMINI_API_KEY: gemini.apiKey, GOOGLE_GEMINI_BASE_URL: gemini.url, GOOGLE_API_KEY: undefined };
-    for (const [k, v] of Object.entries(env)) {
-      saved[k] = process.env[k];
-      if (v === undefined) delete process.env[k];
-      else process.env[k] = v;
-    }
+    for (const k of ['GEMINI_API_KEY', 'GOOGLE_GEMINI_BASE_URL', 'GOOGLE_API_KEY']) saved[k] = process.env[k];
+    delete process.env.GOOGLE_API_KEY;
     const root = tempDir('gates');
     origin = makeOriginRepo(root, FILES);
     dataDir = path.join(root, 'data');
     stack = await startTestStack(temporal, dataDir, `gates-${process.pid}`, { SANDBOX_DRIVER: 'gvisor' });
     base = stack.url!;
+  });
+
+  // A fresh model server per test: a test that fails early leaves no scripted replies for the next one.
+  beforeEach(async () => {
+    gemini = await startFakeGemini();
+    process.env.GEMINI_API_KEY = gemini.apiKey;
+    process.env.GOOGLE_GEMINI_BASE_URL = gemini.url;
   });
 
   afterEach(async () => {
@@ -105,12 +107,12 @@ describe('gates that bind', () => {
         await ended(id);
       }
     }
+    await gemini.close();
   });
 
   after(async () => {
     await stack?.stop();
     await temporal?.stop();
-    await gemini?.close();
     for (const [k, v] of Object.entries(saved)) {
       if (v === undefined) delete process.env[k];
       else process.env[k] = v;
@@ -181,7 +183,6 @@ describe('gates that bind', () => {
   });
 
   it('checks the first model call against the dollar budget before making it', async () => {
-    const calls = gemini.requests.length;
     gemini.script([
       { text: '1. Finish', usage },
       { calls: [{ name: 'finish', args: { summary: 'Nothing to do.', risks: 'none', how_to_test: 'none' } }], usage },
@@ -191,7 +192,7 @@ describe('gates that bind', () => {
     assert.equal(item.detail.exhausted, 'max_usd');
     assert.ok(item.detail.next_call_estimate.usd > 0.0001, JSON.stringify(item.detail.next_call_estimate));
     assert.ok(item.detail.next_call_estimate.usd > (8_192 * 2.5) / 1e6, 'the estimate prices the first prompt, not just the output cap');
-    assert.equal(gemini.requests.length, calls, 'no model call was made past the budget');
+    assert.equal(gemini.requests.length, 0, 'no model call was made past the budget');
     await decide(id, item, { action: 'grant_budget', budget: { max_usd: 5 } });
     const t = await ended(id);
     assert.equal(t.state, 'done', t.result);
