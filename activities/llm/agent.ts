@@ -13,7 +13,7 @@ import { changedPaths, diff, headCommit, snapshotTree } from '../git/workspace';
 import type { SandboxDriver, SandboxHandle } from '../sandbox/driver';
 import { createModelClient, ModelError, type ModelClient, type ModelProvider } from './client';
 import { costUsd, findPrice, loadPriceTable, type PriceTable } from './prices';
-import { normalizeToolPath, TOOL_DECLARATIONS } from './tool-specs';
+import { normalizeToolPath, TOOL_DECLARATIONS } from '../../domain/tool-specs';
 import { executeSandboxTool, truncate, type SandboxToolResult } from './tools';
 import type { ModelMessage, ModelUsage, ToolCall } from './types';
 

@@ -12,7 +12,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { SandboxAbortedError, SandboxPathError, resolveInside } from '../sandbox/common';
 import type { ExecResult, SandboxDriver, SandboxHandle } from '../sandbox/driver';
-import { SEARCH_MAX_RESULTS, isControlTool, isSandboxTool, validateToolArgs, type SandboxToolName, type ToolArgs } from './tool-specs';
+import { SEARCH_MAX_RESULTS, isControlTool, isSandboxTool, validateToolArgs, type SandboxToolName, type ToolArgs } from '../../domain/tool-specs';
 
 export {
   CONTROL_TOOLS,
@@ -28,7 +28,7 @@ export {
   type ToolArgsValidation,
   type ToolName,
   type ValidToolCall,
-} from './tool-specs';
+} from '../../domain/tool-specs';
 
 /** Limits and hooks of one tool execution, set by the task rather than the model. */
 export interface SandboxToolOptions {
