@@ -13,7 +13,10 @@ import type { DevServer } from '../workers/temporal-server';
 import { startFakeGemini, type FakeGemini } from './support/fake-gemini';
 import { git, makeOriginRepo, tempDir } from './support/git-fixture';
 import { call, eventually } from './support/http';
+import { recordHistory, recorded } from './support/histories';
 import { startTestStack, startTestTemporal } from './support/stack';
+import { Worker } from '@temporalio/worker';
+import { WORKFLOWS_PATH } from '../workers/worker';
 
 const FILES = {
   'README.md': '# fixture\n',
@@ -136,6 +139,7 @@ describe('gates that bind', () => {
     assert.doesNotMatch(review.detail.diff_stat, /deploy/);
     assert.equal(shipped(id, 'deploy/prod.yaml'), 'replicas: 1');
     assert.equal(shipped(id, 'check.sh')?.split('\n')[1], 'echo checks pass');
+    await recordHistory(stack.client, id, 'llm-check-gated-pending-review');
     await decide(id, review, { action: 'reject' });
     await ended(id);
   });
@@ -178,6 +182,7 @@ describe('gates that bind', () => {
     assert.equal(shipped(id, 'deploy/prod.yaml'), 'replicas: 2', 'what ships is what the human approved');
     assert.equal(shipped(id, 'late.txt'), null);
     assert.doesNotMatch(review.detail.diff_stat, /late\.txt/);
+    await recordHistory(stack.client, id, 'recipe-gated-publish-pending-review');
     await decide(id, review, { action: 'reject' });
     await ended(id);
   });
@@ -219,6 +224,7 @@ describe('gates that bind', () => {
     const t = await ended(id);
     assert.equal(t.state, 'done', t.result);
     assert.equal(gemini.pending(), 0);
+    await recordHistory(stack.client, id, 'llm-idle-stuck-done');
   });
 
   it('ends an idle LLM task when the human cancels from the stuck alert', async () => {
@@ -231,5 +237,12 @@ describe('gates that bind', () => {
     assert.equal(item.detail.reason, 'idle');
     await decide(id, item, { action: 'cancel' });
     assert.equal((await ended(id)).state, 'cancelled');
+  });
+
+  it('replays the histories it recorded against the current workflow code', async () => {
+    assert.ok(recorded.length >= 3);
+    for await (const result of Worker.runReplayHistories({ workflowsPath: WORKFLOWS_PATH }, recorded)) {
+      assert.equal(result.error, undefined, `${result.workflowId}: ${String(result.error)}`);
+    }
   });
 });
