@@ -34,7 +34,7 @@ export async function selfCheck(t: TaskRun, planner: LlmPlanner, a: AgentState):
     const res = ran.result;
     s.usage.steps += 1;
     const gate = await acceptCheckpoint(t, 
-      { from: s.checkpoint!, to: res.checkpoint, changed_paths: res.changed_paths, ungatedBefore: SELF_CHECK_GATE_PATCH },
+      { from: ran.from, to: res.checkpoint, changed_paths: res.changed_paths, ungatedBefore: SELF_CHECK_GATE_PATCH },
       `protected-${s.round}-check-${a.turn}-${i}`,
       `check \`${preview(command, 60)}\``,
       { check: command, turn: a.turn },

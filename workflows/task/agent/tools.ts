@@ -58,7 +58,8 @@ export async function handleToolCall(t: TaskRun, a: AgentState, call: ToolCall):
   if (ran.kind === 'idle') return answer(ran.note);
   const res = ran.result;
   s.usage.steps += 1;
-  const before = s.checkpoint!;
+  // The checkpoint the call started from: what it changed is measured, and gated, against it.
+  const before = ran.from;
   // What the call actually changed is gated too: a command, or a link, can reach a protected path the arguments did not name.
   const diffName = `protected-${s.round}-t${a.turn}-${call.id.replace(/[^A-Za-z0-9_-]/g, '_').slice(0, 40)}`;
   const gate = await acceptCheckpoint(t, { from: before, to: res.checkpoint, changed_paths: res.changed_paths, preapproved: approvedPaths }, diffName, call.name, { tool: call.name, turn: a.turn });
@@ -133,7 +134,10 @@ async function noteProgress(t: TaskRun, a: AgentState, command: string | null, r
  * ('failed'); no progress for `max_idle_minutes` stops the call and opens a `stuck` alert ('idle',
  * with what to tell the model once a human answered).
  */
-export async function runAgentTool(t: TaskRun, call: ToolCall): Promise<{ kind: 'done'; result: AgentToolCallResult } | { kind: 'failed' } | { kind: 'idle'; note: string }> {
+export async function runAgentTool(
+  t: TaskRun,
+  call: ToolCall,
+): Promise<{ kind: 'done'; from: string; result: AgentToolCallResult } | { kind: 'failed' } | { kind: 'idle'; note: string }> {
   const s = t.s;
   const a = s.agent!;
   const input = {
@@ -150,12 +154,12 @@ export async function runAgentTool(t: TaskRun, call: ToolCall): Promise<{ kind: 
     if (!patched(AGENT_IDLE_GUARD_PATCH)) {
       const result = await toolActs.agentToolCall(input);
       a.tree_unsure = false;
-      return { kind: 'done', result };
+      return { kind: 'done', from: input.checkpoint, result };
     }
     const guarded = idleLeftMs(t) <= 0 ? ({ kind: 'idle' } as const) : await withIdleGuard(t, () => toolActs.agentToolCall(input));
     if (guarded.kind === 'done') {
       a.tree_unsure = false;
-      return { kind: 'done', result: guarded.result };
+      return { kind: 'done', from: input.checkpoint, result: guarded.result };
     }
     // A stopped command may have left part of its change: the next call starts from the checkpoint.
     a.tree_unsure = true;
