@@ -16,8 +16,9 @@ export const modelActs = proxyActivities<Activities>({
   heartbeatTimeout: '30 seconds',
   retry: { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '60s', maximumAttempts: 8 },
 });
-/** Timeouts of the agent's `run` tool: its default and the most the model may ask for. */
+/** Timeout of the agent's `run` tool when the model asks for none. */
 export const AGENT_RUN_TIMEOUT_SECONDS = 600;
+/** The longest timeout the model may ask for a `run`. */
 export const AGENT_RUN_MAX_TIMEOUT_SECONDS = 1_800;
 /** One tool call: may run a command for up to the longest timeout, heartbeating. */
 export const toolActs = proxyActivities<Activities>({

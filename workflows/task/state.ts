@@ -7,6 +7,7 @@ import type { ModelMessage, ToolCall } from '../../activities/llm/types';
 import type { Budget, InboxItem, Policy, TaskState, TraceEntry, Usage } from '../../domain/task';
 import type { TaskWorkflowInput } from '../messages';
 
+/** Where the main line stands in a round: running the planner, publishing, or waiting for review. */
 export type Phase = 'steps' | 'publish' | 'review';
 
 /** Everything a run hands to the next one on continue-as-new. Plain JSON. */
