@@ -15,7 +15,7 @@ import {
 import type { ErrorRequestHandler, RequestHandler } from 'express';
 import { z } from 'zod';
 import type { Logger } from '../workers/log';
-import type { DECISION_FAILURES } from '../workflows/task';
+import type { DECISION_FAILURES } from '../workflows/messages';
 import { requestIdOf } from './request';
 
 /** One problem with one field of a request. */

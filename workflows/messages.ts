@@ -32,6 +32,9 @@ export interface DecisionAck {
   state: TaskState;
 }
 
+/** Failure types the workflow raises from update validators; the API maps them to HTTP statuses. */
+export const DECISION_FAILURES = ['TaskEnded', 'UnknownItem', 'StaleDecision', 'InvalidDecision'] as const;
+
 /** Decide a pending inbox item (approve, reject, answer, request_changes, grant_budget, message, cancel). */
 export const decideUpdate = defineUpdate<DecisionAck, [Decision]>('decide');
 /** Send a message to the task; it also settles a pending `health_alert`. */

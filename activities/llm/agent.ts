@@ -14,8 +14,8 @@ import type { ActivityScope } from '../scope';
 import { changedPaths, diff, headCommit, snapshotTree } from '../git/workspace';
 import type { SandboxDriver, SandboxHandle } from '../sandbox/driver';
 import { createModelClient, ModelError, type ModelClient, type ModelProvider } from './client';
-import { costUsd, loadPriceTable, type PriceTable } from './prices';
-import { normalizeToolPath, TOOL_DECLARATIONS } from './tool-specs';
+import { costUsd, findPrice, loadPriceTable, type PriceTable } from './prices';
+import { normalizeToolPath, TOOL_DECLARATIONS } from '../../domain/tool-specs';
 import { executeSandboxTool, truncate, type SandboxToolResult } from './tools';
 import type { ModelMessage, ModelUsage, ToolCall } from './types';
 
@@ -29,6 +29,8 @@ const CONTEXT_CHARS = 400_000;
 const KEEP_RECENT = 12;
 const CONTEXT_FILE_CHARS = 32_000;
 const CONTEXT_TOTAL_CHARS = 128_000;
+/** Characters per token of English text and code, the usual rough rate; estimates round up. */
+const CHARS_PER_TOKEN = 4;
 /** Parsed transcripts a worker keeps in memory. */
 const TRANSCRIPTS_CACHED = 64;
 /** The environment variables model clients are configured from. */
@@ -54,6 +56,10 @@ export interface AgentContextResult {
   check_commands: string[];
   agents_md: boolean;
   context_files_read: string[];
+  /** Estimated prompt tokens of the first model call (system, tools and first message), for its budget check. */
+  first_prompt_tokens?: number;
+  /** The model's list prices in USD per 1M tokens, or null when the price table does not know it. */
+  price?: { input: number; output: number } | null;
 }
 
 export interface AgentModelCallInput {
@@ -215,7 +221,14 @@ export function createAgentActivities(deps: AgentDeps): AgentActivities {
       };
       const existing = await loadTranscript(input.task_id);
       if (existing.length === 0) await appendLines(input.task_id, [{ turn: 0, message: first }]);
-      return { check_commands: checks, agents_md: agentsMd !== null, context_files_read: files.map((f) => f.path) };
+      const price = findPrice(prices, input.planner.model);
+      return {
+        check_commands: checks,
+        agents_md: agentsMd !== null,
+        context_files_read: files.map((f) => f.path),
+        first_prompt_tokens: estimateTokens(system.length + JSON.stringify(TOOL_DECLARATIONS).length + first.text!.length),
+        price: price ? { input: price.input, output: price.output } : null,
+      };
     },
 
     async agentModelCall(input) {
@@ -423,4 +436,9 @@ function systemPrompt(opts: { agentsMd: string | null; policy: AgentContextInput
   lines.push(opts.policy.egress_allowlist.length > 0 ? `Network access is limited to: ${opts.policy.egress_allowlist.join(', ')}.` : 'There is no network access.');
   if (opts.agentsMd) lines.push('', '# AGENTS.md (instructions from the repository)', clip(opts.agentsMd, CONTEXT_FILE_CHARS, 'read_file AGENTS.md for the rest'));
   return lines.join('\n');
+}
+
+/** A rough token count of `chars` characters of prompt, rounded up. */
+function estimateTokens(chars: number): number {
+  return Math.ceil(chars / CHARS_PER_TOKEN);
 }

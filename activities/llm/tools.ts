@@ -11,7 +11,7 @@
 import { SandboxAbortedError, SandboxPathError } from '../sandbox/common';
 import { UnsafeFileError, resolvedInside } from '../sandbox/safe-fs';
 import type { ExecResult, SandboxDriver, SandboxHandle } from '../sandbox/driver';
-import { SEARCH_MAX_RESULTS, isControlTool, isSandboxTool, validateToolArgs, type SandboxToolName, type ToolArgs } from './tool-specs';
+import { SEARCH_MAX_RESULTS, isControlTool, isSandboxTool, validateToolArgs, type SandboxToolName, type ToolArgs } from '../../domain/tool-specs';
 
 export {
   CONTROL_TOOLS,
@@ -27,7 +27,7 @@ export {
   type ToolArgsValidation,
   type ToolName,
   type ValidToolCall,
-} from './tool-specs';
+} from '../../domain/tool-specs';
 
 /** Limits and hooks of one tool execution, set by the task rather than the model. */
 export interface SandboxToolOptions {

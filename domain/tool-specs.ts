@@ -6,7 +6,7 @@
  * and gate the paths it touches before any activity runs. The schemas are the one source of the
  * argument shapes; the validator interprets them and the argument types are inferred from them.
  */
-import type { ToolDeclaration } from './types';
+import type { ToolDeclaration } from '../activities/llm/types';
 
 /** Tools executed in the task's sandbox by `executeSandboxTool`. */
 export const SANDBOX_TOOLS = ['list_dir', 'read_file', 'search', 'write_file', 'edit_file', 'run', 'git_diff'] as const;

@@ -1,0 +1,114 @@
+/**
+ * The task's messages: queries, and Updates whose validators refuse stale or invalid decisions.
+ */
+import { ApplicationFailure, setHandler } from '@temporalio/workflow';
+import { ACTIONS_BY_KIND, isTerminal, preview } from '../../domain/rules';
+import type { Decision, InboxItem, Resolution } from '../../domain/task';
+import { cancelUpdate, decideUpdate, messageUpdate, taskQuery, traceQuery, type DecisionAck } from '../messages';
+import { settle } from './inbox';
+import { grant } from './limits';
+import type { TaskRun } from './state';
+import { publishVisibility, trace, view } from './visibility';
+
+/** Installs the query and update handlers; decisions settle items and never block. */
+export function installHandlers(t: TaskRun): void {
+  setHandler(taskQuery, () => view(t));
+  setHandler(traceQuery, () => ({ entries: t.s.trace, first_index: t.s.trace_offset }));
+  setHandler(decideUpdate, (d) => decide(t, d), { validator: (d) => validateDecision(t, d) });
+  setHandler(
+    messageUpdate,
+    (m) => {
+      const at = new Date().toISOString();
+      t.s.last_message = m.text;
+      trace(t, 'message', preview(m.text, 2_000), undefined, m.actor);
+      let settled: InboxItem | null = null;
+      for (const item of t.s.items) {
+        if (item.status === 'pending' && item.kind === 'health_alert') {
+          settle(t, item, { action: 'message', actor: m.actor, at, comment: m.text });
+          settled = item;
+        }
+      }
+      publishVisibility(t);
+      return ack(t, settled);
+    },
+    { validator: (_m) => assertOpen(t) },
+  );
+  setHandler(
+    cancelUpdate,
+    (c) => {
+      trace(t, 'decision', `cancelled${c.reason ? `: ${preview(c.reason, 500)}` : ''}`, undefined, c.actor);
+      t.requestEnd({ state: 'cancelled', result: `cancelled by ${c.actor}${c.reason ? `: ${preview(c.reason, 500)}` : ''}` });
+      return ack(t, null);
+    },
+    { validator: (_c) => assertOpen(t) },
+  );
+}
+
+function assertOpen(t: TaskRun): void {
+  if (t.endRequest || t.finished || isTerminal(t.s.state)) {
+    throw ApplicationFailure.create({
+      type: 'TaskEnded',
+      message: `task ${t.input.task_id} has ended or is ending (${t.endRequest?.state ?? t.s.state})`,
+      nonRetryable: true,
+    });
+  }
+}
+
+function validateDecision(t: TaskRun, d: Decision): void {
+  assertOpen(t);
+  const item = t.s.items.find((i) => i.item_id === d.item_id);
+  if (!item) {
+    throw ApplicationFailure.create({ type: 'UnknownItem', message: `task ${t.input.task_id} has no item ${d.item_id}`, nonRetryable: true });
+  }
+  if (item.status !== 'pending') {
+    const r = item.resolution;
+    throw ApplicationFailure.create({
+      type: 'StaleDecision',
+      message: r
+        ? `item ${d.item_id} is no longer pending: ${r.action} by ${r.actor} at ${r.at}`
+        : `item ${d.item_id} is no longer pending`,
+      nonRetryable: true,
+    });
+  }
+  const allowed = ACTIONS_BY_KIND[item.kind];
+  if (!allowed.includes(d.action)) {
+    throw ApplicationFailure.create({
+      type: 'InvalidDecision',
+      message: `action "${d.action}" does not apply to a ${item.kind} item; use one of: ${allowed.join(', ')}`,
+      nonRetryable: true,
+    });
+  }
+  if (item.kind === 'plan_approval' && d.action === 'request_changes' && t.input.spec.planner.kind === 'recipe') {
+    throw ApplicationFailure.create({
+      type: 'InvalidDecision',
+      message: 'a recipe plan is fixed: approve or reject it',
+      nonRetryable: true,
+    });
+  }
+  if (d.action === 'grant_budget' && !d.budget) {
+    throw ApplicationFailure.create({ type: 'InvalidDecision', message: 'grant_budget needs a budget', nonRetryable: true });
+  }
+}
+
+/** Applies a validated decision; never blocks (the main line reacts to the settled item). */
+function decide(t: TaskRun, d: Decision): DecisionAck {
+  const s = t.s;
+  const item = s.items.find((i) => i.item_id === d.item_id)!;
+  const resolution: Resolution = { action: d.action, actor: d.actor, at: new Date().toISOString() };
+  if (d.comment !== undefined) resolution.comment = d.comment;
+  if (d.answer !== undefined) resolution.answer = d.answer;
+  if (d.budget !== undefined) resolution.budget = d.budget;
+  settle(t, item, resolution);
+  trace(t, 'decision', `${d.action} on ${item.kind} ${item.item_id}${d.comment ? `: ${preview(d.comment, 500)}` : ''}`, { item_id: item.item_id, action: d.action }, d.actor);
+  if (d.action === 'grant_budget' && d.budget) grant(t, d.budget);
+  if (d.action === 'message' && d.comment) s.last_message = d.comment;
+  if (d.action === 'cancel') {
+    t.requestEnd({ state: 'cancelled', result: `cancelled by ${d.actor} from ${item.kind} ${item.item_id}` });
+  }
+  publishVisibility(t);
+  return ack(t, item);
+}
+
+function ack(t: TaskRun, item: InboxItem | null): DecisionAck {
+  return { task_id: t.input.task_id, item, state: t.s.state };
+}

@@ -1,0 +1,166 @@
+/**
+ * What a task hands back: the gated checkpoint committed and pushed, the review that follows, and
+ * the end of the task (items closed, sandbox torn down, a rejected branch removed).
+ */
+import { ActivityFailure, CancellationScope, condition, allHandlersFinished, log } from '@temporalio/workflow';
+import { preview } from '../../domain/rules';
+import type { TaskOutcome } from '../messages';
+import { waitFor, raise } from './inbox';
+import { describeFailure, io } from './proxies';
+import { firstLine, type End, type TaskRun } from './state';
+import { flushTrace, setState, trace } from './visibility';
+
+/** Commits and pushes the round's output, then opens a `pr_review` item. */
+export async function publish(t: TaskRun): Promise<End | undefined> {
+  const s = t.s;
+  const spec = t.input.spec;
+  setState(t, 'running');
+  const pub = await io.publishOutput({
+    task_id: t.input.task_id,
+    sandbox: s.provision!.sandbox,
+    repo: spec.repo,
+    base_commit: s.provision!.base_commit,
+    round: s.round,
+    message: commitMessage(t),
+    // What ships is the last gated checkpoint, never the live working copy: a rejected change is not in
+    // it, and neither is what a process left running wrote after its command's snapshot.
+    tree: s.checkpoint!,
+  });
+  if (!pub.changed && !s.pushed) {
+    return { state: 'done', result: `the ${spec.planner.kind === 'llm' ? 'agent' : 'recipe'} changed nothing; no branch was pushed` };
+  }
+  if (pub.changed) {
+    s.branch = pub.branch;
+    s.commit = pub.commit;
+    s.pushed = true;
+    trace(t, 'pushed', `pushed ${pub.branch} at ${pub.commit}`, { branch: pub.branch, commit: pub.commit, files_changed: pub.files_changed });
+  } else {
+    trace(t, 'note', `round ${s.round} changed nothing since ${s.commit}`);
+  }
+  const item = raise(t, 'pr_review', `Review ${pub.branch}: ${preview(firstLine(spec.goal), 100)}`, 'pr_open', {
+    branch: pub.branch,
+    commit: pub.commit,
+    round: s.round,
+    new_changes: pub.changed,
+    files_changed: pub.files_changed,
+    diff_stat: preview(pub.stat, 4_000),
+    diff_preview: pub.diff_preview,
+    diff_ref: pub.diff?.ref ?? null,
+    outputs: s.step_outputs.map((o) => ({ step: o.name, exit_code: o.exit_code, output_preview: o.preview, output_ref: o.output_ref })),
+    summary: prSummary(t, pub.stat),
+  });
+  s.review_item = item.item_id;
+  s.phase = 'review';
+  return undefined;
+}
+
+/** Waits for the human's review: approve or reject ends the task, request_changes starts another round. */
+export async function awaitReview(t: TaskRun): Promise<End | undefined> {
+  const s = t.s;
+  const item = s.items.find((i) => i.item_id === s.review_item);
+  if (!item) throw new Error(`review item ${s.review_item} missing from state`);
+  const r = await waitFor(t, item);
+  if (r.action === 'approve') return { state: 'done', result: `approved by ${r.actor}; branch ${s.branch} at ${s.commit}` };
+  if (r.action === 'reject') return { state: 'rejected', result: `pull request rejected by ${r.actor}` };
+  // request_changes: run the planner again with the reviewer's comment, then offer a new review.
+  setState(t, 'changes_requested');
+  s.round += 1;
+  s.feedback = r.comment ?? null;
+  s.step_index = 0;
+  s.step_outputs = [];
+  s.phase = 'steps';
+  if (s.agent) {
+    s.agent.finish = null;
+    s.agent.check_failures = 0;
+    s.agent.pending.push({ role: 'user', text: `A reviewer requested changes (round ${s.round}):\n${r.comment ?? '(no comment)'}\nMake them, run the checks, then call finish again.` });
+  }
+  return undefined;
+}
+
+/** The commit message of a round: the goal, then the recipe or the agent's summary, then review feedback. */
+function commitMessage(t: TaskRun): string {
+  const s = t.s;
+  const spec = t.input.spec;
+  const planner = spec.planner;
+  const how =
+    planner.kind === 'recipe'
+      ? ['Recipe:', ...planner.steps.map((st, i) => `- ${st.name ?? `step ${i + 1}`}: ${preview(st.run, 200)}`)]
+      : [`Summary (${planner.provider} ${planner.model}):`, preview(s.agent?.finish?.summary ?? '', 4_000)];
+  const lines = [preview(firstLine(spec.goal), 72), '', preview(spec.goal, 4_000), '', ...how];
+  if (s.round > 1 && s.feedback) lines.push('', `Review feedback (round ${s.round}):`, preview(s.feedback, 2_000));
+  return lines.join('\n');
+}
+
+/** The pull request text, in the template every reviewer sees: goal, changes, risks, how to test. */
+function prSummary(t: TaskRun, stat: string): string {
+  const s = t.s;
+  const spec = t.input.spec;
+  const risks: string[] = [];
+  for (const item of s.items) {
+    if (item.kind === 'risky_action' && item.resolution?.action === 'approve') {
+      risks.push(`- ${item.title} (approved by ${item.resolution.actor})`);
+    }
+  }
+  if (s.provision?.sandbox.isolation === 'none') risks.push('- commands ran without isolation (process driver)');
+  const finish = s.agent?.finish ?? null;
+  if (finish?.risks.trim()) risks.push(`- stated by the agent: ${preview(finish.risks.trim(), 2_000)}`);
+  if (risks.length === 0) risks.push('- none flagged by policy');
+  const planner = spec.planner;
+  const howTo = [
+    `- \`git fetch origin ${s.branch ?? `agent/${t.input.task_id}`} && git checkout FETCH_HEAD\``,
+    ...(planner.kind === 'recipe'
+      ? planner.steps.map((st) => `- \`${preview(st.run, 200)}\``)
+      : [...(s.agent?.check_commands ?? []).map((c) => `- \`${preview(c, 200)}\``), ...(finish?.how_to_test.trim() ? [preview(finish.how_to_test.trim(), 2_000)] : [])]),
+  ];
+  return [
+    '## Goal',
+    preview(spec.goal, 2_000),
+    '',
+    ...(finish ? ['## Summary', preview(finish.summary, 4_000), ''] : []),
+    '## Changes',
+    '```',
+    preview(stat, 3_000),
+    '```',
+    '',
+    '## Risks',
+    ...risks,
+    '',
+    '## How to test',
+    ...howTo,
+  ].join('\n');
+}
+
+/** Ends the task: closes open items, tears the sandbox down and removes a rejected or cancelled branch. */
+export async function finish(t: TaskRun, end: End): Promise<TaskOutcome> {
+  const s = t.s;
+  t.finished = true;
+  for (const item of s.items) if (item.status === 'pending') item.status = 'closed';
+  if (end.state === 'timed_out') {
+    trace(t, 'health', `wall-clock cap of ${s.budget.max_wall_clock_minutes} min reached; the running step was cancelled and the sandbox torn down`);
+  }
+  await CancellationScope.nonCancellable(async () => {
+    try {
+      await io.teardownSandbox({ task_id: t.input.task_id, sandbox: s.provision?.sandbox ?? null });
+      trace(t, 'teardown', 'sandbox torn down');
+    } catch (err) {
+      log.error('sandbox teardown failed', { task_id: t.input.task_id, error: String(err) });
+      trace(t, 'health', `sandbox teardown failed: ${err instanceof ActivityFailure ? describeFailure(err) : String(err)}`);
+    }
+    if ((end.state === 'rejected' || end.state === 'cancelled') && s.pushed && s.branch) {
+      try {
+        await io.deleteBranch({ repo: t.input.spec.repo, branch: s.branch });
+        trace(t, 'branch_deleted', `deleted ${s.branch}`);
+      } catch (err) {
+        trace(t, 'health', `could not delete ${s.branch}: ${err instanceof ActivityFailure ? describeFailure(err) : String(err)}`);
+      }
+    }
+  });
+  s.result = end.result;
+  trace(t, 'ended', end.result, { state: end.state });
+  setState(t, end.state);
+  await CancellationScope.nonCancellable(async () => {
+    await flushTrace(t);
+    await condition(allHandlersFinished);
+  });
+  return { task_id: t.input.task_id, state: end.state, result: end.result, branch: s.pushed && end.state !== 'rejected' && end.state !== 'cancelled' ? s.branch : null, commit: s.commit };
+}

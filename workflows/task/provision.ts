@@ -1,0 +1,39 @@
+/**
+ * Provisioning: the sandbox around a fresh working copy, and the repo's policy merged into the task's.
+ */
+import { mergeBudget, mergePolicy } from '../../domain/rules';
+import { baseline } from './gates';
+import { io } from './proxies';
+import { addMinutes, type TaskRun } from './state';
+import { setState, trace } from './visibility';
+
+/** Provisions the task's sandbox; the repo's policy and budget can only tighten the task's. */
+export async function provision(t: TaskRun): Promise<void> {
+  const s = t.s;
+  const spec = t.input.spec;
+  setState(t, 'provisioning');
+  const p = await io.provisionSandbox({
+    task_id: t.input.task_id,
+    repo: spec.repo,
+    base_branch: spec.base_branch,
+    egress_allowlist: s.policy.egress_allowlist,
+    deadline_at: s.deadline_at,
+  });
+  s.provision = p;
+  baseline(t, p.checkpoint);
+  s.policy = mergePolicy(s.policy, p.repo_policy);
+  const budget = mergeBudget(s.budget, p.repo_policy);
+  if (budget.max_wall_clock_minutes !== s.budget.max_wall_clock_minutes) {
+    s.deadline_at = addMinutes(t.input.created_at, budget.max_wall_clock_minutes);
+  }
+  s.budget = budget;
+  s.idle_since = new Date().toISOString();
+  trace(t, 'provisioned', `sandbox ${p.sandbox.id} ready (driver ${p.sandbox.driver}, isolation: ${p.sandbox.isolation})`, {
+    base_commit: p.base_commit,
+    repo_policy: p.repo_policy !== null,
+    isolation: p.sandbox.isolation,
+  });
+  if (p.sandbox.isolation === 'none') {
+    trace(t, 'health', 'isolation: none — commands run as plain processes on the worker host');
+  }
+}

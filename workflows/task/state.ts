@@ -1,0 +1,168 @@
+/**
+ * The task's state, carried whole across continue-as-new, and the run that holds it.
+ */
+import { CancellationScope } from '@temporalio/workflow';
+import type { ProvisionResult } from '../../activities/types';
+import type { ModelMessage, ToolCall } from '../../activities/llm/types';
+import type { Budget, InboxItem, Policy, TaskState, TraceEntry, Usage } from '../../domain/task';
+import type { TaskWorkflowInput } from '../messages';
+
+/** Where the main line stands in a round: running the planner, publishing, or waiting for review. */
+export type Phase = 'steps' | 'publish' | 'review';
+
+/** Everything a run hands to the next one on continue-as-new. Plain JSON. */
+export interface State {
+  state: TaskState;
+  updated_at: string;
+  policy: Policy;
+  budget: Budget;
+  usage: Usage;
+  provision: ProvisionResult | null;
+  checkpoint: string | null;
+  planned: boolean;
+  phase: Phase;
+  round: number;
+  step_index: number;
+  /** `round:index` of commands a human approved. */
+  approved: string[];
+  feedback: string | null;
+  last_message: string | null;
+  step_outputs: { index: number; name: string; exit_code: number; preview: string; output_ref: string }[];
+  review_item: string | null;
+  branch: string | null;
+  commit: string | null;
+  pushed: boolean;
+  items: InboxItem[];
+  item_seq: number;
+  trace: TraceEntry[];
+  trace_offset: number;
+  deadline_at: string;
+  idle_since: string;
+  result: string | null;
+  /** The LLM planner's loop; absent for recipes (and in state carried from before it existed). */
+  agent?: AgentState;
+}
+
+/** Where the LLM planner's loop stands. The conversation itself is in the artifact store. */
+export interface AgentState {
+  /** Model calls made so far. */
+  turn: number;
+  /** Messages to send with the next model call: tool results, answers, notes. */
+  pending: ModelMessage[];
+  /** Tool calls of the last model reply not handled yet, in order. */
+  calls: ToolCall[];
+  /** Results of the handled calls of the last reply. */
+  results: { id: string; name: string; output: string }[];
+  planned: boolean;
+  plan: string | null;
+  check_commands: string[] | null;
+  check_failures: number;
+  finish: { summary: string; risks: string; how_to_test: string } | null;
+  /** Tool calls in a row that changed nothing, and the same command failing in a row. */
+  no_progress: number;
+  repeat_failures: number;
+  last_failure: string | null;
+  /** Replies in a row with neither a tool call nor finish. */
+  idle_replies: number;
+  /** Tokens the conversation took at the last call (the next call's estimate) and what that call cost. */
+  context_tokens: number;
+  last_call_usd: number;
+  /** `check:<round>:<command>` of checks a human declined to run this round. */
+  declined_checks?: string[];
+  /** The first prompt's size estimate and the model's prices (USD per 1M tokens, null when unpriced); absent before they existed. */
+  first_prompt_tokens?: number;
+  price?: { input: number; output: number } | null;
+  /** The working copy may not be at the checkpoint (a change was rolled back, or a tool call failed). */
+  tree_unsure?: boolean;
+}
+
+/** How a task ended: its final state and a one-line result. */
+export interface End {
+  state: Extract<TaskState, 'done' | 'rejected' | 'failed' | 'cancelled' | 'timed_out'>;
+  result: string;
+}
+
+/** One run of the task workflow: its state, the scope the work runs in, and how it was asked to end. */
+export class TaskRun {
+  readonly s: State;
+  /** The main line runs in this scope; cancelling it stops the running step or wait. */
+  readonly work = new CancellationScope();
+  endRequest: End | null = null;
+  finished = false;
+
+  constructor(readonly input: TaskWorkflowInput) {
+    this.s = (input.carried as State | undefined) ?? initialState(input);
+  }
+
+  /** Asks the main line to stop and end the task as `end` (the first request wins). */
+  requestEnd(end: End): void {
+    if (this.endRequest || this.finished) return;
+    this.endRequest = end;
+    this.work.cancel();
+  }
+}
+
+/** The state of a task that has not started yet. */
+function initialState(input: TaskWorkflowInput): State {
+  const spec = input.spec;
+  const now = new Date().toISOString();
+  return {
+    state: 'queued',
+    updated_at: now,
+    policy: spec.policy,
+    budget: spec.budget,
+    usage: { steps: 0, tokens: 0, usd: 0 },
+    provision: null,
+    checkpoint: null,
+    planned: false,
+    phase: 'steps',
+    round: 1,
+    step_index: 0,
+    approved: [],
+    feedback: null,
+    last_message: null,
+    step_outputs: [],
+    review_item: null,
+    branch: null,
+    commit: null,
+    pushed: false,
+    items: [],
+    item_seq: 0,
+    trace: [],
+    trace_offset: 0,
+    deadline_at: addMinutes(input.created_at, spec.budget.max_wall_clock_minutes),
+    idle_since: now,
+    result: null,
+  };
+}
+
+/** The LLM planner's loop before its first model call. */
+export function newAgentState(): AgentState {
+  return {
+    turn: 0,
+    pending: [],
+    calls: [],
+    results: [],
+    planned: false,
+    plan: null,
+    check_commands: null,
+    check_failures: 0,
+    finish: null,
+    no_progress: 0,
+    repeat_failures: 0,
+    last_failure: null,
+    idle_replies: 0,
+    context_tokens: 0,
+    last_call_usd: 0,
+  };
+}
+
+/** The ISO time `minutes` after `iso`. */
+export function addMinutes(iso: string, minutes: number): string {
+  return new Date(Date.parse(iso) + minutes * 60_000).toISOString();
+}
+
+/** The first line of `text`, trimmed. */
+export function firstLine(text: string): string {
+  return text.split('\n', 1)[0]!.trim();
+}
