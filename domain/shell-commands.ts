@@ -33,6 +33,9 @@ export const MAX_SCRIPT_NESTING = 8;
 /** Most commands (wrapped ones included) one command line may run before it counts as unreadable. */
 export const MAX_COMMANDS_READ = 5_000;
 
+/** Most characters of script, nested ones included, parsed for one command line (bounds the work inside a workflow task). */
+export const MAX_CHARS_READ = 100_000;
+
 /** Shells whose `-c` argument, script operand or standard input is a script. */
 const SHELLS = new Set(['sh', 'bash', 'dash', 'zsh', 'ksh', 'mksh', 'ash', 'yash', 'posh', 'fish', 'rbash']);
 
@@ -78,11 +81,15 @@ const WRAPPERS: Record<string, Wrapper> = {
 /** xargs options that take the next word as their value. */
 const XARGS_VALUED = new Set(['-a', '-d', '-E', '-I', '-L', '-n', '-P', '-s', '--arg-file', '--delimiter', '--eof', '--max-lines', '--max-args', '--max-procs', '--max-chars', '--process-slot-var']);
 
+/** watch options that take the next word as their value. */
+const WATCH_VALUED = new Set(['-n', '--interval', '-q', '--equexit']);
+
 interface Reading {
   commands: string[];
   scripts: string[];
   opaque: OpaqueReason | null;
   budget: number;
+  chars: number;
 }
 
 const line = (words: readonly ShellWord[]): string => words.map((w) => w.text).join(' ');
@@ -95,7 +102,8 @@ function flag(r: Reading, reason: OpaqueReason): void {
 
 /** Reads a script: parses it and reads every simple command in it. */
 function readScript(r: Reading, source: string, depth: number): void {
-  if (depth > MAX_SCRIPT_NESTING) return flag(r, OPAQUE_REASONS.unparseable);
+  r.chars += source.length;
+  if (depth > MAX_SCRIPT_NESTING || r.chars > MAX_CHARS_READ) return flag(r, OPAQUE_REASONS.unparseable);
   if (depth > 0) r.scripts.push(source);
   const commands = simpleCommands(source);
   if (commands === null) return flag(r, OPAQUE_REASONS.unparseable);
@@ -145,7 +153,12 @@ function readCommand(r: Reading, words: ShellWord[], stdin: ShellStdin, depth: n
       return readScriptOperand(r, args[0], stdin, depth, inputArgs);
     case 'su':
     case 'runuser':
+    case 'script':
       return readSu(r, args, stdin, depth);
+    case 'trap':
+      return readTrap(r, args, depth);
+    case 'watch':
+      return readWatch(r, args, stdin, depth);
   }
 }
 
@@ -224,19 +237,53 @@ function readStdinScript(r: Reading, stdin: ShellStdin, depth: number): void {
   flag(r, OPAQUE_REASONS.scriptFromInput);
 }
 
-/** `su -c script` / `runuser -c script`; without `-c` they start a shell that reads standard input. */
+/** `su -c script`, `runuser -c script`, `script -c command`; without `-c` they start a shell that reads standard input. */
 function readSu(r: Reading, args: ShellWord[], stdin: ShellStdin, depth: number): void {
   for (let i = 0; i < args.length; i++) {
     const a = args[i]!;
     if (a.dynamic) return flag(r, OPAQUE_REASONS.computedName);
-    if (a.text === '-c' || a.text === '--command') {
-      const script = args[i + 1];
+    const long = /^--(session-)?command(=|$)/.exec(a.text);
+    if (long) {
+      const script = long[2] === '=' ? { text: a.text.slice(long[0].length), dynamic: false } : args[i + 1];
       return script ? readScriptWord(r, script, depth) : undefined;
     }
-    if (a.text.startsWith('--command=')) return readScriptWord(r, { text: a.text.slice('--command='.length), dynamic: false }, depth);
-    if (/^-[a-zA-Z]*c./.test(a.text) && !a.text.startsWith('--')) return readScriptWord(r, { text: a.text.slice(a.text.indexOf('c') + 1), dynamic: false }, depth);
+    const c = /^-[a-zA-Z]*c/.exec(a.text);
+    if (c) {
+      const script = c[0].length === a.text.length ? args[i + 1] : { text: a.text.slice(c[0].length), dynamic: false };
+      return script ? readScriptWord(r, script, depth) : undefined;
+    }
   }
   readStdinScript(r, stdin, depth);
+}
+
+/** `trap 'script' SIGNAL…`: the script runs when the signal (or EXIT) comes. */
+function readTrap(r: Reading, args: ShellWord[], depth: number): void {
+  const rest = args[0]?.text === '--' ? args.slice(1) : args;
+  const script = rest[0];
+  if (!script || rest.length < 2 || script.text === '-' || /^-[lp]$/.test(script.text)) return;
+  readScriptWord(r, script, depth);
+}
+
+/** `watch [options] command…` runs its arguments, joined, through `sh -c` (or directly with `-x`). */
+function readWatch(r: Reading, args: ShellWord[], stdin: ShellStdin, depth: number): void {
+  let exec = false;
+  let i = 0;
+  for (; i < args.length; i++) {
+    const a = args[i]!;
+    if (a.dynamic) return flag(r, OPAQUE_REASONS.computedName);
+    if (a.text === '--') {
+      i++;
+      break;
+    }
+    if (!a.text.startsWith('-') || a.text.length === 1) break;
+    if (a.text === '-x' || a.text === '--exec') exec = true;
+    if (WATCH_VALUED.has(a.text)) i++;
+  }
+  const inner = args.slice(i);
+  if (inner.length === 0) return;
+  if (exec) return readCommand(r, inner, stdin, depth, false);
+  if (inner.some((w) => w.dynamic)) return flag(r, OPAQUE_REASONS.computedName);
+  readScript(r, line(inner), depth + 1);
 }
 
 /** `xargs [options] command…`: the command gets more arguments from input, and `-I R` puts input in place of R. */
@@ -277,7 +324,7 @@ function readFindExec(r: Reading, args: ShellWord[], depth: number): void {
 
 /** Reads a command line: every command it runs, the scripts it hands on, and where reading stopped short. */
 export function readCommandLine(source: string): CommandLineReading {
-  const r: Reading = { commands: [], scripts: [], opaque: null, budget: MAX_COMMANDS_READ };
+  const r: Reading = { commands: [], scripts: [], opaque: null, budget: MAX_COMMANDS_READ, chars: 0 };
   readScript(r, source, 0);
   return { commands: [...new Set(r.commands)], scripts: [...new Set(r.scripts)], opaque: r.opaque };
 }

@@ -30,22 +30,41 @@ export interface SimpleCommand {
 /** Most simple commands one script may hold before it counts as unreadable (bounds the work of a parse). */
 export const MAX_SIMPLE_COMMANDS = 2_000;
 
-// The few shapes of mvdan/sh's syntax tree this module reads (field names as in the Go package).
-interface Pos {
-  Offset(): number;
+// mvdan-sh wraps every Go value in a JS object whose property reads convert on each access,
+// which costs about a millisecond per node. The tree is read instead from the Go values
+// themselves (GopherJS structs, slices and interfaces as plain JS objects), which is a
+// hundred times faster; the package is frozen at this version, so that layout does not move.
+interface GoType {
+  string: string;
+  kind: number;
+  nil?: unknown;
+  elem?: GoType & { fields?: { prop: string; typ: GoType }[] };
 }
-interface SyntaxNode {
-  Pos(): Pos;
-  End(): Pos;
+/** A Go value of the syntax tree: a struct pointer, or an interface holding one. */
+interface GoValue {
+  constructor: GoType;
+  Pos(): { Offset(): number };
+  End(): { Offset(): number };
   [field: string]: any;
 }
+/** A Go slice. */
+interface GoSlice {
+  $array: GoValue[];
+  $offset: number;
+  $length: number;
+}
 interface Syntax {
-  NewParser(...options: unknown[]): { Parse(src: string, name: string): SyntaxNode };
+  NewParser(...options: unknown[]): { Parse(src: string, name: string): { __internal_object__: GoValue } };
   Variant(lang: number): unknown;
   LangBash: number;
   LangPOSIX: number;
-  NodeType(node: SyntaxNode | null): string;
-  Walk(node: SyntaxNode, visit: (node: SyntaxNode | null) => boolean): void;
+}
+
+/** GopherJS kind numbers of pointers, slices and interfaces, read from the tree's own types. */
+interface Kinds {
+  ptr: number;
+  slice: number;
+  iface: number;
 }
 
 /** Operator numbers of this build of the parser, learnt from sample parses rather than hard-coded. */
@@ -57,7 +76,13 @@ interface Operators {
   input: number[];
 }
 
-let loaded: { syntax: Syntax; ops: Operators } | undefined;
+interface Parser {
+  syntax: Syntax;
+  ops: Operators;
+  kinds: Kinds;
+}
+
+let loaded: Parser | undefined;
 
 type TimerGlobals = { setTimeout: unknown; clearTimeout: unknown };
 
@@ -79,7 +104,7 @@ function withInertTimers<T>(fn: () => T): T {
 }
 
 /** Loads the parser once per module instance (once per workflow in the sandbox). */
-function parser(): { syntax: Syntax; ops: Operators } {
+function parser(): Parser {
   if (loaded) return loaded;
   const g = globalThis as unknown as { Error: ErrorConstructor };
   const RealError = g.Error;
@@ -93,9 +118,13 @@ function parser(): { syntax: Syntax; ops: Operators } {
   } finally {
     g.Error = RealError;
   }
-  const redirOp = (src: string): number => syntax.NewParser().Parse(src, '').Stmts[0].Redirs[0].Op as number;
+  const tree = (src: string): GoValue => syntax.NewParser().Parse(src, '').__internal_object__;
+  const redirOp = (src: string): number => items(items(tree(src).Stmts)[0]!.Redirs)[0]!.Op as number;
+  const file = tree('a');
+  const field = (v: GoValue, name: string): GoType => v.constructor.elem!.fields!.find((f) => f.prop === name)!.typ;
   loaded = {
     syntax,
+    kinds: { ptr: file.constructor.kind, slice: field(file, 'Stmts').kind, iface: field(items(file.Stmts)[0]!, 'Cmd').kind },
     ops: {
       hdoc: redirOp('a <<E\nE\n'),
       dashHdoc: redirOp('a <<-E\nE\n'),
@@ -104,6 +133,49 @@ function parser(): { syntax: Syntax; ops: Operators } {
     },
   };
   return loaded;
+}
+
+/** The elements of a Go slice. */
+function items(slice: GoSlice): GoValue[] {
+  return slice.$array.slice(slice.$offset, slice.$offset + slice.$length);
+}
+
+/** True for a nil pointer or a nil interface. */
+function isNil(v: GoValue | null | undefined): v is null | undefined {
+  return v == null || typeof v.constructor?.string !== 'string' || v === v.constructor.nil;
+}
+
+/** The syntax node type of a value (`CallExpr`, `Lit`, …). */
+function nodeType(v: GoValue): string {
+  return v.constructor.string.replace(/^\*syntax\./, '');
+}
+
+/** A Go string (GopherJS keeps its UTF-8 bytes, one per UTF-16 unit) as a JS string. */
+function goString(bytes: string): string {
+  // eslint-disable-next-line no-control-regex
+  if (/^[\x00-\x7f]*$/.test(bytes)) return bytes;
+  let out = '';
+  for (let i = 0; i < bytes.length; ) {
+    const b = bytes.charCodeAt(i);
+    const len = b >= 0xf0 ? 4 : b >= 0xe0 ? 3 : b >= 0xc0 ? 2 : 1;
+    let cp = len === 1 ? b : b & (0xff >> (len + 1));
+    for (let k = 1; k < len; k++) cp = (cp << 6) | (bytes.charCodeAt(i + k) & 0x3f);
+    out += String.fromCodePoint(cp <= 0x10ffff ? cp : 0xfffd);
+    i += len;
+  }
+  return out;
+}
+
+/** Visits every node below `v` (pointers, interfaces and slices of them), parents first, as syntax.Walk does. */
+function walk(kinds: Kinds, v: GoValue | null | undefined, visit: (node: GoValue) => boolean): void {
+  if (isNil(v) || !visit(v)) return;
+  for (const f of v.constructor.elem?.fields ?? []) {
+    const x = v[f.prop];
+    if (f.typ.kind === kinds.ptr || f.typ.kind === kinds.iface) walk(kinds, x, visit);
+    else if (f.typ.kind === kinds.slice && f.typ.elem && (f.typ.elem.kind === kinds.ptr || f.typ.elem.kind === kinds.iface)) {
+      for (const item of items(x)) walk(kinds, item, visit);
+    }
+  }
 }
 
 /** Slices source text by the parser's byte offsets (it counts UTF-8 bytes, JS strings count UTF-16 units). */
@@ -166,9 +238,10 @@ function unescape(raw: string, escapable: string | null): string {
   return out;
 }
 
-/** True when unquoted literal text holds a glob, a brace expansion or a leading tilde the shell would expand. */
+/** True when unquoted literal text holds a glob, a brace expansion or a tilde the shell would expand into something unknown. */
 function expandsUnquoted(raw: string, atWordStart: boolean): boolean {
-  if (atWordStart && raw.startsWith('~')) return true;
+  // `~/bin/x` still names `x`; a bare `~` or `~user` is a computed directory.
+  if (atWordStart && /^~[^/]*$/.test(raw)) return true;
   let bracket = false;
   let brace = 0;
   let braceList = false;
@@ -191,31 +264,29 @@ function expandsUnquoted(raw: string, atWordStart: boolean): boolean {
 /** Reads parse trees of one source text into resolved words. */
 class Resolver {
   private readonly slice: (from: number, to: number) => string;
-  constructor(
-    private readonly syntax: Syntax,
-    src: string,
-  ) {
+  constructor(src: string) {
     this.slice = byteSlicer(src);
   }
 
-  source(node: SyntaxNode): string {
+  source(node: GoValue): string {
     return this.slice(node.Pos().Offset(), node.End().Offset());
   }
 
   /** A word, unquoted context. */
-  word(word: SyntaxNode): ShellWord {
+  word(word: GoValue): ShellWord {
     let text = '';
     let dynamic = false;
-    (word.Parts as SyntaxNode[]).forEach((part, index) => {
-      const type = this.syntax.NodeType(part);
+    items(word.Parts).forEach((part, index) => {
+      const type = nodeType(part);
       if (type === 'Lit') {
-        const raw = part.Value as string;
+        const raw = goString(part.Value);
         if (expandsUnquoted(raw, index === 0)) dynamic = true;
         text += unescape(raw, null);
       } else if (type === 'SglQuoted') {
-        text += part.Dollar ? decodeAnsiC(part.Value as string) : (part.Value as string);
+        const value = goString(part.Value);
+        text += part.Dollar ? decodeAnsiC(value) : value;
       } else if (type === 'DblQuoted') {
-        const inner = this.quoted(part.Parts as SyntaxNode[], '$`"\\\n');
+        const inner = this.quoted(items(part.Parts), '$`"\\\n');
         text += inner.text;
         dynamic ||= inner.dynamic;
       } else {
@@ -228,11 +299,11 @@ class Resolver {
   }
 
   /** Parts inside double quotes or an unquoted here-document: only expansions and some escapes are special. */
-  quoted(parts: SyntaxNode[], escapable: string): ShellWord {
+  quoted(parts: GoValue[], escapable: string): ShellWord {
     let text = '';
     let dynamic = false;
     for (const part of parts) {
-      if (this.syntax.NodeType(part) === 'Lit') text += unescape(part.Value as string, escapable);
+      if (nodeType(part) === 'Lit') text += unescape(goString(part.Value), escapable);
       else {
         text += this.source(part);
         dynamic = true;
@@ -242,22 +313,21 @@ class Resolver {
   }
 
   /** Standard input given by a statement's redirections (the last one wins, as in the shell). */
-  stdin(redirs: SyntaxNode[], ops: Operators, inherited: ShellStdin): ShellStdin {
+  stdin(redirs: GoValue[], ops: Operators, inherited: ShellStdin): ShellStdin {
     let stdin = inherited;
     for (const r of redirs) {
-      const fd = r.N ? (r.N.Value as string) : null;
+      const fd = isNil(r.N) ? null : goString(r.N.Value);
       const op = r.Op as number;
       if (op === ops.hdoc || op === ops.dashHdoc) {
         if (fd !== null && fd !== '0') continue;
-        const delimiter = r.Word as SyntaxNode;
-        const literal = (delimiter.Parts as SyntaxNode[]).some((p) => this.syntax.NodeType(p) !== 'Lit' || (p.Value as string).includes('\\'));
-        const body = r.Hdoc as SyntaxNode | null;
-        const read = !body ? { text: '', dynamic: false } : literal ? { text: this.source(body), dynamic: false } : this.quoted(body.Parts as SyntaxNode[], '$`\\\n');
+        const literal = items(r.Word.Parts).some((p) => nodeType(p) !== 'Lit' || goString(p.Value).includes('\\'));
+        const body = r.Hdoc as GoValue | null;
+        const read = isNil(body) ? { text: '', dynamic: false } : literal ? { text: this.source(body), dynamic: false } : this.quoted(items(body.Parts), '$`\\\n');
         const text = op === ops.dashHdoc ? read.text.replace(/^\t+/gm, '') : read.text;
         stdin = read.dynamic ? { kind: 'unknown' } : { kind: 'text', text };
       } else if (op === ops.wordHdoc) {
         if (fd !== null && fd !== '0') continue;
-        const w = this.word(r.Word as SyntaxNode);
+        const w = this.word(r.Word);
         stdin = w.dynamic ? { kind: 'unknown' } : { kind: 'text', text: `${w.text}\n` };
       } else if ((fd === null || fd === '0') && ops.input.includes(op)) {
         stdin = { kind: 'unknown' };
@@ -267,23 +337,24 @@ class Resolver {
   }
 }
 
-/** Every simple command in one parse tree, in source order, nested ones (`$(…)`, bodies) included. */
-function commandsOf(syntax: Syntax, ops: Operators, src: string, file: SyntaxNode): SimpleCommand[] | null {
-  const resolver = new Resolver(syntax, src);
+/** Every simple command in one parse tree, nested ones (`$(…)`, bodies) included, or null past the bound. */
+function commandsOf({ kinds, ops }: Parser, src: string, file: GoValue): SimpleCommand[] | null {
+  const resolver = new Resolver(src);
   const out: SimpleCommand[] = [];
   let tooMany = false;
-  syntax.Walk(file, (node) => {
-    if (node === null || tooMany || syntax.NodeType(node) !== 'Stmt' || !node.Cmd) return !tooMany;
-    const cmd = node.Cmd as SyntaxNode;
-    const type = syntax.NodeType(cmd);
+  walk(kinds, file, (node) => {
+    if (tooMany) return false;
+    if (nodeType(node) !== 'Stmt' || isNil(node.Cmd)) return true;
+    const cmd = node.Cmd as GoValue;
+    const type = nodeType(cmd);
     let words: ShellWord[] | null = null;
-    if (type === 'CallExpr') words = (cmd.Args as SyntaxNode[]).map((w) => resolver.word(w));
+    if (type === 'CallExpr') words = items(cmd.Args).map((w) => resolver.word(w));
     else if (type === 'DeclClause') {
       // export/declare/local/readonly/typeset: matched as a command line; values with `$(…)` are walked below.
-      words = [{ text: cmd.Variant.Value as string, dynamic: false }, ...(cmd.Args as SyntaxNode[]).map((a) => ({ text: resolver.source(a), dynamic: false }))];
+      words = [{ text: goString(cmd.Variant.Value), dynamic: false }, ...items(cmd.Args).map((a) => ({ text: resolver.source(a), dynamic: false }))];
     }
     if (words && words.length > 0) {
-      out.push({ words, stdin: resolver.stdin(node.Redirs as SyntaxNode[], ops, { kind: 'unknown' }) });
+      out.push({ words, stdin: resolver.stdin(items(node.Redirs), ops, { kind: 'unknown' }) });
       if (out.length > MAX_SIMPLE_COMMANDS) tooMany = true;
     }
     return !tooMany;
@@ -299,13 +370,14 @@ function commandsOf(syntax: Syntax, ops: Operators, src: string, file: SyntaxNod
  * It is unparseable only when neither reading succeeds.
  */
 export function simpleCommands(src: string): SimpleCommand[] | null {
-  const { syntax, ops } = parser();
+  const p = parser();
+  const { syntax } = p;
   let parsed = 0;
   const out: SimpleCommand[] = [];
   for (const lang of [syntax.LangBash, syntax.LangPOSIX]) {
     let commands: SimpleCommand[] | null;
     try {
-      commands = withInertTimers(() => commandsOf(syntax, ops, src, syntax.NewParser(syntax.Variant(lang)).Parse(src, '')));
+      commands = withInertTimers(() => commandsOf(p, src, syntax.NewParser(syntax.Variant(lang)).Parse(src, '').__internal_object__));
     } catch {
       // A syntax error (mvdan-sh throws a Go error object, not an Error) or a parser failure.
       continue;

@@ -110,6 +110,14 @@ describe('approval commands on parsed shell', () => {
     ['an unquoted heredoc fed to bash', 'bash <<EOF\nrm -rf /\nEOF'],
     ['a here-string fed to bash', "bash <<< 'rm -rf /'"],
     ['a heredoc body that expands', 'sh <<EOF\n$(printf rm) -rf /\nEOF'],
+    ['a trap', "trap 'rm -rf /' EXIT"],
+    ['watch', "watch -n 1 'rm -rf /'"],
+    ['su -c', "su -c 'rm -rf /' root"],
+    ['script -qc', "script -qc 'rm -rf /' /dev/null"],
+    ['busybox', 'busybox rm -rf /'],
+    ['source of a here-string', "source /dev/stdin <<< 'rm -rf /'"],
+    ['a script from a computed string', 'bash -c "$(echo cm0gLXJmIC8= | base64 -d)"'],
+    ['an array as the command', 'a=(rm -rf /); "${a[@]}"'],
     ['an unparseable command', 'echo ok; ('],
   ];
   for (const [what, command] of evasions) {
@@ -139,9 +147,34 @@ describe('approval commands on parsed shell', () => {
       'for f in *.ts; do wc -l "$f"; done',
       'cat <<EOF > notes.txt\nrm -rf /\nEOF',
       'find . -name "*.log" -exec wc -l {} +',
+      '~/.local/bin/poetry install',
+      'bash -o pipefail -c "npm test | tee out.log"',
+      "trap 'echo done' EXIT; npm test",
+      'if [ -n "$CI" ]; then npm ci; fi',
+      'cd "$(git rev-parse --show-toplevel)" && make -j4',
+      'export NODE_ENV=test && npx tsc -p .',
+      'echo ok # ; rm -rf /',
     ]) {
       assert.equal(needs(command), null, JSON.stringify(command));
     }
+  });
+
+  it('resolves words with non-ASCII text', () => {
+    const p = Policy.parse({ approval_commands: ['^déployer --prod'] });
+    assert.equal(commandNeedingApproval(p, 'echo "€ $(date)" && d\'é\'ployer --prod'), '^déployer --prod');
+    assert.equal(commandNeedingApproval(p, "echo 'déployer --prod'"), null);
+  });
+
+  it('needs approval for a command line too deep or too long to read', () => {
+    let nested = 'echo hi';
+    for (let i = 0; i < 12; i++) nested = `sh -c ${JSON.stringify(nested).replace(/\$/g, '\\$')}`;
+    assert.equal(needs(nested), 'unparseable');
+    assert.equal(needs(Array.from({ length: 2_500 }, () => 'true').join('\n')), 'unparseable');
+  });
+
+  it('leaves Error.stackTraceLimit alone when it loads the parser', () => {
+    needs('true');
+    assert.notEqual(Error.stackTraceLimit, Infinity);
   });
 
   it('needs nothing approved when the policy names no pattern', () => {
