@@ -112,26 +112,27 @@ function parser(): Parser {
   class LoadingError extends RealError {}
   Object.defineProperty(LoadingError, 'stackTraceLimit', { value: RealError.stackTraceLimit, writable: true });
   g.Error = LoadingError as unknown as ErrorConstructor;
-  let syntax: Syntax;
   try {
-    syntax = withInertTimers(() => (require('mvdan-sh') as { syntax: Syntax }).syntax);
+    loaded = withInertTimers(() => {
+      const syntax = (require('mvdan-sh') as { syntax: Syntax }).syntax;
+      const tree = (src: string): GoValue => syntax.NewParser().Parse(src, '').__internal_object__;
+      const redirOp = (src: string): number => items(items(tree(src).Stmts)[0]!.Redirs)[0]!.Op as number;
+      const file = tree('a');
+      const field = (v: GoValue, name: string): GoType => v.constructor.elem!.fields!.find((f) => f.prop === name)!.typ;
+      return {
+        syntax,
+        kinds: { ptr: file.constructor.kind, slice: field(file, 'Stmts').kind, iface: field(items(file.Stmts)[0]!, 'Cmd').kind },
+        ops: {
+          hdoc: redirOp('a <<E\nE\n'),
+          dashHdoc: redirOp('a <<-E\nE\n'),
+          wordHdoc: redirOp('a <<< b'),
+          input: [redirOp('a < b'), redirOp('a <& 3'), redirOp('a <> b')],
+        },
+      };
+    });
   } finally {
     g.Error = RealError;
   }
-  const tree = (src: string): GoValue => syntax.NewParser().Parse(src, '').__internal_object__;
-  const redirOp = (src: string): number => items(items(tree(src).Stmts)[0]!.Redirs)[0]!.Op as number;
-  const file = tree('a');
-  const field = (v: GoValue, name: string): GoType => v.constructor.elem!.fields!.find((f) => f.prop === name)!.typ;
-  loaded = {
-    syntax,
-    kinds: { ptr: file.constructor.kind, slice: field(file, 'Stmts').kind, iface: field(items(file.Stmts)[0]!, 'Cmd').kind },
-    ops: {
-      hdoc: redirOp('a <<E\nE\n'),
-      dashHdoc: redirOp('a <<-E\nE\n'),
-      wordHdoc: redirOp('a <<< b'),
-      input: [redirOp('a < b'), redirOp('a <& 3'), redirOp('a <> b')],
-    },
-  };
   return loaded;
 }
 
@@ -240,8 +241,8 @@ function unescape(raw: string, escapable: string | null): string {
 
 /** True when unquoted literal text holds a glob, a brace expansion or a tilde the shell would expand into something unknown. */
 function expandsUnquoted(raw: string, atWordStart: boolean): boolean {
-  // `~/bin/x` still names `x`; a bare `~` or `~user` is a computed directory.
-  if (atWordStart && /^~[^/]*$/.test(raw)) return true;
+  // `~/bin/x` still names `x`; a bare `~` or `~user` is a computed directory, and zsh expands `=rm` to rm's path.
+  if (atWordStart && (/^~[^/]*$/.test(raw) || raw.startsWith('='))) return true;
   let bracket = false;
   let brace = 0;
   let braceList = false;
