@@ -52,12 +52,12 @@ const STDIN_PATHS = new Set(['-', '/dev/stdin', '/dev/fd/0', '/proc/self/fd/0'])
 interface Wrapper {
   valued?: string[];
   operands?: number;
-  /** `env`: leading NAME=VALUE words are assignments. */
+  /** `env`, `sudo`: leading NAME=VALUE words are assignments. */
   assignments?: boolean;
 }
 
 const WRAPPERS: Record<string, Wrapper> = {
-  sudo: { valued: ['-u', '-g', '-C', '-D', '-h', '-p', '-r', '-t', '-T', '-U', '--user', '--group', '--close-from', '--chdir', '--host', '--prompt', '--role', '--type', '--command-timeout', '--other-user'] },
+  sudo: { valued: ['-u', '-g', '-C', '-D', '-h', '-p', '-r', '-t', '-T', '-U', '--user', '--group', '--close-from', '--chdir', '--host', '--prompt', '--role', '--type', '--command-timeout', '--other-user'], assignments: true },
   doas: { valued: ['-u', '-C'] },
   env: { valued: ['-u', '--unset', '-C', '--chdir'], assignments: true },
   nice: { valued: ['-n', '--adjustment'] },

@@ -86,6 +86,7 @@ describe('approval commands on parsed shell', () => {
     ['a command hidden in a parameter default', 'echo ${x:-$(rm -rf /)}'],
     ['sudo', 'sudo rm -rf /'],
     ['sudo with options', 'sudo -u root -- rm -rf /'],
+    ['sudo with an assignment', 'sudo HOME=/root rm -rf /'],
     ['env with assignments', 'env -i PATH=/bin rm -rf /'],
     ['nice', 'nice -n 5 rm -rf /'],
     ['timeout', 'timeout -s KILL 5 rm -rf /'],
