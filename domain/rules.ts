@@ -60,6 +60,14 @@ export function mergeBudget(task: Budget, repo: RepoPolicy | null): Budget {
 }
 
 /**
+ * The first `approval_commands` pattern the raw command line matches: the matching before
+ * commands were parsed, for workflows that started before it (choose with `patched()`).
+ */
+export function commandMatchingPatternOnly(policy: Policy, command: string): string | null {
+  return policy.approval_commands.find((pattern) => new RegExp(pattern).test(command)) ?? null;
+}
+
+/**
  * Why a command needs a human before it runs, or null when it may run unattended: the first
  * `approval_commands` pattern it matches, else a reason from {@link OPAQUE_REASONS} when a
  * static reading cannot tell what it runs. A pattern is tried on the whole command line (as

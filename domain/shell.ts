@@ -323,7 +323,7 @@ class Resolver {
         if (fd !== null && fd !== '0') continue;
         const literal = items(r.Word.Parts).some((p) => nodeType(p) !== 'Lit' || goString(p.Value).includes('\\'));
         const body = r.Hdoc as GoValue | null;
-        const read = isNil(body) ? { text: '', dynamic: false } : literal ? { text: this.source(body), dynamic: false } : this.quoted(items(body.Parts), '$`\\\n');
+        const read = isNil(body) ? { text: '', dynamic: false } : this.quoted(items(body.Parts), literal ? '' : '$`\\\n');
         const text = op === ops.dashHdoc ? read.text.replace(/^\t+/gm, '') : read.text;
         stdin = read.dynamic ? { kind: 'unknown' } : { kind: 'text', text };
       } else if (op === ops.wordHdoc) {

@@ -3,7 +3,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ACTIONS_BY_KIND, commandNeedingApproval, globToRegExp, isTerminal, mergeBudget, mergePolicy, preview, protectedPathsTouched } from '../domain/rules';
+import { ACTIONS_BY_KIND, commandMatchingPatternOnly, commandNeedingApproval, globToRegExp, isTerminal, mergeBudget, mergePolicy, preview, protectedPathsTouched } from '../domain/rules';
 import { Budget, Policy, RepoPolicy, TaskSpec } from '../domain/task';
 
 describe('policy rules', () => {
@@ -29,6 +29,12 @@ describe('policy rules', () => {
   it('names the approval pattern a command matches', () => {
     assert.equal(commandNeedingApproval(task, 'npm publish --tag next'), '^npm publish');
     assert.equal(commandNeedingApproval(task, 'echo npm publish'), null);
+  });
+
+  it('keeps the raw-line matching for workflows that started before commands were parsed', () => {
+    assert.equal(commandMatchingPatternOnly(task, 'npm publish --tag next'), '^npm publish');
+    assert.equal(commandMatchingPatternOnly(task, 'sudo npm publish'), null);
+    assert.equal(commandNeedingApproval(task, 'sudo npm publish'), '^npm publish');
   });
 
   it('matches protected paths gitignore-style', () => {
