@@ -153,7 +153,6 @@ function nodeType(v: GoValue): string {
 
 /** A Go string (GopherJS keeps its UTF-8 bytes, one per UTF-16 unit) as a JS string. */
 function goString(bytes: string): string {
-  // eslint-disable-next-line no-control-regex
   if (/^[\x00-\x7f]*$/.test(bytes)) return bytes;
   let out = '';
   for (let i = 0; i < bytes.length; ) {
@@ -181,7 +180,6 @@ function walk(kinds: Kinds, v: GoValue | null | undefined, visit: (node: GoValue
 
 /** Slices source text by the parser's byte offsets (it counts UTF-8 bytes, JS strings count UTF-16 units). */
 function byteSlicer(src: string): (from: number, to: number) => string {
-  // eslint-disable-next-line no-control-regex
   if (/^[\x00-\x7f]*$/.test(src)) return (from, to) => src.slice(from, to);
   const indexAt: number[] = [];
   let i = 0;
