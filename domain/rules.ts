@@ -5,6 +5,7 @@
  * No zod and no Node built-ins: the workflow bundle imports this, and keeping it
  * small keeps every cached workflow small.
  */
+import { readCommandLine, type OPAQUE_REASONS } from './shell-commands';
 import type { Action, Budget, ItemKind, Policy, RepoPolicy, TaskState } from './task';
 
 /** States after which nothing more happens to a task. */
@@ -58,12 +59,34 @@ export function mergeBudget(task: Budget, repo: RepoPolicy | null): Budget {
   };
 }
 
-/** The first `approval_commands` pattern the command matches, or null when it may run unattended. */
+/**
+ * The first `approval_commands` pattern the raw command line matches: the matching before
+ * commands were parsed, for workflows that started before it (choose with `patched()`).
+ */
+export function commandMatchingPatternOnly(policy: Policy, command: string): string | null {
+  return policy.approval_commands.find((pattern) => new RegExp(pattern).test(command)) ?? null;
+}
+
+/**
+ * Why a command needs a human before it runs, or null when it may run unattended: the first
+ * `approval_commands` pattern it matches, else a reason from {@link OPAQUE_REASONS} when a
+ * static reading cannot tell what it runs. A pattern is tried on the whole command line (as
+ * before), on every script a nested shell receives, and on each command it runs, resolved
+ * (`r''m -rf` reads `rm -rf`), unwrapped (`sudo rm` also reads `rm`) and found wherever it
+ * hides (`$(…)`, `sh -c`, `eval`, bodies, here-documents fed to a shell).
+ *
+ * A speed bump, not the boundary: the sandbox, egress and protected paths are.
+ */
 export function commandNeedingApproval(policy: Policy, command: string): string | null {
+  // No patterns, nothing to approve: and the parser is not even loaded.
+  if (policy.approval_commands.length === 0) return null;
+  const reading = readCommandLine(command);
+  const texts = [command, ...reading.scripts, ...reading.commands];
   for (const pattern of policy.approval_commands) {
-    if (new RegExp(pattern).test(command)) return pattern;
+    const re = new RegExp(pattern);
+    if (texts.some((t) => re.test(t))) return pattern;
   }
-  return null;
+  return reading.opaque;
 }
 
 /**
