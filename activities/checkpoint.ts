@@ -16,16 +16,16 @@ export async function ensureAtCheckpoint(
   handle: SandboxHandle,
   dir: string,
   checkpoint: string,
-  opts: { attempt: number; verify?: boolean },
+  opts: { attempt: number; verify?: boolean; signal?: AbortSignal },
 ): Promise<string | null> {
   const retry = opts.attempt > 1;
   if (retry) await driver.killAll(handle);
   if (opts.verify === false && !retry) return null;
   // A tree over the bounds is not the checkpoint (which was within them): restore without hashing it.
-  const found = await frozen(driver, handle, async () => ((await treeOverBounds(dir)) === null ? snapshotTree(dir) : 'over-bounds'));
+  const found = await frozen(driver, handle, async () => ((await treeOverBounds(dir)) === null ? snapshotTree(dir, { signal: opts.signal }) : 'over-bounds'));
   if (found === checkpoint) return null;
   if (!retry) await driver.killAll(handle);
-  await restoreTree(dir, checkpoint);
+  await restoreTree(dir, checkpoint, { signal: opts.signal });
   await driver.syncWorkdir?.(handle);
   return found;
 }
@@ -34,10 +34,10 @@ export async function ensureAtCheckpoint(
  * The checkpoint of the working copy at `dir` after a command: its bounds checked and its tree taken
  * while nothing in the sandbox runs, so no process left running can swap a path under the worker's git.
  */
-export async function checkpointAfter(driver: SandboxDriver, handle: SandboxHandle, dir: string): Promise<string> {
+export async function checkpointAfter(driver: SandboxDriver, handle: SandboxHandle, dir: string, signal?: AbortSignal): Promise<string> {
   return frozen(driver, handle, async () => {
     await assertTreeWithinBounds(dir);
-    return snapshotTree(dir);
+    return snapshotTree(dir, { signal });
   });
 }
 

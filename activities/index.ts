@@ -150,7 +150,7 @@ export function createActivities(deps: ActivityDeps): Activities {
       // A retry after the command ended (the worker died while writing its log) is answered from the record.
       const { value: res, replayed } = await runOnce(deps.artifacts, key, scope.identity, async () => {
         // Git work on a large working copy can outlast the heartbeat timeout, so beat while it runs too.
-        const found = await whileBeating(scope.heartbeat, () => ensureAtCheckpoint(deps.sandbox, input.sandbox, dir, input.checkpoint, { attempt: scope.attempt }));
+        const found = await whileBeating(scope.heartbeat, () => ensureAtCheckpoint(deps.sandbox, input.sandbox, dir, input.checkpoint, { attempt: scope.attempt, signal: scope.signal }));
         if (found !== null) {
           log.warn('working copy restored to checkpoint before step', {
             task_id: key,
@@ -175,8 +175,8 @@ export function createActivities(deps: ActivityDeps): Activities {
       const text = res.outputTruncatedBytes > 0 ? `[… ${res.outputTruncatedBytes} earlier bytes of output cut …]\n${res.output}` : res.output;
       const { output, checkpoint, changed_paths } = await whileBeating(scope.heartbeat, async () => {
         const ref = await deps.artifacts.put(key, `step-${input.round}-${input.index}.log`, text);
-        const after = await checkpointAfter(deps.sandbox, input.sandbox, dir);
-        const paths = after === input.checkpoint ? [] : await changedPaths(dir, input.checkpoint, after);
+        const after = await checkpointAfter(deps.sandbox, input.sandbox, dir, scope.signal);
+        const paths = after === input.checkpoint ? [] : await changedPaths(dir, input.checkpoint, after, { signal: scope.signal });
         return { output: ref, checkpoint: after, changed_paths: paths };
       });
       log.info('step finished', {
@@ -211,7 +211,8 @@ export function createActivities(deps: ActivityDeps): Activities {
       const key = keyOf(input.task_id);
       const dir = await workingCopy(key, input.sandbox);
       const branch = branchFor(key);
-      const tree = input.tree ?? (await snapshotTree(dir));
+      // What ships is the last checkpoint a gate saw, never a fresh look at a working copy that may have moved on.
+      const tree = input.tree;
       const tip = await branchTip(dir, branch);
       const tipInfo = tip === null ? null : await readCommit(dir, tip);
 

@@ -83,7 +83,7 @@ export interface Activities extends AgentActivities {
   runStep(input: RunStepInput): Promise<RunStepResult>;
   /** Diff between two checkpoints, optionally limited to paths. */
   diffCheckpoints(input: { task_id: string; sandbox: SandboxHandle; from: string; to: string; paths?: string[]; name: string }): Promise<DiffResult>;
-  /** Commit the working copy on top of the last published commit and push `agent/<task_id>` to origin; idempotent. */
+  /** Commit the last gated checkpoint on top of the last published commit and push `agent/<task_id>` to origin; idempotent. */
   publishOutput(input: {
     task_id: string;
     sandbox: SandboxHandle;
@@ -91,8 +91,8 @@ export interface Activities extends AgentActivities {
     base_commit: string;
     round: number;
     message: string;
-    /** Tree to publish (a checkpoint); default: the working copy as it is. */
-    tree?: string;
+    /** Tree to publish: the last checkpoint a gate saw (what ships is exactly that). */
+    tree: string;
   }): Promise<PublishResult>;
   /** Delete the pushed branch from origin; succeeds when it is already gone. */
   deleteBranch(input: { repo: string; branch: string }): Promise<void>;

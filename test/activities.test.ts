@@ -271,8 +271,8 @@ describe('publishOutput and deleteBranch', () => {
     const id = nextTaskId();
     const branch = `agent/${id}`;
     const p = await provision(id);
-    await step(id, p, 'echo feature > feature.txt && rm src/b.txt');
-    const input = { task_id: id, sandbox: p.sandbox, repo: origin, base_commit: p.base_commit, round: 1, message: 'Add feature' };
+    const done = await step(id, p, 'echo feature > feature.txt && rm src/b.txt');
+    const input = { task_id: id, sandbox: p.sandbox, repo: origin, base_commit: p.base_commit, round: 1, message: 'Add feature', tree: done.checkpoint };
 
     const first = await acts.publishOutput(input);
     assert.equal(first.changed, true);
@@ -303,7 +303,7 @@ describe('publishOutput and deleteBranch', () => {
   it('reports no change and pushes nothing when the working copy equals the base', async () => {
     const id = nextTaskId();
     const p = await provision(id);
-    const res = await acts.publishOutput({ task_id: id, sandbox: p.sandbox, repo: origin, base_commit: p.base_commit, round: 1, message: 'x' });
+    const res = await acts.publishOutput({ task_id: id, sandbox: p.sandbox, repo: origin, base_commit: p.base_commit, round: 1, message: 'x', tree: p.checkpoint });
     assert.deepEqual(res, { changed: false, branch: `agent/${id}`, commit: null, stat: '', diff_preview: '', diff: null, files_changed: 0 });
     assert.equal(branchCommit(origin, `agent/${id}`), null);
   });

@@ -301,7 +301,7 @@ export function createAgentActivities(deps: AgentDeps): AgentActivities {
       scope.heartbeat();
       const execute = async (): Promise<SandboxToolResult> => {
         // The last call left the tree at the checkpoint unless the workflow says otherwise or this is a retry.
-        await ensureAtCheckpoint(deps.sandbox, input.sandbox, dir, input.checkpoint, { attempt: scope.attempt, verify: input.verify });
+        await ensureAtCheckpoint(deps.sandbox, input.sandbox, dir, input.checkpoint, { attempt: scope.attempt, verify: input.verify, signal: scope.signal });
         const args = await resolveReferences(input.call.args ?? {}, async (turn) =>
           JSON.parse((await deps.artifacts.readByName(input.task_id, `agent-turn-${turn}.json`)).toString('utf8')) as AgentModelCallResult,
         );
@@ -317,8 +317,8 @@ export function createAgentActivities(deps: AgentDeps): AgentActivities {
       };
       // A command runs once: a retry after it ended is answered from its record, and the tree it left is kept.
       const res = input.call.name === 'run' ? (await runOnce(deps.artifacts, input.task_id, scope.identity, execute)).value : await execute();
-      const after = READ_ONLY_TOOLS.has(input.call.name) ? input.checkpoint : await checkpointAfter(deps.sandbox, input.sandbox, dir);
-      const changed = after === input.checkpoint ? [] : await changedPaths(dir, input.checkpoint, after);
+      const after = READ_ONLY_TOOLS.has(input.call.name) ? input.checkpoint : await checkpointAfter(deps.sandbox, input.sandbox, dir, scope.signal);
+      const changed = after === input.checkpoint ? [] : await changedPaths(dir, input.checkpoint, after, { signal: scope.signal });
       const out: AgentToolCallResult = { ok: res.ok, output: res.output, truncated: res.truncated, checkpoint: after, changed_paths: changed };
       if (res.exit_code !== undefined) out.exit_code = res.exit_code;
       if (res.timed_out !== undefined) out.timed_out = res.timed_out;

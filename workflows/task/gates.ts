@@ -4,7 +4,8 @@
  * first through {@link gateCommand}. What the model, a recipe or a check command says cannot skip them.
  */
 import { patched } from '@temporalio/workflow';
-import { commandNeedingApproval, preview, protectedPathsTouched } from '../../domain/rules';
+import { commandMatchingPatternOnly, commandNeedingApproval, preview, protectedPathsTouched } from '../../domain/rules';
+import { OPAQUE_REASONS } from '../../domain/shell-commands';
 import type { Resolution } from '../../domain/task';
 import { raise, waitFor } from './inbox';
 import { io } from './proxies';
@@ -14,6 +15,8 @@ import type { TaskRun } from './state';
 export const SELF_CHECK_GATE_PATCH = 'self-check-gate';
 /** Patch before which self-check commands ran without matching approval patterns. */
 export const CHECK_APPROVAL_PATCH = 'check-approval';
+/** Patch before which approval patterns were matched against the raw command line, not its shell parse. */
+export const PARSED_SHELL_PATCH = 'approval-on-parsed-shell';
 
 /** The pristine working copy a sandbox was provisioned with: the first gated checkpoint. */
 export function baseline(t: TaskRun, checkpoint: string): void {
@@ -76,16 +79,28 @@ async function gateProtectedChange(
  * no pattern matches (or, for `ungatedBefore`, in a history recorded before this command was gated).
  */
 export async function gateCommand(t: TaskRun, command: string, title: string, detail: Record<string, unknown>, ungatedBefore?: string): Promise<Resolution | null> {
-  const pattern = commandNeedingApproval(t.s.policy, command);
+  const pattern = approvalNeeded(t, command);
   if (pattern === null) return null;
   if (ungatedBefore !== undefined && !patched(ungatedBefore)) return null;
+  const opaque = (Object.values(OPAQUE_REASONS) as string[]).includes(pattern);
   const item = raise(t, 'risky_action', `${title}: ${preview(command, 100)}`, 'awaiting_approval', {
-    reason: 'command matches an approval pattern',
+    reason: opaque ? 'the command cannot be read statically, so it needs approval' : 'command matches an approval pattern',
     command: preview(command, 4_000),
     matched: pattern,
     ...detail,
   });
   return waitFor(t, item);
+}
+
+/**
+ * The approval pattern (or opaque reason) `command` needs approval for, from a shell parse; a history
+ * recorded before commands were parsed keeps the line matcher it was decided with, where the two differ.
+ */
+function approvalNeeded(t: TaskRun, command: string): string | null {
+  const parsed = commandNeedingApproval(t.s.policy, command);
+  const line = commandMatchingPatternOnly(t.s.policy, command);
+  if (parsed === line) return parsed;
+  return patched(PARSED_SHELL_PATCH) ? parsed : line;
 }
 
 /**
