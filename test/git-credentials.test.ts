@@ -59,7 +59,8 @@ function filesHolding(dir: string, needle: string): string[] {
     for (const e of fs.readdirSync(d, { withFileTypes: true })) {
       const p = path.join(d, e.name);
       if (e.isDirectory()) walk(p);
-      else if (e.isFile() && contents(p)?.includes(needle)) found.push(p);
+      // A working copy's disk image holds the files this walk reads through its mount under workspaces/.
+      else if (e.isFile() && e.name !== 'workspace.img' && contents(p)?.includes(needle)) found.push(p);
     }
   };
   if (fs.existsSync(dir)) walk(dir);
