@@ -167,6 +167,37 @@ describe('gates that bind', () => {
     await ended(id);
   });
 
+  it('gates an approved protected write again when a process left running rewrote the file before the checkpoint', async () => {
+    // The agent starts a process that, a moment later, rewrites deploy/prod.yaml without pause; then asks to write it.
+    const rewriter = `(sleep 3; exec perl -e 'while (1) { open(my $f, ">", "deploy/prod.yaml"); print $f "replicas: 99\\n"; close $f }') > /dev/null 2>&1 < /dev/null &`;
+    gemini.script([
+      { text: '1. Scale up\n2. Finish', usage },
+      { calls: [{ name: 'run', args: { command: rewriter } }], usage },
+      { calls: [{ name: 'write_file', args: { path: 'deploy/prod.yaml', content: 'replicas: 2\n' } }], usage },
+      { calls: [{ name: 'write_file', args: { path: 'NOTES.md', content: 'scaled\n' } }], usage },
+      { calls: [{ name: 'finish', args: { summary: 'Scaled up.', risks: 'none', how_to_test: 'none' } }], usage },
+    ]);
+    const id = await submit({ kind: 'llm', model: 'gemini-2.5-flash', check_commands: [] });
+    const shown = await nextItem(id, ['risky_action', 'pr_review']);
+    assert.equal(shown.detail.tool, 'write_file');
+    assert.match(shown.detail.preview, /replicas: 2/);
+    // Approved once the rewriter runs: the human approved "replicas: 2", not what lands in the checkpoint.
+    await new Promise((r) => setTimeout(r, 4_000));
+    await decide(id, shown, { action: 'approve' });
+
+    const again = await nextItem(id, ['risky_action', 'pr_review']);
+    assert.equal(again.kind, 'risky_action', 'what the checkpoint holds is not what was approved: a human must see it');
+    assert.deepEqual(again.detail.paths, ['deploy/prod.yaml']);
+    assert.doesNotMatch(again.detail.diff_preview, /^\+replicas: 2$/m);
+    await decide(id, again, { action: 'reject' });
+
+    const review = await nextItem(id, ['pr_review']);
+    assert.equal(shipped(id, 'deploy/prod.yaml'), 'replicas: 1');
+    assert.equal(shipped(id, 'NOTES.md'), 'scaled');
+    await decide(id, review, { action: 'reject' });
+    await ended(id);
+  });
+
   it('ships the gated checkpoint of a recipe, not what a process the last step left behind wrote after it', async () => {
     // The step's change is gated; while the human looks, its background writer rewrites the file and adds another.
     const writer = '(sleep 1; echo "replicas: 99" > deploy/prod.yaml; echo late > late.txt) >/dev/null 2>&1 &';

@@ -5,6 +5,7 @@
  * runsc must be installed (`npm run setup`); without it the gVisor suite fails, as test/gvisor.test.ts does.
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -167,7 +168,9 @@ describe('sandbox tools on the process driver', () => {
 
   it('write_file creates the file and its directories and reports the path it wrote', async () => {
     const res = await tool('write_file', { path: 'new/deep/./notes.md', content: 'one\ntwo\n' });
-    assert.deepEqual(res, { ok: true, output: 'wrote new/deep/notes.md: 2 lines, 8 bytes', truncated: false, wrote: ['new/deep/notes.md'] });
+    assert.deepEqual(res, { ok: true, output: 'wrote new/deep/notes.md: 2 lines, 8 bytes', truncated: false, wrote: ['new/deep/notes.md'], wrote_blob: res.wrote_blob });
+    // The id git gives the blob: what a checkpoint holds when nothing else rewrote the file.
+    assert.equal(res.wrote_blob, execFileSync('git', ['hash-object', '--stdin'], { input: 'one\ntwo\n' }).toString().trim());
     assert.equal(fs.readFileSync(path.join(dir, 'new', 'deep', 'notes.md'), 'utf8'), 'one\ntwo\n');
     const onto = await tool('write_file', { path: 'src', content: 'x' });
     assert.equal(onto.ok, false);

@@ -41,6 +41,13 @@ export const Config = z.object({
   SANDBOX_MEMORY_MB: z.coerce.number().int().min(64).default(2048),
   SANDBOX_MAX_PROCESSES: z.coerce.number().int().min(8).default(512),
   SANDBOX_TMP_MB: z.coerce.number().int().min(8).default(512),
+  /**
+   * gVisor: each working copy's own disk (a sparse ext4 image, so unused space costs nothing), the files it
+   * holds, and the largest file a command may write. `SANDBOX_DISK_MB=0` puts working copies on the worker's disk, unbounded.
+   */
+  SANDBOX_DISK_MB: z.coerce.number().int().min(0).default(8192),
+  SANDBOX_DISK_FILES: z.coerce.number().int().min(1_000).default(500_000),
+  SANDBOX_FILE_MB: z.coerce.number().int().min(1).default(2048),
   /** gVisor: a directory to use as the read-only root file system instead of the host's /usr and /etc. */
   SANDBOX_ROOTFS: z.string().optional(),
   /** gVisor: extra global runsc flags, space-separated (e.g. `--platform=ptrace`). */

@@ -6,6 +6,7 @@ import { existsSync, promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { SandboxDriver } from '../activities/sandbox/driver';
+import { probeQuotaDisks } from '../activities/sandbox/quota-disk';
 import { GvisorSandboxDriver } from '../activities/sandbox/gvisor';
 import { KubernetesSandboxDriver, loadKubeConfig } from '../activities/sandbox/k8s';
 import { ProcessSandboxDriver } from '../activities/sandbox/process';
@@ -95,7 +96,14 @@ export async function createSandboxDriver(cfg: Config, log: Logger, env: NodeJS.
     gid: cfg.SANDBOX_GID,
     rootfs: cfg.SANDBOX_ROOTFS,
     runscFlags: cfg.RUNSC_FLAGS,
-    limits: { memoryMb: cfg.SANDBOX_MEMORY_MB, processesPerCommand: cfg.SANDBOX_MAX_PROCESSES, tmpMb: cfg.SANDBOX_TMP_MB },
+    limits: {
+      memoryMb: cfg.SANDBOX_MEMORY_MB,
+      processesPerCommand: cfg.SANDBOX_MAX_PROCESSES,
+      tmpMb: cfg.SANDBOX_TMP_MB,
+      diskMb: cfg.SANDBOX_DISK_MB,
+      diskInodes: cfg.SANDBOX_DISK_FILES,
+      fileSizeMb: cfg.SANDBOX_FILE_MB,
+    },
   });
   let version: string;
   try {
@@ -104,6 +112,14 @@ export async function createSandboxDriver(cfg: Config, log: Logger, env: NodeJS.
     const why = `runsc at ${runsc} does not run: ${String(err)}`;
     if (cfg.SANDBOX_DRIVER === 'gvisor') throw new SandboxUnavailableError(why);
     return processDriver(`isolation: none — ${why}`);
+  }
+  // A working copy's own disk needs loop devices; without them every task would fail at provisioning.
+  if (cfg.SANDBOX_DISK_MB > 0) {
+    try {
+      await probeQuotaDisks(root);
+    } catch (err) {
+      throw new SandboxUnavailableError(`working-copy disks (SANDBOX_DISK_MB=${cfg.SANDBOX_DISK_MB}) cannot be made here: ${String(err)}; set SANDBOX_DISK_MB=0 to keep working copies on the worker's disk, unbounded`);
+    }
   }
   return { driver, info: { driver: driver.name, isolation: driver.isolation, detail: `${runsc} (${version})` } };
 }

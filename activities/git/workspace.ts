@@ -240,6 +240,13 @@ export async function readTextAt(dir: string, commit: string, file: string): Pro
   return git(dir, ['cat-file', 'blob', match[2]!]);
 }
 
+/** The blob id of regular file `file` in `tree`, or null when the tree holds no such file. */
+export async function blobIdAt(dir: string, tree: string, file: string): Promise<string | null> {
+  const entry = await git(dir, ['ls-tree', '-z', checkObject(tree), '--', file]);
+  const match = /^(100644|100755) blob ([0-9a-f]+)\t/.exec(entry);
+  return match ? match[2]! : null;
+}
+
 /** Commit a local branch points at, or null when it does not exist. */
 export async function branchTip(dir: string, branch: string): Promise<string | null> {
   const { stdout, code } = await run(inRepo(dir, ['rev-parse', '--verify', '--quiet', `refs/heads/${checkBranch(branch)}^{commit}`]), {

@@ -11,7 +11,7 @@ import type { ArtifactStore } from '../artifacts/store';
 import { checkpointAfter, ensureAtCheckpoint } from '../checkpoint';
 import { runOnce } from '../run-once';
 import type { ActivityScope } from '../scope';
-import { changedPaths, diff, headCommit, snapshotTree } from '../git/workspace';
+import { blobIdAt, changedPaths, diff, headCommit, snapshotTree } from '../git/workspace';
 import type { SandboxDriver, SandboxHandle } from '../sandbox/driver';
 import { createModelClient, ModelError, type ModelClient, type ModelProvider } from './client';
 import { costUsd, findPrice, loadPriceTable, type PriceTable } from './prices';
@@ -119,6 +119,11 @@ export interface AgentToolCallResult {
   timed_out?: boolean;
   checkpoint: string;
   changed_paths: string[];
+  /**
+   * `write_file`/`edit_file`: the written path when the checkpoint holds exactly what the tool wrote
+   * there (empty when something else changed it before the checkpoint was taken).
+   */
+  as_written?: string[];
 }
 
 export interface AgentActivities {
@@ -321,6 +326,8 @@ export function createAgentActivities(deps: AgentDeps): AgentActivities {
       const changed = after === input.checkpoint ? [] : await changedPaths(dir, input.checkpoint, after, { signal: scope.signal });
       const out: AgentToolCallResult = { ok: res.ok, output: res.output, truncated: res.truncated, checkpoint: after, changed_paths: changed };
       if (res.exit_code !== undefined) out.exit_code = res.exit_code;
+      // A process left running may rewrite a file between the tool's write and the checkpoint: only the bytes written count as approved.
+      if (res.wrote?.length === 1 && res.wrote_blob !== undefined) out.as_written = (await blobIdAt(dir, after, res.wrote[0]!)) === res.wrote_blob ? [res.wrote[0]!] : [];
       if (res.timed_out !== undefined) out.timed_out = res.timed_out;
       return out;
     },

@@ -8,6 +8,7 @@
  * that does not match) comes back as `ok: false` with a message telling it what to do instead;
  * only infrastructure failures and cancellation throw.
  */
+import { createHash } from 'node:crypto';
 import { SandboxAbortedError, SandboxPathError } from '../sandbox/common';
 import { UnsafeFileError, resolvedInside } from '../sandbox/safe-fs';
 import type { ExecResult, SandboxDriver, SandboxHandle } from '../sandbox/driver';
@@ -56,6 +57,8 @@ export interface SandboxToolResult {
   timed_out?: boolean;
   /** `write_file`/`edit_file`: repository-relative paths of the files changed, symbolic links resolved. */
   wrote?: string[];
+  /** `write_file`/`edit_file`: the git blob id of what was written to `wrote[0]`. */
+  wrote_blob?: string;
 }
 
 /** Thrown when a control tool (`ask_human`, `request_approval`, `finish`) reaches the sandbox: the workflow must handle those. */
@@ -215,7 +218,7 @@ async function writeFile(ctx: ToolContext, args: ToolArgs['write_file']): Promis
   const lines = splitLines(args.content).length;
   const bytes = Buffer.byteLength(args.content, 'utf8');
   const via = wrote === args.path ? '' : ` (through a symbolic link: the file written is ${wrote})`;
-  return { ok: true, output: `wrote ${args.path}: ${lines} line${lines === 1 ? '' : 's'}, ${bytes} bytes${via}`, truncated: false, wrote: [wrote] };
+  return { ok: true, output: `wrote ${args.path}: ${lines} line${lines === 1 ? '' : 's'}, ${bytes} bytes${via}`, truncated: false, wrote: [wrote], wrote_blob: blobId(args.content) };
 }
 
 async function editFile(ctx: ToolContext, args: ToolArgs['edit_file']): Promise<SandboxToolResult> {
@@ -261,7 +264,7 @@ async function editFile(ctx: ToolContext, args: ToolArgs['edit_file']): Promise<
   const snippet = editedLines.length === 0 ? '(the file is now empty)' : numbered(editedLines, start, Math.max(start, end));
   const label = found.length > 1 ? `first edited place, lines ${start}-${end}` : `lines ${start}-${end} now`;
   const cut = truncate(`${header}\n[${label}:]\n${snippet}`, ctx.opts.maxOutputChars, MORE_HINTS.edit_file);
-  return { ok: true, output: cut.text, truncated: cut.truncated, wrote: [wrote] };
+  return { ok: true, output: cut.text, truncated: cut.truncated, wrote: [wrote], wrote_blob: blobId(edited) };
 }
 
 async function run(ctx: ToolContext, args: ToolArgs['run']): Promise<SandboxToolResult> {
@@ -455,6 +458,12 @@ async function refuseEscape(ctx: ToolContext, file: string): Promise<SandboxTool
     if (['ENOTDIR', 'ENOENT'].includes((err as NodeJS.ErrnoException).code ?? '')) return null;
     throw err;
   }
+}
+
+/** The id git gives a blob of `content`: what a checkpoint holds for a file written with it. */
+function blobId(content: string): string {
+  const data = Buffer.from(content, 'utf8');
+  return createHash('sha1').update(`blob ${data.length}\0`).update(data).digest('hex');
 }
 
 /** `./path` for a command line, so a name starting with `-` is never an option. */

@@ -208,12 +208,20 @@ export class GvisorSandboxDriver implements SandboxDriver {
    * whatever `work` does.
    */
   async whileFrozen<T>(handle: SandboxHandle, work: () => Promise<T>): Promise<T> {
-    await this.ensureRunning(handle);
-    await this.control(['pause', containerId(handle.id)]);
+    try {
+      await this.control(['pause', containerId(handle.id)]);
+    } catch (err) {
+      // A sandbox that is gone or stopped runs nothing either; one that runs and will not pause is a fault.
+      if ((await this.state(handle.id))?.status === 'running') throw err;
+      return work();
+    }
     try {
       return await work();
     } finally {
-      await this.control(['resume', containerId(handle.id)]);
+      // Torn down while paused (the task was cancelled meanwhile): there is nothing left to resume.
+      await this.control(['resume', containerId(handle.id)]).catch(async (err: unknown) => {
+        if ((await this.state(handle.id)) !== null) throw err;
+      });
     }
   }
 

@@ -90,3 +90,20 @@ export async function diskIsFull(workdir: string): Promise<boolean> {
   if (st === null) return false;
   return st.bavail * st.bsize < FULL_BELOW_BYTES || st.ffree === 0;
 }
+
+/** Size of the disk `probeQuotaDisks` makes. */
+const PROBE_DISK_MB = 16;
+
+/** Make, mount and remove a small disk under `root`: fails, saying why, where working-copy disks cannot be made. */
+export async function probeQuotaDisks(root: string): Promise<void> {
+  const dir = path.join(root, '.disk-probe');
+  await fs.rm(dir, { recursive: true, force: true });
+  await fs.mkdir(path.join(dir, 'mnt'), { recursive: true });
+  try {
+    await attachQuotaDisk(path.join(dir, 'probe.img'), path.join(dir, 'mnt'), { sizeMb: PROBE_DISK_MB, inodes: 1_000 });
+    await detachQuotaDisk(path.join(dir, 'mnt'));
+  } finally {
+    await detachQuotaDisk(path.join(dir, 'mnt')).catch(() => undefined);
+    await fs.rm(dir, { recursive: true, force: true });
+  }
+}

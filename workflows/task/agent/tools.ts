@@ -62,7 +62,9 @@ export async function handleToolCall(t: TaskRun, a: AgentState, call: ToolCall):
   const before = ran.from;
   // What the call actually changed is gated too: a command, or a link, can reach a protected path the arguments did not name.
   const diffName = `protected-${s.round}-t${a.turn}-${call.id.replace(/[^A-Za-z0-9_-]/g, '_').slice(0, 40)}`;
-  const gate = await acceptCheckpoint(t, { from: before, to: res.checkpoint, changed_paths: res.changed_paths, preapproved: approvedPaths }, diffName, call.name, { tool: call.name, turn: a.turn });
+  // An approval covers the bytes shown to the human: a path something else rewrote before the checkpoint is gated again.
+  const preapproved = res.as_written === undefined ? approvedPaths : approvedPaths.filter((p) => res.as_written!.includes(p));
+  const gate = await acceptCheckpoint(t, { from: before, to: res.checkpoint, changed_paths: res.changed_paths, preapproved }, diffName, call.name, { tool: call.name, turn: a.turn });
   if (!gate.accepted) {
     const r = gate.resolution;
     return answer(`${res.output}\n\n[the change to ${gate.touched.join(', ')} was rejected by ${r.actor}${r.comment ? `: ${r.comment}` : ''}; it has been undone]`);
