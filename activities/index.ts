@@ -11,6 +11,7 @@ import { preview } from '../domain/rules';
 import { createLogger, type Logger } from '../workers/log';
 import { ArtifactStore, InvalidArtifactNameError, isSafeName } from './artifacts/store';
 import { ensureAtCheckpoint } from './checkpoint';
+import { writeTaskRecord } from './records/task-record';
 import { activityFailure } from './failures';
 import { createAgentActivities } from './llm/agent';
 import type { ModelClient, ModelProvider } from './llm/client';
@@ -266,6 +267,10 @@ export function createActivities(deps: ActivityDeps): Activities {
       }
       if (fresh.length === 0) return;
       await deps.artifacts.append(key, TRACE_ARTIFACT, fresh.map((e) => `${JSON.stringify(e)}\n`).join(''));
+    },
+
+    async writeTaskRecord(input) {
+      await writeTaskRecord(deps.artifacts, { ...input, task_id: keyOf(input.task_id) }, log);
     },
   };
 

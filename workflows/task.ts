@@ -12,6 +12,7 @@ import {
   continueAsNew,
   isCancellation,
   log,
+  patched,
   proxyActivities,
   setHandler,
   allHandlersFinished,
@@ -1015,6 +1016,8 @@ class TaskRun {
     this.setState(end.state);
     await CancellationScope.nonCancellable(async () => {
       await this.flushTrace();
+      // The final record goes after the last trace entry; histories recorded before it skip it on replay.
+      if (patched('task-record')) await this.writeRecord();
       await condition(allHandlersFinished);
     });
     return { task_id: this.input.task_id, state: end.state, result: end.result, branch: s.pushed && end.state !== 'rejected' && end.state !== 'cancelled' ? s.branch : null, commit: s.commit };
@@ -1245,6 +1248,15 @@ class TaskRun {
     await io.archiveTrace({ task_id: this.input.task_id, first_index: s.trace_offset, entries: old });
     s.trace = s.trace.slice(old.length);
     s.trace_offset += old.length;
+  }
+
+  /** Writes the task's final record; a failure is logged, never a reason to fail a task that has ended. */
+  private async writeRecord(): Promise<void> {
+    try {
+      await io.writeTaskRecord({ task_id: this.input.task_id, view: this.view(), first_index: this.s.trace_offset, entries: this.s.trace });
+    } catch (err) {
+      log.error('task record not written', { task_id: this.input.task_id, error: String(err) });
+    }
   }
 
   private view(): TaskView {
