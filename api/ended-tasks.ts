@@ -3,12 +3,12 @@
  * Temporal no longer knows a task, listing rows, and the page tokens of `include_ended` listings.
  */
 import { WorkflowNotFoundError } from '@temporalio/client';
+import { z } from 'zod';
 import { preview } from '../domain/rules';
 import type { EndedCursor, EndedTask, TaskRecordReader } from './deps';
 import { RequestValidationError } from './errors';
 import type { TaskListQuery } from './schemas';
 import type { TaskRow } from './visibility';
-import { z } from 'zod';
 
 /** Characters of the goal a listing row shows, as the summary memo keeps it. */
 const GOAL_PREVIEW_CHARS = 200;

@@ -115,4 +115,17 @@ describe('a worker whose run loop fails', () => {
     assert.notEqual(code, 0, logOf('worker'));
     assert.match(logOf('worker'), /a part of the backend stopped; exiting/);
   });
+
+  it('exits 0 on SIGTERM without reporting a failed worker', async () => {
+    const logFile = path.join(tempDir('health-sigterm'), 'backend.log');
+    const out = fs.openSync(logFile, 'a');
+    const healthPort = await freePort();
+    const env = { ...stackEnv(temporal, tempDir('health-sigterm-data'), `health-sigterm-${process.pid}`), ROLES: 'worker', SANDBOX_DRIVER: 'process', HEALTH_PORT: String(healthPort) };
+    const child = spawn(process.execPath, [MAIN], { cwd: REPO_ROOT, env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', out, out] });
+    children.push(child);
+    await eventually(() => call(`http://127.0.0.1:${healthPort}`, 'GET', '/healthz'), (r) => r.status === 200, 'the worker-only process to be healthy');
+    child.kill('SIGTERM');
+    assert.equal(await exited(child), 0, fs.readFileSync(logFile, 'utf8').slice(-2_000));
+    assert.doesNotMatch(fs.readFileSync(logFile, 'utf8'), /worker stopped with an error|a part of the backend stopped/);
+  });
 });

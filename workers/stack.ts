@@ -51,7 +51,9 @@ const EXPIRE_EVERY_MS = 60 * 60_000;
 /** Starts every part the configuration asks for and resolves once the API is listening. */
 export async function startStack(cfg: Config, log: Logger): Promise<Stack> {
   const cleanups: (() => Promise<void>)[] = [];
+  let stopRequested = false;
   const stop = async (): Promise<void> => {
+    stopRequested = true;
     while (cleanups.length > 0) {
       const c = cleanups.pop()!;
       await c().catch((err: unknown) => log.error('shutdown step failed', { error: err }));
@@ -103,7 +105,7 @@ export async function startStack(cfg: Config, log: Logger): Promise<Stack> {
         workflowBundle: await bundleWorkflows(),
         maxCachedWorkflows: cfg.WORKER_MAX_CACHED_WORKFLOWS,
       });
-      const supervised = superviseWorker(w);
+      const supervised = superviseWorker(w, { stopping: () => stopRequested });
       worker = { state: () => w.getState(), supervised };
       failure = supervised.failed.then((err) => {
         log.error('worker stopped with an error', { error: err, state: w.getState() });

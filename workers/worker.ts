@@ -79,14 +79,18 @@ export interface SupervisedWorker {
   stop(): Promise<void>;
 }
 
-/** Runs `worker` and reports the end of its run loop that nobody asked for (a rejection, a FAILED state, or a quiet stop). */
-export function superviseWorker(worker: Worker): SupervisedWorker {
-  let stopping = false;
+/**
+ * Runs `worker` and reports the end of its run loop that nobody asked for (a rejection, a FAILED state, or a quiet stop).
+ * `stopping` tells a requested stop apart: the SDK shuts workers down on SIGTERM itself, before `stop()` is reached.
+ */
+export function superviseWorker(worker: Worker, opts: { stopping?: () => boolean } = {}): SupervisedWorker {
+  let stopped = false;
+  const stopping = (): boolean => stopped || (opts.stopping?.() ?? false);
   let fail!: (err: Error) => void;
   const failed = new Promise<Error>((resolve) => (fail = resolve));
   let hasFailed = false;
   const report = (err: Error): void => {
-    if (stopping || hasFailed) return;
+    if (stopping() || hasFailed) return;
     hasFailed = true;
     fail(err);
   };
@@ -103,7 +107,7 @@ export function superviseWorker(worker: Worker): SupervisedWorker {
     done,
     failed,
     async stop() {
-      stopping = true;
+      stopped = true;
       clearInterval(timer);
       if (hasFailed) return;
       if (worker.getState() === 'RUNNING') worker.shutdown();
