@@ -29,7 +29,7 @@ import {
   type DevServer,
   type RetentionStatus,
 } from './temporal-server';
-import { bundleWorkflows, createWorker, superviseWorker, type SupervisedWorker } from './worker';
+import { bundleWorkflows, createWorker, superviseWorker } from './worker';
 
 /** A running backend; `stop()` shuts it down in reverse order and is safe to call twice. */
 export interface Stack {
@@ -84,7 +84,7 @@ export async function startStack(cfg: Config, log: Logger): Promise<Stack> {
     const records = new TaskRecordStore(artifacts, log);
     let sandboxInfo: SandboxInfo | null = null;
 
-    let worker: { state: () => string; supervised: SupervisedWorker } | null = null;
+    let workerState: (() => string) | null = null;
     let failure: Promise<Error> = new Promise<Error>(() => undefined);
     if (cfg.ROLES.includes('worker')) {
       const chosen = await createSandboxDriver(cfg, log);
@@ -106,7 +106,7 @@ export async function startStack(cfg: Config, log: Logger): Promise<Stack> {
         maxCachedWorkflows: cfg.WORKER_MAX_CACHED_WORKFLOWS,
       });
       const supervised = superviseWorker(w, { stopping: () => stopRequested });
-      worker = { state: () => w.getState(), supervised };
+      workerState = () => w.getState();
       failure = supervised.failed.then((err) => {
         log.error('worker stopped with an error', { error: err, state: w.getState() });
         return err;
@@ -142,7 +142,7 @@ export async function startStack(cfg: Config, log: Logger): Promise<Stack> {
     }
 
     const health = async (): Promise<ProcessHealth> => {
-      const state = worker?.state() ?? null;
+      const state = workerState?.() ?? null;
       return {
         fields: {
           sandbox: sandboxInfo ?? 'no worker in this process',
