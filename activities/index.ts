@@ -9,9 +9,11 @@ import type { PriceTable } from '../domain/prices';
 import { RepoRefusedError } from '../domain/repo-policy';
 import { RepoPolicy } from '../domain/task';
 import { preview } from '../domain/rules';
+import { TRACE_ARCHIVE } from '../domain/trace-archive';
 import { createLogger, type Logger } from '../workers/log';
 import { ArtifactStore, InvalidArtifactNameError, isSafeName } from './artifacts/store';
 import { checkpointAfter, ensureAtCheckpoint } from './checkpoint';
+import { writeTaskRecord } from './records/task-record';
 import { runOnce } from './run-once';
 import { activityScope, whileBeating } from './scope';
 import { activityFailure } from './failures';
@@ -64,7 +66,6 @@ export const STEP_OUTPUT_MAX_BYTES = 1024 * 1024;
 const STEP_PREVIEW_CHARS = 2_000;
 const DIFF_PREVIEW_CHARS = 8_000;
 const POLICY_FILE = '.agent/policy.yaml';
-const TRACE_ARTIFACT = 'trace.jsonl';
 const POLICY_MAX_BYTES = 64 * 1024;
 const BRANCH_PREFIX = 'agent/';
 
@@ -284,14 +285,18 @@ export function createActivities(deps: ActivityDeps): Activities {
 
     async archiveTrace(input) {
       const key = keyOf(input.task_id);
-      const archived = await deps.artifacts.completeLines(key, TRACE_ARTIFACT);
+      const archived = await deps.artifacts.completeLines(key, TRACE_ARCHIVE);
       // An earlier attempt may have appended some or all of these before its worker died.
       const fresh = input.entries.slice(Math.max(0, archived - input.first_index));
       if (archived < input.first_index) {
         log.warn('trace archive is missing entries', { task_id: key, archived, first_index: input.first_index });
       }
       if (fresh.length === 0) return;
-      await deps.artifacts.append(key, TRACE_ARTIFACT, fresh.map((e) => `${JSON.stringify(e)}\n`).join(''));
+      await deps.artifacts.append(key, TRACE_ARCHIVE, fresh.map((e) => `${JSON.stringify(e)}\n`).join(''));
+    },
+
+    async writeTaskRecord(input) {
+      await writeTaskRecord(deps.artifacts, { ...input, task_id: keyOf(input.task_id) }, log);
     },
   };
 

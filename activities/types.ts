@@ -5,6 +5,7 @@
 import type { ArtifactRef } from '../domain/task';
 import type { RepoPolicy } from '../domain/task';
 import type { AgentActivities } from './llm/agent';
+import type { WriteTaskRecordInput } from './records/task-record';
 import type { SandboxHandle } from './sandbox/driver';
 
 /** A task's sandbox and the git state it started from. */
@@ -103,4 +104,9 @@ export interface Activities extends AgentActivities {
    * position of `entries[0]` in the whole trace, so a retried append writes nothing twice.
    */
   archiveTrace(input: { task_id: string; first_index: number; entries: unknown[] }): Promise<void>;
+  /**
+   * Write the ended task's final record (its view, and its whole trace: the archived head then `entries`) to the
+   * artifact store, so it stays readable after Temporal's retention; a retry writes the same record.
+   */
+  writeTaskRecord(input: WriteTaskRecordInput): Promise<void>;
 }

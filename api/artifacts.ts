@@ -3,12 +3,10 @@
  * archived head of a trace is read back from `trace.jsonl`.
  */
 import type { TraceEntry } from '../domain/task';
+import { TRACE_ARCHIVE, traceHead } from '../domain/trace-archive';
 import type { Logger } from '../workers/log';
 import type { ArtifactReader } from './deps';
 import { NotFoundError } from './errors';
-
-/** Name of the artifact the workflow archives old trace entries to, one JSON object per line, oldest first. */
-export const TRACE_ARCHIVE = 'trace.jsonl';
 
 /** The artifact's content; a 404 when the store has no such artifact (or no store is configured). */
 export async function readArtifact(store: ArtifactReader | undefined, taskId: string, name: string): Promise<Buffer> {
@@ -34,17 +32,8 @@ export async function archivedTrace(store: ArtifactReader, taskId: string, count
     log.warn('trace archive missing', { task_id: taskId, expected_entries: count });
     return null;
   }
-  const entries: TraceEntry[] = [];
-  for (const line of text.split('\n')) {
-    if (entries.length >= count) break;
-    if (line.trim() === '') continue;
-    entries.push(JSON.parse(line) as TraceEntry);
-  }
-  // An archive step retried after a crash may have appended a batch twice; the first `count` lines are the real head.
-  if (entries.length < count) {
-    log.warn('trace archive shorter than expected', { task_id: taskId, expected_entries: count, found: entries.length });
-    return null;
-  }
+  const entries = traceHead(text, count);
+  if (entries === null) log.warn('trace archive shorter than expected', { task_id: taskId, expected_entries: count });
   return entries;
 }
 

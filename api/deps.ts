@@ -4,7 +4,9 @@
 import type { Client } from '@temporalio/client';
 import type { PriceTable } from '../domain/prices';
 import type { RepoRules } from '../domain/repo-policy';
+import type { TaskView, TraceEntry } from '../domain/task';
 import type { Logger } from '../workers/log';
+import type { ProcessHealth } from './routes/health';
 
 /** Read access to the artifact store; rejects with an `ArtifactNotFoundError` (or ENOENT) for a missing artifact. */
 export interface ArtifactReader {
@@ -24,6 +26,31 @@ export interface AppDeps {
   artifacts?: ArtifactReader;
   /** Largest accepted JSON body; larger ones get 413. Defaults to 512 KiB. */
   maxBodyBytes?: number;
-  /** Extra fields for `GET /healthz` (sandbox driver, worker state). */
-  health?: () => Promise<Record<string, unknown>>;
+  /** What this process adds to `GET /healthz` and `GET /livez` (sandbox driver, worker state, retention). */
+  health?: () => Promise<ProcessHealth>;
+  /** Final records of ended tasks, read when Temporal no longer knows a task. */
+  records?: TaskRecordReader;
+}
+
+/** An ended task as its final record keeps it. */
+export interface EndedTask {
+  task_id: string;
+  ended_at: string;
+  view: TaskView;
+}
+
+/** Where a listing of ended tasks goes on from. */
+export interface EndedCursor {
+  ended_at: string;
+  task_id: string;
+}
+
+/** Read access to the final records ended tasks leave in the artifact store. */
+export interface TaskRecordReader {
+  /** The task's record, or null when it has none. */
+  read(taskId: string): Promise<EndedTask | null>;
+  /** The task's complete trace from its record, or null when it has none. */
+  trace(taskId: string): Promise<TraceEntry[] | null>;
+  /** Records newest end first, after `after`, that `match`; `next` is null on the last page. */
+  page(opts: { after?: EndedCursor; limit: number; match?: (record: EndedTask) => boolean }): Promise<{ records: EndedTask[]; next: EndedCursor | null }>;
 }

@@ -37,6 +37,10 @@ export const TaskListQuery = z.strictObject({
   label: filterValue(100).optional(),
   priority: priority.optional(),
   limit: z.coerce.number().int().min(1).max(500).default(50),
+  /** Also list ended tasks from their final records, which outlive Temporal's retention; paged with `page_token`. */
+  include_ended: z.enum(['true', 'false']).default('false').transform((v) => v === 'true'),
+  /** The `next_page_token` of the previous page of an `include_ended` listing. */
+  page_token: z.string().regex(/^[A-Za-z0-9_-]{1,400}$/, 'must be a next_page_token from an earlier page').optional(),
 });
 export type TaskListQuery = z.infer<typeof TaskListQuery>;
 

@@ -124,6 +124,12 @@ export const Config = z.object({
         return z.NEVER;
       }
     }),
+  /** Days an ended task stays readable (Temporal's namespace retention and the task's final record); its artifacts are removed after. */
+  TASK_RETENTION_DAYS: z.coerce.number().int().min(1).max(3650).default(30),
+  /** External Temporal only: `true` lets the backend raise the namespace's retention to TASK_RETENTION_DAYS (default: only warn). */
+  TEMPORAL_SET_RETENTION: z.enum(['true', 'false']).default('false').transform((v) => v === 'true'),
+  /** A process without the API role serves `/healthz` and `/livez` on this port for probes (unset: no health server). */
+  HEALTH_PORT: z.coerce.number().int().min(0).max(65535).optional(),
 });
 export type Config = z.infer<typeof Config>;
 

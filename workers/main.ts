@@ -1,29 +1,37 @@
 /**
- * `npm start`: runs the whole backend until SIGINT or SIGTERM.
+ * `npm start`: runs the whole backend until SIGINT or SIGTERM, or until a part of it fails (then exits 1,
+ * so a supervisor or Kubernetes restarts it instead of leaving an API that answers for a dead worker).
  */
 import { loadConfig } from './config';
 import { createLogger } from './log';
 import { startStack } from './stack';
+
+/** Exit code of a backend whose worker's run loop ended on its own. */
+const EXIT_PART_FAILED = 1;
 
 async function main(): Promise<void> {
   const cfg = loadConfig();
   const log = createLogger({ level: cfg.LOG_LEVEL, component: 'agent-inbox' });
   const stack = await startStack(cfg, log);
   let stopping = false;
-  const shutdown = (signal: string): void => {
+  const shutdown = (reason: string, code: number): void => {
     if (stopping) return;
     stopping = true;
-    log.info('shutting down', { signal });
+    log.info('shutting down', { reason });
     stack.stop().then(
-      () => process.exit(process.exitCode ?? 0),
+      () => process.exit(code),
       (err: unknown) => {
         log.error('shutdown failed', { error: err });
         process.exit(1);
       },
     );
   };
-  process.on('SIGINT', () => shutdown('SIGINT'));
-  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT', 0));
+  process.on('SIGTERM', () => shutdown('SIGTERM', 0));
+  void stack.failure.then((err) => {
+    log.error('a part of the backend stopped; exiting', { error: err });
+    shutdown('worker failed', EXIT_PART_FAILED);
+  });
 }
 
 main().catch((err: unknown) => {

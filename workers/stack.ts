@@ -6,18 +6,30 @@ import fs from 'node:fs/promises';
 import type { Server } from 'node:http';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
-import { NativeConnection, type Worker } from '@temporalio/worker';
+import { NativeConnection } from '@temporalio/worker';
 import { createActivities } from '../activities';
 import { ArtifactStore } from '../activities/artifacts/store';
+import { removeExpiredTasks } from '../activities/records/expiry';
+import { TaskRecordStore } from '../activities/records/task-record';
 import { GvisorSandboxDriver } from '../activities/sandbox/gvisor';
 import { createApp } from '../api/app';
+import type { AppDeps } from '../api/deps';
+import { createHealthApp, type ProcessHealth } from '../api/routes/health';
 import { ALL_SEARCH_ATTRIBUTES } from '../workflows/search-attributes';
 import { repoRulesOf, type Config } from './config';
 import type { Logger } from './log';
 import { reapOrphanSandboxes } from './reaper';
 import { createSandboxDriver, type SandboxInfo } from './sandbox';
-import { ensureSearchAttributes, resolveTemporalCli, startDevServer, TemporalCliNotFoundError, type DevServer } from './temporal-server';
-import { bundleWorkflows, createWorker } from './worker';
+import {
+  ensureNamespaceRetention,
+  ensureSearchAttributes,
+  resolveTemporalCli,
+  startDevServer,
+  TemporalCliNotFoundError,
+  type DevServer,
+  type RetentionStatus,
+} from './temporal-server';
+import { bundleWorkflows, createWorker, superviseWorker } from './worker';
 
 /** A running backend; `stop()` shuts it down in reverse order and is safe to call twice. */
 export interface Stack {
@@ -25,15 +37,23 @@ export interface Stack {
   url: string | null;
   temporalAddress: string;
   client: Client;
+  /** Resolves when a part that must keep running stops on its own (the worker's run loop); the process should then exit non-zero. */
+  failure: Promise<Error>;
+  /** Base URL of the health server of a process without the API role (`HEALTH_PORT`), else null. */
+  healthUrl: string | null;
   stop(): Promise<void>;
 }
 
 const REAP_EVERY_MS = 5 * 60_000;
+/** How often artifacts of tasks past their retention are looked for; retention is counted in days. */
+const EXPIRE_EVERY_MS = 60 * 60_000;
 
 /** Starts every part the configuration asks for and resolves once the API is listening. */
 export async function startStack(cfg: Config, log: Logger): Promise<Stack> {
   const cleanups: (() => Promise<void>)[] = [];
+  let stopRequested = false;
   const stop = async (): Promise<void> => {
+    stopRequested = true;
     while (cleanups.length > 0) {
       const c = cleanups.pop()!;
       await c().catch((err: unknown) => log.error('shutdown step failed', { error: err }));
@@ -42,6 +62,7 @@ export async function startStack(cfg: Config, log: Logger): Promise<Stack> {
   try {
     await fs.mkdir(cfg.DATA_DIR, { recursive: true });
     let address: string;
+    const embedded = !cfg.TEMPORAL_ADDRESS;
     if (cfg.TEMPORAL_ADDRESS) {
       address = cfg.TEMPORAL_ADDRESS;
     } else {
@@ -52,12 +73,19 @@ export async function startStack(cfg: Config, log: Logger): Promise<Stack> {
     const connection = await Connection.connect({ address });
     cleanups.push(() => connection.close());
     await ensureSearchAttributes(connection, cfg.TEMPORAL_NAMESPACE, [...ALL_SEARCH_ATTRIBUTES]);
+    // The embedded server is the backend's own; an external cluster's retention is its operator's unless they opt in.
+    const retention: RetentionStatus = await ensureNamespaceRetention(connection, cfg.TEMPORAL_NAMESPACE, cfg.TASK_RETENTION_DAYS, {
+      mode: embedded ? 'exact' : cfg.TEMPORAL_SET_RETENTION ? 'at-least' : 'check',
+      log,
+    });
     const client = new Client({ connection, namespace: cfg.TEMPORAL_NAMESPACE });
 
     const artifacts = new ArtifactStore(path.join(cfg.DATA_DIR, 'artifacts'));
+    const records = new TaskRecordStore(artifacts, log);
     let sandboxInfo: SandboxInfo | null = null;
 
-    let worker: Worker | null = null;
+    let workerState: (() => string) | null = null;
+    let failure: Promise<Error> = new Promise<Error>(() => undefined);
     if (cfg.ROLES.includes('worker')) {
       const chosen = await createSandboxDriver(cfg, log);
       const sandbox = chosen.driver;
@@ -84,12 +112,13 @@ export async function startStack(cfg: Config, log: Logger): Promise<Stack> {
         workflowBundle: await bundleWorkflows(),
         maxCachedWorkflows: cfg.WORKER_MAX_CACHED_WORKFLOWS,
       });
-      worker = w;
-      const running = runWorker(w, log);
-      cleanups.push(async () => {
-        if (w.getState() === 'RUNNING') w.shutdown();
-        await running;
+      const supervised = superviseWorker(w, { stopping: () => stopRequested });
+      workerState = () => w.getState();
+      failure = supervised.failed.then((err) => {
+        log.error('worker stopped with an error', { error: err, state: w.getState() });
+        return err;
       });
+      cleanups.push(() => supervised.stop());
 
       const reap = (): void => {
         reapOrphanSandboxes({
@@ -106,13 +135,35 @@ export async function startStack(cfg: Config, log: Logger): Promise<Stack> {
       const timer = setInterval(reap, REAP_EVERY_MS);
       timer.unref();
       cleanups.push(async () => clearInterval(timer));
+
+      // The worker holds the artifact volume, so it removes what outlived TASK_RETENTION_DAYS.
+      const expire = (): void => {
+        removeExpiredTasks({ records, retentionDays: cfg.TASK_RETENTION_DAYS, now: new Date(), log }).catch((err: unknown) =>
+          log.warn('artifact retention pass failed', { error: err }),
+        );
+      };
+      expire();
+      const expiry = setInterval(expire, EXPIRE_EVERY_MS);
+      expiry.unref();
+      cleanups.push(async () => clearInterval(expiry));
     }
 
-    if (!cfg.ROLES.includes('api')) {
-      log.info('agent inbox worker ready', { temporal: address, task_queue: cfg.TEMPORAL_TASK_QUEUE, data_dir: cfg.DATA_DIR });
-      return { url: null, temporalAddress: address, client, stop };
-    }
-    const app = createApp({
+    const health = async (): Promise<ProcessHealth> => {
+      const state = workerState?.() ?? null;
+      return {
+        fields: {
+          sandbox: sandboxInfo ?? 'no worker in this process',
+          isolation_warning: sandboxInfo?.warning,
+          worker: state ?? 'not in this process',
+          task_queue: cfg.TEMPORAL_TASK_QUEUE,
+          retention: retention.warning
+            ? { namespace_days: retention.namespace_days, task_retention_days: retention.wanted_days, warning: retention.warning }
+            : { namespace_days: retention.namespace_days, task_retention_days: retention.wanted_days },
+        },
+        failing: state === null || state === 'RUNNING' ? [] : [`worker ${state}`],
+      };
+    };
+    const appDeps: AppDeps = {
       client,
       taskQueue: cfg.TEMPORAL_TASK_QUEUE,
       namespace: cfg.TEMPORAL_NAMESPACE,
@@ -120,20 +171,27 @@ export async function startStack(cfg: Config, log: Logger): Promise<Stack> {
       repoRules: repoRulesOf(cfg),
       prices: cfg.MODEL_PRICES,
       artifacts,
+      records,
       maxBodyBytes: cfg.API_MAX_BODY_BYTES,
-      health: async () => ({
-        sandbox: sandboxInfo ?? 'no worker in this process',
-        isolation_warning: sandboxInfo?.warning,
-        worker: worker ? worker.getState() : 'not in this process',
-        task_queue: cfg.TEMPORAL_TASK_QUEUE,
-      }),
-    });
-    const server = await listen(app, cfg.PORT, cfg.HOST);
+      health,
+    };
+
+    if (!cfg.ROLES.includes('api')) {
+      let healthUrl: string | null = null;
+      if (cfg.HEALTH_PORT !== undefined) {
+        const server = await listen(createHealthApp(appDeps), cfg.HEALTH_PORT, cfg.HOST);
+        cleanups.push(() => closeServer(server));
+        healthUrl = `http://${cfg.HOST}:${(server.address() as { port: number }).port}`;
+      }
+      log.info('agent inbox worker ready', { temporal: address, task_queue: cfg.TEMPORAL_TASK_QUEUE, data_dir: cfg.DATA_DIR, health: healthUrl });
+      return { url: null, healthUrl, temporalAddress: address, client, failure, stop };
+    }
+    const server = await listen(createApp(appDeps), cfg.PORT, cfg.HOST);
     cleanups.push(() => closeServer(server));
     const port = (server.address() as { port: number }).port;
     const url = `http://${cfg.HOST}:${port}`;
     log.info('agent inbox backend ready', { url, temporal: address, namespace: cfg.TEMPORAL_NAMESPACE, data_dir: cfg.DATA_DIR });
-    return { url, temporalAddress: address, client, stop };
+    return { url, healthUrl: null, temporalAddress: address, client, failure, stop };
   } catch (err) {
     await stop();
     throw err;
@@ -170,13 +228,6 @@ async function startEmbeddedTemporal(cfg: Config, log: Logger): Promise<DevServe
       );
     }
   }
-}
-
-function runWorker(worker: Worker, log: Logger): Promise<void> {
-  return worker.run().catch((err: unknown) => {
-    log.error('worker stopped with an error', { error: err });
-    process.exitCode = 1;
-  });
 }
 
 async function listDir(dir: string): Promise<string[]> {

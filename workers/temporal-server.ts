@@ -11,6 +11,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { Connection } from '@temporalio/client';
 import { SearchAttributeType, type defineSearchAttributeKey } from '@temporalio/common';
+import { msToTs } from '@temporalio/common/lib/time';
 import { temporal } from '@temporalio/proto';
 import type { Logger } from './log';
 
@@ -537,6 +538,64 @@ function isAlreadyExists(err: unknown): boolean {
 
 function errorText(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
+}
+
+/** Seconds in a day, for retention periods given in days. */
+const DAY_SECONDS = 24 * 60 * 60;
+
+/** What {@link ensureNamespaceRetention} found and did. */
+export interface RetentionStatus {
+  /** The namespace's workflow execution retention after the call, in days (fractional when not whole days). */
+  namespace_days: number;
+  /** `TASK_RETENTION_DAYS`: how long finished tasks should stay readable. */
+  wanted_days: number;
+  /** True when this call changed the namespace's retention. */
+  updated: boolean;
+  /** Set when Temporal keeps ended workflows for less time than wanted and nothing was changed. */
+  warning?: string;
+}
+
+/**
+ * How the backend treats a namespace's retention: `exact` sets it to the wanted days (the embedded server is ours),
+ * `at-least` raises a shorter one and leaves a longer one alone (an opted-in external cluster), `check` changes nothing.
+ */
+export type RetentionMode = 'exact' | 'at-least' | 'check';
+
+/**
+ * Reads `namespace`'s retention of closed workflows and, as `mode` allows, updates it to `days`; a no-op when it
+ * already fits, so it is safe at every start. A retention shorter than `days` that stays returns (and logs) a warning.
+ * Updates go through the workflow service, which is where namespace configuration changes.
+ */
+export async function ensureNamespaceRetention(
+  connection: Connection,
+  namespace: string,
+  days: number,
+  opts: { mode: RetentionMode; log?: Logger },
+): Promise<RetentionStatus> {
+  const log = opts.log ?? NOOP_LOG;
+  const current = await namespaceRetentionSeconds(connection, namespace);
+  const wanted = days * DAY_SECONDS;
+  const update = opts.mode === 'exact' ? current !== wanted : opts.mode === 'at-least' && current < wanted;
+  if (!update) {
+    if (current >= wanted) return { namespace_days: current / DAY_SECONDS, wanted_days: days, updated: false };
+    const warning = `namespace ${namespace} keeps ended workflows ${formatDays(current)}, less than TASK_RETENTION_DAYS=${days}; older ended tasks are read from their final records`;
+    log.warn('temporal retention shorter than TASK_RETENTION_DAYS', { namespace, namespace_days: current / DAY_SECONDS, wanted_days: days });
+    return { namespace_days: current / DAY_SECONDS, wanted_days: days, updated: false, warning };
+  }
+  await connection.workflowService.updateNamespace({ namespace, config: { workflowExecutionRetentionTtl: msToTs(wanted * 1000) } });
+  log.info('temporal namespace retention set', { namespace, from_days: current / DAY_SECONDS, to_days: days });
+  return { namespace_days: (await namespaceRetentionSeconds(connection, namespace)) / DAY_SECONDS, wanted_days: days, updated: true };
+}
+
+/** The namespace's workflow execution retention in seconds, as the frontend describes it. */
+export async function namespaceRetentionSeconds(connection: Connection, namespace: string): Promise<number> {
+  const described = await connection.workflowService.describeNamespace({ namespace });
+  return Number(described.config?.workflowExecutionRetentionTtl?.seconds ?? 0);
+}
+
+function formatDays(seconds: number): string {
+  const d = seconds / DAY_SECONDS;
+  return d >= 1 ? `${Number(d.toFixed(2))} day(s)` : `${Number((seconds / 3600).toFixed(2))} hour(s)`;
 }
 
 /** Binds port 0 on loopback to learn a port that is free right now. */

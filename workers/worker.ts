@@ -62,3 +62,56 @@ const quietBundlerLogger = {
   warn: (message: string, meta?: Record<string, unknown>) => console.warn(message, meta ?? ''),
   error: (message: string, meta?: Record<string, unknown>) => console.error(message, meta ?? ''),
 };
+
+/** How often a supervised worker's state is looked at: the SDK can mark a worker FAILED before `run()` settles. */
+const WORKER_STATE_CHECK_MS = 1_000;
+
+/** Thrown (as the `failed` value) when a worker stops without being asked to. */
+export class WorkerStoppedError extends Error {
+  override readonly name = 'WorkerStoppedError';
+}
+
+/** A running worker: `done` settles when its run loop ends; `failed` resolves once, only if it ended or failed on its own. */
+export interface SupervisedWorker {
+  done: Promise<void>;
+  failed: Promise<Error>;
+  /** Stops the worker and waits for its run loop, unless it has already failed (a failed loop may never settle). */
+  stop(): Promise<void>;
+}
+
+/**
+ * Runs `worker` and reports the end of its run loop that nobody asked for (a rejection, a FAILED state, or a quiet stop).
+ * `stopping` tells a requested stop apart: the SDK shuts workers down on SIGTERM itself, before `stop()` is reached.
+ */
+export function superviseWorker(worker: Worker, opts: { stopping?: () => boolean } = {}): SupervisedWorker {
+  let stopped = false;
+  const stopping = (): boolean => stopped || (opts.stopping?.() ?? false);
+  let fail!: (err: Error) => void;
+  const failed = new Promise<Error>((resolve) => (fail = resolve));
+  let hasFailed = false;
+  const report = (err: Error): void => {
+    if (stopping() || hasFailed) return;
+    hasFailed = true;
+    fail(err);
+  };
+  const done = worker.run().then(
+    () => report(new WorkerStoppedError('the worker stopped without being asked to')),
+    (err: unknown) => report(err instanceof Error ? err : new WorkerStoppedError(String(err))),
+  );
+  const timer = setInterval(() => {
+    if (worker.getState() === 'FAILED') report(new WorkerStoppedError('the worker is in state FAILED'));
+  }, WORKER_STATE_CHECK_MS);
+  timer.unref();
+  void done.finally(() => clearInterval(timer));
+  return {
+    done,
+    failed,
+    async stop() {
+      stopped = true;
+      clearInterval(timer);
+      if (hasFailed) return;
+      if (worker.getState() === 'RUNNING') worker.shutdown();
+      await done;
+    },
+  };
+}

@@ -4,7 +4,7 @@
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
 import type { SearchAttributePair } from '@temporalio/common';
 import type { Router } from 'express';
-import { TaskSpec } from '../../domain/task';
+import { TaskSpec, type TraceEntry } from '../../domain/task';
 import { TASK_WORKFLOW_TYPE, taskQuery, traceQuery, type TaskWorkflowInput } from '../../workflows/messages';
 import {
   MEMO_REQUEST_HASH,
@@ -23,9 +23,10 @@ import type { AppDeps } from '../deps';
 import { ConflictError } from '../errors';
 import { intakePolicy } from '../intake';
 import { idempotentTaskId, newTaskId, requestHash } from '../idempotency';
+import { decodePageToken, encodePageToken, endedRow, fromRecord, matchesListing, type EndedTaskRow } from '../ended-tasks';
 import { CreateTaskHeaders, TaskListQuery } from '../schemas';
 import { valid, validate } from '../validate';
-import { listExecutions, summaryOf, taskRow, visibilityQuery, where } from '../visibility';
+import { listExecutions, summaryOf, taskRow, visibilityQuery, where, type TaskRow } from '../visibility';
 import { pathParam, taskRouter } from './params';
 
 /** Characters of the goal kept in the summary memo that listings show. */
@@ -34,6 +35,37 @@ const GOAL_PREVIEW_CHARS = 200;
 /** Where a task and its trace live in this API. */
 function taskLinks(taskId: string): { self: string; trace: string } {
   return { self: `/v1/tasks/${taskId}`, trace: `/v1/tasks/${taskId}/trace` };
+}
+
+/** The visibility clauses of a listing's filters; a continued-as-new run is the same task as its successor, so each task lists once. */
+function listClauses(q: TaskListQuery): string[] {
+  const clauses = [where('ExecutionStatus', '!=', 'ContinuedAsNew')];
+  if (q.state !== undefined) clauses.push(where(SA_STATE, '=', q.state));
+  if (q.repo !== undefined) clauses.push(where(SA_REPO, '=', q.repo));
+  if (q.requester !== undefined) clauses.push(where(SA_REQUESTER, '=', q.requester));
+  if (q.label !== undefined) clauses.push(where(SA_LABELS, '=', q.label));
+  if (q.priority !== undefined) clauses.push(where(SA_PRIORITY, '=', q.priority));
+  return clauses;
+}
+
+/**
+ * A listing with ended tasks: the first page starts with the running tasks (from Temporal), then ended tasks
+ * from their records, newest end first; later pages (`page_token`) go on through the records only.
+ */
+async function listWithEnded(deps: AppDeps, q: TaskListQuery): Promise<{ tasks: (TaskRow | EndedTaskRow)[]; next_page_token: string | null }> {
+  const after = q.page_token === undefined ? undefined : decodePageToken(q.page_token);
+  const running: TaskRow[] =
+    after === undefined
+      ? (await listExecutions(deps.client, visibilityQuery([...listClauses(q), where('ExecutionStatus', '=', 'Running')]), q.limit)).map(taskRow)
+      : [];
+  const room = q.limit - running.length;
+  if (deps.records === undefined) return { tasks: running, next_page_token: null };
+  if (room === 0) return { tasks: running, next_page_token: encodePageToken(null) };
+  // A task that wrote its record a moment ago may still be running; list it once.
+  const listed = new Set(running.map((r) => r.task_id));
+  const page = await deps.records.page({ ...(after ? { after } : {}), limit: room, match: matchesListing(q) });
+  const ended = page.records.filter((r) => !listed.has(r.task_id)).map(endedRow);
+  return { tasks: [...running, ...ended], next_page_token: page.next === null ? null : encodePageToken(page.next) };
 }
 
 /** Routes that start tasks and read them. */
@@ -90,24 +122,32 @@ export function taskRoutes(deps: AppDeps): Router {
 
   router.get('/v1/tasks', listQuery, async function listTasks(req, res) {
     const q = valid(req, listQuery);
-    // A continued-as-new run is the same task as its successor; list each task once.
-    const clauses = [where('ExecutionStatus', '!=', 'ContinuedAsNew')];
-    if (q.state !== undefined) clauses.push(where(SA_STATE, '=', q.state));
-    if (q.repo !== undefined) clauses.push(where(SA_REPO, '=', q.repo));
-    if (q.requester !== undefined) clauses.push(where(SA_REQUESTER, '=', q.requester));
-    if (q.label !== undefined) clauses.push(where(SA_LABELS, '=', q.label));
-    if (q.priority !== undefined) clauses.push(where(SA_PRIORITY, '=', q.priority));
-    const executions = await listExecutions(client, visibilityQuery(clauses), q.limit);
+    if (q.include_ended) {
+      res.json(await listWithEnded(deps, q));
+      return;
+    }
+    const executions = await listExecutions(client, visibilityQuery(listClauses(q)), q.limit);
     res.json({ tasks: executions.map(taskRow) });
   });
 
   router.get('/v1/tasks/:id', async function getTask(req, res) {
-    res.json(await client.workflow.getHandle(pathParam(req, 'id')).query(taskQuery));
+    const id = pathParam(req, 'id');
+    try {
+      res.json(await client.workflow.getHandle(id).query(taskQuery));
+    } catch (err) {
+      res.json((await fromRecord(err, deps.records, (r) => r.read(id))).view);
+    }
   });
 
   router.get('/v1/tasks/:id/trace', async function getTrace(req, res) {
     const id = pathParam(req, 'id');
-    const live = await client.workflow.getHandle(id).query(traceQuery);
+    let live: { entries: TraceEntry[]; first_index: number };
+    try {
+      live = await client.workflow.getHandle(id).query(traceQuery);
+    } catch (err) {
+      res.json({ entries: await fromRecord(err, deps.records, (r) => r.trace(id)), first_index: 0 });
+      return;
+    }
     const archived = live.first_index > 0 && deps.artifacts ? await archivedTrace(deps.artifacts, id, live.first_index, log) : null;
     if (archived === null) {
       res.json({ entries: live.entries, first_index: live.first_index });

@@ -2,13 +2,13 @@
  * What a task hands back: the gated checkpoint committed and pushed, the review that follows, and
  * the end of the task (items closed, sandbox torn down, a rejected branch removed).
  */
-import { ActivityFailure, CancellationScope, condition, allHandlersFinished, log } from '@temporalio/workflow';
+import { ActivityFailure, CancellationScope, condition, allHandlersFinished, log, patched } from '@temporalio/workflow';
 import { preview } from '../../domain/rules';
 import type { TaskOutcome } from '../messages';
 import { waitFor, raise } from './inbox';
 import { describeFailure, io } from './proxies';
 import { firstLine, type End, type TaskRun } from './state';
-import { flushTrace, setState, trace } from './visibility';
+import { flushTrace, setState, trace, view } from './visibility';
 
 /** Commits and pushes the round's output, then opens a `pr_review` item. */
 export async function publish(t: TaskRun): Promise<End | undefined> {
@@ -130,6 +130,18 @@ function prSummary(t: TaskRun, stat: string): string {
   ].join('\n');
 }
 
+/** Patch before which an ended task wrote no final record. */
+export const TASK_RECORD_PATCH = 'task-record';
+
+/** Writes the task's final view and whole trace where they outlive Temporal's retention; a failure is logged, never fatal. */
+async function writeRecord(t: TaskRun): Promise<void> {
+  try {
+    await io.writeTaskRecord({ task_id: t.input.task_id, view: view(t), first_index: t.s.trace_offset, entries: t.s.trace });
+  } catch (err) {
+    log.error('task record not written', { task_id: t.input.task_id, error: String(err) });
+  }
+}
+
 /** Ends the task: closes open items, tears the sandbox down and removes a rejected or cancelled branch. */
 export async function finish(t: TaskRun, end: End): Promise<TaskOutcome> {
   const s = t.s;
@@ -160,6 +172,7 @@ export async function finish(t: TaskRun, end: End): Promise<TaskOutcome> {
   setState(t, end.state);
   await CancellationScope.nonCancellable(async () => {
     await flushTrace(t);
+    if (patched(TASK_RECORD_PATCH)) await writeRecord(t);
     await condition(allHandlersFinished);
   });
   return { task_id: t.input.task_id, state: end.state, result: end.result, branch: s.pushed && end.state !== 'rejected' && end.state !== 'cancelled' ? s.branch : null, commit: s.commit };
