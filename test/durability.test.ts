@@ -11,7 +11,7 @@ import { after, before, describe, it } from 'node:test';
 import type { Stack } from '../workers/stack';
 import type { DevServer } from '../workers/temporal-server';
 import { branchCommit, git, makeOriginRepo, tempDir } from './support/git-fixture';
-import { call, eventually } from './support/http';
+import { call, eventually, freePort } from './support/http';
 import { REPO_ROOT, removeSandboxes, stackEnv, startTestStack, startTestTemporal } from './support/stack';
 
 const MAIN = path.join(REPO_ROOT, 'dist', 'workers', 'main.js');
@@ -29,16 +29,6 @@ function exited(child: ChildProcess): Promise<number | null> {
   return new Promise((resolve) => child.once('exit', (code) => resolve(code)));
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as net.AddressInfo).port;
-      srv.close(() => resolve(port));
-    });
-    srv.on('error', reject);
-  });
-}
 
 async function portOpen(port: number): Promise<boolean> {
   return new Promise((resolve) => {

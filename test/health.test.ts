@@ -6,13 +6,13 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createLogger } from '../workers/log';
 import { resolveTemporalCli, startDevServer, type DevServer } from '../workers/temporal-server';
 import { tempDir } from './support/git-fixture';
-import { call, eventually } from './support/http';
+import { FAILING_STACK_ENV } from './support/failing-stack';
+import { call, eventually, freePort } from './support/http';
 import { REPO_ROOT, stackEnv } from './support/stack';
 
 const MAIN = path.join(REPO_ROOT, 'dist', 'workers', 'main.js');
@@ -21,16 +21,6 @@ const FAILING_STACK = path.join(REPO_ROOT, 'dist', 'test', 'support', 'failing-s
 const FAILURE_TIMEOUT_MS = 180_000;
 const log = createLogger({ level: 'warn', component: 'test-health' });
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 function exited(child: ChildProcess): Promise<number | null> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(child.exitCode);
@@ -75,7 +65,7 @@ describe('a worker whose run loop fails', () => {
     };
     const logOf = (name: string): string => fs.readFileSync(path.join(logDir, `${name}.log`), 'utf8').slice(-2_000);
 
-    const both = spawnBackend(FAILING_STACK, 'both', { ...stackEnv(temporal, tempDir('health-both'), `health-both-${process.pid}`), SANDBOX_DRIVER: 'process' });
+    const both = spawnBackend(FAILING_STACK, 'both', { ...stackEnv(temporal, tempDir('health-both'), `health-both-${process.pid}`), SANDBOX_DRIVER: 'process', [FAILING_STACK_ENV]: '1' });
     const bothSaid = jsonLines(both);
     const ready = await eventually(async () => bothSaid().find((l) => l.ready), (l) => l !== undefined, 'the api+worker backend to start');
     const healthy = await call(ready.ready, 'GET', '/healthz');

@@ -3,7 +3,6 @@
  * cluster's is left alone (with a warning in the log and `/healthz`) unless the operator opts in.
  */
 import assert from 'node:assert/strict';
-import net from 'node:net';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Connection } from '@temporalio/client';
@@ -12,23 +11,12 @@ import { createLogger } from '../workers/log';
 import { startStack, type Stack } from '../workers/stack';
 import { namespaceRetentionSeconds, type DevServer } from '../workers/temporal-server';
 import { tempDir } from './support/git-fixture';
-import { call } from './support/http';
+import { call, freePort } from './support/http';
 import { REPO_ROOT, stackEnv, startTestTemporal } from './support/stack';
 
 const DAY_SECONDS = 24 * 60 * 60;
 const log = createLogger({ level: 'error', component: 'test-retention' });
 
-/** A port nothing listens on right now, for the embedded server's frontend and UI. */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 /** The namespace's retention in days, read from the frontend at `address`. */
 async function retentionDays(address: string, namespace: string): Promise<number> {

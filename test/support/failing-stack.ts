@@ -19,7 +19,12 @@ async function main(): Promise<void> {
   process.exit(0);
 }
 
-main().catch((err: unknown) => {
-  process.stderr.write(`failing-stack: ${String(err)}\n`);
-  process.exit(2);
-});
+/** Set by the test that spawns this file; the test runner, which loads every file under test/, runs nothing here. */
+export const FAILING_STACK_ENV = 'AGENT_INBOX_FAILING_STACK';
+
+if (process.env[FAILING_STACK_ENV] === '1') {
+  main().catch((err: unknown) => {
+    process.stderr.write(`failing-stack: ${String(err)}\n`);
+    process.exit(2);
+  });
+}

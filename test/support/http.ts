@@ -1,6 +1,7 @@
 /**
- * A small JSON client over real HTTP for API tests, and a polling helper.
+ * A small JSON client over real HTTP for API tests, a polling helper and a free loopback port.
  */
+import net from 'node:net';
 
 /** An HTTP response with its parsed JSON body. */
 export interface JsonResponse<T = any> {
@@ -48,4 +49,16 @@ export async function eventually<T>(probe: () => Promise<T>, done: (v: T) => boo
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new Error(`timed out waiting for ${what}; last value: ${JSON.stringify(last)}${lastErr ? `; last error: ${String(lastErr)}` : ''}`);
+}
+
+/** A loopback port nothing listens on right now (for a server a test starts itself). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as net.AddressInfo;
+      srv.close(() => resolve(port));
+    });
+  });
 }
