@@ -85,7 +85,7 @@ describe('tar guard for archives coming back from a pod', () => {
 
   it('passes an ordinary tree through byte for byte, in GNU and POSIX formats, long names and symlinks included', async () => {
     const long = `${'d'.repeat(60)}/${'f'.repeat(120)}.txt`;
-    const dir = tree({ 'README.md': '# hi\n', 'src/a.ts': 'export {};\n', [long]: 'long\n', 'empty': '' });
+    const dir = tree({ 'README.md': '# hi\n', 'src/a.ts': 'export {};\n', [long]: 'long\n', 'empty': '', 'naïve-日本.txt': 'utf8\n' });
     fs.symlinkSync('src/a.ts', path.join(dir, 'inside'));
     fs.symlinkSync('/etc/passwd', path.join(dir, 'outside'));
     fs.symlinkSync('x'.repeat(150), path.join(dir, 'long-target'));
@@ -93,7 +93,7 @@ describe('tar guard for archives coming back from a pod', () => {
       const archive = tar(['-c', '-f', '-', `--format=${format}`, '-C', dir, '.']);
       const { out, err, g } = await guard(archive);
       assert.equal(err, null, `${format}: ${err?.message}`);
-      assert.equal(g.members, 10);
+      assert.equal(g.members, 11);
       // Everything up to the end marker, then exactly two zero blocks.
       assert.ok(archive.subarray(0, out.length).equals(out), format);
       assert.ok(out.subarray(-2 * TAR_BLOCK).every((b) => b === 0));
@@ -114,6 +114,11 @@ describe('tar guard for archives coming back from a pod', () => {
     assert.equal(err.member, 'pipe');
     assert.match(err.message, /"pipe" is a FIFO: only regular files, directories and symlinks/);
     assert.ok(out.length <= headerOf(archive, 'pipe'), 'nothing of the FIFO was passed on');
+    // Names are shown as the UTF-8 they are.
+    execFileSync('mkfifo', [path.join(dir, 'tuyau-é')]);
+    const named = await refused(tar(['-c', '-f', '-', '-C', dir, 'tuyau-é']));
+    assert.equal(named.member, 'tuyau-é');
+    assert.match(named.message, /^"tuyau-é" is a FIFO/);
   });
 
   it('refuses character and block devices', async () => {

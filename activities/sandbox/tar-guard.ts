@@ -49,14 +49,17 @@ export interface TarLimits {
 /** Thrown (as the guard's stream error) when an archive holds something the worker refuses. */
 export class TarRefusedError extends Error {
   override readonly name = 'TarRefusedError';
+  /** The member's name as the archive gives it (decoded as UTF-8), when the refusal is about one member. */
+  readonly member: string | null;
+
   constructor(
     message: string,
-    /** The member's name as the archive gives it, when the refusal is about one member. */
-    readonly member: string | null,
+    member: string | null,
     /** Why, in a word: `type`, `name`, `bytes`, `members` or `format`. */
     readonly reason: 'type' | 'name' | 'bytes' | 'members' | 'format',
   ) {
     super(message);
+    this.member = member === null ? null : utf8(member);
   }
 }
 
@@ -184,40 +187,40 @@ export class TarGuard extends Transform {
     const shown = displayName(block, posix, pending);
     const what = TYPE_NAMES[type];
     if (type !== '0' && type !== '\0' && type !== '5' && type !== '2') {
-      const label = what ?? `a member of unknown type ${JSON.stringify(type)}`;
-      const target = type === '1' ? ` to ${JSON.stringify(linkTarget(block, pending))}` : '';
-      throw new TarRefusedError(`${JSON.stringify(shown)} is ${label}${target}: only regular files, directories and symlinks are copied back`, shown, 'type');
+      const label = what ?? `a member of unknown type ${q(type)}`;
+      const target = type === '1' ? ` to ${q(linkTarget(block, pending))}` : '';
+      throw new TarRefusedError(`${q(shown)} is ${label}${target}: only regular files, directories and symlinks are copied back`, shown, 'type');
     }
     const paxSize = pending.pax?.get('size');
     let size = headerSize;
     if (paxSize !== undefined) {
-      if (!/^\d+$/.test(paxSize) || !Number.isSafeInteger(Number(paxSize))) throw new TarRefusedError(`${JSON.stringify(shown)} has a bad pax size ${JSON.stringify(paxSize)}`, shown, 'format');
+      if (!/^\d+$/.test(paxSize) || !Number.isSafeInteger(Number(paxSize))) throw new TarRefusedError(`${q(shown)} has a bad pax size ${q(paxSize)}`, shown, 'format');
       size = Number(paxSize);
-      if (size !== headerSize) throw new TarRefusedError(`${JSON.stringify(shown)} has two sizes (${headerSize} in its header, ${size} in its pax header)`, shown, 'format');
+      if (size !== headerSize) throw new TarRefusedError(`${q(shown)} has two sizes (${headerSize} in its header, ${size} in its pax header)`, shown, 'format');
     }
     const name = checkName(shown);
     if (type === '5' || type === '2') {
-      if (size !== 0) throw new TarRefusedError(`${JSON.stringify(shown)} is a ${type === '5' ? 'directory' : 'symlink'} with ${size} bytes of data`, shown, 'format');
+      if (size !== 0) throw new TarRefusedError(`${q(shown)} is a ${type === '5' ? 'directory' : 'symlink'} with ${size} bytes of data`, shown, 'format');
     } else if (shown.endsWith('/') || name === '') {
-      throw new TarRefusedError(`${JSON.stringify(shown)} is a regular file named like a directory`, shown, 'name');
+      throw new TarRefusedError(`${q(shown)} is a regular file named like a directory`, shown, 'name');
     }
     if (type === '2') {
       const target = linkTarget(block, pending);
-      if (target === '' || target.includes('\0')) throw new TarRefusedError(`${JSON.stringify(shown)} is a symlink without a target`, shown, 'format');
+      if (target === '' || target.includes('\0')) throw new TarRefusedError(`${q(shown)} is a symlink without a target`, shown, 'format');
       if (name === '') throw new TarRefusedError('the archive makes the root of the working copy a symlink', shown, 'name');
     }
-    if (this.names.has(name)) throw new TarRefusedError(`${JSON.stringify(shown)} appears twice in the archive`, shown, 'name');
+    if (this.names.has(name)) throw new TarRefusedError(`${q(shown)} appears twice in the archive`, shown, 'name');
     const parts = name === '' ? [] : name.split('/');
     for (let i = 1; i < parts.length; i++) {
       const parent = parts.slice(0, i).join('/');
-      if (this.symlinks.has(parent)) throw new TarRefusedError(`${JSON.stringify(shown)} lies under the symlink ${JSON.stringify(parent)}`, shown, 'name');
+      if (this.symlinks.has(parent)) throw new TarRefusedError(`${q(shown)} lies under the symlink ${q(parent)}`, shown, 'name');
     }
     if (this.memberCount + 1 > this.limits.maxMembers) {
       throw new TarRefusedError(`the archive has more than ${this.limits.maxMembers} files and directories (the copy-back limit)`, shown, 'members');
     }
     if (this.offset + padded(size) > this.limits.maxBytes) {
       throw new TarRefusedError(
-        `${JSON.stringify(shown)} is ${size} bytes: the archive would be larger than the copy-back limit of ${this.limits.maxBytes} bytes`,
+        `${q(shown)} is ${size} bytes: the archive would be larger than the copy-back limit of ${this.limits.maxBytes} bytes`,
         shown,
         'bytes',
       );
@@ -240,7 +243,7 @@ export class TarGuard extends Transform {
       this.pending.pax = parsePax(payload);
     } else {
       const nul = payload.indexOf(0);
-      const text = (nul === -1 ? payload : payload.subarray(0, nul)).toString('utf8');
+      const text = (nul === -1 ? payload : payload.subarray(0, nul)).toString('latin1');
       if (text.length === 0 || text.length > MAX_NAME_BYTES) throw new TarRefusedError('a GNU long name is empty or too long', null, 'format');
       if (this.extKind === 'L') this.pending.longName = text;
       else this.pending.longLink = text;
@@ -250,6 +253,17 @@ export class TarGuard extends Transform {
   }
 }
 
+// Names are handled as latin1 strings, one character per byte, so checks and comparisons see the exact bytes;
+// they are decoded as UTF-8 only to be shown.
+function utf8(bytes: string): string {
+  return Buffer.from(bytes, 'latin1').toString('utf8');
+}
+
+/** A name quoted for a message. */
+function q(bytes: string): string {
+  return JSON.stringify(utf8(bytes));
+}
+
 /** Bytes a member of `size` bytes takes in the archive (its data padded to whole blocks). */
 function padded(size: number): number {
   return Math.ceil(size / TAR_BLOCK) * TAR_BLOCK;
@@ -257,14 +271,14 @@ function padded(size: number): number {
 
 function cstring(field: Buffer): string {
   const nul = field.indexOf(0);
-  return (nul === -1 ? field : field.subarray(0, nul)).toString('utf8');
+  return (nul === -1 ? field : field.subarray(0, nul)).toString('latin1');
 }
 
 /** The member's name as GNU tar reads it: pax `path`, else a GNU long name, else ustar prefix and name. */
 function displayName(block: Buffer, posix: boolean, pending: Pending): string {
   const pax = pending.pax?.get('path');
   if (pax !== undefined && pending.longName !== undefined && pax !== pending.longName) {
-    throw new TarRefusedError(`one member has two long names (${JSON.stringify(pax)} and ${JSON.stringify(pending.longName)})`, pax, 'format');
+    throw new TarRefusedError(`one member has two long names (${q(pax)} and ${q(pending.longName)})`, pax, 'format');
   }
   if (pax !== undefined) return pax;
   if (pending.longName !== undefined) return pending.longName;
@@ -281,10 +295,10 @@ function linkTarget(block: Buffer, pending: Pending): string {
 /** The member's path with `./` and empty components removed ('' for the root); refuses absolute names and `..`. */
 function checkName(shown: string): string {
   if (shown === '') throw new TarRefusedError('a member has an empty name', shown, 'name');
-  if (shown.includes('\0')) throw new TarRefusedError(`${JSON.stringify(shown)} has a NUL in its name`, shown, 'name');
-  if (shown.startsWith('/')) throw new TarRefusedError(`${JSON.stringify(shown)} is an absolute name`, shown, 'name');
+  if (shown.includes('\0')) throw new TarRefusedError(`${q(shown)} has a NUL in its name`, shown, 'name');
+  if (shown.startsWith('/')) throw new TarRefusedError(`${q(shown)} is an absolute name`, shown, 'name');
   const parts = shown.split('/');
-  if (parts.includes('..')) throw new TarRefusedError(`${JSON.stringify(shown)} has a ".." component`, shown, 'name');
+  if (parts.includes('..')) throw new TarRefusedError(`${q(shown)} has a ".." component`, shown, 'name');
   return parts.filter((p) => p !== '' && p !== '.').join('/');
 }
 
@@ -331,8 +345,8 @@ function parsePax(data: Buffer): Map<string, string> {
     const eq = record.indexOf(0x3d);
     if (eq <= 0) throw new TarRefusedError('a pax extended header is malformed', null, 'format');
     const key = record.subarray(0, eq).toString('utf8');
-    const value = record.subarray(eq + 1).toString('utf8');
-    if (!PAX_KEYS.has(key)) throw new TarRefusedError(`a pax extended header sets ${JSON.stringify(key)}, which is not accepted`, out.get('path') ?? null, key.startsWith('GNU.sparse') ? 'type' : 'format');
+    const value = record.subarray(eq + 1).toString('latin1');
+    if (!PAX_KEYS.has(key)) throw new TarRefusedError(`a pax extended header sets ${q(key)}, which is not accepted`, out.get('path') ?? null, key.startsWith('GNU.sparse') ? 'type' : 'format');
     if (value.includes('\0')) throw new TarRefusedError(`the pax ${key} holds a NUL`, null, 'format');
     out.set(key, value);
     at += len;
