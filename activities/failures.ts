@@ -19,6 +19,8 @@ export const FAILURE_TYPES = [
   'SandboxLost',
   // A git command failed for a reason that may pass (network, a lock file); retried.
   'GitFailed',
+  // A sandbox went past a bound the worker enforces (a copy-back cap, a file type it refuses); running it again meets the same bound.
+  'SandboxLimit',
 ] as const;
 
 /** One of {@link FAILURE_TYPES}. */
@@ -32,6 +34,7 @@ const NON_RETRYABLE: Readonly<Record<FailureType, boolean>> = {
   InvalidInput: true,
   SandboxLost: true,
   GitFailed: false,
+  SandboxLimit: true,
 };
 
 /** True when Temporal should not retry a failure of this type. */
