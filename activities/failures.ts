@@ -19,8 +19,8 @@ export const FAILURE_TYPES = [
   'SandboxLost',
   // A git command failed for a reason that may pass (network, a lock file); retried.
   'GitFailed',
-  // The working copy holds more than a checkpoint may take (a file too large, too many new files); it stays so until changed.
-  'TreeTooLarge',
+  // A sandbox went past a bound the worker enforces (a copy-back cap, a file type it refuses, a tree too large to checkpoint); running it again meets the same bound.
+  'SandboxLimit',
 ] as const;
 
 /** One of {@link FAILURE_TYPES}. */
@@ -34,7 +34,7 @@ const NON_RETRYABLE: Readonly<Record<FailureType, boolean>> = {
   InvalidInput: true,
   SandboxLost: true,
   GitFailed: false,
-  TreeTooLarge: true,
+  SandboxLimit: true,
 };
 
 /** True when Temporal should not retry a failure of this type. */

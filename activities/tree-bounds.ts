@@ -36,5 +36,5 @@ export async function treeOverBounds(dir: string): Promise<string | null> {
 /** Refuse, with a failure saying why, to checkpoint a working copy over the bounds. */
 export async function assertTreeWithinBounds(dir: string): Promise<void> {
   const why = await treeOverBounds(dir);
-  if (why !== null) throw activityFailure('TreeTooLarge', `the working copy cannot be checkpointed: ${why}`);
+  if (why !== null) throw activityFailure('SandboxLimit', `the working copy cannot be checkpointed: ${why}`);
 }

@@ -36,7 +36,7 @@ let origin: string;
 let dataDir: string;
 let counter = 0;
 
-function makeDriver(opts: { logs?: string[]; egressProxy?: boolean } = {}): KubernetesSandboxDriver {
+function makeDriver(opts: { logs?: string[]; egressProxy?: boolean; driver?: Record<string, unknown> } = {}): KubernetesSandboxDriver {
   const n = ++counter;
   const log: Logger = opts.logs ? { ...quiet, info: (m) => void opts.logs!.push(m) } : quiet;
   return new KubernetesSandboxDriver({
@@ -50,7 +50,61 @@ function makeDriver(opts: { logs?: string[]; egressProxy?: boolean } = {}): Kube
     ...(opts.egressProxy
       ? { egressProxy: { url: 'http://egress-proxy.agent-inbox:3128', namespace: 'agent-inbox', podLabels: { 'app.kubernetes.io/name': 'egress-proxy' }, port: 3128 } }
       : {}),
+    ...opts.driver,
   });
+}
+
+/** The real activities on a fresh pod for `id`; `step` runs one recipe step from the last checkpoint it returned. */
+async function podTask(id: string, driver = makeDriver()) {
+  const acts = activitiesFor(driver);
+  const p = await acts.provisionSandbox({ task_id: id, repo: origin, base_branch: 'main' });
+  let checkpoint = p.checkpoint;
+  let index = 0;
+  return {
+    acts,
+    sandbox: p.sandbox,
+    /** The pod's working copy (kwok runs pods' commands on this host, so it is a directory here). */
+    podDir: p.sandbox.workdir,
+    host: p.sandbox.hostWorkdir,
+    async step(command: string, timeout = 30) {
+      const r = await acts.runStep({ task_id: id, sandbox: p.sandbox, index: index++, round: 1, command, timeout_seconds: timeout, checkpoint, env: {} });
+      checkpoint = r.checkpoint;
+      return r;
+    },
+    teardown: () => acts.teardownSandbox({ task_id: id, sandbox: p.sandbox }),
+  };
+}
+
+/** Asserts that `p` fails the step as a non-retryable `SandboxLimit` whose message matches `message`. */
+async function refusedStep(p: Promise<unknown>, message: RegExp): Promise<void> {
+  await assert.rejects(p, (err: { type?: string; nonRetryable?: boolean; message: string }) => {
+    assert.equal(err.type, 'SandboxLimit', err.message);
+    assert.equal(err.nonRetryable, true);
+    assert.match(err.message, message);
+    return true;
+  });
+}
+
+/** Host `tar` processes working on a copy-back of the working copy at `host` (its fresh directory is named after it). */
+function copyBackTars(host: string): string[] {
+  const marker = path.join(path.dirname(host), `.${path.basename(host)}.sync-`);
+  return fs
+    .readdirSync('/proc')
+    .filter((n) => /^\d+$/.test(n))
+    .map((n) => {
+      try {
+        return fs.readFileSync(`/proc/${n}/cmdline`, 'utf8').split('\0');
+      } catch {
+        return [];
+      }
+    })
+    .filter((argv) => path.basename(argv[0] ?? '') === 'tar' && argv.some((a) => a.startsWith(marker)))
+    .map((argv) => argv.join(' '));
+}
+
+/** Leftover fresh or old copies next to the working copy at `host`. */
+function syncLeftovers(host: string): string[] {
+  return fs.readdirSync(path.dirname(host)).filter((n) => n.startsWith(`.${path.basename(host)}.sync-`));
 }
 
 function activitiesFor(driver: KubernetesSandboxDriver): Activities {
@@ -120,7 +174,7 @@ describe('Kubernetes pod sandbox driver', () => {
     assert.equal(c.securityContext?.readOnlyRootFilesystem, true);
     assert.deepEqual(c.resources?.requests, c.resources?.limits);
     assert.deepEqual(Object.keys(c.resources!.limits!).sort(), ['cpu', 'ephemeral-storage', 'memory']);
-    assert.deepEqual(spec.volumes!.map((v) => [v.name, Boolean(v.emptyDir?.sizeLimit)]), [['workspace', true], ['tmp', true]]);
+    assert.deepEqual(spec.volumes!.map((v) => [v.name, v.emptyDir?.sizeLimit]), [['workspace', '2Gi'], ['tmp', '1Gi']]);
     assert.equal(pod.metadata?.annotations?.['agent-inbox.dev/task-id'], id);
     assert.equal(c.env?.some((e) => /proxy/i.test(e.name)), false, 'no proxy configured: no proxy variables');
 
@@ -220,6 +274,109 @@ describe('Kubernetes pod sandbox driver', () => {
     assert.ok(!(await restarted.list()).includes(id));
     // Tearing down what is gone already succeeds.
     await restarted.teardown(p.sandbox);
+  });
+
+  it('refuses a FIFO or a device the pod leaves, naming it, and keeps the worker\'s copy and resets the pod', { timeout: 120_000 }, async () => {
+    const t = await podTask('k8s-fifo');
+    await refusedStep(t.step('echo changed >> README.md; mkfifo pipe; echo done'), /the command exited 0, but what it left was not copied back: "\.\/pipe" is a FIFO: only regular files, directories and symlinks are copied back/);
+    assert.equal(fs.readFileSync(path.join(t.host, 'README.md'), 'utf8'), '# demo\n', 'the worker\'s copy is as it was');
+    assert.equal(fs.existsSync(path.join(t.host, 'pipe')), false);
+    assert.deepEqual(fs.readdirSync(t.podDir).sort(), ['README.md', 'src'], 'the pod was reset to the worker\'s copy');
+    assert.equal(fs.readFileSync(path.join(t.podDir, 'README.md'), 'utf8'), '# demo\n');
+
+    await refusedStep(t.step('mknod null c 1 3'), /"\.\/null" is a character device/);
+    assert.equal(fs.existsSync(path.join(t.host, 'null')), false);
+    assert.deepEqual(syncLeftovers(t.host), []);
+
+    // The task goes on from the copy the worker kept.
+    const next = await t.step('echo ok > ok.txt; ls');
+    assert.equal(next.exit_code, 0);
+    assert.deepEqual(next.changed_paths, ['ok.txt']);
+    assert.deepEqual(next.output_preview.trim().split('\n'), ['README.md', 'ok.txt', 'src']);
+    await t.teardown();
+  });
+
+  it('refuses a 4 GiB sparse file at its header instead of streaming it', { timeout: 120_000 }, async () => {
+    const t = await podTask('k8s-sparse');
+    await refusedStep(t.step('truncate -s 4G big'), /"\.\/big" is 4294967296 bytes: the archive would be larger than the copy-back limit of 2147483648 bytes/);
+    assert.equal(fs.existsSync(path.join(t.host, 'big')), false);
+    assert.equal(fs.existsSync(path.join(t.podDir, 'big')), false, 'the pod was reset');
+    assert.deepEqual(syncLeftovers(t.host), []);
+    assert.deepEqual(copyBackTars(t.host), []);
+    await t.teardown();
+  });
+
+  it('brings a hard link in the pod back as a file of its own', async () => {
+    const t = await podTask('k8s-hardlink');
+    const r = await t.step('ln README.md hard');
+    assert.deepEqual(r.changed_paths, ['hard']);
+    const [a, b] = ['README.md', 'hard'].map((f) => fs.lstatSync(path.join(t.host, f)));
+    assert.ok(a!.isFile() && b!.isFile());
+    assert.equal(b!.nlink, 1, 'not a hard link on the worker');
+    assert.notEqual(a!.ino, b!.ino);
+    assert.equal(fs.readFileSync(path.join(t.host, 'hard'), 'utf8'), '# demo\n');
+    await t.teardown();
+  });
+
+  it('caps the bytes and the files one copy-back may bring, failing the step with the cap', { timeout: 120_000 }, async () => {
+    const bytes = await podTask('k8s-cap-bytes', makeDriver({ driver: { copyBack: { maxBytes: 1 << 20 } } }));
+    await refusedStep(bytes.step('head -c 2000000 /dev/zero > blob'), /"\.\/blob" is 2000000 bytes: the archive would be larger than the copy-back limit of 1048576 bytes/);
+    // Many files each under the cap: the cap on the stream still holds.
+    await refusedStep(bytes.step('for i in 1 2 3 4 5 6; do head -c 200000 /dev/zero > part$i; done'), /copy-back limit of 1048576 bytes/);
+    assert.deepEqual(fs.readdirSync(bytes.host).sort(), ['README.md', 'src']);
+    await bytes.teardown();
+
+    const files = await podTask('k8s-cap-files', makeDriver({ driver: { copyBack: { maxFiles: 20 } } }));
+    await refusedStep(files.step('mkdir many && for i in $(seq 1 30); do : > many/$i; done'), /more than 20 files and directories \(the copy-back limit\)/);
+    assert.equal(fs.existsSync(path.join(files.host, 'many')), false);
+    assert.equal((await files.step('echo fine > fine.txt')).exit_code, 0, 'under the cap, steps go on');
+    await files.teardown();
+  });
+
+  it('gives the workspace emptyDir its configured sizeLimit, and refuses a size that is not a quantity', async () => {
+    const driver = makeDriver({ driver: { resources: { workspaceSize: '3Gi', tmpSize: '512Mi' } } });
+    const t = await podTask('k8s-size', driver);
+    const pod = await admin.makeApiClient(k8s.CoreV1Api).readNamespacedPod({ name: podName('k8s-size'), namespace: NS });
+    assert.deepEqual(pod.spec!.volumes!.map((v) => [v.name, v.emptyDir?.sizeLimit]), [['workspace', '3Gi'], ['tmp', '512Mi']]);
+    // The copy-back cap follows the workspace's size.
+    await refusedStep(t.step('truncate -s 4G big'), /copy-back limit of 3221225472 bytes/);
+    await t.teardown();
+    assert.throws(() => makeDriver({ driver: { resources: { workspaceSize: 'lots' } } }), /workspace size "lots" is not a Kubernetes quantity/);
+  });
+
+  it('kills the host tar of a copy-back that runs past its deadline or is cancelled, keeping the worker\'s copy', { timeout: 120_000 }, async () => {
+    const t = await podTask('k8s-sync-kill');
+    // A second driver on the same pod whose copies must finish within a millisecond.
+    const hasty = makeDriver({ driver: { syncTimeoutMs: 1, workspacePath: t.podDir } });
+    await assert.rejects(
+      hasty.exec(t.sandbox, 'echo late > late.txt', { timeoutMs: 30_000, maxOutputBytes: 1024 }),
+      /copying the pod's working copy back did not finish within 0\.001 s/,
+    );
+    assert.deepEqual(copyBackTars(t.host), [], 'no host tar left running');
+    assert.equal(fs.existsSync(path.join(t.host, 'late.txt')), false);
+    assert.deepEqual(syncLeftovers(t.host), []);
+
+    // Cancelled during the copy-back: the host tar is gone by the time exec rejects.
+    const cancel = new AbortController();
+    let seen: string[] = [];
+    const watch = setInterval(() => {
+      if (seen.length > 0) return;
+      seen = copyBackTars(t.host);
+      if (seen.length > 0) cancel.abort(new Error('cancelled by the test'));
+    }, 10);
+    try {
+      await assert.rejects(
+        makeDriver({ driver: { workspacePath: t.podDir } }).exec(t.sandbox, 'head -c 400000000 /dev/zero > blob', { timeoutMs: 60_000, maxOutputBytes: 1024, signal: cancel.signal }),
+        { name: 'AbortError' },
+      );
+    } finally {
+      clearInterval(watch);
+    }
+    assert.ok(seen.length > 0, 'the copy-back had started');
+    assert.deepEqual(copyBackTars(t.host), [], 'no host tar left running');
+    assert.equal(fs.existsSync(path.join(t.host, 'blob')), false);
+    assert.deepEqual(syncLeftovers(t.host), []);
+    await t.teardown();
   });
 
   it('gives the worker\'s service account what the driver needs and nothing else', async () => {

@@ -276,7 +276,7 @@ while (1) {
     const { id, sandbox, checkpoint } = await provision();
     await assert.rejects(
       acts.runStep({ task_id: id, sandbox, index: 0, round: 1, command: 'truncate -s 4G big.bin', timeout_seconds: 30, checkpoint, env: {} }),
-      (err: unknown) => err instanceof ApplicationFailure && err.type === 'TreeTooLarge' && /big\.bin is 4294967296 bytes/.test(err.message),
+      (err: unknown) => err instanceof ApplicationFailure && err.type === 'SandboxLimit' && /big\.bin is 4294967296 bytes/.test(err.message),
     );
     // The next step starts from the checkpoint again, without the file.
     const next = await acts.runStep({ task_id: id, sandbox, index: 1, round: 1, command: 'ls', timeout_seconds: 30, checkpoint, env: {} });

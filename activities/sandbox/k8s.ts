@@ -12,19 +12,21 @@
  * the pod). It is copied into the pod when the sandbox starts and whenever the worker changes
  * it (a checkpoint restored), and copied back after every command, so checkpoints, diffs and
  * commits on the worker see exactly what the command left. Both copies are tar streams over
- * `pods/exec`; the one coming back is untrusted and is unpacked by GNU tar, which refuses `..`
- * members and defers links that point outside until the end.
+ * `pods/exec` (see `pod-copy.ts`); the one coming back is untrusted: only regular files,
+ * directories and symlinks pass, within a byte and a file cap, or the step fails and the pod is
+ * reset to the worker's copy, which stays as it was.
  */
-import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
-import { PassThrough, Writable, type Readable } from 'node:stream';
+import { Writable } from 'node:stream';
 import type * as k8s from '@kubernetes/client-node';
 import type { Logger } from '../../workers/log';
+import { activityFailure } from '../failures';
 import { OutputTail, SANDBOX_ID, InvalidSandboxIdError, SandboxAbortedError, startTicker } from './common';
 import { readInside, writeInside } from './safe-fs';
 import type { ExecOptions, ExecResult, ProvisionOptions, SandboxDriver, SandboxHandle } from './driver';
+import { CollectingWritable, copyBackFromPod, copyIntoPod, type PausableSocket, type PodExec, type PodExecIo } from './pod-copy';
+import { TarRefusedError } from './tar-guard';
 
 type KubeModule = typeof k8s;
 // client-node is an ES module; loaded once, on first use, so the other drivers never pay for it.
@@ -43,8 +45,11 @@ export const ANNOTATION_TASK_ID = 'agent-inbox.dev/task-id';
 export const ANNOTATION_EGRESS = 'agent-inbox.dev/egress-allowlist';
 const CONTAINER = 'sandbox';
 const RUNNING_TIMEOUT_MS = 120_000;
-const SYNC_TIMEOUT_MS = 10 * 60_000;
+/** Longest a copy of the working copy into the pod or back may take. */
+export const DEFAULT_SYNC_TIMEOUT_MS = 10 * 60_000;
 const CONTROL_TIMEOUT_MS = 30_000;
+/** Most files, directories and symlinks a pod's working copy may bring back. */
+export const DEFAULT_COPY_BACK_MAX_FILES = 200_000;
 
 /** Thrown when the API server refuses or the pod cannot run; `retryable` is false for refusals that will not pass. */
 export class KubernetesSandboxError extends Error {
@@ -75,6 +80,14 @@ export const DEFAULT_POD_RESOURCES: PodResources = {
   tmpSize: '1Gi',
 };
 
+/** Bounds on what one copy-back from the pod may bring. */
+export interface CopyBackLimits {
+  /** Bytes of the archive, measured on the stream; defaults to the workspace's `sizeLimit`. */
+  maxBytes: number;
+  /** Files, directories and symlinks; defaults to {@link DEFAULT_COPY_BACK_MAX_FILES}. */
+  maxFiles: number;
+}
+
 /** Where an egress proxy runs: sandboxes may reach it (and DNS) when their task allows any domain. */
 export interface EgressProxy {
   /** Proxy URL given to commands as HTTP(S)_PROXY. */
@@ -99,6 +112,10 @@ export interface KubernetesSandboxDriverOptions {
   /** Paths inside the container (defaults `/workspace` and `/tmp`). */
   workspacePath?: string;
   tmpPath?: string;
+  /** Caps on each copy-back (see {@link CopyBackLimits}). */
+  copyBack?: Partial<CopyBackLimits>;
+  /** Deadline of each copy into the pod or back ({@link DEFAULT_SYNC_TIMEOUT_MS}). */
+  syncTimeoutMs?: number;
   log: Logger;
 }
 
@@ -131,6 +148,8 @@ export class KubernetesSandboxDriver implements SandboxDriver {
   private readonly egressProxy: EgressProxy | undefined;
   private readonly workspacePath: string;
   private readonly tmpPath: string;
+  private readonly copyBack: CopyBackLimits;
+  private readonly syncTimeoutMs: number;
   private readonly log: Logger;
 
   constructor(opts: KubernetesSandboxDriverOptions) {
@@ -144,6 +163,10 @@ export class KubernetesSandboxDriver implements SandboxDriver {
     this.egressProxy = opts.egressProxy;
     this.workspacePath = opts.workspacePath ?? '/workspace';
     this.tmpPath = opts.tmpPath ?? '/tmp';
+    const workspaceBytes = quantityBytes(this.resources.workspaceSize);
+    if (workspaceBytes === null) throw new KubernetesSandboxError(`workspace size ${JSON.stringify(this.resources.workspaceSize)} is not a Kubernetes quantity`, false);
+    this.copyBack = { maxBytes: opts.copyBack?.maxBytes ?? workspaceBytes, maxFiles: opts.copyBack?.maxFiles ?? DEFAULT_COPY_BACK_MAX_FILES };
+    this.syncTimeoutMs = opts.syncTimeoutMs ?? DEFAULT_SYNC_TIMEOUT_MS;
     this.log = opts.log;
   }
 
@@ -250,7 +273,13 @@ export class KubernetesSandboxDriver implements SandboxDriver {
     }, opts.timeoutMs);
     let exitCode: number;
     try {
-      const res = await this.podExec(podName(handle.id), ['/bin/sh', '-c', script], { stdout: sink(), stderr: sink(), signal: controller.signal });
+      // The command's own timer ends it; the exec's deadline is only a backstop past it.
+      const res = await this.podExec(podName(handle.id), ['/bin/sh', '-c', script], {
+        stdout: sink(),
+        stderr: sink(),
+        signal: controller.signal,
+        timeoutMs: opts.timeoutMs + CONTROL_TIMEOUT_MS,
+      });
       exitCode = res.exitCode;
     } catch (err) {
       if (!controller.signal.aborted) throw err;
@@ -262,7 +291,12 @@ export class KubernetesSandboxDriver implements SandboxDriver {
     try {
       if (controller.signal.aborted) await this.killCommands(handle, tag);
       if (opts.signal?.aborted) throw new SandboxAbortedError(command, { cause: opts.signal.reason });
-      await this.download(handle);
+      await this.download(handle, opts.signal);
+    } catch (err) {
+      if (!(err instanceof TarRefusedError)) throw err;
+      await this.resetPod(handle);
+      const ran = timedOut ? 'timed out' : `exited ${exitCode}`;
+      throw activityFailure('SandboxLimit', `the command ${ran}, but what it left was not copied back: ${err.message}`, { cause: err });
     } finally {
       stopTicker();
     }
@@ -519,11 +553,7 @@ export class KubernetesSandboxDriver implements SandboxDriver {
    * One exec through the API server. Settles on the status frame, on the socket closing, on an
    * error or on the signal, whichever comes first: the status frame is not always sent.
    */
-  private async podExec(
-    name: string,
-    command: string[],
-    io: { stdout?: Writable; stderr?: Writable; stdin?: Readable; signal?: AbortSignal; timeoutMs?: number },
-  ): Promise<{ exitCode: number }> {
+  private async podExec(name: string, command: string[], io: PodExecIo): Promise<{ exitCode: number }> {
     const { Exec } = await kube();
     const exec = new Exec(this.kc);
     return new Promise((resolve, reject) => {
@@ -543,8 +573,8 @@ export class KubernetesSandboxDriver implements SandboxDriver {
       };
       const onAbort = (): void => settle(() => reject(new SandboxAbortedError(command.join(' '))));
       const timer = setTimeout(
-        () => settle(() => reject(new KubernetesSandboxError(`exec in ${name} did not finish within ${(io.timeoutMs ?? SYNC_TIMEOUT_MS) / 1000} s`, true))),
-        io.timeoutMs ?? SYNC_TIMEOUT_MS,
+        () => settle(() => reject(new KubernetesSandboxError(`exec in ${name} did not finish within ${(io.timeoutMs ?? this.syncTimeoutMs) / 1000} s`, true))),
+        io.timeoutMs ?? this.syncTimeoutMs,
       );
       if (io.signal?.aborted) return onAbort();
       io.signal?.addEventListener('abort', onAbort, { once: true });
@@ -560,6 +590,7 @@ export class KubernetesSandboxDriver implements SandboxDriver {
         .then((socket) => {
           ws = socket as unknown as { close(): void };
           if (settled) ws.close();
+          else io.onSocket?.(socket as unknown as PausableSocket);
           (socket as unknown as NodeJS.EventEmitter).on('close', () => {
             // Give a status frame that arrived with the close a moment to be handled first.
             setTimeout(() => settle(() => reject(new KubernetesSandboxError(`exec in ${name} ended without an exit status`, true))), 50);
@@ -584,52 +615,32 @@ export class KubernetesSandboxDriver implements SandboxDriver {
 
   /** Copy the worker's working copy (or some of its files) into the pod; `replace` empties the pod's copy first. */
   private async upload(handle: SandboxHandle, files?: string[], replace = false): Promise<void> {
-    const tar = spawn('tar', ['-C', handle.hostWorkdir, '-cf', '-', '--', ...(files ?? ['.'])], { stdio: ['ignore', 'pipe', 'pipe'] });
-    const tarErr = collect(tar.stderr);
-    const stdin = new PassThrough();
-    tar.stdout.pipe(stdin);
-    const ws = shellQuote(this.workspacePath);
-    const wipe = replace ? `find ${ws} -mindepth 1 -delete && ` : `mkdir -p ${ws} && `;
-    const errOut = new CollectingWritable();
-    const res = await this.podExec(podName(handle.id), ['/bin/sh', '-c', `${wipe}tar -x -m -o -f - -C ${ws}`], {
-      stdin,
-      stderr: errOut,
-      stdout: new CollectingWritable(),
-    });
-    const tarCode = await exitOf(tar);
-    if (tarCode !== 0) throw new KubernetesSandboxError(`packing the working copy failed: ${await tarErr}`, true);
-    if (res.exitCode !== 0) throw new KubernetesSandboxError(`unpacking the working copy in the pod failed: ${errOut.text()}`, true);
+    await copyIntoPod(this.execIn(handle), { hostDir: handle.hostWorkdir, podDir: this.workspacePath, files, replace, timeoutMs: this.syncTimeoutMs });
   }
 
-  /** Replace the worker's working copy with the pod's. */
-  private async download(handle: SandboxHandle): Promise<void> {
-    const dest = handle.hostWorkdir;
-    const parent = path.dirname(dest);
-    const fresh = path.join(parent, `.${path.basename(dest)}.sync-${randomBytes(4).toString('hex')}`);
-    await fs.mkdir(fresh, { mode: 0o755 });
+  /** Replace the worker's working copy with the pod's; a refused archive leaves the worker's copy as it was. */
+  private async download(handle: SandboxHandle, signal?: AbortSignal): Promise<void> {
+    await copyBackFromPod(this.execIn(handle), {
+      hostDir: handle.hostWorkdir,
+      podDir: this.workspacePath,
+      limits: { maxBytes: this.copyBack.maxBytes, maxMembers: this.copyBack.maxFiles },
+      timeoutMs: this.syncTimeoutMs,
+      signal,
+    });
+  }
+
+  /** After a refused copy-back, make the pod's copy the worker's again, so a retry starts from what the worker kept. */
+  private async resetPod(handle: SandboxHandle): Promise<void> {
     try {
-      // Unpacked by GNU tar: members with `..` are refused and links that lead out are only made at the end,
-      // so nothing in the archive can write outside `fresh`.
-      const tar = spawn('tar', ['-x', '-f', '-', '-C', fresh, '--no-same-owner', '--no-same-permissions', '--delay-directory-restore'], {
-        stdio: ['pipe', 'ignore', 'pipe'],
-      });
-      const tarErr = collect(tar.stderr);
-      const errOut = new CollectingWritable();
-      const res = await this.podExec(podName(handle.id), ['/bin/sh', '-c', `tar -c -f - -C ${shellQuote(this.workspacePath)} .`], {
-        stdout: tar.stdin,
-        stderr: errOut,
-      });
-      tar.stdin.end();
-      const tarCode = await exitOf(tar);
-      if (res.exitCode !== 0) throw new KubernetesSandboxError(`packing the working copy in the pod failed: ${errOut.text()}`, true);
-      if (tarCode !== 0) throw new KubernetesSandboxError(`unpacking the pod's working copy failed: ${await tarErr}`, true);
-      const old = `${fresh}.old`;
-      await fs.rename(dest, old);
-      await fs.rename(fresh, dest);
-      await fs.rm(old, { recursive: true, force: true });
-    } finally {
-      if (existsSync(fresh)) await fs.rm(fresh, { recursive: true, force: true });
+      await this.upload(handle, undefined, true);
+    } catch (err) {
+      this.log.warn('could not reset the sandbox pod to the worker\'s working copy', { sandbox_id: handle.id, error: describe(err) });
     }
+  }
+
+  private execIn(handle: SandboxHandle): PodExec {
+    const name = podName(handle.id);
+    return (command, io) => this.podExec(name, command, io);
   }
 
   private apiError(what: string, err: unknown): KubernetesSandboxError {
@@ -701,24 +712,11 @@ function shellQuote(s: string): string {
   return `'${s.replace(/'/g, `'\\''`)}'`;
 }
 
-class CollectingWritable extends Writable {
-  private readonly tail = new OutputTail(16 * 1024);
-  override _write(chunk: Buffer, _enc: BufferEncoding, cb: () => void): void {
-    this.tail.push(chunk);
-    cb();
-  }
-  text(): string {
-    return this.tail.result().output.trim();
-  }
-}
-
-function collect(stream: Readable): Promise<string> {
-  const tail = new OutputTail(16 * 1024);
-  stream.on('data', (c: Buffer) => tail.push(c));
-  return new Promise((resolve) => stream.once('close', () => resolve(tail.result().output.trim())));
-}
-
-function exitOf(child: ReturnType<typeof spawn>): Promise<number | null> {
-  if (child.exitCode !== null) return Promise.resolve(child.exitCode);
-  return new Promise((resolve) => child.once('exit', (code) => resolve(code)));
+/** Bytes of a Kubernetes quantity (`2Gi`, `500M`, `1e9`, `1048576`); null when it is not one. */
+export function quantityBytes(q: string): number | null {
+  const m = /^([0-9]+(?:\.[0-9]+)?)(?:([eE][0-9]+)|(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E))?$/.exec(q.trim());
+  if (!m) return null;
+  const factors: Record<string, number> = { Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40, Pi: 2 ** 50, Ei: 2 ** 60, k: 1e3, M: 1e6, G: 1e9, T: 1e12, P: 1e15, E: 1e18 };
+  const value = Number(m[2] ? `${m[1]}${m[2]}` : m[1]) * (m[3] ? factors[m[3]]! : 1);
+  return Number.isSafeInteger(Math.ceil(value)) ? Math.ceil(value) : null;
 }
