@@ -1,7 +1,8 @@
 /**
  * Bringing a working copy back to the checkpoint a step or tool call must start from.
  */
-import { restoreTree, snapshotTree } from './git/workspace';
+import { activityFailure } from './failures';
+import { isWorkingCopy, restoreTree, snapshotTree } from './git/workspace';
 import { assertTreeWithinBounds, treeOverBounds } from './tree-bounds';
 import type { SandboxDriver, SandboxHandle } from './sandbox/driver';
 
@@ -35,6 +36,8 @@ export async function ensureAtCheckpoint(
  * while nothing in the sandbox runs, so no process left running can swap a path under the worker's git.
  */
 export async function checkpointAfter(driver: SandboxDriver, handle: SandboxHandle, dir: string, signal?: AbortSignal): Promise<string> {
+  // The task ended while its command ran (a cancel tore the sandbox down): there is nothing to checkpoint.
+  if (!(await isWorkingCopy(dir))) throw activityFailure('SandboxLost', `the working copy at ${dir} was removed while the command ran`);
   return frozen(driver, handle, async () => {
     await assertTreeWithinBounds(dir);
     return snapshotTree(dir, { signal });

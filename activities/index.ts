@@ -41,6 +41,7 @@ import {
 } from './git/workspace';
 import type { SandboxDriver, SandboxHandle } from './sandbox/driver';
 import { InvalidSandboxIdError, SandboxPathError } from './sandbox/process';
+import { SandboxTornDownError } from './sandbox/gvisor';
 import { UnsafeFileError } from './sandbox/safe-fs';
 import type { Activities } from './types';
 
@@ -336,6 +337,7 @@ function isRoundCommit(message: string, taskId: string, round: number): boolean 
 function toFailure(err: unknown): unknown {
   // Cancellation must stay an AbortError: that is how the worker reports the activity as cancelled.
   if (err instanceof ApplicationFailure || (err instanceof Error && err.name === 'AbortError')) return err;
+  if (err instanceof SandboxTornDownError) return activityFailure('SandboxLost', `${err.message}: the task ended while this activity ran`, { cause: err });
   if (err instanceof GitError) {
     const type = err.reason === 'unavailable' ? 'RepoUnavailable' : err.reason === 'rejected' ? 'PushRejected' : 'GitFailed';
     return activityFailure(type, err.message, { cause: err });

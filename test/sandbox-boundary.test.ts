@@ -180,6 +180,19 @@ while (1) {
     assert.equal(after.output.trim(), 'kept');
   });
 
+  it('never starts a sandbox again behind a teardown that raced a running command', async () => {
+    const { id, sandbox } = await provision();
+    const running = driver.exec(sandbox, 'sleep 30', run(60_000));
+    await new Promise((r) => setTimeout(r, 1_000));
+    // A teardown at its worst moment for the command: the sandbox's directory is gone before runsc reports the command's end.
+    fs.rmSync(path.join(dataDir, 'sandboxes', id), { recursive: true, force: true });
+    execFileSync(runscPath, ['--root', path.join(dataDir, 'sandboxes', '.runsc'), 'delete', '--force', `${id}+`]);
+    const res = await running.catch((err: unknown) => err);
+    assert.ok(!(res instanceof Error) || res.name === 'SandboxTornDownError', String(res));
+    assert.ok(!(await driver.list()).includes(id), 'the torn-down sandbox was started again');
+    assert.equal(fs.existsSync(path.join(dataDir, 'sandboxes', id)), false);
+  });
+
   it('starts a sandbox that died between commands again and runs the next command once', async () => {
     const { id, sandbox } = await provision();
     const stateRoot = path.join(dataDir, 'sandboxes', '.runsc');

@@ -39,6 +39,8 @@ const KILL_WAIT_MS = 3_000;
 /** Host threads and processes the sandbox's own runtime may use (not commands: those have their own limit). */
 const HOST_PIDS_LIMIT = 4_096;
 const STATE_DIR = '.runsc';
+/** Process specs and pid files of running commands, one pair per command. */
+const EXEC_DIR = '.exec';
 /**
  * Ends every runsc container id. runsc takes an id that is a prefix of others as ambiguous (`task-1`
  * next to `task-10`); `+` never occurs in a sandbox id, so no container id is a prefix of another.
@@ -52,6 +54,8 @@ function containerId(id: string): string {
 }
 /** The working copy's disk image, in the sandbox's directory. */
 const DISK_IMAGE = 'workspace.img';
+/** The path the working copy's disk is mounted at, in the sandbox's directory. */
+const DISK_MOUNT = 'workspace.mount';
 /**
  * Kills, from inside the sandbox, every process of the commands' user (`$TARGET_UID`), or only those
  * of process group `$PG` when it is set. It runs as root with CAP_KILL alone: commands have no
@@ -76,6 +80,14 @@ for round in 1 2 3 4 5 6 7 8 9 10; do
   sleep 0.05
 done
 exit 0`;
+
+/** Thrown when a command is asked of a sandbox that was torn down (its task ended meanwhile). */
+export class SandboxTornDownError extends Error {
+  override readonly name = 'SandboxTornDownError';
+  constructor(readonly id: string) {
+    super(`sandbox ${id} was torn down`);
+  }
+}
 
 /** Thrown when `runsc` itself fails (not a command inside it); the message carries its stderr tail. */
 export class RunscError extends Error {
@@ -230,6 +242,8 @@ export class GvisorSandboxDriver implements SandboxDriver {
     if (this.limits.diskMb === 0) return;
     const dir = this.dirOf(id);
     await fs.mkdir(dir, { recursive: true });
+    // Where the disk is mounted, for a teardown that is handed no working copy (the reaper's).
+    await fs.writeFile(path.join(dir, DISK_MOUNT), path.resolve(hostWorkdir));
     await attachQuotaDisk(path.join(dir, DISK_IMAGE), path.resolve(hostWorkdir), { sizeMb: this.limits.diskMb, inodes: this.limits.diskInodes });
   }
 
@@ -288,10 +302,11 @@ export class GvisorSandboxDriver implements SandboxDriver {
   private async execOnce(handle: SandboxHandle, command: string, opts: ExecOptions): Promise<{ result: ExecResult; started: boolean }> {
     if (opts.signal?.aborted) throw new SandboxAbortedError(command, { cause: opts.signal.reason });
     await this.ensureRunning(handle);
-    const dir = this.dirOf(handle.id);
-    const execDir = path.join(dir, 'exec');
+    // Outside the sandbox's own directory: a teardown racing this command must not take the pid file, by which
+    // `exec` tells a command that started from one that never did.
+    const execDir = path.join(this.root, EXEC_DIR);
     await fs.mkdir(execDir, { recursive: true });
-    const tag = `${process.pid}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+    const tag = `${handle.id}-${process.pid}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
     const specFile = path.join(execDir, `${tag}.json`);
     const pidFile = path.join(execDir, `${tag}.pid`);
     // The process spec goes in a file: the environment (task feedback, messages) never shows in the host's `ps`.
@@ -434,7 +449,8 @@ export class GvisorSandboxDriver implements SandboxDriver {
   async teardown(handle: SandboxHandle): Promise<void> {
     const dir = this.dirOf(handle.id);
     if ((await this.state(handle.id)) !== null) await this.removeContainer(handle.id);
-    await detachQuotaDisk(handle.hostWorkdir);
+    const mounted = await fs.readFile(path.join(dir, DISK_MOUNT), 'utf8').catch(() => null);
+    for (const at of new Set([path.resolve(handle.hostWorkdir), ...(mounted ? [mounted] : [])])) await detachQuotaDisk(at);
     if (existsSync(dir)) await fs.rm(dir, { recursive: true, force: true });
     this.log.info('sandbox removed', { sandbox_id: handle.id, driver: this.name });
   }
@@ -501,7 +517,8 @@ export class GvisorSandboxDriver implements SandboxDriver {
       }
       if (state !== null) await this.removeContainer(handle.id);
       const dir = this.dirOf(handle.id);
-      if (!existsSync(path.join(dir, 'bundle', 'config.json'))) await this.writeBundle(handle.id, handle.hostWorkdir);
+      // Only a teardown removes the bundle: a sandbox torn down is never started again behind it.
+      if (!existsSync(path.join(dir, 'bundle', 'config.json'))) throw new SandboxTornDownError(handle.id);
       const log = await fs.open(path.join(dir, 'runsc.log'), 'a');
       try {
         // A detached `runsc run` keeps the stdio it was given for the container's life: a file and /dev/null, never a pipe.

@@ -56,7 +56,7 @@ export async function removeSandboxes(dataDir: string): Promise<void> {
   const quiet = createLogger({ level: 'error', component: 'test-cleanup' });
   const driver = new GvisorSandboxDriver({ root: path.join(dataDir, 'sandboxes'), runsc, log: quiet });
   for (const id of await driver.list()) {
-    await driver.teardown({ id, driver: driver.name, isolation: driver.isolation, workdir: '/workspace', hostWorkdir: dataDir }).catch(() => undefined);
+    await driver.teardown({ id, driver: driver.name, isolation: driver.isolation, workdir: '/workspace', hostWorkdir: path.join(dataDir, 'workspaces', id) }).catch(() => undefined);
   }
   await driver.releaseHost();
 }
