@@ -32,7 +32,9 @@ export function decisionRoutes(deps: AppDeps): Router {
       res.json(await handle.executeUpdate(decideUpdate, { args: [{ ...d, item_id: itemId, actor: d.actor ?? ANONYMOUS }] }));
     } catch (err) {
       const mapped = toHttpError(err);
-      if (mapped?.code !== 'task_ended') throw err;
+      // An update that reaches a workflow as it closes can fail NOT_FOUND with another message: the task exists, it ended.
+      const closing = mapped?.code === 'task_not_found' && (await handle.describe().then((d) => d.status.name !== 'RUNNING', () => false));
+      if (mapped?.code !== 'task_ended' && !closing) throw err;
       // A closed task still answers queries: say who settled the item, as an open task's validator would.
       const view = await handle.query(taskQuery).catch(() => null);
       const r = view?.items.find((i) => i.item_id === itemId)?.resolution;
