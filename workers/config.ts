@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
+import { DEFAULT_COPY_BACK_MAX_FILES } from '../activities/sandbox/k8s';
 import { InvalidPriceTableError, loadPriceTable } from '../domain/prices';
 import { DEFAULT_REPO_ALLOW, isWithin, type RepoRules } from '../domain/repo-policy';
 
@@ -63,6 +64,10 @@ export const Config = z.object({
    * k8s: an egress proxy sandboxes with an egress allowlist may use, as `URL namespace label=value[,label=value]`,
    * e.g. `http://egress-proxy.agent-inbox:3128 agent-inbox app.kubernetes.io/name=egress-proxy`.
    */
+  /** k8s: size of a pod's workspace emptyDir (a Kubernetes quantity); what a pod's copy-back may bring at most is this too. */
+  K8S_WORKSPACE_SIZE: z.string().regex(/^[0-9]+(\.[0-9]+)?([KMGTPE]i?)?$/, 'a Kubernetes quantity such as 2Gi').default('2Gi'),
+  /** k8s: files one copy-back from a pod may bring at most. */
+  K8S_COPY_BACK_MAX_FILES: z.coerce.number().int().min(1).default(DEFAULT_COPY_BACK_MAX_FILES),
   K8S_EGRESS_PROXY: z
     .string()
     .optional()

@@ -75,6 +75,8 @@ export async function createSandboxDriver(cfg: Config, log: Logger, env: NodeJS.
       runtimeClassName: cfg.K8S_RUNTIME_CLASS,
       egressProxy: cfg.K8S_EGRESS_PROXY,
       uid: cfg.SANDBOX_UID,
+      resources: { workspaceSize: cfg.K8S_WORKSPACE_SIZE },
+      copyBack: { maxFiles: cfg.K8S_COPY_BACK_MAX_FILES },
       log,
     });
     await driver.check();
