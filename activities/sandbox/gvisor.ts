@@ -426,7 +426,9 @@ export class GvisorSandboxDriver implements SandboxDriver {
   async killAll(handle: SandboxHandle): Promise<void> {
     const state = await this.state(handle.id);
     if (state === null) return;
-    if (state.status !== 'running') {
+    // Left paused by a worker that died while it took a checkpoint: the sandbox is alive, resume it.
+    if (state.status === 'paused') await this.control(['resume', containerId(handle.id)]);
+    if (state.status !== 'running' && state.status !== 'paused') {
       await this.removeContainer(handle.id);
       return;
     }

@@ -2,6 +2,7 @@
  * Human decisions, sent to the task workflow as Updates: the workflow's validators
  * refuse stale or misplaced ones, and the error middleware turns that into a 4xx.
  */
+import type { WorkflowHandle } from '@temporalio/client';
 import type { Router } from 'express';
 import { CancelBody, DecisionBody, MessageBody } from '../../domain/task';
 import { cancelUpdate, decideUpdate, messageUpdate, taskQuery } from '../../workflows/messages';
@@ -29,12 +30,9 @@ export function decisionRoutes(deps: AppDeps): Router {
     const handle = client.workflow.getHandle(pathParam(req, 'id'));
     const itemId = pathParam(req, 'item_id');
     try {
-      res.json(await handle.executeUpdate(decideUpdate, { args: [{ ...d, item_id: itemId, actor: d.actor ?? ANONYMOUS }] }));
+      res.json(await endedAs409(handle, () => handle.executeUpdate(decideUpdate, { args: [{ ...d, item_id: itemId, actor: d.actor ?? ANONYMOUS }] })));
     } catch (err) {
-      const mapped = toHttpError(err);
-      // An update that reaches a workflow as it closes can fail NOT_FOUND with another message: the task exists, it ended.
-      const closing = mapped?.code === 'task_not_found' && (await handle.describe().then((d) => d.status.name !== 'RUNNING', () => false));
-      if (mapped?.code !== 'task_ended' && !closing) throw err;
+      if (toHttpError(err)?.code !== 'task_ended') throw err;
       // A closed task still answers queries: say who settled the item, as an open task's validator would.
       const view = await handle.query(taskQuery).catch(() => null);
       const r = view?.items.find((i) => i.item_id === itemId)?.resolution;
@@ -45,15 +43,30 @@ export function decisionRoutes(deps: AppDeps): Router {
 
   router.post('/v1/tasks/:id/messages', body, message, async function sendMessage(req, res) {
     const m = valid(req, message);
-    const ack = await client.workflow.getHandle(pathParam(req, 'id')).executeUpdate(messageUpdate, { args: [{ ...m, actor: m.actor ?? ANONYMOUS }] });
-    res.json(ack);
+    const handle = client.workflow.getHandle(pathParam(req, 'id'));
+    res.json(await endedAs409(handle, () => handle.executeUpdate(messageUpdate, { args: [{ ...m, actor: m.actor ?? ANONYMOUS }] })));
   });
 
   router.post('/v1/tasks/:id/cancel', body, cancel, async function cancelTask(req, res) {
     const c = valid(req, cancel);
-    const ack = await client.workflow.getHandle(pathParam(req, 'id')).executeUpdate(cancelUpdate, { args: [{ ...c, actor: c.actor ?? ANONYMOUS }] });
-    res.json(ack);
+    const handle = client.workflow.getHandle(pathParam(req, 'id'));
+    res.json(await endedAs409(handle, () => handle.executeUpdate(cancelUpdate, { args: [{ ...c, actor: c.actor ?? ANONYMOUS }] })));
   });
 
   return router;
+}
+
+/**
+ * Sends an update; one that reaches a workflow as it closes can fail NOT_FOUND with a message other than
+ * "already completed". When the task exists and is no longer running, that is the task having ended (409).
+ */
+async function endedAs409<T>(handle: WorkflowHandle, send: () => Promise<T>): Promise<T> {
+  try {
+    return await send();
+  } catch (err) {
+    if (toHttpError(err)?.code !== 'task_not_found') throw err;
+    const closed = await handle.describe().then((d) => d.status.name !== 'RUNNING', () => false);
+    if (!closed) throw err;
+    throw new ConflictError('task_ended', `task ${handle.workflowId} has ended`, err);
+  }
 }
