@@ -120,7 +120,8 @@ describe('transports', () => {
   });
 
   it('refuses a local repository outside REPO_LOCAL_ROOTS', async () => {
-    await refusedAtIntake('/proc/self/cwd', /REPO_LOCAL_ROOTS/);
+    // Outside the temp directory wherever the checkout lives (a clone under /tmp would make /proc/self/cwd local).
+    await refusedAtIntake('/usr', /REPO_LOCAL_ROOTS/);
   });
 });
 
