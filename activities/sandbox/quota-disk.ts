@@ -27,6 +27,30 @@ function run(cmd: string, args: string[]): Promise<string> {
   });
 }
 
+/** Attempts at a loop mount: two mounts racing for the same free loop device make one fail. */
+const LOOP_MOUNT_ATTEMPTS = 5;
+const LOOP_RETRY_MS = 100;
+/** Loop mounts of this process, one at a time (the kernel hands the same free device to racing callers). */
+let loopMounts: Promise<unknown> = Promise.resolve();
+
+/** Mount the image `image` at `dir` through a loop device, one mount at a time, retrying a lost race for a device. */
+function mountLoop(image: string, dir: string): Promise<void> {
+  const attempt = async (): Promise<void> => {
+    for (let i = 1; ; i++) {
+      try {
+        await run('mount', ['-o', 'loop,nosuid,nodev', '--', image, dir]);
+        return;
+      } catch (err) {
+        if (i >= LOOP_MOUNT_ATTEMPTS || !/loop device/i.test(String(err))) throw err;
+        await new Promise((r) => setTimeout(r, LOOP_RETRY_MS * i));
+      }
+    }
+  };
+  const next = loopMounts.then(attempt, attempt);
+  loopMounts = next.catch(() => undefined);
+  return next;
+}
+
 /** Whether `dir` is the mount point of a mounted file system (from the kernel's mount table). */
 export async function isMountPoint(dir: string): Promise<boolean> {
   const want = path.resolve(dir);
@@ -44,7 +68,7 @@ export async function isMountPoint(dir: string): Promise<boolean> {
 export async function attachQuotaDisk(image: string, workdir: string, size: QuotaDiskSize): Promise<void> {
   if (await isMountPoint(workdir)) return;
   if (existsSync(image)) {
-    await run('mount', ['-o', 'loop,nosuid,nodev', '--', image, workdir]);
+    await mountLoop(image, workdir);
     return;
   }
   const staging = `${image}.staging`;
@@ -57,7 +81,7 @@ export async function attachQuotaDisk(image: string, workdir: string, size: Quot
     await handle.close();
     // No journal: the disk is scratch space that dies with the task; a crash costs a re-clone at most.
     await run('mkfs.ext4', ['-q', '-F', '-m', '0', '-O', '^has_journal', '-N', String(size.inodes), '-E', 'nodiscard,lazy_itable_init=1', '--', fresh]);
-    await run('mount', ['-o', 'loop,nosuid,nodev', '--', fresh, staging]);
+    await mountLoop(fresh, staging);
     try {
       await fs.rmdir(path.join(staging, 'lost+found'));
       await run('cp', ['-a', '--no-dereference', '--', `${workdir}/.`, `${staging}/`]);
@@ -71,7 +95,7 @@ export async function attachQuotaDisk(image: string, workdir: string, size: Quot
   }
   // The copy on the worker's disk is hidden by the mount and would only take space: empty the directory first.
   for (const name of await fs.readdir(workdir)) await fs.rm(path.join(workdir, name), { recursive: true, force: true });
-  await run('mount', ['-o', 'loop,nosuid,nodev', '--', image, workdir]);
+  await mountLoop(image, workdir);
 }
 
 /** Unmount the working copy's disk, if mounted (lazily when something still holds it open). */
