@@ -7,7 +7,8 @@ import assert from 'node:assert/strict';
 import { after, before, it } from 'node:test';
 import { Client, Connection } from '@temporalio/client';
 import { InboxReader, type InboxFilter } from '../api/inbox';
-import { ensureSearchAttributes, type DevServer } from '../workers/temporal-server';
+import { ensureSearchAttributes } from '../workers/namespace-setup';
+import type { DevServer } from '../workers/temporal-server';
 import { TASK_WORKFLOW_TYPE } from '../workflows/messages';
 import {
   ALL_SEARCH_ATTRIBUTES,

@@ -10,14 +10,8 @@ import { after, before, describe, it } from 'node:test';
 import { Client, Connection } from '@temporalio/client';
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
 import { createLogger } from '../workers/log';
-import {
-  ensureSearchAttributes,
-  InvalidTemporalCliError,
-  resolveTemporalCli,
-  SearchAttributeConflictError,
-  startDevServer,
-  type DevServer,
-} from '../workers/temporal-server';
+import { ensureSearchAttributes, SearchAttributeConflictError } from '../workers/namespace-setup';
+import { InvalidTemporalCliError, resolveTemporalCli, startDevServer, type DevServer } from '../workers/temporal-server';
 import { REPO_ROOT } from './support/stack';
 
 const CACHE_DIR = path.join(REPO_ROOT, '.cache', 'temporal');

@@ -20,15 +20,8 @@ import { repoRulesOf, type Config } from './config';
 import type { Logger } from './log';
 import { reapOrphanSandboxes } from './reaper';
 import { createSandboxDriver, type SandboxInfo } from './sandbox';
-import {
-  ensureNamespaceRetention,
-  ensureSearchAttributes,
-  resolveTemporalCli,
-  startDevServer,
-  TemporalCliNotFoundError,
-  type DevServer,
-  type RetentionStatus,
-} from './temporal-server';
+import { ensureNamespaceRetention, ensureSearchAttributes, type RetentionStatus } from './namespace-setup';
+import { resolveTemporalCli, startDevServer, TemporalCliNotFoundError, type DevServer } from './temporal-server';
 import { bundleWorkflows, createWorker, superviseWorker } from './worker';
 
 /** A running backend; `stop()` shuts it down in reverse order and is safe to call twice. */
