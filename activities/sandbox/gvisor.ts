@@ -26,61 +26,20 @@ import { gitDirOf } from '../git/workspace';
 import { InvalidSandboxIdError, OutputTail, SANDBOX_ID, SandboxAbortedError, signalNumber, startTicker } from './common';
 import { attachQuotaDisk, detachQuotaDisk, diskIsFull } from './quota-disk';
 import { readInside, writeInside } from './safe-fs';
+import { containerId, CONTAINER_ID_END, Runsc, RUNSC_CONTROL_TIMEOUT_MS, RunscError } from './gvisor-runsc';
+import { commandProcessSpec, DEFAULT_GVISOR_LIMITS, GVISOR_WORKDIR, KILL_SCRIPT, writeBundle, type GvisorLimits } from './gvisor-spec';
 import type { ExecOptions, ExecResult, ProvisionOptions, SandboxDriver, SandboxHandle } from './driver';
 
-/** Where the working copy and its repository appear inside the sandbox. */
-export const GVISOR_WORKDIR = '/workspace';
-export const GVISOR_GIT_DIR = '/workspace.git';
 const DRAIN_GRACE_MS = 200;
-/** How long a `runsc` housekeeping command (state, kill, delete) may take before it counts as failed. */
-const CONTROL_TIMEOUT_MS = 30_000;
 /** How long `killAll` waits for the killed processes to be gone. */
 const KILL_WAIT_MS = 3_000;
-/** Host threads and processes the sandbox's own runtime may use (not commands: those have their own limit). */
-const HOST_PIDS_LIMIT = 4_096;
 const STATE_DIR = '.runsc';
 /** Process specs and pid files of running commands, one pair per command. */
 const EXEC_DIR = '.exec';
-/**
- * Ends every runsc container id. runsc takes an id that is a prefix of others as ambiguous (`task-1`
- * next to `task-10`); `+` never occurs in a sandbox id, so no container id is a prefix of another.
- */
-const CONTAINER_ID_END = '+';
-
-/** The runsc container id of sandbox `id`. */
-function containerId(id: string): string {
-  if (!SANDBOX_ID.test(id)) throw new InvalidSandboxIdError(id);
-  return `${id}${CONTAINER_ID_END}`;
-}
 /** The working copy's disk image, in the sandbox's directory. */
 const DISK_IMAGE = 'workspace.img';
 /** The path the working copy's disk is mounted at, in the sandbox's directory. */
 const DISK_MOUNT = 'workspace.mount';
-/**
- * Kills, from inside the sandbox, every process of the commands' user (`$TARGET_UID`), or only those
- * of process group `$PG` when it is set. It runs as root with CAP_KILL alone: commands have no
- * capabilities, and a fork bomb that used up their user's process limit cannot block it. Signals go
- * one process at a time (gVisor delivers a signal sent to a group or to -1 to the leader only), and the
- * walk repeats while it found anything, since a process may fork while the list is read.
- */
-const KILL_SCRIPT = `me=$$
-for round in 1 2 3 4 5 6 7 8 9 10; do
-  hit=0
-  for s in /proc/[0-9]*/stat; do
-    p=\${s#/proc/}; p=\${p%/stat}
-    if [ "$p" = "$me" ] || [ "$p" = 1 ]; then continue; fi
-    u=$(sed -n 's/^Uid:[[:space:]]*\\([0-9]*\\).*/\\1/p' "/proc/$p/status" 2>/dev/null)
-    if [ "$u" != "$TARGET_UID" ]; then continue; fi
-    set -- $(sed 's/.*) //' "$s" 2>/dev/null) || continue
-    if [ -n "$PG" ] && [ "$3" != "$PG" ]; then continue; fi
-    if [ "$1" = Z ]; then continue; fi
-    kill -s KILL "$p" 2>/dev/null && hit=1
-  done
-  [ "$hit" = 0 ] && break
-  sleep 0.05
-done
-exit 0`;
-
 /** Thrown when a command is asked of a sandbox that was torn down (its task ended meanwhile). */
 export class SandboxTornDownError extends Error {
   override readonly name = 'SandboxTornDownError';
@@ -88,49 +47,6 @@ export class SandboxTornDownError extends Error {
     super(`sandbox ${id} was torn down`);
   }
 }
-
-/** Thrown when `runsc` itself fails (not a command inside it); the message carries its stderr tail. */
-export class RunscError extends Error {
-  override readonly name = 'RunscError';
-  constructor(
-    readonly args: readonly string[],
-    readonly exitCode: number | null,
-    readonly stderr: string,
-  ) {
-    super(`runsc ${args.find((a) => !a.startsWith('-')) ?? ''} failed (exit ${exitCode ?? 'none'}): ${stderr.trim().split('\n').slice(-3).join(' | ')}`);
-  }
-}
-
-/** Limits and layout of every sandbox a driver makes. */
-export interface GvisorLimits {
-  /** Memory of the whole sandbox (commands, page cache of `/tmp`, the runtime itself). */
-  memoryMb: number;
-  /** Processes the sandbox's commands may have at once (RLIMIT_NPROC): a fork bomb stops here. */
-  processesPerCommand: number;
-  /** CPU seconds any one process may use (RLIMIT_CPU); each command's wall-clock timeout applies as well. */
-  cpuSecondsPerCommand: number;
-  /** Size of the private `/tmp`. */
-  tmpMb: number;
-  /** Open files per process. */
-  openFiles: number;
-  /** Size of each working copy's own disk (0: the working copy shares the worker's disk, unbounded). */
-  diskMb: number;
-  /** Files and directories each working copy's disk can hold. */
-  diskInodes: number;
-  /** The largest file any process may write (RLIMIT_FSIZE), in `/tmp` as in the working copy. */
-  fileSizeMb: number;
-}
-
-export const DEFAULT_GVISOR_LIMITS: GvisorLimits = {
-  memoryMb: 2_048,
-  processesPerCommand: 512,
-  cpuSecondsPerCommand: 3_600,
-  tmpMb: 512,
-  openFiles: 4_096,
-  diskMb: 8_192,
-  diskInodes: 500_000,
-  fileSizeMb: 2_048,
-};
 
 /** Dependencies of the gVisor driver. */
 export interface GvisorSandboxDriverOptions {
@@ -152,23 +68,19 @@ export interface GvisorSandboxDriverOptions {
   runscFlags?: string[];
 }
 
-interface ContainerState {
-  status: string;
-}
-
 /** Runs each task's commands in its own gVisor sandbox (see the module comment). */
 export class GvisorSandboxDriver implements SandboxDriver {
   readonly name = 'gvisor';
   readonly isolation = 'gvisor';
   private readonly root: string;
-  private readonly stateRoot: string;
   private readonly runsc: string;
+  /** runsc's command line over this driver's state directory. */
+  private readonly cli: Runsc;
   private readonly log: Logger;
   private readonly uid: number;
   private readonly gid: number;
   private readonly limits: GvisorLimits;
   private readonly rootfs: string | undefined;
-  private readonly flags: string[];
   /** Sandboxes this process has seen running; cleared when one is killed or removed. */
   private readonly running = new Set<string>();
   /** One start at a time per sandbox. */
@@ -176,14 +88,13 @@ export class GvisorSandboxDriver implements SandboxDriver {
 
   constructor(opts: GvisorSandboxDriverOptions) {
     this.root = path.resolve(opts.root);
-    this.stateRoot = path.join(this.root, STATE_DIR);
     this.runsc = opts.runsc;
+    this.cli = new Runsc(opts.runsc, path.join(this.root, STATE_DIR), opts.runscFlags ?? []);
     this.log = opts.log;
     this.uid = opts.uid ?? 65534;
     this.gid = opts.gid ?? 65534;
     this.limits = { ...DEFAULT_GVISOR_LIMITS, ...opts.limits };
     this.rootfs = opts.rootfs === undefined ? undefined : path.resolve(opts.rootfs);
-    this.flags = opts.runscFlags ?? [];
   }
 
   /**
@@ -200,7 +111,7 @@ export class GvisorSandboxDriver implements SandboxDriver {
         egress_allowlist: opts.egressAllowlist,
       });
     }
-    const state = await this.state(opts.id);
+    const state = await this.cli.state(opts.id);
     if (state?.status === 'running' && existsSync(path.join(dir, 'bundle', 'config.json'))) {
       this.running.add(opts.id);
       this.log.info('sandbox re-attached', { sandbox_id: opts.id, driver: this.name });
@@ -221,18 +132,18 @@ export class GvisorSandboxDriver implements SandboxDriver {
    */
   async whileFrozen<T>(handle: SandboxHandle, work: () => Promise<T>): Promise<T> {
     try {
-      await this.control(['pause', containerId(handle.id)]);
+      await this.cli.control(['pause', containerId(handle.id)]);
     } catch (err) {
       // A sandbox that is gone or stopped runs nothing either; one that runs and will not pause is a fault.
-      if ((await this.state(handle.id))?.status === 'running') throw err;
+      if ((await this.cli.state(handle.id))?.status === 'running') throw err;
       return work();
     }
     try {
       return await work();
     } finally {
       // Torn down while paused (the task was cancelled meanwhile): there is nothing left to resume.
-      await this.control(['resume', containerId(handle.id)]).catch(async (err: unknown) => {
-        if ((await this.state(handle.id)) !== null) throw err;
+      await this.cli.control(['resume', containerId(handle.id)]).catch(async (err: unknown) => {
+        if ((await this.cli.state(handle.id)) !== null) throw err;
       });
     }
   }
@@ -290,9 +201,9 @@ export class GvisorSandboxDriver implements SandboxDriver {
    * lags: a sandbox killed for memory still reads "running" until its runtime is reaped.
    */
   private async isRunning(id: string): Promise<boolean> {
-    const state = await this.state(id).catch(() => null);
+    const state = await this.cli.state(id).catch(() => null);
     if (state?.status !== 'running') return false;
-    return this.control(['exec', '--user', '0:0', containerId(id), '/bin/true']).then(
+    return this.cli.control(['exec', '--user', '0:0', containerId(id), '/bin/true']).then(
       () => true,
       () => false,
     );
@@ -313,7 +224,7 @@ export class GvisorSandboxDriver implements SandboxDriver {
     await fs.writeFile(specFile, JSON.stringify(this.processSpec(['/bin/sh', '-c', command], opts.env)), { mode: 0o600 });
 
     const started = Date.now();
-    const child = spawn(this.runsc, [...this.globalArgs(), 'exec', '--process', specFile, '--internal-pid-file', pidFile, containerId(handle.id)], {
+    const child = spawn(this.runsc, [...this.cli.globalArgs(), 'exec', '--process', specFile, '--internal-pid-file', pidFile, containerId(handle.id)], {
       stdio: ['ignore', 'pipe', 'pipe'],
       detached: true,
     });
@@ -424,19 +335,19 @@ export class GvisorSandboxDriver implements SandboxDriver {
    * removed, and the next command starts it afresh around the same working copy.
    */
   async killAll(handle: SandboxHandle): Promise<void> {
-    const state = await this.state(handle.id);
+    const state = await this.cli.state(handle.id);
     if (state === null) return;
     // Left paused by a worker that died while it took a checkpoint: the sandbox is alive, resume it.
-    if (state.status === 'paused') await this.control(['resume', containerId(handle.id)]);
+    if (state.status === 'paused') await this.cli.control(['resume', containerId(handle.id)]);
     if (state.status !== 'running' && state.status !== 'paused') {
       await this.removeContainer(handle.id);
       return;
     }
     try {
-      await this.control([...this.killerArgs(), containerId(handle.id), '/bin/sh', '-c', KILL_SCRIPT]);
+      await this.cli.control([...this.killerArgs(), containerId(handle.id), '/bin/sh', '-c', KILL_SCRIPT]);
       const deadline = Date.now() + KILL_WAIT_MS;
       for (;;) {
-        const left = (await this.processes(handle.id)).filter((p) => p.uid === this.uid);
+        const left = (await this.cli.processes(handle.id)).filter((p) => p.uid === this.uid);
         if (left.length === 0) return;
         if (Date.now() > deadline) throw new Error(`${left.length} processes survived SIGKILL`);
         await new Promise((r) => setTimeout(r, 50));
@@ -450,7 +361,7 @@ export class GvisorSandboxDriver implements SandboxDriver {
   /** Stop and delete the container and remove `<root>/<id>`; succeeds when it is already gone. */
   async teardown(handle: SandboxHandle): Promise<void> {
     const dir = this.dirOf(handle.id);
-    if ((await this.state(handle.id)) !== null) await this.removeContainer(handle.id);
+    if ((await this.cli.state(handle.id)) !== null) await this.removeContainer(handle.id);
     const mounted = await fs.readFile(path.join(dir, DISK_MOUNT), 'utf8').catch(() => null);
     for (const at of new Set([path.resolve(handle.hostWorkdir), ...(mounted ? [mounted] : [])])) await detachQuotaDisk(at);
     if (existsSync(dir)) await fs.rm(dir, { recursive: true, force: true });
@@ -465,8 +376,8 @@ export class GvisorSandboxDriver implements SandboxDriver {
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
     }
-    if (existsSync(this.stateRoot)) {
-      const out = await this.control(['list', '-quiet']);
+    if (existsSync(this.cli.stateRoot)) {
+      const out = await this.cli.control(['list', '-quiet']);
       for (const line of out.split('\n').map((l) => l.trim())) {
         const id = line.endsWith(CONTAINER_ID_END) ? line.slice(0, -CONTAINER_ID_END.length) : line;
         if (SANDBOX_ID.test(id)) ids.add(id);
@@ -481,14 +392,14 @@ export class GvisorSandboxDriver implements SandboxDriver {
    */
   async releaseHost(): Promise<void> {
     if ((await this.list()).length > 0) return;
-    const netns = path.join(this.stateRoot, 'null-netns');
+    const netns = path.join(this.cli.stateRoot, 'null-netns');
     if (!existsSync(netns)) return;
     await new Promise<void>((resolve) => execFile('umount', [netns], () => resolve()));
   }
 
   /** The version line `runsc --version` prints, for logs and `/healthz`. */
   async version(): Promise<string> {
-    const out = await this.control(['--version']);
+    const out = await this.cli.control(['--version']);
     const line = out.split('\n')[0]!.trim();
     // A runsc built with `go install` carries no version; the setup script's cache directory names it.
     const dir = path.basename(path.dirname(this.runsc));
@@ -500,19 +411,15 @@ export class GvisorSandboxDriver implements SandboxDriver {
     return path.join(this.root, id);
   }
 
-  private globalArgs(): string[] {
-    return ['--root', this.stateRoot, ...this.flags];
-  }
-
   /** Make sure the container runs; starts (or restarts) it from its bundle when it does not. */
   private async ensureRunning(handle: SandboxHandle): Promise<void> {
     if (this.running.has(handle.id)) return;
     const pending = this.starting.get(handle.id);
     if (pending) return pending;
     const start = (async () => {
-      const state = await this.state(handle.id);
+      const state = await this.cli.state(handle.id);
       // A worker that died while the sandbox was paused left it so: resume it before the first command.
-      if (state?.status === 'paused') await this.control(['resume', containerId(handle.id)]);
+      if (state?.status === 'paused') await this.cli.control(['resume', containerId(handle.id)]);
       if (state?.status === 'running' || state?.status === 'paused') {
         this.running.add(handle.id);
         return;
@@ -525,10 +432,10 @@ export class GvisorSandboxDriver implements SandboxDriver {
       try {
         // A detached `runsc run` keeps the stdio it was given for the container's life: a file and /dev/null, never a pipe.
         await new Promise<void>((resolve, reject) => {
-          const child = spawn(this.runsc, [...this.globalArgs(), '--network=none', 'run', '--detach', '--bundle', path.join(dir, 'bundle'), containerId(handle.id)], {
+          const child = spawn(this.runsc, [...this.cli.globalArgs(), '--network=none', 'run', '--detach', '--bundle', path.join(dir, 'bundle'), containerId(handle.id)], {
             stdio: ['ignore', log.fd, log.fd],
           });
-          const timer = setTimeout(() => child.kill('SIGKILL'), CONTROL_TIMEOUT_MS);
+          const timer = setTimeout(() => child.kill('SIGKILL'), RUNSC_CONTROL_TIMEOUT_MS);
           child.once('error', (err) => {
             clearTimeout(timer);
             reject(err);
@@ -557,35 +464,10 @@ export class GvisorSandboxDriver implements SandboxDriver {
 
   private async removeContainer(id: string): Promise<void> {
     this.running.delete(id);
-    try {
-      await this.control(['delete', '--force', containerId(id)]);
-    } catch (err) {
-      // Gone already is what we wanted.
-      if (!(err instanceof RunscError && /does not exist|not found|no such/i.test(err.stderr))) throw err;
-    }
+    await this.cli.remove(id);
   }
 
-  /** The container's state, or null when runsc knows no container of that id. */
-  private async state(id: string): Promise<ContainerState | null> {
-    this.dirOf(id);
-    if (!existsSync(this.stateRoot)) return null;
-    try {
-      return JSON.parse(await this.control(['state', containerId(id)])) as ContainerState;
-    } catch (err) {
-      if (err instanceof RunscError && /does not exist|not found|no such/i.test(err.stderr)) return null;
-      throw err;
-    }
-  }
 
-  /** Processes in the sandbox, from `runsc ps` (its JSON format lists pids only). */
-  private async processes(id: string): Promise<{ pid: number; uid: number }[]> {
-    const out = await this.control(['ps', containerId(id)]);
-    const rows = out.trim().split('\n').slice(1);
-    return rows
-      .map((r) => r.trim().split(/\s+/))
-      .filter((f) => f.length >= 2)
-      .map((f) => ({ uid: Number(f[0]), pid: Number(f[1]) }));
-  }
 
   /** Kill the process group of one command, identified by the pid runsc wrote for it. */
   private async killCommand(handle: SandboxHandle, pidFile: string): Promise<void> {
@@ -597,7 +479,7 @@ export class GvisorSandboxDriver implements SandboxDriver {
     try {
       if (Number.isInteger(pid) && pid > 1) {
         // Sent from inside, as the command's own user: the sandbox has no capabilities to signal anyone else.
-        await this.control([...this.killerArgs(), '--env', `PG=${pid}`, containerId(handle.id), '/bin/sh', '-c', KILL_SCRIPT]);
+        await this.cli.control([...this.killerArgs(), '--env', `PG=${pid}`, containerId(handle.id), '/bin/sh', '-c', KILL_SCRIPT]);
       } else {
         await this.killAll(handle);
       }
@@ -611,87 +493,11 @@ export class GvisorSandboxDriver implements SandboxDriver {
   }
 
   private processSpec(args: string[], env: Record<string, string> | undefined): object {
-    const base: Record<string, string> = {
-      PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
-      HOME: '/tmp',
-      TMPDIR: '/tmp',
-      LANG: 'C.UTF-8',
-      TERM: 'dumb',
-      CI: '1',
-      GIT_TERMINAL_PROMPT: '0',
-      GIT_DIR: GVISOR_GIT_DIR,
-      GIT_WORK_TREE: GVISOR_WORKDIR,
-      ...env,
-    };
-    return {
-      terminal: false,
-      user: { uid: this.uid, gid: this.gid },
-      args,
-      env: Object.entries(base).map(([k, v]) => `${k}=${v}`),
-      cwd: GVISOR_WORKDIR,
-      noNewPrivileges: true,
-      capabilities: { bounding: [], effective: [], inheritable: [], permitted: [], ambient: [] },
-    };
+    return commandProcessSpec(args, env, { uid: this.uid, gid: this.gid });
   }
 
   private async writeBundle(id: string, hostWorkdir: string): Promise<void> {
-    const bundle = path.join(this.dirOf(id), 'bundle');
-    const rootfs = this.rootfs ?? path.join(bundle, 'rootfs');
-    if (this.rootfs === undefined) {
-      for (const d of ['usr', 'etc', 'proc', 'dev', 'tmp', 'workspace', 'workspace.git']) await fs.mkdir(path.join(rootfs, d), { recursive: true });
-      // Debian's merged /usr: the top-level names are links into it.
-      for (const name of ['bin', 'lib', 'lib64', 'sbin']) {
-        if (!existsSync(path.join(rootfs, name))) await fs.symlink(`usr/${name}`, path.join(rootfs, name));
-      }
-    }
-    const ro = ['rbind', 'ro', 'nosuid', 'nodev'];
-    const mounts: object[] = [
-      { destination: '/proc', type: 'proc', source: 'proc' },
-      { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
-      { destination: '/tmp', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'nodev', 'mode=1777', `size=${this.limits.tmpMb}m`] },
-      ...(this.rootfs === undefined
-        ? [
-            { destination: '/usr', type: 'bind', source: '/usr', options: ro },
-            { destination: '/etc', type: 'bind', source: '/etc', options: ro },
-          ]
-        : []),
-      { destination: GVISOR_WORKDIR, type: 'bind', source: path.resolve(hostWorkdir), options: ['rbind', 'rw', 'nosuid', 'nodev'] },
-      { destination: GVISOR_GIT_DIR, type: 'bind', source: gitDirOf(hostWorkdir), options: ro },
-    ];
-    const spec = {
-      ociVersion: '1.0.2',
-      process: {
-        terminal: false,
-        // The init only reaps orphans; commands run as the unprivileged user.
-        user: { uid: 0, gid: 0 },
-        // A SIGCHLD handler cuts the idle sleep short, so an orphan is reaped as soon as it exits.
-        args: ['/usr/bin/perl', '-e', "$0 = 'sandbox-init'; $SIG{CHLD} = sub {}; while (1) { sleep 1 if wait() == -1 }"],
-        env: ['PATH=/usr/bin:/bin'],
-        cwd: '/',
-        noNewPrivileges: true,
-        capabilities: { bounding: [], effective: [], inheritable: [], permitted: [], ambient: [] },
-        // Every process in the sandbox gets these hard limits (`runsc exec` sets none of its own, and
-        // limits changed inside one command would carry over to the next, so none are set per command).
-        rlimits: [
-          { type: 'RLIMIT_NPROC', hard: this.limits.processesPerCommand, soft: this.limits.processesPerCommand },
-          { type: 'RLIMIT_CPU', hard: this.limits.cpuSecondsPerCommand, soft: this.limits.cpuSecondsPerCommand },
-          { type: 'RLIMIT_NOFILE', hard: this.limits.openFiles, soft: this.limits.openFiles },
-          { type: 'RLIMIT_FSIZE', hard: this.limits.fileSizeMb * 1024 * 1024, soft: this.limits.fileSizeMb * 1024 * 1024 },
-        ],
-      },
-      root: { path: rootfs, readonly: true },
-      hostname: 'sandbox',
-      mounts,
-      linux: {
-        namespaces: [{ type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }, { type: 'network' }],
-        resources: {
-          memory: { limit: this.limits.memoryMb * 1024 * 1024 },
-          pids: { limit: HOST_PIDS_LIMIT },
-        },
-      },
-    };
-    await fs.mkdir(bundle, { recursive: true });
-    await fs.writeFile(path.join(bundle, 'config.json'), JSON.stringify(spec, null, 1));
+    await writeBundle(path.join(this.dirOf(id), 'bundle'), { hostWorkdir, gitDir: gitDirOf(hostWorkdir), rootfs: this.rootfs, limits: this.limits });
   }
 
   /** Give the working copy to the sandbox's user; links are changed themselves, never followed. */
@@ -703,14 +509,4 @@ export class GvisorSandboxDriver implements SandboxDriver {
     });
   }
 
-  /** Run a runsc housekeeping command and return its stdout. */
-  private control(args: string[]): Promise<string> {
-    const full = args[0] === '--version' ? args : [...this.globalArgs(), ...args];
-    return new Promise((resolve, reject) => {
-      execFile(this.runsc, full, { timeout: CONTROL_TIMEOUT_MS, maxBuffer: 16 * 1024 * 1024, encoding: 'utf8' }, (err, stdout, stderr) => {
-        if (err) reject(new RunscError(args, typeof err.code === 'number' ? err.code : null, String(stderr || err.message)));
-        else resolve(stdout);
-      });
-    });
-  }
 }
