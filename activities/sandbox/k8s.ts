@@ -16,17 +16,30 @@
  * directories and symlinks pass, within a byte and a file cap, or the step fails and the pod is
  * reset to the worker's copy, which stays as it was.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import type * as k8s from '@kubernetes/client-node';
 import type { Logger } from '../../workers/log';
 import { activityFailure } from '../failures';
-import { OutputTail, SANDBOX_ID, InvalidSandboxIdError, SandboxAbortedError, startTicker } from './common';
+import { OutputTail, SANDBOX_ID, SandboxAbortedError, startTicker } from './common';
 import { readInside, writeInside } from './safe-fs';
 import type { ExecOptions, ExecResult, ProvisionOptions, SandboxDriver, SandboxHandle } from './driver';
 import { CollectingWritable, copyBackFromPod, copyIntoPod, type PausableSocket, type PodExec, type PodExecIo } from './pod-copy';
 import { TarRefusedError } from './tar-guard';
+import {
+  ANNOTATION_TASK_ID,
+  CONTAINER,
+  DEFAULT_POD_RESOURCES,
+  K8S_MANAGED_BY,
+  LABEL_MANAGED_BY,
+  podName,
+  sandboxNetworkPolicy,
+  sandboxPod,
+  type EgressProxy,
+  type PodResources,
+  type PodTemplate,
+} from './k8s-objects';
 
 type KubeModule = typeof k8s;
 // client-node is an ES module; loaded once, on first use, so the other drivers never pay for it.
@@ -36,14 +49,6 @@ function kube(): Promise<KubeModule> {
   return kubeModule;
 }
 
-export const K8S_MANAGED_BY = 'agent-inbox';
-const LABEL_MANAGED_BY = 'app.kubernetes.io/managed-by';
-const LABEL_COMPONENT = 'app.kubernetes.io/component';
-/** Label carrying a DNS-safe key of the task id (label values are short; the full id is an annotation). */
-export const LABEL_SANDBOX = 'agent-inbox.dev/sandbox';
-export const ANNOTATION_TASK_ID = 'agent-inbox.dev/task-id';
-export const ANNOTATION_EGRESS = 'agent-inbox.dev/egress-allowlist';
-const CONTAINER = 'sandbox';
 const RUNNING_TIMEOUT_MS = 120_000;
 /** Longest a copy of the working copy into the pod or back may take. */
 export const DEFAULT_SYNC_TIMEOUT_MS = 10 * 60_000;
@@ -63,40 +68,12 @@ export class KubernetesSandboxError extends Error {
   }
 }
 
-/** Requests (equal to limits) of every sandbox pod. */
-export interface PodResources {
-  cpu: string;
-  memory: string;
-  ephemeralStorage: string;
-  workspaceSize: string;
-  tmpSize: string;
-}
-
-export const DEFAULT_POD_RESOURCES: PodResources = {
-  cpu: '1',
-  memory: '2Gi',
-  ephemeralStorage: '4Gi',
-  workspaceSize: '2Gi',
-  tmpSize: '1Gi',
-};
-
 /** Bounds on what one copy-back from the pod may bring. */
 export interface CopyBackLimits {
   /** Bytes of the archive, measured on the stream; defaults to the workspace's `sizeLimit`. */
   maxBytes: number;
   /** Files, directories and symlinks; defaults to {@link DEFAULT_COPY_BACK_MAX_FILES}. */
   maxFiles: number;
-}
-
-/** Where an egress proxy runs: sandboxes may reach it (and DNS) when their task allows any domain. */
-export interface EgressProxy {
-  /** Proxy URL given to commands as HTTP(S)_PROXY. */
-  url: string;
-  /** Namespace the proxy's pods run in. */
-  namespace: string;
-  /** Labels selecting the proxy's pods. */
-  podLabels: Record<string, string>;
-  port: number;
 }
 
 /** Dependencies and settings of the pod driver. */
@@ -350,122 +327,18 @@ export class KubernetesSandboxDriver implements SandboxDriver {
     return [...ids].sort();
   }
 
-  /** The pod this driver makes for a task (exported for tests and for `k8s/` documentation). */
+  /** The pod this driver makes for a task (for tests and for `k8s/` documentation). */
   podSpec(id: string, egressAllowlist: readonly string[], activeDeadlineSeconds?: number): k8s.V1Pod {
-    const name = podName(id);
-    const r = this.resources;
-    const amounts = { cpu: r.cpu, memory: r.memory, 'ephemeral-storage': r.ephemeralStorage };
-    const proxied = this.egressProxy !== undefined && egressAllowlist.length > 0;
-    const env: k8s.V1EnvVar[] = [
-      { name: 'HOME', value: this.tmpPath },
-      { name: 'TMPDIR', value: this.tmpPath },
-      { name: 'CI', value: '1' },
-      { name: 'LANG', value: 'C.UTF-8' },
-      ...(proxied
-        ? ['HTTP_PROXY', 'HTTPS_PROXY', 'http_proxy', 'https_proxy'].map((n) => ({ name: n, value: this.egressProxy!.url }))
-        : []),
-    ];
-    return {
-      apiVersion: 'v1',
-      kind: 'Pod',
-      metadata: {
-        name,
-        namespace: this.namespace,
-        labels: this.labels(id),
-        annotations: { [ANNOTATION_TASK_ID]: id, ...(egressAllowlist.length > 0 ? { [ANNOTATION_EGRESS]: egressAllowlist.join(',') } : {}) },
-      },
-      spec: {
-        ...(this.runtimeClassName === null ? {} : { runtimeClassName: this.runtimeClassName }),
-        automountServiceAccountToken: false,
-        enableServiceLinks: false,
-        restartPolicy: 'Never',
-        ...(activeDeadlineSeconds === undefined ? {} : { activeDeadlineSeconds: Math.max(1, Math.ceil(activeDeadlineSeconds)) }),
-        terminationGracePeriodSeconds: 5,
-        hostNetwork: false,
-        hostPID: false,
-        hostIPC: false,
-        securityContext: {
-          runAsNonRoot: true,
-          runAsUser: this.uid,
-          runAsGroup: this.uid,
-          fsGroup: this.uid,
-          seccompProfile: { type: 'RuntimeDefault' },
-        },
-        containers: [
-          {
-            name: CONTAINER,
-            image: this.image,
-            imagePullPolicy: 'IfNotPresent',
-            // Idles until commands are exec'd; reaps nothing itself, `sh`'s `wait` keeps it cheap.
-            command: ['/bin/sh', '-c', 'trap "exit 0" TERM; while :; do sleep 3600 & wait $!; done'],
-            workingDir: this.workspacePath,
-            env,
-            resources: { requests: amounts, limits: amounts },
-            securityContext: {
-              runAsNonRoot: true,
-              runAsUser: this.uid,
-              runAsGroup: this.uid,
-              allowPrivilegeEscalation: false,
-              privileged: false,
-              readOnlyRootFilesystem: true,
-              capabilities: { drop: ['ALL'] },
-              seccompProfile: { type: 'RuntimeDefault' },
-            },
-            volumeMounts: [
-              { name: 'workspace', mountPath: this.workspacePath },
-              { name: 'tmp', mountPath: this.tmpPath },
-            ],
-          },
-        ],
-        volumes: [
-          { name: 'workspace', emptyDir: { sizeLimit: r.workspaceSize } },
-          { name: 'tmp', emptyDir: { sizeLimit: r.tmpSize } },
-        ],
-      },
-    };
+    return sandboxPod(this.template(), id, egressAllowlist, activeDeadlineSeconds);
   }
 
-  /**
-   * The task's NetworkPolicy: no ingress, and no egress at all unless the task allows some domains
-   * and an egress proxy is configured; then DNS and the proxy only (the proxy enforces the domains,
-   * which it reads from the pod's annotation).
-   */
+  /** The task's NetworkPolicy (see {@link sandboxNetworkPolicy}). */
   networkPolicy(id: string, egressAllowlist: readonly string[]): k8s.V1NetworkPolicy {
-    const name = podName(id);
-    const egress: k8s.V1NetworkPolicyEgressRule[] = [];
-    if (this.egressProxy && egressAllowlist.length > 0) {
-      egress.push({
-        to: [{ namespaceSelector: {}, podSelector: { matchLabels: { 'k8s-app': 'kube-dns' } } }],
-        ports: [
-          { protocol: 'UDP', port: 53 },
-          { protocol: 'TCP', port: 53 },
-        ],
-      });
-      egress.push({
-        to: [
-          {
-            namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': this.egressProxy.namespace } },
-            podSelector: { matchLabels: this.egressProxy.podLabels },
-          },
-        ],
-        ports: [{ protocol: 'TCP', port: this.egressProxy.port }],
-      });
-    }
-    return {
-      apiVersion: 'networking.k8s.io/v1',
-      kind: 'NetworkPolicy',
-      metadata: { name, namespace: this.namespace, labels: this.labels(id), annotations: { [ANNOTATION_TASK_ID]: id } },
-      spec: {
-        podSelector: { matchLabels: { [LABEL_SANDBOX]: sandboxKey(id) } },
-        policyTypes: ['Ingress', 'Egress'],
-        ingress: [],
-        egress,
-      },
-    };
+    return sandboxNetworkPolicy(this.template(), id, egressAllowlist);
   }
 
-  private labels(id: string): Record<string, string> {
-    return { [LABEL_MANAGED_BY]: K8S_MANAGED_BY, [LABEL_COMPONENT]: 'sandbox', [LABEL_SANDBOX]: sandboxKey(id) };
+  private template(): PodTemplate {
+    return { namespace: this.namespace, image: this.image, runtimeClassName: this.runtimeClassName, uid: this.uid, resources: this.resources, egressProxy: this.egressProxy, workspacePath: this.workspacePath, tmpPath: this.tmpPath };
   }
 
   private async readPod(name: string): Promise<k8s.V1Pod | null> {
@@ -650,19 +523,6 @@ export class KubernetesSandboxDriver implements SandboxDriver {
     const retryable = code === undefined || code >= 500 || code === 409 || code === 429 || code === 408;
     return new KubernetesSandboxError(`${what} in namespace ${this.namespace} failed: ${describe(err)}`, retryable, { cause: err });
   }
-}
-
-/** The pod (and NetworkPolicy) name of a task: DNS-safe, unique per task id. */
-export function podName(id: string): string {
-  return `sbx-${sandboxKey(id)}`;
-}
-
-/** A DNS-label-safe key for a task id: a readable prefix plus a hash, so distinct ids never collide. */
-export function sandboxKey(id: string): string {
-  if (!SANDBOX_ID.test(id)) throw new InvalidSandboxIdError(id);
-  const readable = id.toLowerCase().replace(/[^a-z0-9-]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 36);
-  const hash = createHash('sha256').update(id).digest('hex').slice(0, 10);
-  return readable ? `${readable}-${hash}` : hash;
 }
 
 function podVerdict(pod: k8s.V1Pod | null): 'running' | 'pending' | string {
