@@ -1,6 +1,7 @@
 /**
  * The sandbox contract every driver (process, gVisor, Kubernetes pod) implements.
  */
+import type { EgressGrant, EgressReport } from '../egress/types';
 
 /** Names a live sandbox; plain JSON so the workflow can carry it across restarts. */
 export interface SandboxHandle {
@@ -27,6 +28,11 @@ export interface ExecOptions {
   signal?: AbortSignal;
   /** Called about once a second while the command runs (activities heartbeat here). */
   onTick?: () => void;
+  /**
+   * What the command may reach through the egress proxy. Absent or empty: nothing. A driver that
+   * routes egress applies it before the command starts; one that cannot keeps egress denied.
+   */
+  egress?: EgressGrant;
 }
 
 /** What one command did. */
@@ -37,6 +43,8 @@ export interface ExecResult {
   outputTruncatedBytes: number;
   timedOut: boolean;
   durationMs: number;
+  /** What the proxy saw of the sandbox's traffic while the command ran; absent where the driver routes no egress. */
+  egress?: EgressReport;
 }
 
 /** What a sandbox is made for. */
@@ -45,7 +53,10 @@ export interface ProvisionOptions {
   id: string;
   /** The working copy on the worker's host. */
   hostWorkdir: string;
-  /** Domains the task may reach; empty or absent means no egress at all. Drivers that cannot proxy keep egress denied. */
+  /**
+   * Domains the task may reach at first; empty or absent means no network at all (a later command
+   * granted egress gets it then). Drivers that cannot proxy keep egress denied.
+   */
   egressAllowlist?: string[];
   /** Seconds the sandbox may live at most (the task's remaining wall-clock budget), where the driver can enforce it. */
   activeDeadlineSeconds?: number;
