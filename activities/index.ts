@@ -6,6 +6,7 @@ import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import YAML from 'yaml';
 import type { PriceTable } from '../domain/prices';
+import { intersectEgress } from '../domain/egress';
 import { RepoRefusedError } from '../domain/repo-policy';
 import { RepoPolicy } from '../domain/task';
 import { preview } from '../domain/rules';
@@ -39,7 +40,9 @@ import {
   updateBranch,
   type RemoteOptions,
 } from './git/workspace';
+import type { EgressGrant } from './egress/types';
 import type { SandboxDriver, SandboxHandle } from './sandbox/driver';
+import { plannerAllowlist, provisionSetup, saveSetup, SetupScriptError, type SetupCacheOptions } from './setup-phase';
 import { InvalidSandboxIdError, SandboxPathError } from './sandbox/process';
 import { SandboxTornDownError } from './sandbox/gvisor';
 import { UnsafeFileError } from './sandbox/safe-fs';
@@ -60,7 +63,14 @@ export interface ActivityDeps {
   prices?: PriceTable;
   /** Which repositories may be reached and the worker's git credentials file (default rules: see `defaultRepoRules`); `dataDir` is always refused. */
   repos?: Pick<RemoteOptions, 'rules' | 'credentialsFile'>;
+  /** The operator's egress ceiling (EGRESS_ALLOW): no command reaches anything outside it, whatever a workflow asks. Default: nothing. */
+  egressCeiling?: string[];
+  /** Where setup caches live and their bounds; null turns caching off. Default: `<dataDir>/setup-cache`, see {@link DEFAULT_SETUP_CACHE_MB}. */
+  setupCache?: SetupCacheOptions | null;
 }
+
+/** Default bounds of the setup cache: one entry, and all of them, in MiB. */
+export const DEFAULT_SETUP_CACHE_MB = { entry: 2_048, total: 20_480 };
 
 /** Bytes of a step's combined output kept (the tail: that is where failures show). */
 export const STEP_OUTPUT_MAX_BYTES = 1024 * 1024;
@@ -89,6 +99,13 @@ export function createActivities(deps: ActivityDeps): Activities {
   };
   const workspaceOf = (taskId: string): string => path.join(workspaces, keyOf(taskId));
   const rules = deps.repos?.rules ?? defaultRepoRules();
+  const ceiling = deps.egressCeiling ?? [];
+  const setupCache: SetupCacheOptions | null =
+    deps.setupCache === undefined
+      ? { root: path.resolve(deps.dataDir, 'setup-cache'), maxBytes: DEFAULT_SETUP_CACHE_MB.entry * 2 ** 20, maxTotalBytes: DEFAULT_SETUP_CACHE_MB.total * 2 ** 20 }
+      : deps.setupCache;
+  /** A workflow's grant, cut to this worker's ceiling: a history cannot widen what the operator allows. */
+  const withinCeiling = (g: EgressGrant | undefined): EgressGrant | undefined => (g === undefined ? undefined : { allow: intersectEgress(ceiling, g.allow), step: g.step });
   /** How this activity reaches a task's repository: the rules checked again here, since a workflow can be started without the API. */
   const remote = (): RemoteOptions => ({
     rules: { ...rules, forbidden: [...rules.forbidden, path.resolve(deps.dataDir)] },
@@ -114,6 +131,7 @@ export function createActivities(deps: ActivityDeps): Activities {
     prices: deps.prices,
     log,
     scope: activityScope,
+    withinCeiling,
   });
 
   const activities: Activities = {
@@ -121,7 +139,8 @@ export function createActivities(deps: ActivityDeps): Activities {
     async provisionSandbox(input) {
       const key = keyOf(input.task_id);
       const dir = workspaceOf(key);
-      if (await isWorkingCopy(dir)) {
+      const fresh = !(await isWorkingCopy(dir));
+      if (!fresh) {
         log.info('working copy re-attached', { task_id: key });
       } else {
         await clone(input.repo, input.base_branch, dir, remote());
@@ -129,20 +148,36 @@ export function createActivities(deps: ActivityDeps): Activities {
       }
       await deps.sandbox.attachWorkdir?.(key, dir);
       const base_commit = await headCommit(dir);
-      // Policy and AGENTS.md come from the base commit: nothing a step writes can change them.
+      // Policy, AGENTS.md and the setup script come from the base commit: nothing a step writes can change them.
       const repo_policy = parseRepoPolicy(await readTextAt(dir, base_commit, POLICY_FILE));
       const has_agents_md = (await readTextAt(dir, base_commit, 'AGENTS.md')) !== null;
       const checkpoint = await snapshotTree(dir);
-      const taskEgress = input.egress_allowlist ?? [];
-      const egressAllowlist = repo_policy?.egress_allowlist ? taskEgress.filter((d) => repo_policy.egress_allowlist!.includes(d)) : taskEgress;
+      const setup = await provisionSetup({ repo: input.repo, dir, baseCommit: base_commit, fresh, requested: input.setup, repoPolicy: repo_policy, ceiling, cache: setupCache });
+      if (setup?.cache?.hit) log.info('setup cache restored', { task_id: key, key: setup.cache.key, files: setup.cache.files, bytes: setup.cache.bytes });
+      const plannerAllow = plannerAllowlist(ceiling, input.egress_allowlist ?? [], repo_policy?.egress_allowlist);
+      // A sandbox gets a network at once when a phase it will run may reach something; a later grant adds one.
+      const setupAllow = setup && !setup.cache?.hit ? setup.allow : [];
       const deadline = input.deadline_at ? Date.parse(input.deadline_at) : NaN;
       const sandbox = await deps.sandbox.provision({
         id: key,
         hostWorkdir: dir,
-        egressAllowlist,
+        egressAllowlist: [...new Set([...setupAllow, ...plannerAllow])],
         activeDeadlineSeconds: Number.isFinite(deadline) ? Math.max(60, Math.ceil((deadline - Date.now()) / 1000)) : undefined,
       });
-      return { sandbox, base_commit, checkpoint, repo_policy, has_agents_md };
+      return { sandbox, base_commit, checkpoint, repo_policy, has_agents_md, egress_ceiling: ceiling, setup };
+    },
+
+    async saveSetupCache(input) {
+      const key = keyOf(input.task_id);
+      const dir = await workingCopy(key, input.sandbox);
+      const scope = activityScope();
+      // Nothing setup left running may change the files while they are packed.
+      await whileBeating(scope.heartbeat, () => deps.sandbox.killAll(input.sandbox));
+      const saved = await whileBeating(scope.heartbeat, () =>
+        deps.sandbox.whileFrozen ? deps.sandbox.whileFrozen(input.sandbox, () => saveSetup(setupCache, input.key, dir)) : saveSetup(setupCache, input.key, dir),
+      );
+      log.info('setup cache', { task_id: key, key: input.key, ...saved });
+      return saved;
     },
 
     async runStep(input) {
@@ -169,6 +204,7 @@ export function createActivities(deps: ActivityDeps): Activities {
           env: input.env,
           signal: scope.signal,
           onTick: scope.heartbeat,
+          egress: withinCeiling(input.egress),
         });
       });
       if (replayed) log.warn('step had already run in an earlier attempt; its recorded result is used', { task_id: key, round: input.round, index: input.index, attempt: scope.attempt });
@@ -198,6 +234,7 @@ export function createActivities(deps: ActivityDeps): Activities {
         output,
         checkpoint,
         changed_paths,
+        ...(res.egress ? { egress: res.egress } : {}),
       };
     },
 
@@ -348,7 +385,8 @@ function toFailure(err: unknown): unknown {
     err instanceof RepoRefusedError ||
     err instanceof InvalidSandboxIdError ||
     err instanceof SandboxPathError ||
-    err instanceof UnsafeFileError
+    err instanceof UnsafeFileError ||
+    err instanceof SetupScriptError
   ) {
     return activityFailure('InvalidInput', err.message, { cause: err });
   }

@@ -4,6 +4,7 @@
  */
 import type { ArtifactRef } from '../domain/task';
 import type { RepoPolicy } from '../domain/task';
+import type { EgressGrant, EgressReport } from './egress/types';
 import type { AgentActivities } from './llm/agent';
 import type { WriteTaskRecordInput } from './records/task-record';
 import type { SandboxHandle } from './sandbox/driver';
@@ -19,6 +20,21 @@ export interface ProvisionResult {
   repo_policy: RepoPolicy | null;
   /** Whether the repo has an `AGENTS.md` (the LLM planner reads it). */
   has_agents_md: boolean;
+  /** The operator's egress ceiling (EGRESS_ALLOW, as written) this worker enforces; absent from workers before egress existed. */
+  egress_ceiling?: string[];
+  /** The setup phase to run, or null when there is none; absent from workers before setup existed. */
+  setup?: ProvisionedSetup | null;
+}
+
+/** A task's setup phase as provisioning found it. */
+export interface ProvisionedSetup {
+  /** The task's setup commands, or the repository's `.agent/setup.sh` (its text, as of the base commit). */
+  commands: string[];
+  source: 'task' | 'repo';
+  /** Host patterns setup may reach (within the ceiling, the repository's setup list and the task's). */
+  allow: string[];
+  /** The setup cache entry for this repository, lockfiles, commands and allowlist; `hit`: restored into the working copy, so setup need not run. */
+  cache: { key: string; hit: boolean; files: number; bytes: number } | null;
 }
 
 /** One command to run against the working copy as it was at `checkpoint`. */
@@ -33,6 +49,8 @@ export interface RunStepInput {
   /** Tree id the working copy must match before the command runs (restored if it does not: a retried step never sees a half-run predecessor). */
   checkpoint: string;
   env: Record<string, string>;
+  /** What the command may reach through the egress proxy (within the worker's ceiling); absent: nothing. */
+  egress?: EgressGrant;
 }
 
 /** What a step did, with its full output in the artifact store. */
@@ -46,6 +64,17 @@ export interface RunStepResult {
   checkpoint: string;
   /** Repo-relative paths that differ between the input and output checkpoints. */
   changed_paths: string[];
+  /** What the egress proxy saw of the command's traffic; absent where the sandbox routes no egress. */
+  egress?: EgressReport;
+}
+
+/** What saving the setup cache did. */
+export interface SaveSetupCacheResult {
+  saved: boolean;
+  files: number;
+  bytes: number;
+  /** Why nothing was saved (too large, nothing to keep, caching off). */
+  reason?: string;
 }
 
 /** A bounded view of a diff between two trees (or a tree and the base commit). */
@@ -79,7 +108,14 @@ export interface Activities extends AgentActivities {
     egress_allowlist?: string[];
     /** When the task's wall-clock budget runs out; sandboxes that can enforce a deadline get it. */
     deadline_at?: string;
+    /** The task's setup commands and setup allowlist (without them, the repository's `.agent/setup.sh`). */
+    setup?: { commands: string[]; egress_allowlist?: string[] };
   }): Promise<ProvisionResult>;
+  /**
+   * Keep what setup left in the working copy's ignored paths under `key`, for the next task on the same
+   * repository; taken while nothing in the sandbox runs. Skipped (with a reason) when too large or empty.
+   */
+  saveSetupCache(input: { task_id: string; sandbox: SandboxHandle; key: string }): Promise<SaveSetupCacheResult>;
   /** Run one command in the sandbox, heartbeating; cancellation kills it. */
   runStep(input: RunStepInput): Promise<RunStepResult>;
   /** Diff between two checkpoints, optionally limited to paths. */

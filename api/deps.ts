@@ -21,6 +21,8 @@ export interface AppDeps {
   log: Logger;
   /** Which repositories tasks may name (REPO_ALLOW, REPO_LOCAL_ROOTS, DATA_DIR refused); see `repoRulesOf`. */
   repoRules: RepoRules;
+  /** The operator's egress ceiling (EGRESS_ALLOW): a task naming a domain outside it is refused at intake. Default: empty. */
+  egressCeiling?: readonly string[];
   /** Model prices (built-in and MODEL_PRICES): an LLM task whose model is not in it is refused. */
   prices: PriceTable;
   artifacts?: ArtifactReader;

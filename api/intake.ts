@@ -4,6 +4,7 @@
  */
 import { promises as fs } from 'node:fs';
 import type { NextFunction, Request, Response } from 'express';
+import { intersectEgress } from '../domain/egress';
 import { findPrice, type PriceTable } from '../domain/prices';
 import { RepoRefusedError, resolveRepo, type RepoRules } from '../domain/repo-policy';
 import type { TaskSpec } from '../domain/task';
@@ -30,17 +31,44 @@ export class UnpricedModelError extends HttpError {
   }
 }
 
+/** Thrown when an egress allowlist names something the operator's ceiling (EGRESS_ALLOW) admits none of. */
+export class EgressNotAllowedError extends HttpError {
+  override readonly name = 'EgressNotAllowedError';
+  constructor(details: { path: string; message: string }[], ceiling: readonly string[]) {
+    const message = `egress allowlist entries outside the operator's EGRESS_ALLOW (${ceiling.join(', ') || 'empty: no sandbox has any network'}): ${details.map((d) => d.message).join('; ')}`;
+    super(400, 'egress_not_allowed', message, { details });
+  }
+}
+
+/** Entries of the task's allowlists that the ceiling admits no host of (a typo, or a domain the operator has not opened). */
+function egressOutsideCeiling(task: TaskSpec, ceiling: readonly string[]): { path: string; message: string }[] {
+  const lists: [string, readonly string[]][] = [['policy.egress_allowlist', task.policy.egress_allowlist]];
+  if (task.setup?.egress_allowlist) lists.push(['setup.egress_allowlist', task.setup.egress_allowlist]);
+  const out: { path: string; message: string }[] = [];
+  for (const [where, list] of lists) {
+    list.forEach((entry, i) => {
+      if (intersectEgress([entry], ceiling).length === 0) out.push({ path: `${where}.${i}`, message: `"${entry}" is outside EGRESS_ALLOW` });
+    });
+  }
+  return out;
+}
+
 /**
  * Middleware applying the intake rules to the body `spec` parsed. Every task has a finite `max_usd` (the schema
  * defaults it), so an LLM task whose model the price table does not know is always refused.
  */
-export function intakePolicy(deps: { repoRules: RepoRules; prices: PriceTable }, spec: Validator<TaskSpec>) {
+export function intakePolicy(deps: { repoRules: RepoRules; prices: PriceTable; egressCeiling?: readonly string[] }, spec: Validator<TaskSpec>) {
   return async function checkIntake(req: Request, _res: Response, next: NextFunction): Promise<void> {
     const task = valid(req, spec);
     try {
       await resolveRepo(task.repo, deps.repoRules, (p) => fs.realpath(p));
     } catch (err) {
       next(err instanceof RepoRefusedError ? new RepoNotAllowedError(err) : err);
+      return;
+    }
+    const outside = egressOutsideCeiling(task, deps.egressCeiling ?? []);
+    if (outside.length > 0) {
+      next(new EgressNotAllowedError(outside, deps.egressCeiling ?? []));
       return;
     }
     if (task.planner.kind === 'llm' && Number.isFinite(task.budget.max_usd) && findPrice(deps.prices, task.planner.model) === undefined) {

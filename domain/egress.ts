@@ -24,6 +24,19 @@ export const EGRESS_PRESETS: Readonly<Record<string, readonly string[]>> = {
 /** The presets that are package registries: a setup phase may use those of them the operator enabled, unless told otherwise. */
 export const REGISTRY_PRESETS: readonly string[] = ['npm', 'pypi', 'crates', 'go', 'maven', 'debian'];
 
+/** One request the proxy refused. */
+export interface BlockedRequest {
+  host: string;
+  port: number;
+  /** ISO time of the (first) refusal. */
+  at: string;
+  step: string;
+  /** Why, in words a reviewer understands: `not in the task's allowlist`, `private address`, `TLS name mismatch`, … */
+  reason: string;
+  /** Refusals of the same host, port, step and reason folded into this one. */
+  count: number;
+}
+
 /** Longest domain name (RFC 1035). */
 const MAX_DOMAIN_CHARS = 253;
 const LABEL = /^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$/;
@@ -95,4 +108,32 @@ export function intersectEgress(first: readonly string[], ...rest: (readonly str
 /** The registry presets of the operator's ceiling: the default allowlist of a setup phase. */
 export function registryPresetsOf(ceiling: readonly string[]): string[] {
   return REGISTRY_PRESETS.filter((p) => ceiling.includes(p));
+}
+
+/** What the task's view shows of its network: the allowlists in force, the grants, and what was refused. */
+export interface EgressView {
+  /** The operator's ceiling (EGRESS_ALLOW) as the worker reported it. */
+  ceiling: string[];
+  /** Host patterns of the setup phase and of the planner's phase, grants included. */
+  setup_allowlist: string[];
+  allowlist: string[];
+  /** Domains a human allowed for this task, and in which phase. */
+  granted: { domain: string; phase: 'setup' | 'planner'; actor: string }[];
+  /** Refused requests (bounded; `blocked_count` counts all). */
+  blocked: BlockedRequest[];
+  blocked_count: number;
+  allowed_count: number;
+}
+
+/** The setup phase's allowlist: what was asked (default: the ceiling's registry presets), within the ceiling and the repository's setup list. */
+export function setupAllowlist(ceiling: readonly string[], requested: readonly string[] | undefined, repo: readonly string[] | undefined): string[] {
+  const lists = [ceiling, requested ?? registryPresetsOf(ceiling)];
+  if (repo !== undefined) lists.push(repo);
+  return intersectEgress(lists[0]!, ...lists.slice(1));
+}
+
+/** Hosts among `hosts` a human may allow for a task: inside the ceiling, and not admitted already (refused for another reason then). */
+export function grantableHosts(ceiling: readonly string[], allow: readonly string[], hosts: readonly string[]): string[] {
+  const top = expandEgress(ceiling);
+  return [...new Set(hosts.map(normalizeHost))].filter((h) => egressEntryError(h) === null && hostAllowed(h, top) && !hostAllowed(h, allow));
 }

@@ -5,6 +5,7 @@
  * No zod and no Node built-ins: the workflow bundle imports this, and keeping it
  * small keeps every cached workflow small.
  */
+import { intersectEgress } from './egress';
 import { readCommandLine, type OPAQUE_REASONS } from './shell-commands';
 import type { Action, Budget, ItemKind, Policy, RepoPolicy, TaskState } from './task';
 
@@ -38,10 +39,7 @@ export function mergePolicy(task: Policy, repo: RepoPolicy | null): Policy {
     protected_paths: union(task.protected_paths, repo.protected_paths),
     approval_commands: union(task.approval_commands, repo.approval_commands),
     require_plan_approval: task.require_plan_approval || (repo.require_plan_approval ?? false),
-    egress_allowlist:
-      repo.egress_allowlist === undefined
-        ? task.egress_allowlist
-        : task.egress_allowlist.filter((d) => repo.egress_allowlist!.includes(d)),
+    egress_allowlist: repo.egress_allowlist === undefined ? task.egress_allowlist : intersectEgress(task.egress_allowlist, repo.egress_allowlist),
   };
 }
 

@@ -5,6 +5,7 @@
  * Wire names are snake_case, as in the design.
  */
 import { z } from 'zod';
+import { egressEntryError, type EgressView } from './egress';
 
 /** Guard against strings git or a shell could read as an option. */
 const notAnOption = (s: string): boolean => !s.startsWith('-');
@@ -18,6 +19,16 @@ function compiles(pattern: string): boolean {
     return false;
   }
 }
+
+/** One entry of an egress allowlist: a domain, a `*.` wildcard, or a preset name (see `domain/egress.ts`). */
+export const EgressEntry = z
+  .string()
+  .min(1)
+  .max(253)
+  .superRefine((v, ctx) => {
+    const why = egressEntryError(v);
+    if (why !== null) ctx.addIssue({ code: 'custom', message: why });
+  });
 
 /** Limits on what a task may consume; exhausting one opens a `budget_request` (wall clock ends the task). */
 export const Budget = z.strictObject({
@@ -37,7 +48,8 @@ export const Policy = z.strictObject({
     .max(200)
     .default([]),
   require_plan_approval: z.boolean().default(false),
-  egress_allowlist: z.array(z.string().min(1).max(253)).max(200).default([]),
+  /** Domains the planner's phase may reach through the egress proxy, within the operator's EGRESS_ALLOW; empty: none. */
+  egress_allowlist: z.array(EgressEntry).max(200).default([]),
 });
 export type Policy = z.infer<typeof Policy>;
 
@@ -48,6 +60,19 @@ export const RecipeStep = z.strictObject({
   timeout_seconds: z.number().int().positive().max(24 * 3600).default(600),
 });
 export type RecipeStep = z.infer<typeof RecipeStep>;
+
+/**
+ * Commands that prepare the environment before the planner's phase (installing dependencies), run in
+ * the same sandbox with the setup allowlist. What they leave in ignored paths (node_modules, .venv) is
+ * kept and cached for the next task on the same repository; their changes to tracked files are undone.
+ */
+export const SetupSpec = z.strictObject({
+  commands: z.array(z.string().min(1).max(8_000)).min(1).max(50),
+  /** Domains setup may reach, within EGRESS_ALLOW; default: the package-registry presets EGRESS_ALLOW names. */
+  egress_allowlist: z.array(EgressEntry).max(200).optional(),
+  timeout_seconds: z.number().int().positive().max(6 * 3600).default(1_800),
+});
+export type SetupSpec = z.infer<typeof SetupSpec>;
 
 /** A fixed list of commands: the no-LLM path for maintenance work. */
 export const RecipePlanner = z.strictObject({
@@ -99,6 +124,8 @@ export const TaskSpec = z.strictObject({
   policy: Policy.prefault({}),
   priority: z.number().int().min(1).max(5).default(3),
   planner: Planner,
+  /** Setup commands; without them a repository's `.agent/setup.sh` is the setup, if it has one. */
+  setup: SetupSpec.optional(),
   requester: z.string().min(1).max(200).default('anonymous'),
   labels: z.array(z.string().min(1).max(100)).max(50).default([]),
 });
@@ -247,6 +274,9 @@ export interface Usage {
   steps: number;
   tokens: number;
   usd: number;
+  /** Bytes the sandbox sent and received through the egress proxy; absent before the task had any. */
+  net_bytes_sent?: number;
+  net_bytes_received?: number;
 }
 
 /** What `GET /v1/tasks/:id` shows: the workflow's own view of the task. */
@@ -268,6 +298,8 @@ export interface TaskView {
   items: InboxItem[];
   trace_count: number;
   result: string | null;
+  /** The task's network: absent for tasks that never had any allowlist, grant or refusal. */
+  egress?: EgressView;
 }
 
 /** The contents of a repo's `.agent/policy.yaml`: every field optional, same meaning as the task's. */
@@ -275,7 +307,9 @@ export const RepoPolicy = z.strictObject({
   protected_paths: z.array(z.string().min(1).max(500)).max(200).optional(),
   approval_commands: z.array(z.string().min(1).max(500).refine(compiles, 'not a valid regular expression')).max(200).optional(),
   require_plan_approval: z.boolean().optional(),
-  egress_allowlist: z.array(z.string().min(1).max(253)).max(200).optional(),
+  egress_allowlist: z.array(EgressEntry).max(200).optional(),
+  /** Narrows the setup phase's allowlist the way `egress_allowlist` narrows the planner's. */
+  setup_egress_allowlist: z.array(EgressEntry).max(200).optional(),
   budget: Budget.partial().optional(),
 });
 export type RepoPolicy = z.infer<typeof RepoPolicy>;

@@ -11,7 +11,7 @@ import type { ToolDeclaration } from '../activities/llm/types';
 /** Tools executed in the task's sandbox by `executeSandboxTool`. */
 export const SANDBOX_TOOLS = ['list_dir', 'read_file', 'search', 'write_file', 'edit_file', 'run', 'git_diff'] as const;
 /** Tools the workflow itself handles: they end a turn with a question, an approval request or the result. */
-export const CONTROL_TOOLS = ['ask_human', 'request_approval', 'finish'] as const;
+export const CONTROL_TOOLS = ['ask_human', 'request_approval', 'request_network', 'finish'] as const;
 
 /** One of {@link SANDBOX_TOOLS}. */
 export type SandboxToolName = (typeof SANDBOX_TOOLS)[number];
@@ -164,6 +164,16 @@ const REQUEST_APPROVAL = {
   additionalProperties: false,
 } as const satisfies ObjectSchema;
 
+const REQUEST_NETWORK = {
+  type: 'object',
+  properties: {
+    domain: { type: 'string', description: 'The one domain to reach, e.g. "registry.example.org" (no scheme, port, path or wildcard).', minLength: 1, maxLength: 253 },
+    reason: { type: 'string', description: 'Why the task needs it (which command, what it fetches).', minLength: 1, maxLength: 4_000 },
+  },
+  required: ['domain', 'reason'],
+  additionalProperties: false,
+} as const satisfies ObjectSchema;
+
 const FINISH = {
   type: 'object',
   properties: {
@@ -186,6 +196,7 @@ const SCHEMAS = {
   git_diff: GIT_DIFF,
   ask_human: ASK_HUMAN,
   request_approval: REQUEST_APPROVAL,
+  request_network: REQUEST_NETWORK,
   finish: FINISH,
 } as const satisfies Record<ToolName, ObjectSchema>;
 
@@ -205,6 +216,8 @@ const DESCRIPTIONS: Record<ToolName, string> = {
     'Ask the human who owns the task a question and wait for the answer. Use it when the task is ambiguous or you need information you cannot find in the repository; do not use it for permission (use request_approval).',
   request_approval:
     'Ask a human to approve an action before you take it (something risky, irreversible, or outside what the task asked for) and wait for the decision.',
+  request_network:
+    'Ask a human to allow this task to reach one more domain through the egress proxy, when a command failed because a request was refused (the refusal note names the hosts), and wait for the decision. Only domains the operator permits can be granted.',
   finish: 'End the task: the working copy as it is now is the result. Call it once, when the change is complete and checked.',
 };
 
@@ -238,6 +251,7 @@ export interface ToolArgs {
   git_diff: Simplify<ArgsOf<typeof GIT_DIFF> & { path: string }>;
   ask_human: ArgsOf<typeof ASK_HUMAN>;
   request_approval: ArgsOf<typeof REQUEST_APPROVAL>;
+  request_network: ArgsOf<typeof REQUEST_NETWORK>;
   finish: ArgsOf<typeof FINISH>;
 }
 

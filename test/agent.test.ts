@@ -129,7 +129,7 @@ describe('LLM planner', () => {
     const first = gemini.requests.at(-7)!.body;
     assert.match(JSON.stringify(first.systemInstruction), /Always run `npm test` before finishing/);
     const declared = first.tools[0].functionDeclarations.map((d: any) => d.name).sort();
-    assert.deepEqual(declared, ['ask_human', 'edit_file', 'finish', 'git_diff', 'list_dir', 'read_file', 'request_approval', 'run', 'search', 'write_file']);
+    assert.deepEqual(declared, ['ask_human', 'edit_file', 'finish', 'git_diff', 'list_dir', 'read_file', 'request_approval', 'request_network', 'run', 'search', 'write_file']);
 
     const task = (await call(base, 'GET', `/v1/tasks/${id}`)).body;
     assert.equal(task.usage.tokens, 7 * 1_100, 'metered from the usage metadata of 7 calls');

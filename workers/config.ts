@@ -2,11 +2,13 @@
  * Process configuration, parsed once from the environment; a bad value fails fast naming the variable.
  */
 import fs from 'node:fs';
+import { isIP } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
 import { DEFAULT_COPY_BACK_MAX_FILES } from '../activities/sandbox/k8s';
 import { InvalidPriceTableError, loadPriceTable } from '../domain/prices';
+import { egressEntryError } from '../domain/egress';
 import { DEFAULT_REPO_ALLOW, isWithin, type RepoRules } from '../domain/repo-policy';
 
 /** A comma- or whitespace-separated list; unset means `fallback`, set but empty means none. */
@@ -129,6 +131,43 @@ export const Config = z.object({
         return z.NEVER;
       }
     }),
+  /**
+   * The operator's egress ceiling: domains, `*.` wildcards and presets (npm, pypi, crates, go, maven, debian,
+   * github), comma- or space-separated. No sandbox reaches anything outside it; tasks and repositories only
+   * narrow it, and a human's grant stays inside it. Default: empty, so no sandbox has any network.
+   */
+  EGRESS_ALLOW: list([]).pipe(
+    z.array(z.string()).superRefine((entries, ctx) => {
+      for (const e of entries) {
+        const why = egressEntryError(e);
+        if (why !== null) ctx.addIssue({ code: 'custom', message: why });
+      }
+    }),
+  ),
+  /**
+   * Names the egress proxy resolves to given addresses instead of asking DNS, as `name=address` pairs
+   * (comma- or space-separated; repeat a name for several addresses), e.g. an internal mirror. These are
+   * the operator's own destinations: private addresses are allowed for them, and only for them.
+   */
+  EGRESS_HOSTS: z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      const hosts: Record<string, string[]> = {};
+      for (const pair of (v ?? '').split(/[\s,]+/).filter(Boolean)) {
+        const [name, address, extra] = pair.split('=');
+        const why = name === undefined ? 'empty name' : egressEntryError(name);
+        if (extra !== undefined || address === undefined || why !== null || name!.startsWith('*.') || isIP(address) === 0) {
+          ctx.addIssue({ code: 'custom', message: `"${pair}": expected name=address (a domain, then an IPv4 or IPv6 address)${why ? `; ${why}` : ''}` });
+          return z.NEVER;
+        }
+        (hosts[name!] ??= []).push(address);
+      }
+      return hosts;
+    }),
+  /** The setup cache: the largest entry kept, and all entries together, in MiB; `SETUP_CACHE_MB=0` turns caching off. */
+  SETUP_CACHE_MB: z.coerce.number().int().min(0).default(2_048),
+  SETUP_CACHE_TOTAL_MB: z.coerce.number().int().min(1).default(20_480),
   /** Days an ended task stays readable (Temporal's namespace retention and the task's final record); its artifacts are removed after. */
   TASK_RETENTION_DAYS: z.coerce.number().int().min(1).max(3650).default(30),
   /** External Temporal only: `true` lets the backend raise the namespace's retention to TASK_RETENTION_DAYS (default: only warn). */

@@ -94,6 +94,11 @@ export async function startStack(cfg: Config, log: Logger): Promise<Stack> {
         log,
         repos: { rules: repoRulesOf(cfg), credentialsFile: cfg.GIT_CREDENTIALS_FILE },
         prices: cfg.MODEL_PRICES,
+        egressCeiling: cfg.EGRESS_ALLOW,
+        setupCache:
+          cfg.SETUP_CACHE_MB === 0
+            ? null
+            : { root: path.join(cfg.DATA_DIR, 'setup-cache'), maxBytes: cfg.SETUP_CACHE_MB * 2 ** 20, maxTotalBytes: cfg.SETUP_CACHE_TOTAL_MB * 2 ** 20 },
       });
       const nativeConnection = await NativeConnection.connect({ address });
       cleanups.push(() => nativeConnection.close());
@@ -162,6 +167,7 @@ export async function startStack(cfg: Config, log: Logger): Promise<Stack> {
       namespace: cfg.TEMPORAL_NAMESPACE,
       log,
       repoRules: repoRulesOf(cfg),
+      egressCeiling: cfg.EGRESS_ALLOW,
       prices: cfg.MODEL_PRICES,
       artifacts,
       records,

@@ -3,6 +3,9 @@
  * and the activities that report what it saw.
  */
 import type { Server } from 'node:net';
+import type { BlockedRequest } from '../../domain/egress';
+
+export type { BlockedRequest };
 
 /** What one task may reach right now: its phase's allowlist (patterns, presets expanded) and the step running. */
 export interface EgressGrant {
@@ -10,19 +13,6 @@ export interface EgressGrant {
   allow: string[];
   /** The step the requests are attributed to (`setup 1`, `step 2`, `tool run (turn 5)`). */
   step: string;
-}
-
-/** One request the proxy refused. */
-export interface BlockedRequest {
-  host: string;
-  port: number;
-  /** ISO time of the (first) refusal. */
-  at: string;
-  step: string;
-  /** Why, in words a reviewer understands: `not in the task's allowlist`, `private address`, `TLS name mismatch`, … */
-  reason: string;
-  /** Refusals of the same host, port, step and reason folded into this one. */
-  count: number;
 }
 
 /** What a task's traffic did since the last report. */

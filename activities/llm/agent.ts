@@ -4,6 +4,7 @@
  * (`agent-transcript.jsonl`); the workflow carries only turn numbers, bounded previews and what
  * its gates need.
  */
+import type { EgressGrant, EgressReport } from '../egress/types';
 import { ApplicationFailure } from '@temporalio/common';
 import type { LlmPlanner } from '../../domain/task';
 import type { Logger } from '../../workers/log';
@@ -97,6 +98,8 @@ export interface AgentToolCallInput {
    * failed), so it must be compared first. A retried attempt always compares. Default true.
    */
   verify?: boolean;
+  /** What a `run` (or check) command may reach through the egress proxy; absent: nothing. */
+  egress?: EgressGrant;
 }
 
 /**
@@ -124,6 +127,8 @@ export interface AgentToolCallResult {
    * there (empty when something else changed it before the checkpoint was taken).
    */
   as_written?: string[];
+  /** What the egress proxy saw of a `run` command's traffic; absent where the sandbox routes no egress. */
+  egress?: EgressReport;
 }
 
 export interface AgentActivities {
@@ -144,6 +149,8 @@ export interface AgentDeps {
   log: Logger;
   /** Heartbeat, cancellation and attempt of the running activity. */
   scope(): ActivityScope;
+  /** Cuts a workflow's egress grant to the worker's ceiling (default: denies everything). */
+  withinCeiling?(grant: EgressGrant | undefined): EgressGrant | undefined;
 }
 
 /** Build the agent's activities. */
@@ -318,6 +325,7 @@ export function createAgentActivities(deps: AgentDeps): AgentActivities {
           maxTimeoutSeconds: input.max_timeout_seconds,
           signal: scope.signal,
           onTick: scope.heartbeat,
+          egress: deps.withinCeiling ? deps.withinCeiling(input.egress) : undefined,
         });
       };
       // A command runs once: a retry after it ended is answered from its record, and the tree it left is kept.
@@ -329,6 +337,7 @@ export function createAgentActivities(deps: AgentDeps): AgentActivities {
       // A process left running may rewrite a file between the tool's write and the checkpoint: only the bytes written count as approved.
       if (res.wrote?.length === 1 && res.wrote_blob !== undefined) out.as_written = (await blobIdAt(dir, after, res.wrote[0]!)) === res.wrote_blob ? [res.wrote[0]!] : [];
       if (res.timed_out !== undefined) out.timed_out = res.timed_out;
+      if (res.egress !== undefined) out.egress = res.egress;
       return out;
     },
   };
@@ -440,7 +449,11 @@ function systemPrompt(opts: { agentsMd: string | null; policy: AgentContextInput
   if (opts.checks.length > 0) lines.push(`Before finish, these checks run and must pass: ${opts.checks.map((c) => `\`${c}\``).join(', ')}.`);
   if (opts.policy.protected_paths.length > 0) lines.push(`Changes under these paths need a human's approval: ${opts.policy.protected_paths.join(', ')}.`);
   if (opts.policy.approval_commands.length > 0) lines.push('Some commands need a human\'s approval; the system asks for it when you run them.');
-  lines.push(opts.policy.egress_allowlist.length > 0 ? `Network access is limited to: ${opts.policy.egress_allowlist.join(', ')}.` : 'There is no network access.');
+  lines.push(
+    opts.policy.egress_allowlist.length > 0
+      ? `Network access goes through a proxy (HTTP_PROXY and HTTPS_PROXY are set) and is limited to: ${opts.policy.egress_allowlist.join(', ')}. If a command needs another domain, call request_network; a human decides.`
+      : 'There is no network access. If the task cannot be done without reaching a domain, call request_network; a human decides.',
+  );
   if (opts.agentsMd) lines.push('', '# AGENTS.md (instructions from the repository)', clip(opts.agentsMd, CONTEXT_FILE_CHARS, 'read_file AGENTS.md for the rest'));
   return lines.join('\n');
 }

@@ -8,6 +8,7 @@
  * that does not match) comes back as `ok: false` with a message telling it what to do instead;
  * only infrastructure failures and cancellation throw.
  */
+import type { EgressGrant, EgressReport } from '../egress/types';
 import { createHash } from 'node:crypto';
 import { SandboxAbortedError, SandboxPathError } from '../sandbox/common';
 import { UnsafeFileError, resolvedInside } from '../sandbox/safe-fs';
@@ -42,6 +43,8 @@ export interface SandboxToolOptions {
   signal?: AbortSignal;
   /** Called about once a second while a command runs (activities heartbeat here). */
   onTick?: () => void;
+  /** What the model's `run` commands may reach through the egress proxy; the tools' own commands reach nothing. */
+  egress?: EgressGrant;
 }
 
 /** What a sandbox tool did, as the model is shown it. */
@@ -57,6 +60,8 @@ export interface SandboxToolResult {
   timed_out?: boolean;
   /** `write_file`/`edit_file`: repository-relative paths of the files changed, symbolic links resolved. */
   wrote?: string[];
+  /** `run` only: what the egress proxy saw of the command's traffic, where the sandbox routes egress. */
+  egress?: EgressReport;
   /** `write_file`/`edit_file`: the git blob id of what was written to `wrote[0]`. */
   wrote_blob?: string;
 }
@@ -269,7 +274,7 @@ async function editFile(ctx: ToolContext, args: ToolArgs['edit_file']): Promise<
 
 async function run(ctx: ToolContext, args: ToolArgs['run']): Promise<SandboxToolResult> {
   const timeout = Math.max(1, Math.min(args.timeout_seconds ?? ctx.opts.defaultTimeoutSeconds, ctx.opts.maxTimeoutSeconds));
-  const res = await exec(ctx, args.command, timeout);
+  const res = await exec(ctx, args.command, timeout, ctx.opts.egress);
   const status = res.timedOut ? `[exit code ${res.exitCode} (timed out after ${timeout} s)]` : `[exit code ${res.exitCode}]`;
   const body = withDroppedNote(res) || '(no output)';
   const cut = truncate(body, ctx.opts.maxOutputChars - status.length - 1, MORE_HINTS.run);
@@ -279,6 +284,7 @@ async function run(ctx: ToolContext, args: ToolArgs['run']): Promise<SandboxTool
     truncated: cut.truncated || res.outputTruncatedBytes > 0,
     exit_code: res.exitCode,
     timed_out: res.timedOut,
+    ...(res.egress ? { egress: res.egress } : {}),
   };
 }
 
@@ -306,8 +312,9 @@ async function gitDiff(ctx: ToolContext, args: ToolArgs['git_diff']): Promise<Sa
 }
 
 /** Run a command of ours or the model's with the task's output limit and the call's signal and tick. */
-function exec(ctx: ToolContext, command: string, timeoutSeconds: number): Promise<ExecResult> {
+function exec(ctx: ToolContext, command: string, timeoutSeconds: number, egress?: EgressGrant): Promise<ExecResult> {
   return ctx.driver.exec(ctx.handle, command, {
+    ...(egress ? { egress } : {}),
     timeoutMs: timeoutSeconds * 1_000,
     // Generous, so the model's view keeps a real head as well as the tail (the driver keeps only the tail).
     maxOutputBytes: Math.max(1 << 20, ctx.opts.maxOutputChars * 8),

@@ -6,6 +6,7 @@ import { runAgent } from './agent/loop';
 import { awaitReview, publish } from './output';
 import { provision } from './provision';
 import { planRecipe, runRecipeStep } from './recipe';
+import { runSetup, setupPending } from './setup';
 import type { End, TaskRun } from './state';
 import { flushTrace } from './visibility';
 
@@ -16,6 +17,11 @@ export async function mainLine(t: TaskRun): Promise<End | 'continue'> {
   if (!s.provision) await provision(t);
   if (planner.kind === 'recipe' && !s.planned) {
     const end = await planRecipe(t, planner);
+    if (end) return end;
+  }
+  // After a recipe's plan is approved (nothing is installed for a plan a human rejects), before any planner step.
+  if (setupPending(t)) {
+    const end = await runSetup(t);
     if (end) return end;
   }
   for (;;) {

@@ -5,6 +5,8 @@
 import { ActivityFailure, CancellationScope, condition, allHandlersFinished, log, patched } from '@temporalio/workflow';
 import { preview } from '../../domain/rules';
 import type { TaskOutcome } from '../messages';
+import type { EgressView } from '../../domain/egress';
+import { egressView } from './egress';
 import { waitFor, raise } from './inbox';
 import { describeFailure, io } from './proxies';
 import { firstLine, type End, type TaskRun } from './state';
@@ -48,6 +50,7 @@ export async function publish(t: TaskRun): Promise<End | undefined> {
     diff_ref: pub.diff?.ref ?? null,
     outputs: s.step_outputs.map((o) => ({ step: o.name, exit_code: o.exit_code, output_preview: o.preview, output_ref: o.output_ref })),
     summary: prSummary(t, pub.stat),
+    ...networkDetail(t),
   });
   s.review_item = item.item_id;
   s.phase = 'review';
@@ -112,6 +115,8 @@ function prSummary(t: TaskRun, stat: string): string {
       ? planner.steps.map((st) => `- \`${preview(st.run, 200)}\``)
       : [...(s.agent?.check_commands ?? []).map((c) => `- \`${preview(c, 200)}\``), ...(finish?.how_to_test.trim() ? [preview(finish.how_to_test.trim(), 2_000)] : [])]),
   ];
+  const ev = egressView(t);
+  const network = ev ? ['', '## Network', ...networkLines(t, ev)] : [];
   return [
     '## Goal',
     preview(spec.goal, 2_000),
@@ -127,7 +132,42 @@ function prSummary(t: TaskRun, stat: string): string {
     '',
     '## How to test',
     ...howTo,
+    ...network,
   ].join('\n');
+}
+
+/** The review item's network part: every refused request (up to the kept bound) and what was allowed and used. */
+function networkDetail(t: TaskRun): Record<string, unknown> {
+  const ev = egressView(t);
+  if (!ev) return {};
+  const u = t.s.usage;
+  return {
+    blocked_requests: ev.blocked,
+    network: {
+      allowlist: ev.allowlist,
+      granted: ev.granted,
+      allowed_requests: ev.allowed_count,
+      blocked_count: ev.blocked_count,
+      bytes_sent: u.net_bytes_sent ?? 0,
+      bytes_received: u.net_bytes_received ?? 0,
+    },
+  };
+}
+
+/** The "Network" section of the summary. */
+function networkLines(t: TaskRun, ev: EgressView): string[] {
+  const u = t.s.usage;
+  const granted = ev.granted.map((g) => `${g.domain} (${g.phase}, by ${g.actor})`);
+  const lines = [
+    `- allowed for the agent: ${ev.allowlist.length > 0 ? ev.allowlist.join(', ') : 'nothing'}${granted.length > 0 ? `; granted from the inbox: ${granted.join(', ')}` : ''}`,
+    `- ${ev.allowed_count} request(s) through the proxy, ${u.net_bytes_sent ?? 0} bytes sent, ${u.net_bytes_received ?? 0} received`,
+  ];
+  if (ev.blocked_count === 0) return [...lines, '- no request was refused'];
+  return [
+    ...lines,
+    `- ${ev.blocked_count} request(s) refused:`,
+    ...ev.blocked.map((b) => `  - ${b.host}:${b.port} in ${b.step}: ${b.reason}${b.count > 1 ? ` (${b.count}×)` : ''}`),
+  ];
 }
 
 /** Patch before which an ended task wrote no final record. */

@@ -18,6 +18,7 @@ export async function provision(t: TaskRun): Promise<void> {
     base_branch: spec.base_branch,
     egress_allowlist: s.policy.egress_allowlist,
     deadline_at: s.deadline_at,
+    ...(spec.setup ? { setup: { commands: spec.setup.commands, ...(spec.setup.egress_allowlist ? { egress_allowlist: spec.setup.egress_allowlist } : {}) } } : {}),
   });
   s.provision = p;
   baseline(t, p.checkpoint);

@@ -1,15 +1,11 @@
 /**
  * The recipe planner: a fixed list of commands, each run through the gates in order.
  */
-import { ActivityFailure, isCancellation } from '@temporalio/workflow';
-import type { RunStepResult } from '../../activities/types';
 import { preview } from '../../domain/rules';
 import type { RecipePlanner } from '../../domain/task';
+import { runUntilSuccess } from './command';
 import { acceptCheckpoint, gateCommand } from './gates';
-import { withIdleGuard } from './guards';
 import { raise, waitFor } from './inbox';
-import { ensureStepBudget } from './limits';
-import { describeFailure, stepActs } from './proxies';
 import type { End, TaskRun } from './state';
 import { setState, trace } from './visibility';
 
@@ -47,98 +43,15 @@ export async function runRecipeStep(t: TaskRun, planner: RecipePlanner, index: n
     if (r) s.approved.push(key);
   }
 
-  for (;;) {
-    await ensureStepBudget(t);
-    setState(t, 'running');
-    const before = s.checkpoint!;
-    const attempt = await runStepWithIdleGuard(t, index, step.run, step.timeout_seconds);
-    if (attempt.kind === 'idle') {
-      const item = raise(t, 'health_alert', `Stuck: no successful step for ${s.budget.max_idle_minutes} min`, 'stuck', {
-        reason: 'idle',
-        step: index,
-        step_name: label,
-        command: preview(step.run, 1_000),
-        hint: 'send a message to retry the step, or cancel the task',
-      });
-      await waitFor(t, item);
-      continue;
-    }
-    if (attempt.kind === 'error') {
-      const item = raise(t, 'health_alert', `Step could not run: ${preview(attempt.message, 120)}`, 'stuck', {
-        reason: 'activity_failed',
-        step: index,
-        step_name: label,
-        error: preview(attempt.message, 2_000),
-        hint: 'send a message to retry the step, or cancel the task',
-      });
-      await waitFor(t, item);
-      continue;
-    }
-    const res = attempt.result;
-    s.usage.steps += 1;
-    trace(t, 'step', `${label} exited ${res.exit_code}${res.timed_out ? ' (timed out)' : ''}`, {
-      index,
-      round: s.round,
-      exit_code: res.exit_code,
-      duration_ms: res.duration_ms,
-      output_ref: res.output.ref,
-      output_preview: preview(res.output_preview, 500),
-      changed_paths: res.changed_paths.slice(0, 50),
-    });
-    if (res.exit_code !== 0) {
-      const item = raise(t, 'health_alert', `${label} failed with exit code ${res.exit_code}`, 'stuck', {
-        reason: res.timed_out ? 'step_timeout' : 'step_failed',
-        step: index,
-        step_name: label,
-        command: preview(step.run, 1_000),
-        exit_code: res.exit_code,
-        output_preview: res.output_preview,
-        output_ref: res.output.ref,
-        hint: 'send a message to retry the step (it runs again on the same working copy), or cancel the task',
-      });
-      await waitFor(t, item);
-      continue;
-    }
-
-    s.idle_since = new Date().toISOString();
-    s.step_outputs = [
-      ...s.step_outputs.filter((o) => o.index !== index),
-      { index, name: label, exit_code: res.exit_code, preview: preview(res.output_preview, 600), output_ref: res.output.ref },
-    ].slice(-20);
-    const gate = await acceptCheckpoint(t, { from: before, to: res.checkpoint, changed_paths: res.changed_paths }, `protected-${s.round}-${index}`, label, { step: index, step_name: label });
-    if (!gate.accepted) return { state: 'rejected', result: `change to protected paths rejected by ${gate.resolution.actor}` };
-    return undefined;
-  }
+  const before = s.checkpoint!;
+  const res = await runUntilSuccess(t, { index, round: s.round, label, command: step.run, timeout_seconds: step.timeout_seconds, phase: 'planner' });
+  s.idle_since = new Date().toISOString();
+  s.step_outputs = [
+    ...s.step_outputs.filter((o) => o.index !== index),
+    { index, name: label, exit_code: res.exit_code, preview: preview(res.output_preview, 600), output_ref: res.output.ref },
+  ].slice(-20);
+  const gate = await acceptCheckpoint(t, { from: before, to: res.checkpoint, changed_paths: res.changed_paths }, `protected-${s.round}-${index}`, label, { step: index, step_name: label });
+  if (!gate.accepted) return { state: 'rejected', result: `change to protected paths rejected by ${gate.resolution.actor}` };
+  return undefined;
 }
 
-/** Runs one command; the idle guard cancels it when no step has succeeded for `max_idle_minutes`. */
-async function runStepWithIdleGuard(
-  t: TaskRun,
-  index: number,
-  command: string,
-  timeoutSeconds: number,
-): Promise<{ kind: 'done'; result: RunStepResult } | { kind: 'idle' } | { kind: 'error'; message: string }> {
-  const s = t.s;
-  const acts = stepActs(timeoutSeconds);
-  const env: Record<string, string> = { AGENT_TASK_ID: t.input.task_id, AGENT_ROUND: String(s.round) };
-  if (s.feedback) env.AGENT_FEEDBACK = s.feedback;
-  if (s.last_message) env.AGENT_MESSAGE = s.last_message;
-
-  try {
-    return await withIdleGuard(t, () =>
-      acts.runStep({
-        task_id: t.input.task_id,
-        sandbox: s.provision!.sandbox,
-        index,
-        round: s.round,
-        command,
-        timeout_seconds: timeoutSeconds,
-        checkpoint: s.checkpoint!,
-        env,
-      }),
-    );
-  } catch (err) {
-    if (err instanceof ActivityFailure && !isCancellation(err)) return { kind: 'error', message: describeFailure(err) };
-    throw err;
-  }
-}

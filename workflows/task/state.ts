@@ -6,6 +6,7 @@ import type { ProvisionResult } from '../../activities/types';
 import type { ModelMessage, ToolCall } from '../../activities/llm/types';
 import type { Budget, InboxItem, Policy, TaskState, TraceEntry, Usage } from '../../domain/task';
 import type { TaskWorkflowInput } from '../messages';
+import type { EgressState } from './egress';
 
 /** Where the main line stands in a round: running the planner, publishing, or waiting for review. */
 export type Phase = 'steps' | 'publish' | 'review';
@@ -41,6 +42,18 @@ export interface State {
   result: string | null;
   /** The LLM planner's loop; absent for recipes (and in state carried from before it existed). */
   agent?: AgentState;
+  /** The task's network: grants and refusals; absent until the task has any (and in state from before egress existed). */
+  egress?: EgressState;
+  /** Where the setup phase stands; absent when the task has none (or it started before setup existed). */
+  setup?: SetupState;
+}
+
+/** The setup phase's progress: commands done, and whether its result came from (or went to) the cache. */
+export interface SetupState {
+  /** Commands finished so far; setup is over when it equals the number of commands (or the cache was restored). */
+  done: number;
+  finished: boolean;
+  cache: 'hit' | 'saved' | 'not_saved' | 'off';
 }
 
 /** Where the LLM planner's loop stands. The conversation itself is in the artifact store. */

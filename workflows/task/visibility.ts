@@ -4,7 +4,9 @@
  */
 import { upsertMemo, upsertSearchAttributes } from '@temporalio/workflow';
 import { preview } from '../../domain/rules';
+import type { EgressView } from '../../domain/egress';
 import type { TaskState, TaskView, TraceEntry } from '../../domain/task';
+import { egressView } from './egress';
 import { MEMO_INBOX, MEMO_SUMMARY, SA_ITEM_KINDS, SA_PENDING, SA_STATE, SA_WAITING_SINCE, type InboxMemo, type SummaryMemo } from '../search-attributes';
 import { io } from './proxies';
 import type { TaskRun } from './state';
@@ -85,5 +87,11 @@ export function view(t: TaskRun): TaskView {
     items: s.items,
     trace_count: s.trace_offset + s.trace.length,
     result: s.result,
+    ...egressPart(t),
   };
+}
+
+function egressPart(t: TaskRun): { egress?: EgressView } {
+  const e = egressView(t);
+  return e ? { egress: e } : {};
 }

@@ -4,6 +4,7 @@
  */
 import { preview } from '../../../domain/rules';
 import type { LlmPlanner } from '../../../domain/task';
+import { noteEgress } from '../egress';
 import { acceptCheckpoint, CHECK_APPROVAL_PATCH, gateCommand, SELF_CHECK_GATE_PATCH } from '../gates';
 import { raise, waitFor } from '../inbox';
 import { ensureStepBudget } from '../limits';
@@ -33,6 +34,7 @@ export async function selfCheck(t: TaskRun, planner: LlmPlanner, a: AgentState):
     }
     const res = ran.result;
     s.usage.steps += 1;
+    noteEgress(t, res.egress, `check ${i + 1} (turn ${a.turn})`);
     const gate = await acceptCheckpoint(t, 
       { from: ran.from, to: res.checkpoint, changed_paths: res.changed_paths, ungatedBefore: SELF_CHECK_GATE_PATCH },
       `protected-${s.round}-check-${a.turn}-${i}`,

@@ -2,6 +2,7 @@
  * The LLM planner's loop: model call → tool calls → results back → … → finish → self-check. The
  * conversation lives in the artifact store; the state carries turn numbers and what the gates need.
  */
+import { allowFor } from '../egress';
 import { ActivityFailure, ApplicationFailure, isCancellation, workflowInfo } from '@temporalio/workflow';
 import type { AgentModelCallResult } from '../../../activities/llm/agent';
 import type { ToolCall } from '../../../activities/llm/types';
@@ -64,7 +65,8 @@ async function startAgent(t: TaskRun, planner: LlmPlanner, a: AgentState): Promi
     goal: t.input.spec.goal,
     context_files: t.input.spec.context_files,
     planner,
-    policy: s.policy,
+    // The model is told the hosts it may reach: the task's allowlist within the operator's ceiling, grants included.
+    policy: { ...s.policy, egress_allowlist: allowFor(t, 'planner') },
   });
   a.check_commands = ctx.check_commands;
   if (ctx.first_prompt_tokens !== undefined) a.first_prompt_tokens = ctx.first_prompt_tokens;

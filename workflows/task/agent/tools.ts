@@ -7,6 +7,7 @@ import type { AgentToolCallResult } from '../../../activities/llm/agent';
 import type { ToolCall } from '../../../activities/llm/types';
 import { preview } from '../../../domain/rules';
 import { isSandboxTool, validateToolArgs, type ValidToolCall } from '../../../domain/tool-specs';
+import { blockedNote, grantFor, noteEgress, requestNetwork } from '../egress';
 import { acceptCheckpoint, gateCommand, gateProtectedWrite } from '../gates';
 import { idleLeftMs, withIdleGuard } from '../guards';
 import { raise, waitFor } from '../inbox';
@@ -32,7 +33,7 @@ export async function handleToolCall(t: TaskRun, a: AgentState, call: ToolCall):
   const v = validateToolArgs(call.name, call.args);
   if (!v.ok) return answer(`error: ${v.error}`);
 
-  if (v.name === 'finish' || v.name === 'ask_human' || v.name === 'request_approval') return answer(await controlTool(t, a, v));
+  if (v.name === 'finish' || v.name === 'ask_human' || v.name === 'request_approval' || v.name === 'request_network') return answer(await controlTool(t, a, v));
   if (!isSandboxTool(v.name)) return answer(`error: unknown tool ${call.name}`);
 
   // Policy gates, in code: what the model says cannot skip them.
@@ -58,6 +59,7 @@ export async function handleToolCall(t: TaskRun, a: AgentState, call: ToolCall):
   if (ran.kind === 'idle') return answer(ran.note);
   const res = ran.result;
   s.usage.steps += 1;
+  noteEgress(t, res.egress, `${call.name} (turn ${a.turn})`);
   // The checkpoint the call started from: what it changed is measured, and gated, against it.
   const before = ran.from;
   // What the call actually changed is gated too: a command, or a link, can reach a protected path the arguments did not name.
@@ -80,10 +82,11 @@ export async function handleToolCall(t: TaskRun, a: AgentState, call: ToolCall):
   });
 
   await noteProgress(t, a, v.name === 'run' ? v.args.command : null, res, progressed);
-  return answer(res.output);
+  return answer(`${res.output}${blockedNote(t, res.egress)}`);
 }
 /** A tool the workflow answers itself: finish, a question for a human, or an approval request; returns what the model is told. */
-async function controlTool(t: TaskRun, a: AgentState, v: ValidToolCall<'finish' | 'ask_human' | 'request_approval'>): Promise<string> {
+async function controlTool(t: TaskRun, a: AgentState, v: ValidToolCall<'finish' | 'ask_human' | 'request_approval' | 'request_network'>): Promise<string> {
+  if (v.name === 'request_network') return requestNetwork(t, v.args.domain, v.args.reason, a.turn);
   if (v.name === 'finish') {
     a.finish = { summary: v.args.summary, risks: v.args.risks, how_to_test: v.args.how_to_test };
     trace(t, 'agent', `finish: ${preview(v.args.summary, 300)}`);
@@ -151,6 +154,9 @@ export async function runAgentTool(
     max_timeout_seconds: AGENT_RUN_MAX_TIMEOUT_SECONDS,
     verify: a.tree_unsure !== false,
   };
+  // Only commands may reach the network, and only what the planner's allowlist and a human's grants admit.
+  const egress = call.name === 'run' ? grantFor(t, 'planner', `${call.id.startsWith('check-') ? 'check' : 'run'} (turn ${a.turn})`) : null;
+  if (egress !== null && egress.allow.length > 0) Object.assign(input, { egress });
   try {
     // Histories recorded before the agent had an idle guard scheduled no timer around a tool call.
     if (!patched(AGENT_IDLE_GUARD_PATCH)) {
