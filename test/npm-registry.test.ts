@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { tempDir } from './support/git-fixture';
@@ -20,6 +21,39 @@ function metadataAs(registry: NpmRegistry, host: string, pkg: string): Promise<{
     });
     req.on('error', reject);
   });
+}
+
+/**
+ * A minimal forward proxy for plain HTTP that sends every request for `name` to 127.0.0.1 and refuses the rest,
+ * as the egress proxy does for a name the operator maps to loopback; `seen` records the hosts asked for.
+ */
+async function mappingProxy(name: string): Promise<{ url: string; seen: string[]; close(): Promise<void> }> {
+  const seen: string[] = [];
+  const server = http.createServer((req, res) => {
+    const target = new URL(req.url ?? '/');
+    seen.push(target.host);
+    if (target.hostname !== name) {
+      res.writeHead(403).end();
+      return;
+    }
+    const upstream = http.request({ host: '127.0.0.1', port: target.port, path: target.pathname + target.search, method: req.method, headers: req.headers }, (up) => {
+      res.writeHead(up.statusCode ?? 502, up.headers);
+      up.pipe(res);
+    });
+    upstream.on('error', () => res.writeHead(502).end());
+    req.pipe(upstream);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    seen,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
 }
 
 describe('local npm registry', () => {
@@ -55,6 +89,23 @@ describe('local npm registry', () => {
     const { status, body } = await metadataAs(registry, host, 'tiny-answer');
     assert.equal(status, 200);
     assert.equal(body.versions['1.0.0'].dist.tarball, `http://${host}/tiny-answer/-/tiny-answer-1.0.0.tgz`);
+  });
+
+  it('installs through a forward proxy under a made-up name, tarball included', async () => {
+    const proxy = await mappingProxy('registry.test');
+    try {
+      const project = path.join(root, 'proxied');
+      fs.mkdirSync(project);
+      fs.writeFileSync(path.join(project, 'package.json'), JSON.stringify({ name: 'consumer', version: '1.0.0', private: true }));
+      const registryUrl = `http://registry.test:${registry.port}/`;
+      await npm(['install', 'tiny-answer', '--registry', registryUrl, '--proxy', proxy.url, '--cache', path.join(root, 'cache-proxied'), '--userconfig', '/dev/null'], project);
+      assert.equal(fs.readFileSync(path.join(project, 'node_modules/tiny-answer/index.js'), 'utf8'), 'module.exports = 42;\n');
+      const lock = JSON.parse(fs.readFileSync(path.join(project, 'package-lock.json'), 'utf8'));
+      assert.equal(lock.packages['node_modules/tiny-answer'].resolved, `${registryUrl}tiny-answer/-/tiny-answer-1.0.0.tgz`);
+      assert.deepEqual([...new Set(proxy.seen)], [`registry.test:${registry.port}`], 'every request went to the made-up name, through the proxy');
+    } finally {
+      await proxy.close();
+    }
   });
 
   it('has no uplinks: a package it does not hold is not found', async () => {
