@@ -14,7 +14,7 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { removeUntracked, trackedPaths, treeBlobs, untrackedPaths } from './git/workspace';
 import { hostTar } from './sandbox/host-tar';
-import { TarGuard, TarRefusedError, type MemberCheck, type TarLimits } from './sandbox/tar-guard';
+import { TarGuard, TarRefusedError, type MemberCheck } from './sandbox/tar-guard';
 
 /** Part of every key: bump it when what an archive holds or how it is made changes, so old entries are never read. */
 export const SETUP_CACHE_VERSION = 'agent-inbox/setup-cache/1';
@@ -83,6 +83,11 @@ export async function setupCacheKey(input: SetupCacheInput): Promise<string> {
   return createHash('sha256').update(material).digest('hex');
 }
 
+/** Thrown when the host's tar fails to unpack an entry the guard passed (the working copy is back to its tracked files). */
+export class SetupCacheError extends Error {
+  override readonly name = 'SetupCacheError';
+}
+
 /** Thrown for a key that is not a setup cache key (it names a file under the cache root). */
 export class InvalidSetupCacheKeyError extends Error {
   override readonly name = 'InvalidSetupCacheKeyError';
@@ -130,7 +135,8 @@ export async function saveSetupCache(root: string, key: string, dir: string, opt
   const guard = new TarGuard({ maxBytes: opts.maxBytes, maxMembers: SETUP_CACHE_MAX_MEMBERS }, checkCacheMember);
   try {
     tar.child.stdin!.on('error', () => undefined);
-    tar.child.stdin!.end(paths.map((p) => `${p}\0`).join(''));
+    // Without git's trailing slash: `dir/` names what a symlink at `dir` points at, `dir` names the link.
+    tar.child.stdin!.end(paths.map((p) => `${p.replace(/\/+$/, '')}\0`).join(''));
     try {
       await pipeline(tar.child.stdout!, guard, createWriteStream(tmp, { flags: 'wx', mode: 0o600 }));
     } catch (err) {
@@ -165,7 +171,7 @@ export interface RestoreResult {
  * itself never replaces an existing file. On a refusal the entry is deleted and everything it
  * unpacked is removed again; on a hit the entry's mtime is touched (pruning evicts by it).
  */
-export async function restoreSetupCache(root: string, key: string, dir: string, limits: Partial<TarLimits> = {}): Promise<RestoreResult> {
+export async function restoreSetupCache(root: string, key: string, dir: string): Promise<RestoreResult> {
   const src = entryPath(root, key);
   let handle: fs.FileHandle;
   try {
@@ -178,23 +184,31 @@ export async function restoreSetupCache(root: string, key: string, dir: string, 
     const size = (await handle.stat()).size;
     const tracked = trackedSet(await trackedPaths(dir));
     const check: MemberCheck = (m) => checkCacheMember(m) ?? trackedRefusal(tracked, m.name);
-    const guard = new TarGuard({ maxBytes: limits.maxBytes ?? size, maxMembers: limits.maxMembers ?? SETUP_CACHE_MAX_MEMBERS }, check);
+    const guard = new TarGuard({ maxBytes: size, maxMembers: SETUP_CACHE_MAX_MEMBERS }, check);
     const stop = new AbortController();
     // --keep-old-files: whatever the guard let through, tar never replaces a file that is already there.
     const tar = hostTar(['-x', '-f', '-', '-C', dir, '--no-same-owner', '--keep-old-files', '--delay-directory-restore'], ['pipe', 'ignore', 'pipe'], stop.signal);
+    let refused: TarRefusedError | null = null;
+    let failed: unknown = null;
     try {
       tar.child.stdin!.on('error', () => undefined);
       // The read stream keeps the descriptor opened above: pruning may unlink the entry meanwhile.
       await pipeline(createReadStream('', { fd: handle, autoClose: false }), guard, tar.child.stdin!);
-      const code = await tar.exited;
-      if (code !== 0) throw new Error(`unpacking the setup cache failed (exit ${code}): ${await tar.stderr}`);
     } catch (err) {
-      stop.abort();
-      await tar.kill();
+      if (err instanceof TarRefusedError) refused = err;
+      else failed = err;
+    }
+    // A refused member never reached tar, but what came before it did: tar is stopped and its work undone below.
+    if (refused) stop.abort();
+    const code = await tar.exited;
+    if (!refused && (failed !== null || code !== 0)) {
+      failed = new SetupCacheError(`unpacking the setup cache failed (tar exit ${code}): ${await tar.stderr}`, { cause: failed ?? undefined });
+    }
+    if (refused || failed) {
       await removeUntracked(dir);
-      if (!(err instanceof TarRefusedError)) throw err;
+      if (failed) throw failed;
       await fs.rm(src, { force: true });
-      return { hit: false, bytes: 0, files: 0, refused: err.message };
+      return { hit: false, bytes: 0, files: 0, refused: refused!.message };
     }
     const now = new Date();
     await fs.utimes(src, now, now).catch((err: NodeJS.ErrnoException) => {

@@ -127,6 +127,8 @@ describe('setup cache', () => {
     fs.mkdirSync(path.join(a, 'node_modules'));
     fs.symlinkSync(path.join(secretDir, 'secret.txt'), path.join(a, 'node_modules/leak'));
     fs.symlinkSync(secretDir, path.join(a, 'node_modules/leakdir'));
+    // Top-level: git lists the link itself, and tar is handed it as a name of its own.
+    fs.symlinkSync(secretDir, path.join(a, 'vendor'));
     const cache = cacheRoot();
     const key = someKey();
     const saved = await saveSetupCache(cache, key, a, { maxBytes: MAX_BYTES });
@@ -141,6 +143,8 @@ describe('setup cache', () => {
     assert.equal((await restoreSetupCache(cache, key, b)).hit, true);
     assert.equal(fs.readlinkSync(path.join(b, 'node_modules/leak')), path.join(secretDir, 'secret.txt'));
     assert.equal(fs.readlinkSync(path.join(b, 'node_modules/leakdir')), secretDir);
+    assert.equal(fs.readlinkSync(path.join(b, 'vendor')), secretDir);
+    assert.deepEqual(fs.readdirSync(secretDir), ['secret.txt']);
   });
 
   describe('refuses a poisoned archive and writes nothing that stays', () => {
@@ -228,6 +232,20 @@ describe('setup cache', () => {
       plantArchive(cache, suKey, [[stage, 'node_modules/su']]);
       await expectRefused(cache, suKey, /setuid or setgid/);
     });
+  });
+
+  it('never lets tar replace a file already in the working copy, and undoes what it unpacked', async () => {
+    const a = await freshClone();
+    write(a, 'node_modules/pkg/index.js', 'from the cache\n');
+    write(a, 'node_modules/pkg/other.js', 'also from the cache\n');
+    const cache = cacheRoot();
+    const key = someKey();
+    assert.equal((await saveSetupCache(cache, key, a, { maxBytes: MAX_BYTES })).saved, true);
+    const b = await freshClone();
+    write(b, 'node_modules/pkg/index.js', 'already here\n');
+    await assert.rejects(restoreSetupCache(cache, key, b), /unpacking the setup cache failed/);
+    assert.deepEqual(await untrackedPaths(b), []);
+    assert.equal(changedTracked(b), '');
   });
 
   it('skips a save with nothing to store, one over the size limit, and one holding a FIFO', async () => {
