@@ -104,6 +104,31 @@ describe('tar guard for archives coming back from a pod', () => {
     }
   });
 
+  it("asks the caller's check about each member, normalized, and refuses what it refuses before its header passes", async () => {
+    const dir = tree({ 'ok.txt': 'ok\n', 'sub/bad.txt': 'bad\n' });
+    fs.chmodSync(path.join(dir, 'ok.txt'), 0o750);
+    fs.chmodSync(path.join(dir, 'sub'), 0o755);
+    fs.chmodSync(path.join(dir, 'sub/bad.txt'), 0o644);
+    const archive = tar(['-c', '-f', '-', '--format=gnu', '-C', dir, './ok.txt', 'sub']);
+    const asked: string[] = [];
+    const g = new TarGuard(LIMITS, (m) => {
+      asked.push(`${m.type} ${m.name} ${m.mode.toString(8)}`);
+      return m.name === 'sub/bad.txt' ? 'is not wanted here' : null;
+    });
+    const chunks: Buffer[] = [];
+    g.on('data', (c: Buffer) => chunks.push(c));
+    const err = await new Promise<unknown>((resolve) => {
+      g.once('error', resolve);
+      g.once('finish', () => resolve(null));
+      g.end(archive);
+    });
+    assert.ok(err instanceof TarRefusedError);
+    assert.equal(err.reason, 'name');
+    assert.match(err.message, /"sub\/bad\.txt" is not wanted here/);
+    assert.deepEqual(asked, ['file ok.txt 750', 'directory sub 755', 'file sub/bad.txt 644']);
+    assert.ok(Buffer.concat(chunks).length <= headerOf(archive, 'sub/bad.txt'), 'nothing of the refused member was passed on');
+  });
+
   it('refuses a FIFO, naming it, before its header reaches the host tar', async () => {
     const dir = tree({ 'a.txt': 'a\n' });
     execFileSync('mkfifo', [path.join(dir, 'pipe')]);

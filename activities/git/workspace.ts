@@ -329,3 +329,41 @@ export async function snapshotCandidates(dir: string): Promise<string[]> {
   const out = await git(dir, ['ls-files', '-z', '--others', '--modified', '--exclude-standard']);
   return [...new Set(out.split('\0').filter(Boolean))];
 }
+
+/** A blob in a tree: its mode (`100644`, `100755`, `120000`), object id and repo-relative path. */
+export interface TreeBlob {
+  mode: string;
+  id: string;
+  path: string;
+}
+
+/** Blobs at any depth of `commit`'s tree whose base name `keep` accepts, sorted by path. Reads objects only, never the work tree. */
+export async function treeBlobs(dir: string, commit: string, keep: (basename: string) => boolean): Promise<TreeBlob[]> {
+  const out = await git(dir, ['ls-tree', '-r', '-z', '--full-tree', checkObject(commit)]);
+  const blobs: TreeBlob[] = [];
+  for (const entry of out.split('\0')) {
+    // "<mode> <type> <id>\t<path>"; submodules (commit entries) have no content here.
+    const match = /^(\d{6}) blob ([0-9a-f]+)\t(.+)$/s.exec(entry);
+    if (match && keep(path.posix.basename(match[3]!))) blobs.push({ mode: match[1]!, id: match[2]!, path: match[3]! });
+  }
+  return blobs.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+}
+
+/** Repo-relative paths of every file the index tracks (in a fresh clone: the base commit's files, symlinks included). */
+export async function trackedPaths(dir: string): Promise<string[]> {
+  return (await git(dir, ['ls-files', '-z', '--cached'])).split('\0').filter(Boolean);
+}
+
+/**
+ * Everything in the working copy git does not track, ignored files included: a wholly untracked
+ * directory is one entry ending in `/`. git never reports a path beneath a symlink (a link is a leaf to it).
+ */
+export async function untrackedPaths(dir: string): Promise<string[]> {
+  // Without any --exclude option no ignore rule applies, so this one listing is the untracked files and the ignored ones.
+  return (await git(dir, ['ls-files', '-z', '--others', '--directory'])).split('\0').filter(Boolean);
+}
+
+/** Remove every untracked and ignored file and directory of the working copy, nested repositories too. */
+export async function removeUntracked(dir: string): Promise<void> {
+  await git(dir, ['clean', '-ffdxq']);
+}

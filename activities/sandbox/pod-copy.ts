@@ -7,12 +7,12 @@
  * passed, so a refused archive leaves the previous copy as it was. Every transfer has a deadline
  * and a cancellation signal; either kills the host's tar and closes the exec.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { PassThrough, Writable, type Readable } from 'node:stream';
 import { OutputTail, SandboxAbortedError } from './common';
+import { hostTar } from './host-tar';
 import { TarGuard, type TarLimits } from './tar-guard';
 
 /** Extra time the exec itself is given past a transfer's deadline, so the transfer's own, clearer timeout fires first. */
@@ -176,46 +176,6 @@ function deadline(what: string, timeoutMs: number, signal?: AbortSignal): Deadli
     dispose() {
       clearTimeout(timer);
       signal?.removeEventListener('abort', onAbort);
-    },
-  };
-}
-
-interface HostTar {
-  child: ChildProcess;
-  /** Exit code (null when killed or not started). */
-  exited: Promise<number | null>;
-  /** The last 16 KiB of its stderr, once it has closed. */
-  stderr: Promise<string>;
-  /** SIGKILL it if it still runs, and wait until it has exited. */
-  kill(): Promise<void>;
-}
-
-/** The host's `tar`, killed as soon as `stop` fires. */
-function hostTar(args: string[], stdio: ['ignore' | 'pipe', 'ignore' | 'pipe', 'pipe'], stop: AbortSignal): HostTar {
-  const child = spawn('tar', args, { stdio });
-  const tail = new OutputTail(16 * 1024);
-  child.stderr!.on('data', (c: Buffer) => tail.push(c));
-  let startError: Error | null = null;
-  const closed = new Promise<void>((resolve) => {
-    child.once('error', (err) => {
-      startError = err;
-      resolve();
-    });
-    child.once('close', () => resolve());
-  });
-  const kill = (): void => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  };
-  stop.addEventListener('abort', kill, { once: true });
-  void closed.then(() => stop.removeEventListener('abort', kill));
-  if (stop.aborted) kill();
-  return {
-    child,
-    exited: closed.then(() => child.exitCode),
-    stderr: closed.then(() => (startError ? `could not run tar: ${(startError as Error).message}` : tail.result().output.trim())),
-    async kill() {
-      kill();
-      await closed;
     },
   };
 }

@@ -10,7 +10,8 @@
  * names, a bad checksum, and any framing GNU tar could read differently from this parser
  * (a directory or symlink with data, a regular file named with a trailing slash). The archive's
  * length is measured on the stream itself; a header declaring more than is left is refused at
- * once, so a sparse 4 GiB file costs one header, not 4 GiB.
+ * once, so a sparse 4 GiB file costs one header, not 4 GiB. A caller may add its own rule on
+ * each member ({@link MemberCheck}), refused the same way before the member's header passes.
  */
 import { Transform, type TransformCallback } from 'node:stream';
 
@@ -63,6 +64,18 @@ export class TarRefusedError extends Error {
   }
 }
 
+/** One member as the guard passes it on, for a caller's own check ({@link MemberCheck}). */
+export interface TarMember {
+  /** The member's path, normalized (no `./`, no empty components), decoded as UTF-8. */
+  name: string;
+  type: 'file' | 'directory' | 'symlink';
+  /** Permission bits from the header. */
+  mode: number;
+}
+
+/** A caller's rule on top of the guard's own: a refusal message for `member`, or null to let it pass. */
+export type MemberCheck = (member: TarMember) => string | null;
+
 interface Pending {
   /** Raw blocks of extended headers, held back until the member they describe is checked. */
   blocks: Buffer[];
@@ -90,7 +103,11 @@ export class TarGuard extends Transform {
   private readonly names = new Set<string>();
   private readonly symlinks = new Set<string>();
 
-  constructor(private readonly limits: TarLimits) {
+  constructor(
+    private readonly limits: TarLimits,
+    /** Asked about each member after the guard's own checks passed it, before its header is passed on. */
+    private readonly checkMember?: MemberCheck,
+  ) {
     super();
   }
 
@@ -224,6 +241,12 @@ export class TarGuard extends Transform {
         shown,
         'bytes',
       );
+    }
+    if (this.checkMember) {
+      const mode = parseNumber(block.subarray(100, 108), 'mode', this.offset - TAR_BLOCK);
+      const kind = type === '5' ? 'directory' : type === '2' ? 'symlink' : 'file';
+      const refusal = this.checkMember({ name: utf8(name), type: kind, mode });
+      if (refusal !== null) throw new TarRefusedError(`${q(shown)} ${refusal}`, shown, 'name');
     }
     this.memberCount++;
     this.names.add(name);
