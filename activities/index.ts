@@ -154,6 +154,7 @@ export function createActivities(deps: ActivityDeps): Activities {
       const checkpoint = await snapshotTree(dir);
       const setup = await provisionSetup({ repo: input.repo, dir, baseCommit: base_commit, fresh, requested: input.setup, repoPolicy: repo_policy, ceiling, cache: setupCache });
       if (setup?.cache?.hit) log.info('setup cache restored', { task_id: key, key: setup.cache.key, files: setup.cache.files, bytes: setup.cache.bytes });
+      if (setup?.cache?.refused) log.error('a cached setup was refused and removed: someone may have tampered with the cache', { task_id: key, key: setup.cache.key, refused: setup.cache.refused });
       const plannerAllow = plannerAllowlist(ceiling, input.egress_allowlist ?? [], repo_policy?.egress_allowlist);
       // A sandbox gets a network at once when a phase it will run may reach something; a later grant adds one.
       const setupAllow = setup && !setup.cache?.hit ? setup.allow : [];

@@ -69,7 +69,7 @@ export async function provisionSetup(opts: {
   }
   const r = await restoreSetupCache(opts.cache.root, key, opts.dir);
   if (r.hit) await fs.writeFile(mark, JSON.stringify({ key, files: r.files, bytes: r.bytes }));
-  return { commands, source, allow, cache: { key, hit: r.hit, files: r.files, bytes: r.bytes } };
+  return { commands, source, allow, cache: { key, hit: r.hit, files: r.files, bytes: r.bytes, ...(r.refused ? { refused: r.refused } : {}) } };
 }
 
 /** Saves what setup left in `dir`'s ignored paths under `key`; the caller holds the sandbox frozen. */

@@ -34,7 +34,7 @@ export interface ProvisionedSetup {
   /** Host patterns setup may reach (within the ceiling, the repository's setup list and the task's). */
   allow: string[];
   /** The setup cache entry for this repository, lockfiles, commands and allowlist; `hit`: restored into the working copy, so setup need not run. */
-  cache: { key: string; hit: boolean; files: number; bytes: number } | null;
+  cache: { key: string; hit: boolean; files: number; bytes: number; /** Why a cached setup was refused (and removed), so setup runs instead. */ refused?: string } | null;
 }
 
 /** One command to run against the working copy as it was at `checkpoint`. */

@@ -32,6 +32,9 @@ export async function runSetup(t: TaskRun): Promise<End | undefined> {
     return undefined;
   }
   const timeout = t.input.spec.setup?.timeout_seconds ?? SETUP_TIMEOUT_SECONDS;
+  if (st.done === 0 && setup.cache?.refused) {
+    trace(t, 'health', `a cached setup for this repository was refused and removed (${preview(setup.cache.refused, 300)}); setup runs instead`, { cache_key: setup.cache.key });
+  }
   if (st.done === 0) {
     trace(t, 'setup', `setup: ${setup.commands.length} command(s) from ${setup.source === 'task' ? 'the task' : 'the repository (.agent/setup.sh)'}${setup.cache ? ', cache miss' : ''}`, {
       source: setup.source,
