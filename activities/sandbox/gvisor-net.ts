@@ -32,7 +32,7 @@ const PREFIX_LENGTH = 30;
 /** The pair's ends: the name tools expect inside the sandbox, and the proxy side's. */
 const SANDBOX_IF = 'eth0';
 const PROXY_IF = 'veth0';
-/** The sandbox's end while it is made in the proxy side, before it moves (see `create`). */
+/** The sandbox's end until the proxy side is complete (see `create`). */
 const STAGING_IF = 'sbx0';
 /** Where `ip netns` keeps named namespaces (iproute2's compiled-in directory). */
 export const NETNS_DIR = '/var/run/netns';
@@ -156,17 +156,15 @@ export class SandboxNetworks {
   }
 
   /**
-   * Make both namespaces and the pair. The pair is made inside the proxy side and the sandbox's end moved
-   * over and renamed last, so no interface ever exists in the host's namespace and `eth0` in the sandbox's
-   * namespace means the proxy side is done.
+   * Make both namespaces and the pair. The kernel creates each end of the pair directly in its namespace,
+   * so no interface ever exists in the host's; the sandbox's end is renamed `eth0` last, so finding it
+   * there means the proxy side is done. Four processes in all: each `ip` batch works in one namespace.
    */
   private async create(id: string): Promise<void> {
     const { sandbox, proxy } = this.names(id);
     try {
-      await ip(['netns', 'add', proxy]);
-      await ip(['netns', 'add', sandbox]);
+      await ipBatch(null, [`netns add ${proxy}`, `netns add ${sandbox}`, `link add ${PROXY_IF} netns ${proxy} type veth peer name ${STAGING_IF} netns ${sandbox}`]);
       await ipBatch(proxy, [
-        `link add ${PROXY_IF} type veth peer name ${STAGING_IF}`,
         // No IPv6 link-local addresses: the pair carries IPv4 to one address, nothing else.
         `link set ${PROXY_IF} addrgenmode none`,
         `addr add ${PROXY_ADDRESS}/${PREFIX_LENGTH} dev ${PROXY_IF}`,
@@ -174,7 +172,6 @@ export class SandboxNetworks {
         'link set lo up',
       ]);
       await run('ip', ['netns', 'exec', proxy, '/bin/sh', '-c', PROXY_SYSCTLS]);
-      await ipBatch(proxy, [`link set ${STAGING_IF} netns ${sandbox}`]);
       await ipBatch(sandbox, [
         `link set ${STAGING_IF} name ${SANDBOX_IF}`,
         `link set ${SANDBOX_IF} addrgenmode none`,
@@ -189,12 +186,15 @@ export class SandboxNetworks {
   }
 
   private async removeNamespaces(id: string): Promise<void> {
-    for (const name of Object.values(this.names(id))) {
-      if (!existsSync(path.join(NETNS_DIR, name))) continue;
-      await ip(['netns', 'del', name]).catch((err: unknown) => {
-        if (existsSync(path.join(NETNS_DIR, name))) throw err;
-      });
-    }
+    const present = Object.values(this.names(id)).filter((name) => existsSync(path.join(NETNS_DIR, name)));
+    if (present.length === 0) return;
+    await ipBatch(
+      null,
+      present.map((name) => `netns del ${name}`),
+    ).catch((err: unknown) => {
+      // Another teardown may have removed one meanwhile; what matters is that none is left.
+      if (present.some((name) => existsSync(path.join(NETNS_DIR, name)))) throw err;
+    });
   }
 
   /** Run the listener helper inside the proxy side and receive the socket it listens on. */
@@ -230,13 +230,9 @@ export class SandboxNetworks {
   }
 }
 
-/** Run `ip` commands in namespace `ns` as one batch (one process for all of them). */
-function ipBatch(ns: string, commands: string[]): Promise<void> {
-  return run('ip', ['-n', ns, '-batch', '-'], `${commands.join('\n')}\n`);
-}
-
-function ip(args: string[]): Promise<void> {
-  return run('ip', args);
+/** Run `ip` commands in namespace `ns` (null: the host's) as one batch, one process for all of them. */
+function ipBatch(ns: string | null, commands: string[]): Promise<void> {
+  return run('ip', [...(ns === null ? [] : ['-n', ns]), '-batch', '-'], `${commands.join('\n')}\n`);
 }
 
 function run(cmd: string, args: string[], input?: string): Promise<void> {
