@@ -42,8 +42,12 @@ const PROXY_NS_END = '+proxy';
 const IP_TIMEOUT_MS = 10_000;
 /** How long the listener helper may take to start and hand over its socket. */
 const LISTENER_TIMEOUT_MS = 15_000;
-/** Forwarding off on the proxy side, written where a new namespace could inherit the host's setting. */
-const PROXY_SYSCTLS = 'echo 0 > /proc/sys/net/ipv4/ip_forward && echo 0 > /proc/sys/net/ipv6/conf/all/forwarding';
+/**
+ * Forwarding off on the proxy side: a new namespace may inherit the host's IPv4 setting
+ * (`net.core.devconf_inherit_init_net`), so it is written, not assumed. IPv6 may be absent from the kernel.
+ */
+const PROXY_SYSCTLS =
+  'echo 0 > /proc/sys/net/ipv4/ip_forward && { [ ! -e /proc/sys/net/ipv6/conf/all/forwarding ] || echo 0 > /proc/sys/net/ipv6/conf/all/forwarding; }';
 
 /** The URL commands of a networked sandbox reach the egress proxy at. */
 export const PROXY_URL = `http://${PROXY_ADDRESS}:${PROXY_PORT}`;
