@@ -81,11 +81,6 @@ export class SandboxNetworks {
     this.log = opts.log;
   }
 
-  /** Whether a proxy serves these sandboxes (without one, no sandbox gets a network). */
-  get hasProxy(): boolean {
-    return this.proxy !== undefined;
-  }
-
   /** The namespace names of sandbox `id`: at most 223 characters, under the 255 `ip netns` takes. */
   names(id: string): { sandbox: string; proxy: string } {
     if (!SANDBOX_ID.test(id)) throw new InvalidSandboxIdError(id);
@@ -99,8 +94,9 @@ export class SandboxNetworks {
 
   /**
    * Make the namespaces of sandbox `id` unless they are there, and give the sandbox's end its address
-   * back (runsc moves it into its netstack, leaving the interface bare): call before every start.
-   * Returns the sandbox namespace's path.
+   * back (runsc moves it into its netstack, leaving the interface bare): call before every start, never
+   * while the sandbox runs (the host's stack would then answer for the sandbox's address). Returns the
+   * sandbox namespace's path.
    */
   async prepare(id: string): Promise<string> {
     const { sandbox } = this.names(id);
