@@ -2,7 +2,7 @@
  * runsc's command line, as the gVisor driver uses it for housekeeping: container ids, state, process
  * lists, removal, and one typed error for runsc itself failing (not a command inside the sandbox).
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { InvalidSandboxIdError, SANDBOX_ID } from './common';
 
@@ -83,6 +83,28 @@ export class Runsc {
       .map((r) => r.trim().split(/\s+/))
       .filter((f) => f.length >= 2)
       .map((f) => ({ uid: Number(f[0]), pid: Number(f[1]) }));
+  }
+
+  /**
+   * Start sandbox `id`'s container from `bundle`, detached. runsc's runtime keeps the stdio it is given
+   * for the container's life, so it gets `logFd` (a file) and no pipe. `network` is runsc's mode: `none`
+   * (no interface but loopback) or `sandbox` (its netstack over the bundle's network namespace).
+   */
+  start(id: string, bundle: string, logFd: number, network: 'none' | 'sandbox'): Promise<void> {
+    const args = [...this.globalArgs(), `--network=${network}`, 'run', '--detach', '--bundle', bundle, containerId(id)];
+    return new Promise<void>((resolve, reject) => {
+      const child = spawn(this.bin, args, { stdio: ['ignore', logFd, logFd] });
+      const timer = setTimeout(() => child.kill('SIGKILL'), RUNSC_CONTROL_TIMEOUT_MS);
+      child.once('error', (err) => {
+        clearTimeout(timer);
+        reject(err);
+      });
+      child.once('exit', (code) => {
+        clearTimeout(timer);
+        if (code === 0) resolve();
+        else reject(new RunscError(['run'], code, 'see the sandbox\'s runsc.log'));
+      });
+    });
   }
 
   /** Delete the container, killing what runs in it; succeeds when it is gone already. */

@@ -3,7 +3,7 @@
  * system, mounts, hard limits, the reaping init), the process spec of each command, and the script
  * that kills commands from inside. Pure data and one bundle write; the driver runs runsc.
  */
-import { existsSync, promises as fs } from 'node:fs';
+import { promises as fs } from 'node:fs';
 import path from 'node:path';
 
 /** Where the working copy and its repository appear inside the sandbox. */
@@ -102,6 +102,8 @@ export interface BundleLayout {
   /** An unpacked image to use as the root file system; undefined: the host's `/usr` and `/etc`, read-only. */
   rootfs: string | undefined;
   limits: GvisorLimits;
+  /** The network namespace (a path) runsc's netstack takes over; undefined: a namespace of its own, with no network. */
+  netns?: string;
 }
 
 /** Write the OCI bundle (`config.json`, and an empty root when no image is given) of one sandbox into `bundle`. */
@@ -112,7 +114,9 @@ export async function writeBundle(bundle: string, layout: BundleLayout): Promise
     for (const d of ['usr', 'etc', 'proc', 'dev', 'tmp', 'workspace', 'workspace.git']) await fs.mkdir(path.join(rootfs, d), { recursive: true });
     // Debian's merged /usr: the top-level names are links into it.
     for (const name of ['bin', 'lib', 'lib64', 'sbin']) {
-      if (!existsSync(path.join(rootfs, name))) await fs.symlink(`usr/${name}`, path.join(rootfs, name));
+      // A bundle written again (a sandbox restarted with networking) has them already; the links point into
+      // a mount point that is empty on the host, so they are looked at, never followed.
+      if (!(await fs.lstat(path.join(rootfs, name)).then(() => true, () => false))) await fs.symlink(`usr/${name}`, path.join(rootfs, name));
     }
   }
   const ro = ['rbind', 'ro', 'nosuid', 'nodev'];
@@ -154,7 +158,7 @@ export async function writeBundle(bundle: string, layout: BundleLayout): Promise
     hostname: 'sandbox',
     mounts,
     linux: {
-      namespaces: [{ type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }, { type: 'network' }],
+      namespaces: [{ type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }, layout.netns === undefined ? { type: 'network' } : { type: 'network', path: layout.netns }],
       resources: {
         memory: { limit: limits.memoryMb * 1024 * 1024 },
         pids: { limit: HOST_PIDS_LIMIT },
@@ -163,4 +167,12 @@ export async function writeBundle(bundle: string, layout: BundleLayout): Promise
   };
   await fs.mkdir(bundle, { recursive: true });
   await fs.writeFile(path.join(bundle, 'config.json'), JSON.stringify(spec, null, 1));
+}
+
+/** The network namespace path a bundle names (it has networking), or undefined (none, or no bundle). */
+export async function bundleNetns(bundle: string): Promise<string | undefined> {
+  const text = await fs.readFile(path.join(bundle, 'config.json'), 'utf8').catch(() => null);
+  if (text === null) return undefined;
+  const spec = JSON.parse(text) as { linux?: { namespaces?: { type: string; path?: string }[] } };
+  return spec.linux?.namespaces?.find((n) => n.type === 'network')?.path;
 }

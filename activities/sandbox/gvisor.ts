@@ -7,7 +7,10 @@
  *  - the task's working copy bind-mounted read-write at `/workspace`, and its git repository
  *    read-only at `/workspace.git` (commands can read history and diff, never write config),
  *  - a private size-limited `/tmp`, which is also HOME,
- *  - no network at all (`--network=none`: not even the host's loopback is reachable),
+ *  - no network at all (`--network=none`: not even the host's loopback is reachable), unless the task
+ *    may reach some domain through the egress proxy: then runsc's netstack runs in a network namespace
+ *    whose only reachable endpoint is the proxy's listener (see `gvisor-net.ts`), and commands get the
+ *    proxy environment,
  *  - a memory limit for the whole sandbox, and per command a process limit and a CPU-time
  *    limit, run as an unprivileged user with no capabilities and an environment that holds
  *    nothing of the worker's.
@@ -22,15 +25,18 @@ import { execFile, spawn } from 'node:child_process';
 import { existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from '../../workers/log';
+import { proxyEnvironment } from '../egress/proxy-env';
+import type { EgressProxyPort } from '../egress/types';
 import { gitDirOf } from '../git/workspace';
-import { InvalidSandboxIdError, OutputTail, SANDBOX_ID, SandboxAbortedError, signalNumber, startTicker } from './common';
+import { InvalidSandboxIdError, SANDBOX_ID, SandboxAbortedError } from './common';
 import { attachQuotaDisk, detachQuotaDisk, diskIsFull } from './quota-disk';
 import { readInside, writeInside } from './safe-fs';
-import { containerId, CONTAINER_ID_END, Runsc, RUNSC_CONTROL_TIMEOUT_MS, RunscError } from './gvisor-runsc';
-import { commandProcessSpec, DEFAULT_GVISOR_LIMITS, GVISOR_WORKDIR, KILL_SCRIPT, writeBundle, type GvisorLimits } from './gvisor-spec';
+import { watchCommand } from './gvisor-exec';
+import { PROXY_URL, SandboxNetworks } from './gvisor-net';
+import { containerId, CONTAINER_ID_END, Runsc, RunscError } from './gvisor-runsc';
+import { bundleNetns, commandProcessSpec, DEFAULT_GVISOR_LIMITS, GVISOR_WORKDIR, KILL_SCRIPT, writeBundle, type GvisorLimits } from './gvisor-spec';
 import type { ExecOptions, ExecResult, ProvisionOptions, SandboxDriver, SandboxHandle } from './driver';
 
-const DRAIN_GRACE_MS = 200;
 /** How long `killAll` waits for the killed processes to be gone. */
 const KILL_WAIT_MS = 3_000;
 const STATE_DIR = '.runsc';
@@ -66,6 +72,8 @@ export interface GvisorSandboxDriverOptions {
   rootfs?: string;
   /** Extra global `runsc` flags, e.g. `--platform=ptrace` or `--ignore-cgroups` where cgroups are not writable. */
   runscFlags?: string[];
+  /** The egress proxy; without it no sandbox gets a network, whatever its task may reach. */
+  egress?: EgressProxyPort;
 }
 
 /** Runs each task's commands in its own gVisor sandbox (see the module comment). */
@@ -85,6 +93,9 @@ export class GvisorSandboxDriver implements SandboxDriver {
   private readonly running = new Set<string>();
   /** One start at a time per sandbox. */
   private readonly starting = new Map<string, Promise<void>>();
+  private readonly egress: EgressProxyPort | undefined;
+  /** The network namespaces of sandboxes that may reach the proxy. */
+  private readonly net: SandboxNetworks;
 
   constructor(opts: GvisorSandboxDriverOptions) {
     this.root = path.resolve(opts.root);
@@ -95,30 +106,30 @@ export class GvisorSandboxDriver implements SandboxDriver {
     this.gid = opts.gid ?? 65534;
     this.limits = { ...DEFAULT_GVISOR_LIMITS, ...opts.limits };
     this.rootfs = opts.rootfs === undefined ? undefined : path.resolve(opts.rootfs);
+    this.egress = opts.egress;
+    this.net = new SandboxNetworks({ root: this.root, proxy: opts.egress, log: opts.log });
   }
 
   /**
    * Start the sandbox around the working copy at `hostWorkdir`, or re-attach to the one already
    * running under this id (a restarted worker). A stopped leftover is removed and started afresh.
+   * A task that may reach some domain gets a sandbox with networking (one running without is restarted with it).
    */
   async provision(opts: ProvisionOptions): Promise<SandboxHandle> {
     const dir = this.dirOf(opts.id);
     const hostWorkdir = path.resolve(opts.hostWorkdir);
     const handle: SandboxHandle = { id: opts.id, driver: this.name, isolation: this.isolation, workdir: GVISOR_WORKDIR, hostWorkdir };
-    if ((opts.egressAllowlist ?? []).length > 0) {
-      this.log.warn('the gvisor driver has no egress proxy: the task\'s egress allowlist is not granted, the sandbox has no network', {
-        sandbox_id: opts.id,
-        egress_allowlist: opts.egressAllowlist,
-      });
-    }
+    const networked = this.mayNetwork(opts.id, opts.egressAllowlist ?? []);
     const state = await this.cli.state(opts.id);
     if (state?.status === 'running' && existsSync(path.join(dir, 'bundle', 'config.json'))) {
       this.running.add(opts.id);
       this.log.info('sandbox re-attached', { sandbox_id: opts.id, driver: this.name });
+      if (networked && !(await this.hasNetwork(opts.id))) await this.restartWithNetwork(handle);
+      await this.ensureRunning(handle);
       return handle;
     }
     await this.handOver(hostWorkdir);
-    await this.writeBundle(opts.id, hostWorkdir);
+    await this.writeBundle(opts.id, hostWorkdir, networked ? await this.net.prepare(opts.id) : undefined);
     await this.ensureRunning(handle);
     this.log.info('sandbox provisioned', { sandbox_id: opts.id, driver: this.name, isolation: this.isolation });
     return handle;
@@ -164,8 +175,58 @@ export class GvisorSandboxDriver implements SandboxDriver {
    * sandbox found dead when runsc could not even start the command (it wrote no pid) is started again
    * around the same working copy and the command gets its first run; a command the sandbox died under
    * is not run again, it fails with a note saying so.
+   * In a sandbox with networking the proxy admits what `opts.egress` allows while the command runs, and
+   * nothing before or after it (processes left running lose their grant); the result carries what it saw.
    */
   async exec(handle: SandboxHandle, command: string, opts: ExecOptions): Promise<ExecResult> {
+    const grant = opts.egress !== undefined && opts.egress.allow.length > 0 ? opts.egress : null;
+    let note = '';
+    if (!(await this.hasNetwork(handle.id)) && this.mayNetwork(handle.id, grant?.allow ?? [])) {
+      await this.restartWithNetwork(handle);
+      note = '\n[the sandbox was restarted with networking for this command: processes left running were stopped and /tmp was emptied]\n';
+    }
+    const proxy = this.egress;
+    if (!proxy || !(await this.hasNetwork(handle.id))) return this.execChecked(handle, command, opts);
+    await this.ensureRunning(handle);
+    await this.net.ensureServed(handle.id);
+    proxy.setGrant(handle.id, grant);
+    let result: ExecResult;
+    try {
+      // The caller's variables come last: they may add to NO_PROXY, and bypassing the proxy reaches nothing anyway.
+      result = await this.execChecked(handle, command, { ...opts, env: { ...proxyEnvironment(PROXY_URL), ...opts.env } });
+    } finally {
+      proxy.setGrant(handle.id, null);
+    }
+    return { ...result, output: result.output + note, egress: proxy.take(handle.id) };
+  }
+
+  /** Whether a sandbox allowed `allow` gets networking: some domain, and a proxy to route it (else it says why not). */
+  private mayNetwork(id: string, allow: readonly string[]): boolean {
+    if (allow.length === 0) return false;
+    if (this.egress) return true;
+    this.log.warn('the gvisor driver has no egress proxy: the egress allowed is not granted, the sandbox has no network', { sandbox_id: id, egress_allowlist: allow });
+    return false;
+  }
+
+  /** Whether the sandbox's bundle gives it a network namespace (what runsc runs it with). */
+  private async hasNetwork(id: string): Promise<boolean> {
+    return (await bundleNetns(path.join(this.dirOf(id), 'bundle'))) !== undefined;
+  }
+
+  /**
+   * Give a sandbox without networking a network, around the same working copy: runsc cannot add one to a
+   * running sandbox, so it is removed and the next command starts it again (commands were stopped between
+   * steps already; what runs in the background and /tmp are lost).
+   */
+  private async restartWithNetwork(handle: SandboxHandle): Promise<void> {
+    if (!existsSync(path.join(this.dirOf(handle.id), 'bundle', 'config.json'))) throw new SandboxTornDownError(handle.id);
+    this.log.warn('sandbox restarted with networking: egress was granted to it; its processes were stopped and /tmp emptied', { sandbox_id: handle.id });
+    await this.removeContainer(handle.id);
+    await this.writeBundle(handle.id, handle.hostWorkdir, await this.net.prepare(handle.id));
+  }
+
+  /** One command with the checks of `exec` on whether the sandbox lived through it. */
+  private async execChecked(handle: SandboxHandle, command: string, opts: ExecOptions): Promise<ExecResult> {
     const first = await this.execOnce(handle, command, opts);
     if (first.result.exitCode === 0) return first.result;
     if (await this.isRunning(handle.id)) return this.withDiskNote(handle, first.result);
@@ -230,84 +291,7 @@ export class GvisorSandboxDriver implements SandboxDriver {
     });
 
     try {
-      const result = await new Promise<ExecResult>((resolve, reject) => {
-        const tail = new OutputTail(opts.maxOutputBytes);
-        let timedOut = false;
-        let aborted = false;
-        let settled = false;
-        let exited = false;
-        child.stdout!.on('data', (chunk: Buffer) => tail.push(chunk));
-        child.stderr!.on('data', (chunk: Buffer) => tail.push(chunk));
-
-        let killing: Promise<void> | null = null;
-        const stop = (): void => {
-          killing ??= this.killCommand(handle, pidFile).finally(() => {
-            // If the group could not be reached, the client must not hold the activity forever.
-            setTimeout(() => {
-              if (!exited) {
-                try {
-                  process.kill(-child.pid!, 'SIGKILL');
-                } catch {
-                  // already gone
-                }
-              }
-            }, 2_000).unref();
-          });
-        };
-        const onAbort = (): void => {
-          aborted = true;
-          stop();
-        };
-        const timeout = setTimeout(() => {
-          timedOut = true;
-          stop();
-        }, opts.timeoutMs);
-        const stopTicker = startTicker(opts.onTick, this.log, handle.id);
-        opts.signal?.addEventListener('abort', onAbort, { once: true });
-        const cleanup = (): void => {
-          clearTimeout(timeout);
-          stopTicker();
-          opts.signal?.removeEventListener('abort', onAbort);
-        };
-
-        const finish = (exitCode: number): void => {
-          if (settled) return;
-          settled = true;
-          cleanup();
-          child.stdout!.destroy();
-          child.stderr!.destroy();
-          // A killed command is over only when everything in its group is gone, not when its shell is.
-          if (killing) void killing.then(() => report(exitCode));
-          else report(exitCode);
-        };
-        const report = (exitCode: number): void => {
-          if (aborted) {
-            reject(new SandboxAbortedError(command, { cause: opts.signal?.reason }));
-            return;
-          }
-          const { output, truncatedBytes } = tail.result();
-          resolve({ exitCode: timedOut ? 124 : exitCode, output, outputTruncatedBytes: truncatedBytes, timedOut, durationMs: Date.now() - started });
-        };
-        child.once('error', (err) => {
-          if (settled) return;
-          settled = true;
-          cleanup();
-          reject(err);
-        });
-        child.once('exit', (code, signal) => {
-          exited = true;
-          const exitCode = code ?? 128 + signalNumber(signal);
-          let open = 2;
-          const done = (): void => {
-            if (--open === 0) finish(exitCode);
-          };
-          for (const stream of [child.stdout!, child.stderr!]) {
-            if (stream.closed) done();
-            else stream.once('close', done);
-          }
-          setTimeout(() => finish(exitCode), DRAIN_GRACE_MS);
-        });
-      });
+      const result = await watchCommand(child, command, opts, { started, stop: () => this.killCommand(handle, pidFile), log: this.log, sandboxId: handle.id });
       return { result, started: existsSync(pidFile) };
     } finally {
       await Promise.all([fs.rm(specFile, { force: true }), fs.rm(pidFile, { force: true })]);
@@ -358,19 +342,20 @@ export class GvisorSandboxDriver implements SandboxDriver {
     }
   }
 
-  /** Stop and delete the container and remove `<root>/<id>`; succeeds when it is already gone. */
+  /** Stop and delete the container, remove its network and `<root>/<id>`; succeeds when it is already gone. */
   async teardown(handle: SandboxHandle): Promise<void> {
     const dir = this.dirOf(handle.id);
     if ((await this.cli.state(handle.id)) !== null) await this.removeContainer(handle.id);
+    await this.net.remove(handle.id);
     const mounted = await fs.readFile(path.join(dir, DISK_MOUNT), 'utf8').catch(() => null);
     for (const at of new Set([path.resolve(handle.hostWorkdir), ...(mounted ? [mounted] : [])])) await detachQuotaDisk(at);
     if (existsSync(dir)) await fs.rm(dir, { recursive: true, force: true });
     this.log.info('sandbox removed', { sandbox_id: handle.id, driver: this.name });
   }
 
-  /** Ids of sandboxes with a bundle or a container, whatever their state. */
+  /** Ids of sandboxes with a bundle, a container or a network namespace, whatever their state. */
   async list(): Promise<string[]> {
-    const ids = new Set<string>();
+    const ids = new Set<string>(await this.net.list());
     try {
       for (const e of await fs.readdir(this.root, { withFileTypes: true })) if (e.isDirectory() && SANDBOX_ID.test(e.name)) ids.add(e.name);
     } catch (err) {
@@ -427,25 +412,15 @@ export class GvisorSandboxDriver implements SandboxDriver {
       if (state !== null) await this.removeContainer(handle.id);
       const dir = this.dirOf(handle.id);
       // Only a teardown removes the bundle: a sandbox torn down is never started again behind it.
-      if (!existsSync(path.join(dir, 'bundle', 'config.json'))) throw new SandboxTornDownError(handle.id);
+      const bundle = path.join(dir, 'bundle');
+      if (!existsSync(path.join(bundle, 'config.json'))) throw new SandboxTornDownError(handle.id);
+      const networked = (await bundleNetns(bundle)) !== undefined;
+      // After a restart of the host the namespaces are gone; after any stop the sandbox's end lost its address.
+      if (networked) await this.net.prepare(handle.id);
       const log = await fs.open(path.join(dir, 'runsc.log'), 'a');
       try {
-        // A detached `runsc run` keeps the stdio it was given for the container's life: a file and /dev/null, never a pipe.
-        await new Promise<void>((resolve, reject) => {
-          const child = spawn(this.runsc, [...this.cli.globalArgs(), '--network=none', 'run', '--detach', '--bundle', path.join(dir, 'bundle'), containerId(handle.id)], {
-            stdio: ['ignore', log.fd, log.fd],
-          });
-          const timer = setTimeout(() => child.kill('SIGKILL'), RUNSC_CONTROL_TIMEOUT_MS);
-          child.once('error', (err) => {
-            clearTimeout(timer);
-            reject(err);
-          });
-          child.once('exit', (code) => {
-            clearTimeout(timer);
-            if (code === 0) resolve();
-            else reject(new RunscError(['run'], code, `see ${path.join(dir, 'runsc.log')}`));
-          });
-        });
+        // The proxy's listener is made while runsc starts: both only need the namespaces.
+        await Promise.all([this.cli.start(handle.id, bundle, log.fd, networked ? 'sandbox' : 'none'), networked ? this.net.ensureServed(handle.id) : undefined]);
       } finally {
         await log.close();
       }
@@ -466,8 +441,6 @@ export class GvisorSandboxDriver implements SandboxDriver {
     this.running.delete(id);
     await this.cli.remove(id);
   }
-
-
 
   /** Kill the process group of one command, identified by the pid runsc wrote for it. */
   private async killCommand(handle: SandboxHandle, pidFile: string): Promise<void> {
@@ -496,8 +469,8 @@ export class GvisorSandboxDriver implements SandboxDriver {
     return commandProcessSpec(args, env, { uid: this.uid, gid: this.gid });
   }
 
-  private async writeBundle(id: string, hostWorkdir: string): Promise<void> {
-    await writeBundle(path.join(this.dirOf(id), 'bundle'), { hostWorkdir, gitDir: gitDirOf(hostWorkdir), rootfs: this.rootfs, limits: this.limits });
+  private async writeBundle(id: string, hostWorkdir: string, netns: string | undefined): Promise<void> {
+    await writeBundle(path.join(this.dirOf(id), 'bundle'), { hostWorkdir, gitDir: gitDirOf(hostWorkdir), rootfs: this.rootfs, limits: this.limits, netns });
   }
 
   /** Give the working copy to the sandbox's user; links are changed themselves, never followed. */
