@@ -5,6 +5,7 @@
 import { existsSync, promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import type { EgressProxyPort } from '../activities/egress/types';
 import type { SandboxDriver } from '../activities/sandbox/driver';
 import { probeQuotaDisks } from '../activities/sandbox/quota-disk';
 import { GvisorSandboxDriver } from '../activities/sandbox/gvisor';
@@ -55,8 +56,16 @@ export async function resolveRunsc(env: NodeJS.ProcessEnv = process.env): Promis
   return null;
 }
 
-/** Build the configured driver; `auto` picks gVisor where runsc exists and this process is root. */
-export async function createSandboxDriver(cfg: Config, log: Logger, env: NodeJS.ProcessEnv = process.env): Promise<{ driver: SandboxDriver; info: SandboxInfo }> {
+/**
+ * Build the configured driver; `auto` picks gVisor where runsc exists and this process is root. `egress`
+ * is the worker's egress proxy, which gVisor sandboxes of tasks with an allowlist reach (and nothing else).
+ */
+export async function createSandboxDriver(
+  cfg: Config,
+  log: Logger,
+  env: NodeJS.ProcessEnv = process.env,
+  egress?: EgressProxyPort,
+): Promise<{ driver: SandboxDriver; info: SandboxInfo }> {
   const root = path.join(cfg.DATA_DIR, 'sandboxes');
   const processDriver = (warning: string): { driver: SandboxDriver; info: SandboxInfo } => {
     const driver = new ProcessSandboxDriver({ root, log });
@@ -98,6 +107,7 @@ export async function createSandboxDriver(cfg: Config, log: Logger, env: NodeJS.
     gid: cfg.SANDBOX_GID,
     rootfs: cfg.SANDBOX_ROOTFS,
     runscFlags: cfg.RUNSC_FLAGS,
+    ...(egress ? { egress } : {}),
     limits: {
       memoryMb: cfg.SANDBOX_MEMORY_MB,
       processesPerCommand: cfg.SANDBOX_MAX_PROCESSES,

@@ -11,6 +11,7 @@ import { createActivities } from '../activities';
 import { ArtifactStore } from '../activities/artifacts/store';
 import { removeExpiredTasks } from '../activities/records/expiry';
 import { TaskRecordStore } from '../activities/records/task-record';
+import { EgressProxy } from '../activities/egress/proxy';
 import { GvisorSandboxDriver } from '../activities/sandbox/gvisor';
 import { createApp } from '../api/app';
 import type { AppDeps } from '../api/deps';
@@ -80,7 +81,10 @@ export async function startStack(cfg: Config, log: Logger): Promise<Stack> {
     let workerState: (() => string) | null = null;
     let failure: Promise<Error> = new Promise<Error>(() => undefined);
     if (cfg.ROLES.includes('worker')) {
-      const chosen = await createSandboxDriver(cfg, log);
+      // The worker's egress proxy: it serves each networked gVisor sandbox on a listener only that sandbox reaches.
+      const egress = new EgressProxy({ hosts: cfg.EGRESS_HOSTS, log });
+      cleanups.push(async () => egress.stop());
+      const chosen = await createSandboxDriver(cfg, log, process.env, egress);
       const sandbox = chosen.driver;
       // runsc keeps an empty network namespace mounted under DATA_DIR; let it go when no sandbox is left.
       if (sandbox instanceof GvisorSandboxDriver) cleanups.push(() => sandbox.releaseHost());

@@ -131,6 +131,13 @@ export class EgressProxy implements EgressProxyPort, Gate {
     for (const l of st.listeners) l.close();
   }
 
+  /** Stop serving every task and every shared listener (the worker is shutting down). */
+  stop(): void {
+    for (const id of [...this.tasks.keys()]) this.release(id);
+    for (const l of this.shared) l.close();
+    this.shared.clear();
+  }
+
   async admit(task: string, host: string, port: number): Promise<Destination> {
     const st = this.tasks.get(task);
     const check = () => {

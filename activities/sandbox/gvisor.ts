@@ -179,7 +179,8 @@ export class GvisorSandboxDriver implements SandboxDriver {
    * nothing before or after it (processes left running lose their grant); the result carries what it saw.
    */
   async exec(handle: SandboxHandle, command: string, opts: ExecOptions): Promise<ExecResult> {
-    const grant = opts.egress !== undefined && opts.egress.allow.length > 0 ? opts.egress : null;
+    // An empty grant still names its step: what the proxy refuses is attributed to it.
+    const grant = opts.egress ?? null;
     let note = '';
     if (!(await this.hasNetwork(handle.id)) && this.mayNetwork(handle.id, grant?.allow ?? [])) {
       await this.restartWithNetwork(handle);

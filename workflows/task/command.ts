@@ -121,8 +121,7 @@ async function runStepWithIdleGuard(t: TaskRun, c: GatedCommand): Promise<{ kind
         timeout_seconds: c.timeout_seconds,
         checkpoint: s.checkpoint!,
         env,
-        // Histories from before egress carry no grant: their steps had no network either.
-        ...(egress.allow.length > 0 ? { egress } : {}),
+        egress,
       }),
     );
   } catch (err) {

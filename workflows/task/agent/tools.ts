@@ -156,7 +156,7 @@ export async function runAgentTool(
   };
   // Only commands may reach the network, and only what the planner's allowlist and a human's grants admit.
   const egress = call.name === 'run' ? grantFor(t, 'planner', `${call.id.startsWith('check-') ? 'check' : 'run'} (turn ${a.turn})`) : null;
-  if (egress !== null && egress.allow.length > 0) Object.assign(input, { egress });
+  if (egress !== null) Object.assign(input, { egress });
   try {
     // Histories recorded before the agent had an idle guard scheduled no timer around a tool call.
     if (!patched(AGENT_IDLE_GUARD_PATCH)) {

@@ -1,0 +1,222 @@
+/**
+ * Egress end to end: a task's setup phase installs from a real npm registry (verdaccio on loopback,
+ * reached under a made-up name through the worker's egress proxy), its planner phase is refused the
+ * same registry until a human allows it from the inbox, the next task on the repository starts from the
+ * setup cache, and the agent's `request_network` goes to a human who can refuse it. Real Temporal,
+ * real runsc with a network namespace per sandbox, real git origins.
+ */
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
+import type { Stack } from '../workers/stack';
+import type { DevServer } from '../workers/temporal-server';
+import { startFakeGemini, type FakeGemini } from './support/fake-gemini';
+import { git, makeOriginRepo, tempDir } from './support/git-fixture';
+import { call, eventually } from './support/http';
+import { publishPackage, startNpmRegistry, type NpmRegistry } from './support/npm-registry';
+import { startTestStack, startTestTemporal } from './support/stack';
+
+const ENDED = ['done', 'failed', 'rejected', 'cancelled', 'timed_out'];
+const usage = { prompt: 200, output: 20 };
+/** The registry's name inside sandboxes; EGRESS_HOSTS maps it to the loopback server. */
+const REGISTRY = 'registry.test';
+/** The same server under a second name: inside the operator's ceiling, in no task's allowlist. */
+const MIRROR = 'mirror.test';
+
+let temporal: DevServer;
+let stack: Stack;
+let base: string;
+let origin: string;
+let registry: NpmRegistry;
+let gemini: FakeGemini;
+const saved: Record<string, string | undefined> = {};
+const started: string[] = [];
+
+/** npm inside the sandbox, against the registry by its made-up name. */
+function npmInstall(pkg: string): string {
+  return `npm install --no-audit --no-fund --no-update-notifier --fetch-retries=0 --registry http://${REGISTRY}:${registry.port}/ ${pkg}`;
+}
+
+async function submit(body: Record<string, unknown>): Promise<string> {
+  const res = await call(base, 'POST', '/v1/tasks', { repo: origin, goal: 'Add a dependency', requester: 'alice', ...body });
+  assert.equal(res.status, 202, JSON.stringify(res.body));
+  started.push(res.body.task_id);
+  return res.body.task_id;
+}
+
+async function task(id: string): Promise<any> {
+  const res = await call(base, 'GET', `/v1/tasks/${id}`);
+  assert.equal(res.status, 200, JSON.stringify(res.body));
+  return res.body;
+}
+
+async function nextItem(id: string, kinds: string[]): Promise<any> {
+  const t = await eventually(
+    () => task(id),
+    (v) => v.items.some((i: any) => i.status === 'pending' && kinds.includes(i.kind)) || ENDED.includes(v.state),
+    `a pending ${kinds.join('/')} on ${id}`,
+    120_000,
+  );
+  const item = t.items.find((i: any) => i.status === 'pending' && kinds.includes(i.kind));
+  assert.ok(item, `no pending ${kinds.join('/')}; task is ${t.state}: ${t.result}; items: ${JSON.stringify(t.items.map((i: any) => i.title))}`);
+  return item;
+}
+
+async function decide(id: string, item: any, body: Record<string, unknown>): Promise<void> {
+  const res = await call(base, 'POST', `/v1/tasks/${id}/inbox/${item.item_id}`, { actor: 'bob', ...body });
+  assert.equal(res.status, 200, JSON.stringify(res.body));
+}
+
+async function ended(id: string): Promise<any> {
+  return eventually(() => task(id), (t) => ENDED.includes(t.state), `${id} to end`, 60_000);
+}
+
+async function trace(id: string): Promise<any[]> {
+  return (await call(base, 'GET', `/v1/tasks/${id}/trace`)).body.entries;
+}
+
+describe('egress through the proxy, a setup phase and grants from the inbox', () => {
+  before(async () => {
+    temporal = await startTestTemporal();
+    registry = await startNpmRegistry();
+    await publishPackage(registry, 'pad-a', '1.0.0', { 'index.js': 'module.exports = "a";\n' });
+    await publishPackage(registry, 'pad-b', '1.0.0', { 'index.js': 'module.exports = "b";\n' });
+    for (const k of ['GEMINI_API_KEY', 'GOOGLE_GEMINI_BASE_URL', 'GOOGLE_API_KEY']) saved[k] = process.env[k];
+    delete process.env.GOOGLE_API_KEY;
+    const root = tempDir('egress');
+    origin = makeOriginRepo(root, {
+      'package.json': `${JSON.stringify({ name: 'fixture', version: '1.0.0', private: true }, null, 2)}\n`,
+      '.gitignore': 'node_modules/\n',
+    });
+    stack = await startTestStack(temporal, path.join(root, 'data'), `egress-${process.pid}`, {
+      SANDBOX_DRIVER: 'gvisor',
+      EGRESS_ALLOW: `${REGISTRY} ${MIRROR}`,
+      EGRESS_HOSTS: `${REGISTRY}=127.0.0.1 ${MIRROR}=127.0.0.1`,
+    });
+    base = stack.url!;
+  });
+
+  beforeEach(async () => {
+    gemini = await startFakeGemini();
+    process.env.GEMINI_API_KEY = gemini.apiKey;
+    process.env.GOOGLE_GEMINI_BASE_URL = gemini.url;
+  });
+
+  afterEach(async () => {
+    for (const id of started.splice(0)) {
+      if (!ENDED.includes((await task(id)).state)) {
+        await call(base, 'POST', `/v1/tasks/${id}/cancel`, { actor: 'test', reason: 'test over' });
+        await ended(id);
+      }
+    }
+    await gemini.close();
+  });
+
+  after(async () => {
+    await stack?.stop();
+    await registry?.stop();
+    await temporal?.stop();
+    for (const [k, v] of Object.entries(saved)) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+  });
+
+  it('refuses at intake an allowlist entry outside the operator\'s ceiling', async () => {
+    const res = await call(base, 'POST', '/v1/tasks', {
+      repo: origin,
+      goal: 'x',
+      planner: { kind: 'recipe', steps: [{ run: 'true' }] },
+      policy: { egress_allowlist: ['evil.test'] },
+    });
+    assert.equal(res.status, 400);
+    assert.equal(res.body.error.code, 'egress_not_allowed');
+    assert.match(res.body.error.message, /evil\.test.*outside EGRESS_ALLOW/);
+  });
+
+  it('installs in the setup phase, refuses the planner phase until a human allows the registry, and lists the refusal for review', async () => {
+    const id = await submit({
+      setup: { commands: [npmInstall('pad-a')], egress_allowlist: [REGISTRY] },
+      planner: { kind: 'recipe', steps: [{ name: 'add pad-b', run: `${npmInstall('pad-b')} && test -f node_modules/pad-b/index.js` }] },
+    });
+    const ask = await nextItem(id, ['risky_action', 'health_alert', 'pr_review']);
+    assert.equal(ask.kind, 'risky_action', `the planner phase has no allowlist: npm is refused and a human is asked (${ask.title})`);
+    assert.match(ask.title, /Allow egress to registry\.test for this task\?/);
+    assert.deepEqual(ask.detail.hosts, [REGISTRY]);
+    assert.equal(ask.detail.phase, 'planner');
+    assert.ok(ask.detail.requests_seen.some((b: any) => b.host === REGISTRY && b.port === registry.port && b.step === 'add pad-b'), JSON.stringify(ask.detail));
+    const view = await task(id);
+    assert.deepEqual(view.egress.setup_allowlist, [REGISTRY]);
+    assert.deepEqual(view.egress.allowlist, []);
+    assert.ok(view.usage.net_bytes_received > 0, 'setup downloaded through the proxy, and it was metered');
+    await decide(id, ask, { action: 'approve' });
+
+    const review = await nextItem(id, ['pr_review', 'health_alert']);
+    assert.equal(review.kind, 'pr_review', `the retried step reached the registry (${review.title})`);
+    assert.ok(review.detail.blocked_requests.some((b: any) => b.host === REGISTRY && b.step === 'add pad-b'));
+    assert.match(review.detail.summary, /## Network[\s\S]*registry\.test:\d+ in add pad-b/);
+    assert.deepEqual(review.detail.network.granted.map((g: any) => `${g.domain}/${g.phase}/${g.actor}`), [`${REGISTRY}/planner/bob`]);
+    const lock = git(origin, 'show', `agent/${id}:package.json`);
+    assert.match(lock, /pad-b/);
+    assert.doesNotMatch(lock, /pad-a/, 'what setup changed in tracked files is undone; only its ignored files stay');
+    const entries = await trace(id);
+    assert.ok(entries.some((e) => e.type === 'setup' && /cache miss/.test(e.message)));
+    assert.ok(entries.some((e) => e.type === 'setup' && /setup cached: \d+ files/.test(e.message)), JSON.stringify(entries.filter((e) => e.type === 'setup')));
+    assert.ok(entries.some((e) => e.type === 'egress_granted' && e.actor === 'bob'));
+    await decide(id, review, { action: 'approve' });
+    await ended(id);
+  });
+
+  it('starts the next task on the same repository from the setup cache; a second name of the same server stays refused', async () => {
+    const id = await submit({
+      setup: { commands: [npmInstall('pad-a')], egress_allowlist: [REGISTRY] },
+      policy: { egress_allowlist: [REGISTRY] },
+      planner: {
+        kind: 'recipe',
+        steps: [
+          {
+            name: 'use the cache',
+            run: `test -f node_modules/pad-a/index.js && curl -sSf -m 10 -o /dev/null http://${REGISTRY}:${registry.port}/pad-a && ! curl -sSf -m 10 -o /dev/null http://${MIRROR}:${registry.port}/pad-a && echo ok > used.txt`,
+          },
+        ],
+      },
+    });
+    const item = await nextItem(id, ['pr_review', 'health_alert', 'risky_action']);
+    assert.equal(item.kind, 'pr_review', `${item.title}: ${JSON.stringify(item.detail)}`);
+    const entries = await trace(id);
+    assert.ok(entries.some((e) => e.type === 'setup' && /setup cache hit/.test(e.message)), JSON.stringify(entries.filter((e) => e.type === 'setup')));
+    assert.ok(!entries.some((e) => e.type === 'step' && /^setup/.test(e.message)), 'setup did not run again');
+    assert.ok(
+      item.detail.blocked_requests.some((b: any) => b.host === MIRROR && /allowlist/.test(b.reason)),
+      `the mapped but unallowed name is refused: ${JSON.stringify(item.detail.blocked_requests)}`,
+    );
+    await decide(id, item, { action: 'reject' });
+    await ended(id);
+  });
+
+  it('asks a human when the agent calls request_network, and tells the agent it was refused', async () => {
+    gemini.script([
+      { text: '1. Fetch the package list\n2. Finish', usage },
+      { calls: [{ name: 'run', args: { command: `curl -sS -f http://${MIRROR}:${registry.port}/pad-a` } }], usage },
+      { calls: [{ name: 'request_network', args: { domain: MIRROR, reason: 'to read the package metadata' } }], usage },
+      { calls: [{ name: 'write_file', args: { path: 'NOTES.md', content: 'offline\n' } }], usage },
+      { calls: [{ name: 'finish', args: { summary: 'Noted.', risks: 'none', how_to_test: 'none' } }], usage },
+    ]);
+    const id = await submit({ policy: { egress_allowlist: [REGISTRY] }, planner: { kind: 'llm', model: 'gemini-2.5-flash', check_commands: [] } });
+    const ask = await nextItem(id, ['risky_action', 'pr_review', 'health_alert']);
+    assert.equal(ask.kind, 'risky_action', ask.title);
+    assert.equal(ask.detail.asked_by, 'agent');
+    assert.equal(ask.detail.why, 'to read the package metadata');
+    assert.ok(ask.detail.requests_seen.some((b: any) => b.host === MIRROR), 'the item shows what the agent was refused');
+    await decide(id, ask, { action: 'reject', comment: 'work offline' });
+
+    const review = await nextItem(id, ['pr_review', 'health_alert']);
+    assert.equal(review.kind, 'pr_review', review.title);
+    assert.ok(review.detail.blocked_requests.some((b: any) => b.host === MIRROR));
+    const told = JSON.stringify(gemini.requests.map((r) => r.body));
+    assert.match(told, /refused by the egress proxy/, 'the run result named the refusal');
+    assert.match(told, /rejected by bob: work offline/, 'the agent was told the human refused');
+    await decide(id, review, { action: 'reject' });
+    await ended(id);
+  });
+});
