@@ -96,4 +96,24 @@ describe('the backend manifest', () => {
     assert.ok(tokenMount, 'the worker gets its service account token');
     assert.ok(pod.spec!.volumes!.find((v) => v.name === tokenMount.name)?.projected?.sources?.some((s) => s.serviceAccountToken));
   });
+  it('accepts the egress proxy manifest strictly: a Deployment whose Service and NetworkPolicy select it, its secret from a Secret', async () => {
+    const core = admin.makeApiClient(k8s.CoreV1Api);
+    const apps = admin.makeApiClient(k8s.AppsV1Api);
+    const net = admin.makeApiClient(k8s.NetworkingV1Api);
+    const docs = manifest('egress-proxy.yaml');
+    assert.deepEqual(docs.map((d) => d.kind), ['ConfigMap', 'Service', 'Deployment', 'NetworkPolicy']);
+    for (const doc of docs) {
+      if (doc.kind === 'ConfigMap') await core.createNamespacedConfigMap({ namespace: NS, body: doc as k8s.V1ConfigMap, fieldValidation: 'Strict' });
+      if (doc.kind === 'Service') await core.createNamespacedService({ namespace: NS, body: doc as k8s.V1Service, fieldValidation: 'Strict' });
+      if (doc.kind === 'Deployment') await apps.createNamespacedDeployment({ namespace: NS, body: doc as k8s.V1Deployment, fieldValidation: 'Strict' });
+      if (doc.kind === 'NetworkPolicy') await net.createNamespacedNetworkPolicy({ namespace: NS, body: doc as k8s.V1NetworkPolicy, fieldValidation: 'Strict' });
+    }
+    const deployment = docs.find((d) => d.kind === 'Deployment') as k8s.V1Deployment;
+    const labels = deployment.spec!.template.metadata!.labels;
+    assert.deepEqual((docs.find((d) => d.kind === 'Service') as k8s.V1Service).spec!.selector, labels);
+    assert.deepEqual((docs.find((d) => d.kind === 'NetworkPolicy') as k8s.V1NetworkPolicy).spec!.podSelector!.matchLabels, labels);
+    const [container] = deployment.spec!.template.spec!.containers;
+    assert.ok(container!.envFrom!.some((e) => e.secretRef?.name), 'the secret comes from a Secret');
+    assert.deepEqual(container!.command, ['node', 'dist/workers/egress-proxy-main.js']);
+  });
 });

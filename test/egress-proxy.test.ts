@@ -4,6 +4,8 @@
  * private addresses, DNS rebinding, a TLS name other than the tunnel's, a fronted Host header).
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import path from 'node:path';
 import http from 'node:http';
 import net from 'node:net';
 import tls from 'node:tls';
@@ -16,7 +18,9 @@ import { signEgressToken, verifyEgressToken } from '../activities/egress/token';
 import type { Lookup } from '../activities/egress/destination';
 import { refusedAddress } from '../activities/egress/addresses';
 import { createLogger } from '../workers/log';
+import { loadEgressProxyConfig } from '../workers/egress-proxy-config';
 import { tempDir } from './support/git-fixture';
+import { call, freePort } from './support/http';
 import { curl, selfSignedCert, startOrigin, startTlsOrigin, type Origin } from './support/egress-servers';
 
 const log = createLogger({ level: 'error', component: 'egress-test' });
@@ -330,6 +334,45 @@ describe('egress proxy: shared listener and tokens', () => {
     const report = proxy.take('pod-1');
     assert.equal(report.allowed, 1);
     assert.equal(report.blocked[0]!.host, 'other.test');
+  });
+});
+
+describe('egress proxy: the standalone process', () => {
+  it('serves tasks by token on its shared port and reports to the bearer of the secret on its admin port', async () => {
+    const secret = 'k'.repeat(48);
+    const [port, adminPort] = [await freePort(), await freePort()];
+    const env = { ...process.env, EGRESS_PROXY_HOST: '127.0.0.1', EGRESS_PROXY_PORT: String(port), EGRESS_PROXY_ADMIN_HOST: '127.0.0.1', EGRESS_PROXY_ADMIN_PORT: String(adminPort), EGRESS_PROXY_SECRET: secret, EGRESS_HOSTS: 'registry.test=127.0.0.1 other.test=127.0.0.1', LOG_LEVEL: 'info' };
+    const child = spawn(process.execPath, [path.join(__dirname, '..', 'workers', 'egress-proxy-main.js')], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+    let logs = '';
+    try {
+      await new Promise<void>((resolve, reject) => {
+        child.stderr!.on('data', (c: Buffer) => {
+          logs += c.toString();
+          if (logs.includes('egress proxy listening')) resolve();
+        });
+        child.once('exit', (code) => reject(new Error(`exited ${code}: ${logs}`)));
+      });
+      const token = signEgressToken(secret, { task: 'pod-9', allow: ['registry.test'], step: 'setup 1', exp: Math.floor(Date.now() / 1000) + 60 });
+      const r = await curl(['-x', `http://127.0.0.1:${port}`, '-U', `pod-9:${token}`, `http://registry.test:${web.port}/hello`]);
+      assert.equal(r.stdout, 'hello from origin\n');
+      await curl(['-x', `http://127.0.0.1:${port}`, '-U', `pod-9:${token}`, `http://other.test:${web.port}/hello`]);
+      const admin = `http://127.0.0.1:${adminPort}`;
+      assert.equal((await call(admin, 'GET', '/healthz')).status, 200);
+      assert.equal((await call(admin, 'GET', '/egress/v1/tasks/pod-9/report')).status, 401);
+      assert.equal((await call(admin, 'GET', '/egress/v1/tasks/pod-9/report', undefined, { authorization: `Bearer ${secret}x` })).status, 401);
+      const report = await call(admin, 'GET', '/egress/v1/tasks/pod-9/report', undefined, { authorization: `Bearer ${secret}` });
+      assert.equal(report.body.allowed, 1);
+      assert.deepEqual(report.body.blocked.map((b: any) => [b.host, b.step]), [['other.test', 'setup 1']]);
+      assert.ok(!logs.includes(token) && !logs.includes(secret), 'no credentials in the logs');
+    } finally {
+      child.kill();
+    }
+  });
+
+  it('fails fast naming a bad variable', () => {
+    assert.throws(() => loadEgressProxyConfig({ EGRESS_PROXY_SECRET: 'short' }), /EGRESS_PROXY_SECRET/);
+    assert.throws(() => loadEgressProxyConfig({ EGRESS_PROXY_SECRET: 'x'.repeat(40), EGRESS_HOSTS: 'mirror.test' }), /EGRESS_HOSTS/);
+    assert.deepEqual(loadEgressProxyConfig({ EGRESS_PROXY_SECRET: 'x'.repeat(40), EGRESS_HOSTS: 'a.test=10.0.0.1,10.0.0.2 b.test=::1' }).EGRESS_HOSTS, { 'a.test': ['10.0.0.1', '10.0.0.2'], 'b.test': ['::1'] });
   });
 });
 

@@ -168,8 +168,8 @@ export class EgressProxy implements EgressProxyPort, Gate {
     return new EgressRefused(reason, `egress to ${host}:${port} refused: ${reason}${hint}`);
   }
 
-  connect(addresses: readonly string[], port: number): Promise<net.Socket> {
-    return connectChecked(addresses, port, this.connectTimeoutMs);
+  connect(addresses: readonly string[], port: number, onread?: net.OnReadOpts): Promise<net.Socket> {
+    return connectChecked(addresses, port, this.connectTimeoutMs, onread);
   }
 
   open(task: string, flow: Flow): Flow | null {

@@ -38,7 +38,7 @@ export interface Gate {
   /** Record a refusal found after admission (a TLS name that does not match, say) and return the client's message. */
   refuse(task: string, host: string, port: number, reason: string): EgressRefused;
   /** Connect to one of the checked addresses (never a name). */
-  connect(addresses: readonly string[], port: number): Promise<net.Socket>;
+  connect(addresses: readonly string[], port: number, onread?: net.OnReadOpts): Promise<net.Socket>;
   /** Register an exchange that connected; null when the grant no longer admits the host (the caller ends it). */
   open(task: string, flow: Flow): Flow | null;
   /** The exchange is over: count its last bytes and forget it. */
@@ -49,11 +49,11 @@ export interface Gate {
  * A socket connected to the first of the checked `addresses` that answers; never a name, so nothing
  * resolves it again.
  */
-export async function connectChecked(addresses: readonly string[], port: number, timeoutMs = CONNECT_TIMEOUT_MS): Promise<net.Socket> {
+export async function connectChecked(addresses: readonly string[], port: number, timeoutMs = CONNECT_TIMEOUT_MS, onread?: net.OnReadOpts): Promise<net.Socket> {
   let last: unknown = new Error('no address');
   for (const host of addresses) {
     try {
-      return await connectOne(host, port, timeoutMs);
+      return await connectOne(host, port, timeoutMs, onread);
     } catch (err) {
       last = err;
     }
@@ -61,9 +61,9 @@ export async function connectChecked(addresses: readonly string[], port: number,
   throw last;
 }
 
-function connectOne(host: string, port: number, timeoutMs: number): Promise<net.Socket> {
+function connectOne(host: string, port: number, timeoutMs: number, onread?: net.OnReadOpts): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
-    const sock = net.connect({ host, port, noDelay: true });
+    const sock = net.connect({ host, port, noDelay: true, ...(onread ? { onread } : {}) });
     const timer = setTimeout(() => {
       sock.destroy();
       reject(new Error(`connecting to ${host}:${port} timed out`));
@@ -78,6 +78,24 @@ function connectOne(host: string, port: number, timeoutMs: number): Promise<net.
       reject(err);
     });
   });
+}
+
+/** Largest read from a destination: reads of 64 KiB (Node's default) leave a loopback download waiting on wake-ups between them. */
+export const RELAY_READ_BYTES = 1 << 20;
+
+/**
+ * Reads of up to RELAY_READ_BYTES written on to `dest` (a copy of each, since the read buffer is
+ * reused), pausing the source while `dest` is full; `source` names the socket these options create.
+ */
+export function relayReads(dest: net.Socket, source: () => net.Socket | undefined): net.OnReadOpts {
+  return {
+    buffer: Buffer.allocUnsafe(RELAY_READ_BYTES),
+    callback: (n, buf) => {
+      if (dest.write(Buffer.from(buf.subarray(0, n)))) return true;
+      dest.once('drain', () => source()?.resume());
+      return false;
+    },
+  };
 }
 
 /** Answer `status` with a short text body on a socket the HTTP server handed over (CONNECT), then close it. */

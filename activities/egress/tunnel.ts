@@ -8,7 +8,7 @@ import type net from 'node:net';
 import { normalizeHost } from '../../domain/egress';
 import type { Logger } from '../../workers/log';
 import { MAX_CLIENT_HELLO_BYTES, parseClientHello, type ClientHelloResult } from './client-hello';
-import { answerRaw, EgressRefused, IDLE_TIMEOUT_MS, REFUSED_HEADER, type Flow, type Gate } from './relay';
+import { answerRaw, EgressRefused, relayReads, IDLE_TIMEOUT_MS, REFUSED_HEADER, type Flow, type Gate } from './relay';
 
 /** How long a client may take to send its ClientHello once the tunnel is open. */
 export const CLIENT_HELLO_TIMEOUT_MS = 10_000;
@@ -49,21 +49,22 @@ export async function tunnel(gate: Gate, log: Logger, task: string, req: Incomin
     client.destroy();
     return;
   }
-  let upstream: net.Socket;
+  let upstream: net.Socket | undefined;
   try {
-    upstream = await gate.connect(addresses, port);
+    upstream = await gate.connect(addresses, port, relayReads(client, () => upstream));
   } catch (err) {
     log.info('egress tunnel could not connect', { task, host, port, error: (err as Error).message });
     client.destroy();
     return;
   }
+  const up = upstream;
   const flow: Flow = {
     host,
-    upstream,
+    upstream: up,
     counted: { sent: 0, received: 0 },
     end: () => {
       client.destroy();
-      upstream.destroy();
+      up.destroy();
     },
   };
   if (client.destroyed || gate.open(task, flow) === null) return flow.end();
@@ -74,14 +75,15 @@ export async function tunnel(gate: Gate, log: Logger, task: string, req: Incomin
     flow.end();
     gate.close(task, flow);
   };
-  for (const s of [client, upstream]) {
+  for (const s of [client, up]) {
     s.setTimeout(IDLE_TIMEOUT_MS, done);
     s.on('error', done);
     s.on('close', done);
   }
-  upstream.write(bytes);
-  client.pipe(upstream);
-  upstream.pipe(client);
+  up.write(bytes);
+  client.pipe(up);
+  // Downloads are the heavy direction: read the destination in large pieces (relayReads), not by pipe().
+  up.on('end', () => client.end());
 }
 
 /** Why the ClientHello does not admit a tunnel to `host`, or null when its SNI names it. */

@@ -11,7 +11,7 @@ import type net from 'node:net';
 import path from 'node:path';
 
 /** A certificate for `names` and its key, written under `dir` (cert.pem is also the CA curl trusts). */
-export function selfSignedCert(dir: string, names: string[]): { key: string; cert: string; certPath: string } {
+export function selfSignedCert(dir: string, names: string[]): { key: string; cert: string; keyPath: string; certPath: string } {
   const keyPath = path.join(dir, 'key.pem');
   const certPath = path.join(dir, 'cert.pem');
   execFileSync('openssl', [
@@ -19,7 +19,7 @@ export function selfSignedCert(dir: string, names: string[]): { key: string; cer
     '-subj', `/CN=${names[0]}`, '-addext', `subjectAltName=${names.map((n) => `DNS:${n}`).join(',')}`,
     '-keyout', keyPath, '-out', certPath,
   ], { stdio: 'ignore' });
-  return { key: fs.readFileSync(keyPath, 'utf8'), cert: fs.readFileSync(certPath, 'utf8'), certPath };
+  return { key: fs.readFileSync(keyPath, 'utf8'), cert: fs.readFileSync(certPath, 'utf8'), keyPath, certPath };
 }
 
 /** A loopback origin: what reached it, and how to stop it. */
