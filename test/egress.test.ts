@@ -13,6 +13,7 @@ import type { DevServer } from '../workers/temporal-server';
 import { startFakeGemini, type FakeGemini } from './support/fake-gemini';
 import { git, makeOriginRepo, tempDir } from './support/git-fixture';
 import { call, eventually } from './support/http';
+import { recordHistory } from './support/histories';
 import { publishPackage, startNpmRegistry, type NpmRegistry } from './support/npm-registry';
 import { startTestStack, startTestTemporal } from './support/stack';
 
@@ -163,6 +164,7 @@ describe('egress through the proxy, a setup phase and grants from the inbox', ()
     assert.ok(entries.some((e) => e.type === 'setup' && /cache miss/.test(e.message)));
     assert.ok(entries.some((e) => e.type === 'setup' && /setup cached: \d+ files/.test(e.message)), JSON.stringify(entries.filter((e) => e.type === 'setup')));
     assert.ok(entries.some((e) => e.type === 'egress_granted' && e.actor === 'bob'));
+    await recordHistory(stack.client, id, 'recipe-setup-egress-granted-pending-review');
     await decide(id, review, { action: 'approve' });
     await ended(id);
   });
@@ -216,6 +218,7 @@ describe('egress through the proxy, a setup phase and grants from the inbox', ()
     const told = JSON.stringify(gemini.requests.map((r) => r.body));
     assert.match(told, /refused by the egress proxy/, 'the run result named the refusal');
     assert.match(told, /rejected by bob: work offline/, 'the agent was told the human refused');
+    await recordHistory(stack.client, id, 'llm-network-refused-pending-review');
     await decide(id, review, { action: 'reject' });
     await ended(id);
   });
