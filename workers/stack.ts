@@ -158,6 +158,7 @@ export async function startStack(cfg: Config, log: Logger): Promise<Stack> {
           isolation_warning: sandboxInfo?.warning,
           worker: state ?? 'not in this process',
           task_queue: cfg.TEMPORAL_TASK_QUEUE,
+          egress: { ceiling: cfg.EGRESS_ALLOW, operator_hosts: Object.keys(cfg.EGRESS_HOSTS), setup_cache: cfg.SETUP_CACHE_MB > 0 },
           retention: retention.warning
             ? { namespace_days: retention.namespace_days, task_retention_days: retention.wanted_days, warning: retention.warning }
             : { namespace_days: retention.namespace_days, task_retention_days: retention.wanted_days },
