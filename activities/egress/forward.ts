@@ -7,7 +7,7 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type net from 'node:net';
 import { normalizeHost } from '../../domain/egress';
 import type { Logger } from '../../workers/log';
-import { EgressRefused, IDLE_TIMEOUT_MS, REFUSED_HEADER, type Flow, type Gate } from './relay';
+import { EgressRefused, REFUSED_HEADER, type Flow, type Gate } from './relay';
 
 /** Headers that describe one connection, not the message (RFC 9110 7.6.1), plus the proxy's own credentials. */
 const HOP_BY_HOP = new Set([
@@ -99,7 +99,7 @@ export async function forward(gate: Gate, log: Logger, task: string, req: Incomi
     upstream.destroy();
     gate.close(task, flow);
   };
-  upstream.setTimeout(IDLE_TIMEOUT_MS, () => flow.end());
+  upstream.setTimeout(gate.timeouts.idle, () => flow.end());
   upstream.on('close', done);
   res.on('close', done);
 
