@@ -106,7 +106,14 @@ export async function forward(gate: Gate, log: Logger, task: string, req: Incomi
   const headers = ['Host', url.host, ...endToEnd(req.rawHeaders, ['host'])];
   const out = http.request({ createConnection: () => upstream, method: req.method, path: `${url.pathname}${url.search}`, headers, setHost: false });
   out.on('response', (up) => {
-    res.writeHead(up.statusCode ?? 502, up.statusMessage, endToEnd(up.rawHeaders));
+    try {
+      res.writeHead(up.statusCode ?? 502, up.statusMessage, endToEnd(up.rawHeaders));
+    } catch (err) {
+      // A destination may send what Node parses but will not write again (a bad character in a header, say); it must not take the process down.
+      log.info('egress response not relayed', { task, host, port, error: (err as Error).message });
+      up.destroy();
+      return plain(res, 502, `egress to ${host}:${port}: the destination sent a response that cannot be relayed`);
+    }
     up.pipe(res);
     up.on('error', () => res.destroy());
   });

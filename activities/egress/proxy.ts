@@ -77,7 +77,9 @@ export class EgressProxy implements EgressProxyPort, Gate {
     const st = this.state(taskId);
     st.listeners.add(server);
     server.on('connection', (sock: net.Socket) => {
-      if (!this.tasks.has(taskId) || st.sockets.size >= MAX_CONNECTIONS_PER_TASK) {
+      // A listener of a released task may still hand over a connection it accepted before closing.
+      if (this.tasks.get(taskId) !== st) return void sock.destroy();
+      if (st.sockets.size >= MAX_CONNECTIONS_PER_TASK) {
         this.log.warn('egress connection refused: too many connections', { task: taskId, limit: MAX_CONNECTIONS_PER_TASK });
         sock.destroy();
         return;
