@@ -80,7 +80,16 @@ async function main(): Promise<void> {
     }
     const big = `/bytes/${MB * 2 ** 20}`;
     const resolve = (port: number) => ['--resolve', `${NAME}:${port}:127.0.0.1`];
-    const dl = { direct: [] as number[], proxy: [] as number[], directTls: [] as number[], tunnel: [] as number[] };
+    // The ceiling of any relay in this process: two sockets piped, no parsing or checks.
+    const bare = net.createServer((c) => {
+      const u = net.connect(origins.https, '127.0.0.1');
+      c.pipe(u).pipe(c);
+      c.on('error', () => u.destroy());
+      u.on('error', () => c.destroy());
+    });
+    await new Promise<void>((resolve) => bare.listen(0, '127.0.0.1', resolve));
+    const barePort = (bare.address() as net.AddressInfo).port;
+    const dl = { direct: [] as number[], proxy: [] as number[], directTls: [] as number[], tunnel: [] as number[], bare: [] as number[] };
     // CPU time this process (the proxy) spends per download, a figure that does not depend on how many cores the machine has.
     const cpu = { proxy: [] as number[], tunnel: [] as number[] };
     const cpuOf = async (into: number[], fn: () => Promise<number>) => {
@@ -95,7 +104,9 @@ async function main(): Promise<void> {
       dl.proxy.push(await cpuOf(cpu.proxy, () => download(['-x', proxyUrl, `http://${NAME}:${origins.http}${big}`])));
       dl.directTls.push(await download([...resolve(origins.https), '--cacert', cert.certPath, `https://${NAME}:${origins.https}${big}`]));
       dl.tunnel.push(await cpuOf(cpu.tunnel, () => download(['-x', proxyUrl, '--cacert', cert.certPath, `https://${NAME}:${origins.https}${big}`])));
+      dl.bare.push(await download([...resolve(barePort), '--cacert', cert.certPath, `https://${NAME}:${barePort}${big}`]));
     }
+    bare.close();
     const report = proxy.take('bench');
     const d = summary(lat.direct);
     const p = summary(lat.proxy);
@@ -114,7 +125,8 @@ async function main(): Promise<void> {
       `| GET latency p95 (ms) | ${d.p95} | ${p.p95} | +${r1(p.p95 - d.p95)} ms |`,
       `| ${MB} MB http download with curl, median of ${RUNS} (MB/s) | ${mbps(med(dl.direct))} | ${mbps(med(dl.proxy))} (forward) | ${ratio(med(dl.direct), med(dl.proxy))} |`,
       `| ${MB} MB https download with curl, median of ${RUNS} (MB/s) | ${mbps(med(dl.directTls))} | ${mbps(med(dl.tunnel))} (CONNECT) | ${ratio(med(dl.directTls), med(dl.tunnel))} |`,
-      `| proxy CPU per ${MB} MB download, median (ms) | — | ${med(cpu.proxy)} (forward), ${med(cpu.tunnel)} (CONNECT) | |`,
+      `| ${MB} MB https download through a bare socket relay in this process (MB/s) | ${mbps(med(dl.directTls))} | ${mbps(med(dl.bare))} (pipe, no checks) | ${ratio(med(dl.directTls), med(dl.bare))} |`,
+      `| proxy CPU per ${MB} MB download, median (ms) | — | ${Math.round(med(cpu.proxy))} (forward), ${Math.round(med(cpu.tunnel))} (CONNECT) | |`,
       '',
       `Proxy ledger: ${report.allowed} allowed, ${report.blocked_count} refused, ${Math.round(report.bytes_received / 2 ** 20)} MiB received, ${Math.round(report.bytes_sent / 2 ** 10)} KiB sent.`,
     ];

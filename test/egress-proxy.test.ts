@@ -16,6 +16,7 @@ import { MAX_BLOCKED_LISTED } from '../activities/egress/ledger';
 import { identifyByToken } from '../activities/egress/shared';
 import { signEgressToken, verifyEgressToken } from '../activities/egress/token';
 import type { Lookup } from '../activities/egress/destination';
+import type { EgressTimeouts } from '../activities/egress/relay';
 import { refusedAddress } from '../activities/egress/addresses';
 import { createLogger } from '../workers/log';
 import { loadEgressProxyConfig } from '../workers/egress-proxy-config';
@@ -48,7 +49,7 @@ after(async () => {
 const HOSTS = { 'registry.test': ['127.0.0.1'], 'other.test': ['127.0.0.1'], 'self.test': ['127.0.0.1'] };
 
 /** A proxy serving a fresh task on its own loopback listener, granted `allow`. */
-async function served(allow: string[] | null, opts: { lookup?: Lookup; connectTimeoutMs?: number } = {}) {
+async function served(allow: string[] | null, opts: { lookup?: Lookup; timeouts?: Partial<EgressTimeouts> } = {}) {
   const proxy = new EgressProxy({ hosts: HOSTS, log, ...opts });
   const task = `task-${++n}`;
   const server = net.createServer();
@@ -178,7 +179,7 @@ describe('egress proxy: refusals', () => {
     let calls = 0;
     // Public on the first answer (the check), loopback on any later one (the attacker's hope).
     const lookup: Lookup = async () => (calls++ === 0 ? ['93.184.215.14'] : ['127.0.0.1']);
-    const { url } = await served(['rebind.example'], { lookup, connectTimeoutMs: 300 });
+    const { url } = await served(['rebind.example'], { lookup, timeouts: { connect: 300 } });
     const before = { requests: web.requests.length, connections: web.connections };
     const r = await curl(['-x', url, '-i', `http://rebind.example:${web.port}/hello`]);
     assert.match(r.stdout, /^HTTP\/1\.1 502/);
@@ -227,6 +228,21 @@ describe('egress proxy: refusals', () => {
       proxy.take(task).blocked.map((b) => b.reason),
       ['no SNI (the ClientHello names no server)', 'not TLS (the first record is not a TLS handshake)'],
     );
+  });
+
+  it('closes a client that dribbles its headers, and a tunnel that sends no ClientHello, when their time runs out', async () => {
+    const { port, proxy, task } = await served(['registry.test'], { timeouts: { header: 300, clientHello: 300 } });
+    const slow = net.connect(port, '127.0.0.1', () => slow.write(`GET http://registry.test:${web.port}/hello HTTP/1.1\r\n`));
+    slow.on('error', () => {});
+    const drip = setInterval(() => slow.writable && slow.write('X-A: b\r\n'), 50);
+    const t0 = Date.now();
+    assert.ok(await closed(slow, 2_000), 'the dribbling client was closed');
+    clearInterval(drip);
+    assert.ok(Date.now() - t0 < 1_000);
+    const silent = await rawConnect(port, `registry.test:${secure.port}`);
+    assert.match(silent.status, / 200 /);
+    assert.ok(await closed(silent.sock, 2_000), 'the silent tunnel was closed');
+    assert.deepEqual(proxy.take(task).blocked.map((b) => b.reason), ['no ClientHello in time']);
   });
 
   it('folds repeated refusals and bounds the list, while counting them all', async () => {

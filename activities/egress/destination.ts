@@ -20,8 +20,6 @@ export const systemLookup: Lookup = async (host) => (await dns.promises.lookup(h
 /** A destination the proxy checked: the addresses it may connect to, in order. */
 export interface Destination {
   addresses: string[];
-  /** Whether the operator named it in EGRESS_HOSTS (exempt from the private-address refusal). */
-  operator: boolean;
 }
 
 /** A destination the proxy will not connect to, with why. */
@@ -50,14 +48,15 @@ export function operatorHosts(hosts: Record<string, string[]>): Map<string, stri
 export async function resolveDestination(host: string, hosts: Map<string, string[]>, lookup: Lookup): Promise<Destination> {
   const name = normalizeHost(host);
   const mapped = hosts.get(name);
-  if (mapped) return { addresses: mapped, operator: true };
+  // The operator's own names are exempt from the address refusal: that is what naming them is for.
+  if (mapped) return { addresses: mapped };
   const addresses = net.isIP(name) !== 0 ? [name] : await withTimeout(lookup(name), RESOLVE_TIMEOUT_MS, `resolving ${name} timed out`);
   if (addresses.length === 0) throw new DestinationRefused('the name has no address');
   for (const a of addresses) {
     const why = refusedAddress(a);
     if (why !== null) throw new DestinationRefused(`resolves to a ${why} (${a})`);
   }
-  return { addresses, operator: false };
+  return { addresses };
 }
 
 async function withTimeout<T>(p: Promise<T>, ms: number, message: string): Promise<T> {

@@ -7,7 +7,7 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type net from 'node:net';
 import { normalizeHost } from '../../domain/egress';
 import type { Logger } from '../../workers/log';
-import { EgressRefused, IDLE_TIMEOUT_MS, REFUSED_HEADER, type Flow, type Gate } from './relay';
+import { EgressRefused, REFUSED_HEADER, type Flow, type Gate } from './relay';
 
 /** Headers that describe one connection, not the message (RFC 9110 7.6.1), plus the proxy's own credentials. */
 const HOP_BY_HOP = new Set([
@@ -99,14 +99,21 @@ export async function forward(gate: Gate, log: Logger, task: string, req: Incomi
     upstream.destroy();
     gate.close(task, flow);
   };
-  upstream.setTimeout(IDLE_TIMEOUT_MS, () => flow.end());
+  upstream.setTimeout(gate.timeouts.idle, () => flow.end());
   upstream.on('close', done);
   res.on('close', done);
 
   const headers = ['Host', url.host, ...endToEnd(req.rawHeaders, ['host'])];
   const out = http.request({ createConnection: () => upstream, method: req.method, path: `${url.pathname}${url.search}`, headers, setHost: false });
   out.on('response', (up) => {
-    res.writeHead(up.statusCode ?? 502, up.statusMessage, endToEnd(up.rawHeaders));
+    try {
+      res.writeHead(up.statusCode ?? 502, up.statusMessage, endToEnd(up.rawHeaders));
+    } catch (err) {
+      // A destination may send what Node parses but will not write again (a bad character in a header, say); it must not take the process down.
+      log.info('egress response not relayed', { task, host, port, error: (err as Error).message });
+      up.destroy();
+      return plain(res, 502, `egress to ${host}:${port}: the destination sent a response that cannot be relayed`);
+    }
     up.pipe(res);
     up.on('error', () => res.destroy());
   });

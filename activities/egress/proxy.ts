@@ -12,12 +12,10 @@ import type { Logger } from '../../workers/log';
 import { DestinationRefused, operatorHosts, resolveDestination, systemLookup, type Destination, type Lookup } from './destination';
 import { forward } from './forward';
 import { Ledger } from './ledger';
-import { answerRaw, connectChecked, CONNECT_TIMEOUT_MS, EgressRefused, type Flow, type Gate } from './relay';
+import { answerRaw, connectChecked, DEFAULT_TIMEOUTS, EgressRefused, type EgressTimeouts, type Flow, type Gate } from './relay';
 import { tunnel } from './tunnel';
 import type { EgressGrant, EgressProxyPort, EgressReport } from './types';
 
-/** How long a client may take to send a request's headers, from connecting or from the end of its previous exchange. */
-export const HEADER_TIMEOUT_MS = 10_000;
 /** Client connections one task may hold open at once (one sandbox must not exhaust the worker's sockets). */
 export const MAX_CONNECTIONS_PER_TASK = 256;
 /** Exchanges with destinations one task may have open at once. */
@@ -29,8 +27,8 @@ export interface EgressProxyOptions {
   hosts: Record<string, string[]>;
   log: Logger;
   lookup?: Lookup;
-  /** How long connecting to a destination may take (default CONNECT_TIMEOUT_MS). */
-  connectTimeoutMs?: number;
+  /** Shorter or longer phases than DEFAULT_TIMEOUTS (tests shorten them). */
+  timeouts?: Partial<EgressTimeouts>;
 }
 
 /** Maps a request on a shared listener to its task (by its Proxy-Authorization), or null (answered 407). */
@@ -52,7 +50,7 @@ export class EgressProxy implements EgressProxyPort, Gate {
   private readonly hosts: Map<string, string[]>;
   private readonly lookup: Lookup;
   private readonly log: Logger;
-  private readonly connectTimeoutMs: number;
+  readonly timeouts: Readonly<EgressTimeouts>;
   private readonly tasks = new Map<string, TaskState>();
   private readonly socketTask = new WeakMap<net.Socket, string>();
   private readonly socketIdentify = new WeakMap<net.Socket, Identify>();
@@ -63,9 +61,9 @@ export class EgressProxy implements EgressProxyPort, Gate {
     this.hosts = operatorHosts(opts.hosts);
     this.lookup = opts.lookup ?? systemLookup;
     this.log = opts.log;
-    this.connectTimeoutMs = opts.connectTimeoutMs ?? CONNECT_TIMEOUT_MS;
-    // The server's own header and request timeouts need it to listen; HEADER_TIMEOUT_MS is enforced per socket instead.
-    this.http = http.createServer({ requestTimeout: 0, headersTimeout: 0, keepAliveTimeout: HEADER_TIMEOUT_MS });
+    this.timeouts = { ...DEFAULT_TIMEOUTS, ...opts.timeouts };
+    // The server's own header and request timeouts need it to listen; the header timeout is enforced per socket instead.
+    this.http = http.createServer({ requestTimeout: 0, headersTimeout: 0, keepAliveTimeout: this.timeouts.header });
     this.http.on('request', (req: IncomingMessage, res: ServerResponse) => this.onRequest(req, res));
     this.http.on('connect', (req: IncomingMessage, sock: net.Socket, head: Buffer) => this.onConnect(req, sock, head));
     this.http.on('upgrade', (_req: IncomingMessage, sock: net.Socket) => answerRaw(sock, 400, 'protocol upgrades are not forwarded; use CONNECT'));
@@ -79,7 +77,9 @@ export class EgressProxy implements EgressProxyPort, Gate {
     const st = this.state(taskId);
     st.listeners.add(server);
     server.on('connection', (sock: net.Socket) => {
-      if (!this.tasks.has(taskId) || st.sockets.size >= MAX_CONNECTIONS_PER_TASK) {
+      // A listener of a released task may still hand over a connection it accepted before closing.
+      if (this.tasks.get(taskId) !== st) return void sock.destroy();
+      if (st.sockets.size >= MAX_CONNECTIONS_PER_TASK) {
         this.log.warn('egress connection refused: too many connections', { task: taskId, limit: MAX_CONNECTIONS_PER_TASK });
         sock.destroy();
         return;
@@ -169,7 +169,7 @@ export class EgressProxy implements EgressProxyPort, Gate {
   }
 
   connect(addresses: readonly string[], port: number, onread?: net.OnReadOpts): Promise<net.Socket> {
-    return connectChecked(addresses, port, this.connectTimeoutMs, onread);
+    return connectChecked(addresses, port, this.timeouts.connect, onread);
   }
 
   open(task: string, flow: Flow): Flow | null {
@@ -214,7 +214,7 @@ export class EgressProxy implements EgressProxyPort, Gate {
 
   private armHeaderTimer(sock: net.Socket): void {
     clearTimeout(this.headerTimers.get(sock));
-    const timer = setTimeout(() => sock.destroy(), HEADER_TIMEOUT_MS);
+    const timer = setTimeout(() => sock.destroy(), this.timeouts.header);
     timer.unref();
     this.headerTimers.set(sock, timer);
   }

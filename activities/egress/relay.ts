@@ -9,6 +9,26 @@ import type { Destination } from './destination';
 export const CONNECT_TIMEOUT_MS = 10_000;
 /** How long a tunnel or a forwarded exchange may go without a byte either way. */
 export const IDLE_TIMEOUT_MS = 5 * 60_000;
+/** How long a client may take to send a request's headers, from connecting or from the end of its previous exchange. */
+export const HEADER_TIMEOUT_MS = 10_000;
+/** How long a client may take to send its ClientHello once its tunnel is open. */
+export const CLIENT_HELLO_TIMEOUT_MS = 10_000;
+
+/** How long each phase of an exchange may take, in milliseconds. */
+export interface EgressTimeouts {
+  connect: number;
+  header: number;
+  clientHello: number;
+  idle: number;
+}
+
+/** The timeouts a proxy uses unless told otherwise. */
+export const DEFAULT_TIMEOUTS: Readonly<EgressTimeouts> = {
+  connect: CONNECT_TIMEOUT_MS,
+  header: HEADER_TIMEOUT_MS,
+  clientHello: CLIENT_HELLO_TIMEOUT_MS,
+  idle: IDLE_TIMEOUT_MS,
+};
 
 /** A refusal the gate already recorded; `message` is what the client is told. */
 export class EgressRefused extends Error {
@@ -33,6 +53,7 @@ export interface Flow {
 
 /** The proxy as its forwarding and tunnelling halves see it. */
 export interface Gate {
+  readonly timeouts: Readonly<EgressTimeouts>;
   /** Check `host:port` against the task's grant, resolve and check its addresses; throws EgressRefused (recorded). */
   admit(task: string, host: string, port: number): Promise<Destination>;
   /** Record a refusal found after admission (a TLS name that does not match, say) and return the client's message. */

@@ -8,10 +8,8 @@ import type net from 'node:net';
 import { normalizeHost } from '../../domain/egress';
 import type { Logger } from '../../workers/log';
 import { MAX_CLIENT_HELLO_BYTES, parseClientHello, type ClientHelloResult } from './client-hello';
-import { answerRaw, EgressRefused, relayReads, IDLE_TIMEOUT_MS, REFUSED_HEADER, type Flow, type Gate } from './relay';
+import { answerRaw, EgressRefused, relayReads, REFUSED_HEADER, type Flow, type Gate } from './relay';
 
-/** How long a client may take to send its ClientHello once the tunnel is open. */
-export const CLIENT_HELLO_TIMEOUT_MS = 10_000;
 /** Bytes held while waiting for a ClientHello (its records' headers included). */
 const MAX_HELLO_BUFFER = 2 * MAX_CLIENT_HELLO_BYTES;
 
@@ -41,7 +39,7 @@ export async function tunnel(gate: Gate, log: Logger, task: string, req: Incomin
   }
   if (client.destroyed) return;
   client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
-  const { bytes, result } = await readClientHello(client, head);
+  const { bytes, result } = await readClientHello(client, head, gate.timeouts.clientHello);
   if (client.destroyed) return;
   const mismatch = sniProblem(result, host);
   if (mismatch !== null) {
@@ -76,7 +74,7 @@ export async function tunnel(gate: Gate, log: Logger, task: string, req: Incomin
     gate.close(task, flow);
   };
   for (const s of [client, up]) {
-    s.setTimeout(IDLE_TIMEOUT_MS, done);
+    s.setTimeout(gate.timeouts.idle, done);
     s.on('error', done);
     s.on('close', done);
   }
@@ -95,7 +93,7 @@ function sniProblem(result: ClientHelloResult, host: string): string | null {
 }
 
 /** The bytes the client sent until its ClientHello was whole (or refused, or the wait ran out). */
-function readClientHello(client: net.Socket, head: Buffer): Promise<{ bytes: Buffer; result: ClientHelloResult }> {
+function readClientHello(client: net.Socket, head: Buffer, timeoutMs: number): Promise<{ bytes: Buffer; result: ClientHelloResult }> {
   return new Promise((resolve) => {
     let bytes = head;
     const finish = (result: ClientHelloResult) => {
@@ -115,7 +113,7 @@ function readClientHello(client: net.Socket, head: Buffer): Promise<{ bytes: Buf
       check();
     };
     const onClose = () => finish({ kind: 'incomplete' });
-    const timer = setTimeout(() => finish({ kind: 'incomplete' }), CLIENT_HELLO_TIMEOUT_MS);
+    const timer = setTimeout(() => finish({ kind: 'incomplete' }), timeoutMs);
     client.on('data', onData);
     client.on('close', onClose);
     if (bytes.length > 0) check();
