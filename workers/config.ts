@@ -2,11 +2,11 @@
  * Process configuration, parsed once from the environment; a bad value fails fast naming the variable.
  */
 import fs from 'node:fs';
-import { isIP } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
 import { DEFAULT_COPY_BACK_MAX_FILES } from '../activities/sandbox/k8s';
+import { parseEgressHosts } from './egress-proxy-config';
 import { InvalidPriceTableError, loadPriceTable } from '../domain/prices';
 import { egressEntryError } from '../domain/egress';
 import { DEFAULT_REPO_ALLOW, isWithin, type RepoRules } from '../domain/repo-policy';
@@ -145,25 +145,20 @@ export const Config = z.object({
     }),
   ),
   /**
-   * Names the egress proxy resolves to given addresses instead of asking DNS, as `name=address` pairs
-   * (comma- or space-separated; repeat a name for several addresses), e.g. an internal mirror. These are
+   * Names the egress proxy resolves to given addresses instead of asking DNS, as `name=addr[,addr]` entries
+   * separated by whitespace, e.g. an internal mirror. These are
    * the operator's own destinations: private addresses are allowed for them, and only for them.
    */
   EGRESS_HOSTS: z
     .string()
-    .optional()
+    .default('')
     .transform((v, ctx) => {
-      const hosts: Record<string, string[]> = {};
-      for (const pair of (v ?? '').split(/[\s,]+/).filter(Boolean)) {
-        const [name, address, extra] = pair.split('=');
-        const why = name === undefined ? 'empty name' : egressEntryError(name);
-        if (extra !== undefined || address === undefined || why !== null || name!.startsWith('*.') || isIP(address) === 0) {
-          ctx.addIssue({ code: 'custom', message: `"${pair}": expected name=address (a domain, then an IPv4 or IPv6 address)${why ? `; ${why}` : ''}` });
-          return z.NEVER;
-        }
-        (hosts[name!] ??= []).push(address);
+      try {
+        return parseEgressHosts(v);
+      } catch (err) {
+        ctx.addIssue({ code: 'custom', message: (err as Error).message });
+        return z.NEVER;
       }
-      return hosts;
     }),
   /** The setup cache: the largest entry kept, and all entries together, in MiB; `SETUP_CACHE_MB=0` turns caching off. */
   SETUP_CACHE_MB: z.coerce.number().int().min(0).default(2_048),

@@ -2,18 +2,28 @@
  * Configuration of the standalone egress proxy (the cluster's Deployment), parsed once from the
  * environment; a bad value fails fast naming the variable.
  */
+import { isIP } from 'node:net';
 import { z } from 'zod';
 import { MIN_SECRET_CHARS } from '../activities/egress/token';
+import { egressEntryError } from '../domain/egress';
 
 const port = (fallback: number) => z.coerce.number().int().min(1).max(65535).default(fallback);
 
-/** `name=addr[,addr] name2=addr …` (whitespace between entries) as a map of names to addresses. */
+/**
+ * `EGRESS_HOSTS` (the worker's and the standalone proxy's): `name=addr[,addr] name2=addr …`, whitespace between
+ * entries, a name repeated adds addresses; each name a domain, each address an IPv4 or IPv6 address.
+ */
 export function parseEgressHosts(text: string): Record<string, string[]> {
   const out: Record<string, string[]> = {};
   for (const entry of text.split(/\s+/).filter(Boolean)) {
     const eq = entry.indexOf('=');
-    if (eq <= 0) throw new Error(`"${entry}": write name=address[,address]`);
-    out[entry.slice(0, eq)] = entry.slice(eq + 1).split(',').filter(Boolean);
+    const name = entry.slice(0, eq);
+    const addresses = entry.slice(eq + 1).split(',').filter(Boolean);
+    const why = eq <= 0 ? 'no name' : name.startsWith('*.') ? 'a name, not a wildcard' : egressEntryError(name);
+    if (why !== null || addresses.length === 0 || addresses.some((a) => isIP(a) === 0)) {
+      throw new Error(`"${entry}": write name=address[,address] (a domain, then IPv4 or IPv6 addresses)${why ? `: ${why}` : ''}`);
+    }
+    out[name] = [...(out[name] ?? []), ...addresses];
   }
   return out;
 }
