@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
 import { DEFAULT_COPY_BACK_MAX_FILES } from '../activities/sandbox/k8s';
-import { parseEgressHosts } from './egress-proxy-config';
+import { EgressHostsVar } from './egress-proxy-config';
 import { InvalidPriceTableError, loadPriceTable } from '../domain/prices';
 import { egressEntryError } from '../domain/egress';
 import { DEFAULT_REPO_ALLOW, isWithin, type RepoRules } from '../domain/repo-policy';
@@ -149,17 +149,7 @@ export const Config = z.object({
    * separated by whitespace, e.g. an internal mirror. These are
    * the operator's own destinations: private addresses are allowed for them, and only for them.
    */
-  EGRESS_HOSTS: z
-    .string()
-    .default('')
-    .transform((v, ctx) => {
-      try {
-        return parseEgressHosts(v);
-      } catch (err) {
-        ctx.addIssue({ code: 'custom', message: (err as Error).message });
-        return z.NEVER;
-      }
-    }),
+  EGRESS_HOSTS: EgressHostsVar,
   /** The setup cache: the largest entry kept, and all entries together, in MiB; `SETUP_CACHE_MB=0` turns caching off. */
   SETUP_CACHE_MB: z.coerce.number().int().min(0).default(2_048),
   SETUP_CACHE_TOTAL_MB: z.coerce.number().int().min(1).default(20_480),

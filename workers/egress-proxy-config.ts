@@ -28,6 +28,19 @@ export function parseEgressHosts(text: string): Record<string, string[]> {
   return out;
 }
 
+/** The `EGRESS_HOSTS` variable as a zod schema: unset is empty, a bad entry is an issue naming it. */
+export const EgressHostsVar = z
+  .string()
+  .default('')
+  .transform((v, ctx) => {
+    try {
+      return parseEgressHosts(v);
+    } catch (err) {
+      ctx.addIssue({ code: 'custom', message: (err as Error).message });
+      return z.NEVER;
+    }
+  });
+
 /** Every environment variable the standalone egress proxy reads. */
 export const EgressProxyConfig = z.object({
   EGRESS_PROXY_HOST: z.string().default('0.0.0.0'),
@@ -37,17 +50,7 @@ export const EgressProxyConfig = z.object({
   EGRESS_PROXY_ADMIN_PORT: port(3129),
   /** Shared with the worker: signs task tokens and authenticates report requests. */
   EGRESS_PROXY_SECRET: z.string().min(MIN_SECRET_CHARS, `at least ${MIN_SECRET_CHARS} characters`),
-  EGRESS_HOSTS: z
-    .string()
-    .default('')
-    .transform((v, ctx) => {
-      try {
-        return parseEgressHosts(v);
-      } catch (err) {
-        ctx.addIssue({ code: 'custom', message: (err as Error).message });
-        return z.NEVER;
-      }
-    }),
+  EGRESS_HOSTS: EgressHostsVar,
   LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
 });
 /** Every environment variable the standalone egress proxy reads. */
