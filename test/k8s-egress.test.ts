@@ -218,6 +218,18 @@ describe('Kubernetes pod driver: egress through the cluster proxy', () => {
     await b.driver.teardown(b.handle);
   });
 
+  it('applies each command\'s own grant, even when an earlier command\'s token outlives it (a longer timeout)', async () => {
+    const t = await pod('kegress-phases');
+    const reach = `${CURL} -o /dev/null -w '%{http_code}\\n' http://registry.test:${origin.port}/hello`;
+    // A setup-like command with a long timeout, then a planner-like one granted nothing with a short one.
+    const setup = await t.driver.exec(t.handle, reach, { timeoutMs: 600_000, maxOutputBytes: 1024, egress: { allow: ['registry.test'], step: 'setup 1' } });
+    assert.equal(setup.output, '200\n');
+    const planner = await t.driver.exec(t.handle, reach, { timeoutMs: 10_000, maxOutputBytes: 1024, egress: { allow: [], step: 'step 1' } });
+    assert.equal(planner.output, '403\n', 'the setup grant does not carry over into the next command');
+    assert.deepEqual(planner.egress?.blocked.map((b) => [b.host, b.step]), [['registry.test', 'step 1']]);
+    await t.driver.teardown(t.handle);
+  });
+
   it('keeps a command\'s result when its report cannot be read within the bound, and says so in the log', async () => {
     // A report port that accepts and never answers.
     const mute = net.createServer((s) => s.on('error', () => undefined));

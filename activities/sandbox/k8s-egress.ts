@@ -56,6 +56,8 @@ export class PodEgress {
   private readonly reportUrl: string;
   private readonly log: Logger;
   private readonly reportTimeoutMs: number;
+  /** The latest expiry signed per task while it has not passed (see {@link environment}); kept past teardown, as the proxy keeps it. */
+  private readonly lastExp = new Map<string, number>();
 
   constructor(o: PodEgressOptions) {
     this.proxy = o.proxy;
@@ -65,9 +67,16 @@ export class PodEgress {
     this.reportTimeoutMs = o.reportTimeoutMs ?? REPORT_TIMEOUT_MS;
   }
 
-  /** The proxy environment of one command of task `id` granted `grant`, whose token ends `timeoutMs` plus the margin from `now`. */
+  /**
+   * The proxy environment of one command of task `id` granted `grant`, whose token ends `timeoutMs` plus the
+   * margin from `now`, and after every token signed for the task before: the proxy applies the grant of the
+   * token that ends last, so a command after one with a longer timeout must not inherit that one's grant.
+   */
   environment(id: string, grant: EgressGrant, timeoutMs: number, now = Date.now()): Record<string, string> {
-    const exp = Math.ceil((now + timeoutMs) / 1000) + TOKEN_MARGIN_SECONDS;
+    // An expired token orders nothing any more (every new one ends later), so its entry can go.
+    for (const [task, last] of this.lastExp) if (last * 1000 < now) this.lastExp.delete(task);
+    const exp = Math.max(Math.ceil((now + timeoutMs) / 1000) + TOKEN_MARGIN_SECONDS, (this.lastExp.get(id) ?? 0) + 1);
+    this.lastExp.set(id, exp);
     const token = signEgressToken(this.secret, { task: id, allow: [...grant.allow], step: grant.step, exp });
     return proxyEnvironment(proxyUrlWithCredentials(this.proxy.url, id, token));
   }
