@@ -152,6 +152,7 @@ describe('Kubernetes pod driver: egress through the cluster proxy', () => {
     assert.equal(plain.output, '0\n');
     assert.equal(plain.egress, undefined);
     await t.driver.teardown(t.handle);
+    assert.ok(!logged.some((l) => l.startsWith('could not release the task at the egress proxy')), 'teardown told the proxy');
   });
 
   it('refuses everything to a command granted nothing, then widens the deny-all policy of the running pod to the proxy and DNS only on a grant', async () => {

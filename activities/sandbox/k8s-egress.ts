@@ -85,10 +85,11 @@ export class PodEgress {
   async report(id: string): Promise<EgressReport | undefined> {
     try {
       const res = await this.call('GET', `${encodeURIComponent(id)}/report`);
-      const text = await res.text();
-      if (res.status !== 200) throw new Error(`status ${res.status}`);
-      if (text.length > MAX_REPORT_BYTES) throw new Error(`a report of ${text.length} bytes`);
-      const parsed = ReportBody.safeParse(JSON.parse(text));
+      if (res.status !== 200) {
+        await res.body?.cancel();
+        throw new Error(`status ${res.status}`);
+      }
+      const parsed = ReportBody.safeParse(JSON.parse(await boundedText(res, MAX_REPORT_BYTES)));
       if (!parsed.success) throw new Error(`not a report: ${parsed.error.issues[0]?.message ?? ''}`);
       return parsed.data;
     } catch (err) {
@@ -101,7 +102,7 @@ export class PodEgress {
   async release(id: string): Promise<void> {
     try {
       const res = await this.call('DELETE', encodeURIComponent(id));
-      await res.arrayBuffer();
+      await res.body?.cancel();
       if (res.status !== 200) throw new Error(`status ${res.status}`);
     } catch (err) {
       this.log.warn('could not release the task at the egress proxy', { sandbox_id: id, error: reason(err) });
@@ -122,6 +123,18 @@ export class PodEgress {
 export function proxyUrlWithCredentials(url: string, task: string, token: string): string {
   const u = new URL(url);
   return `${u.protocol}//${encodeURIComponent(task)}:${encodeURIComponent(token)}@${u.host}`;
+}
+
+/** The body of `res` as text, read no further than `max` bytes (past them it throws). */
+async function boundedText(res: Response, max: number): Promise<string> {
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for await (const chunk of res.body ?? []) {
+    size += chunk.length;
+    if (size > max) throw new Error(`a report of more than ${max} bytes`);
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks).toString('utf8');
 }
 
 /** Why a call failed, in words that carry no credential (the URL has none; the secret is only in a header). */
