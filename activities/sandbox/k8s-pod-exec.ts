@@ -143,6 +143,6 @@ function exportLine(env: Record<string, string>): string {
 }
 
 /** `s` as one single-quoted shell word. */
-export function shellQuote(s: string): string {
+function shellQuote(s: string): string {
   return `'${s.replace(/'/g, `'\\''`)}'`;
 }
