@@ -1,27 +1,21 @@
 /**
  * The shipped backend manifest on a real API server: it is accepted with strict field validation, the API and the
  * worker share one pod (so the API reads the artifacts the worker writes), both have probes, and only the worker
- * gets a Kubernetes token.
+ * gets a Kubernetes token; the worker's egress settings name the proxy's Service, pods and Secret as
+ * egress-proxy.yaml makes them.
  */
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import * as k8s from '@kubernetes/client-node';
-import YAML from 'yaml';
+import { loadConfig } from '../workers/config';
 import { tempDir } from './support/git-fixture';
 import { kubeToolsBinDir, startKubeCluster, type KubeCluster } from './support/kube-cluster';
-import { REPO_ROOT } from './support/stack';
+import { manifest } from './support/kube-manifests';
 
 const NS = 'agent-inbox';
 const TOKEN_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
-
-/** The documents of a manifest under `k8s/`. */
-function manifest(file: string): k8s.KubernetesObject[] {
-  return YAML.parseAllDocuments(fs.readFileSync(path.join(REPO_ROOT, 'k8s', file), 'utf8'))
-    .map((d) => d.toJS() as k8s.KubernetesObject | null)
-    .filter((o): o is k8s.KubernetesObject => o !== null);
-}
 
 describe('the backend manifest', () => {
   let root: string;
@@ -115,5 +109,58 @@ describe('the backend manifest', () => {
     const [container] = deployment.spec!.template.spec!.containers;
     assert.ok(container!.envFrom!.some((e) => e.secretRef?.name), 'the secret comes from a Secret');
     assert.deepEqual(container!.command, ['node', 'dist/workers/egress-proxy-main.js']);
+  });
+
+  it('points the worker at the egress proxy egress-proxy.yaml makes: its Service ports, its pods, its Secret as a file only the worker reads', () => {
+    const backend = manifest('backend.yaml');
+    const proxyDocs = manifest('egress-proxy.yaml');
+    const set = backend.find((d) => d.kind === 'StatefulSet') as k8s.V1StatefulSet;
+    const configMap = backend.find((d) => d.kind === 'ConfigMap') as k8s.V1ConfigMap;
+    const spec = set.spec!.template.spec!;
+    const worker = spec.containers.find((c) => c.name === 'worker')!;
+    const api = spec.containers.find((c) => c.name === 'api')!;
+    const env = Object.fromEntries(worker.env!.map((e) => [e.name, e.value!]));
+    const service = proxyDocs.find((d) => d.kind === 'Service') as k8s.V1Service;
+    const deployment = proxyDocs.find((d) => d.kind === 'Deployment') as k8s.V1Deployment;
+    const policy = proxyDocs.find((d) => d.kind === 'NetworkPolicy') as k8s.V1NetworkPolicy;
+    const proxyContainer = deployment.spec!.template.spec!.containers[0]!;
+    const servicePort = (name: string) => service.spec!.ports!.find((p) => p.name === name)!;
+    const containerPort = (name: string) => proxyContainer.ports!.find((p) => p.name === name)!.containerPort;
+
+    // The worker's configuration parses as the worker would parse it, the secret file standing in for the mounted one.
+    const dir = tempDir('manifest-secret-');
+    const secretFile = path.join(dir, 'EGRESS_PROXY_SECRET');
+    fs.writeFileSync(secretFile, 'k'.repeat(64), { mode: 0o440 });
+    const cfg = loadConfig({ ...configMap.data, ...env, EGRESS_PROXY_SECRET_FILE: secretFile, DATA_DIR: path.join(dir, 'data') });
+    fs.rmSync(dir, { recursive: true, force: true });
+    assert.deepEqual(cfg.EGRESS_ALLOW, [], 'the shipped ceiling reaches nothing until the operator names something');
+    const proxy = cfg.K8S_EGRESS_PROXY!;
+    const proxyHost = `${service.metadata!.name}.${service.metadata!.namespace}`;
+    assert.equal(new URL(proxy.url).hostname, proxyHost);
+    assert.equal(proxy.port, servicePort('proxy').port);
+    // A NetworkPolicy sees the pod's port (after the Service), so the sandbox's policy must name the container port.
+    assert.equal(proxy.port, containerPort('proxy'), 'the Service keeps the proxy port as it is');
+    assert.equal(proxy.namespace, deployment.metadata!.namespace);
+    assert.deepEqual(proxy.podLabels, deployment.spec!.template.metadata!.labels);
+    const report = new URL(cfg.K8S_EGRESS_PROXY_REPORT_URL!);
+    assert.deepEqual([report.hostname, Number(report.port)], [proxyHost, servicePort('admin').port]);
+
+    // The proxy's policy admits the backend's pods on the report port and sandbox pods on the proxy port.
+    // Parsed YAML, not the client's model: the field is `from` (the model calls it `_from`).
+    const admits = (port: number) => policy.spec!.ingress!.filter((r) => r.ports!.some((p) => p.port === port)).flatMap((r) => (r as { from?: k8s.V1NetworkPolicyPeer[] }).from!);
+    assert.ok(admits(containerPort('admin')).some((f) => JSON.stringify(f.podSelector?.matchLabels) === JSON.stringify(set.spec!.template.metadata!.labels)));
+    assert.ok(admits(containerPort('proxy')).some((f) => f.namespaceSelector?.matchLabels?.['kubernetes.io/metadata.name'] === 'agent-sandboxes'));
+
+    // The secret is the key the proxy reads from the same Secret, mounted for the worker alone, readable by no other user.
+    const secretRef = proxyContainer.envFrom!.find((e) => e.secretRef)!.secretRef!.name;
+    const mount = worker.volumeMounts!.find((m) => env.EGRESS_PROXY_SECRET_FILE!.startsWith(`${m.mountPath}/`))!;
+    assert.ok(mount, 'EGRESS_PROXY_SECRET_FILE lies in a mount of the worker');
+    assert.equal(mount.readOnly, true);
+    const volume = spec.volumes!.find((v) => v.name === mount.name)!;
+    assert.equal(volume.secret?.secretName, secretRef);
+    assert.deepEqual(volume.secret!.items, [{ key: 'EGRESS_PROXY_SECRET', path: path.posix.relative(mount.mountPath, env.EGRESS_PROXY_SECRET_FILE!) }]);
+    assert.equal(volume.secret!.defaultMode! & 0o007, 0, 'not readable by other users');
+    assert.ok(!api.volumeMounts!.some((m) => m.name === mount.name), 'the API never sees the secret');
+    assert.ok(!api.env!.some((e) => /EGRESS_PROXY/.test(e.name)) && !Object.keys(configMap.data!).some((k) => /EGRESS_PROXY/.test(k)), 'nor the proxy settings');
   });
 });

@@ -15,7 +15,6 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import * as k8s from '@kubernetes/client-node';
-import YAML from 'yaml';
 import { createActivities } from '../activities';
 import { ArtifactStore } from '../activities/artifacts/store';
 import { KubernetesSandboxDriver } from '../activities/sandbox/k8s';
@@ -24,9 +23,9 @@ import type { Activities } from '../activities/types';
 import type { Logger } from '../workers/log';
 import { makeOriginRepo, tempDir } from './support/git-fixture';
 import { kubeToolsBinDir, startKubeCluster, type KubeCluster } from './support/kube-cluster';
+import { applyManifests } from './support/kube-manifests';
 
 const quiet: Logger = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };
-const REPO_ROOT = path.resolve(__dirname, __dirname.includes(`${path.sep}dist${path.sep}`) ? '../..' : '..');
 const NS = 'agent-sandboxes';
 
 let root: string;
@@ -49,7 +48,13 @@ function makeDriver(opts: { logs?: string[]; egressProxy?: boolean; driver?: Rec
     workspacePath: path.join(cluster.execWorkDir, `ws-${n}`),
     tmpPath: path.join(cluster.execWorkDir, `tmp-${n}`),
     ...(opts.egressProxy
-      ? { egressProxy: { url: 'http://egress-proxy.agent-inbox:3128', namespace: 'agent-inbox', podLabels: { 'app.kubernetes.io/name': 'egress-proxy' }, port: 3128 } }
+      ? {
+          egress: {
+            proxy: { url: 'http://egress-proxy.agent-inbox:3128', namespace: 'agent-inbox', podLabels: { 'app.kubernetes.io/name': 'egress-proxy' }, port: 3128 },
+            secret: 's'.repeat(40),
+            reportUrl: 'http://egress-proxy.agent-inbox:3129',
+          },
+        }
       : {}),
     ...opts.driver,
   });
@@ -108,17 +113,8 @@ function syncLeftovers(host: string): string[] {
   return fs.readdirSync(path.dirname(host)).filter((n) => n.startsWith(`.${path.basename(host)}.sync-`));
 }
 
-function activitiesFor(driver: KubernetesSandboxDriver): Activities {
-  // The operator's ceiling admits the registries the egress tests name: a task's allowlist only narrows it.
-  return createActivities({ sandbox: driver, artifacts: new ArtifactStore(path.join(dataDir, 'artifacts')), dataDir, log: quiet, egressCeiling: ['npm', 'pypi'] });
-}
-
-async function apply(file: string): Promise<void> {
-  const client = k8s.KubernetesObjectApi.makeApiClient(admin);
-  for (const doc of YAML.parseAllDocuments(fs.readFileSync(path.join(REPO_ROOT, 'k8s', file), 'utf8'))) {
-    const obj = doc.toJS() as k8s.KubernetesObject | null;
-    if (obj) await client.create(obj);
-  }
+function activitiesFor(driver: KubernetesSandboxDriver, egressCeiling: string[] = []): Activities {
+  return createActivities({ sandbox: driver, artifacts: new ArtifactStore(path.join(dataDir, 'artifacts')), dataDir, log: quiet, egressCeiling });
 }
 
 async function status(p: Promise<unknown>): Promise<number> {
@@ -138,7 +134,7 @@ describe('Kubernetes pod sandbox driver', () => {
     cluster = await startKubeCluster({ dir: path.join(root, 'cluster'), binDir });
     admin = new k8s.KubeConfig();
     admin.loadFromFile(cluster.kubeconfigPath);
-    for (const f of ['namespace.yaml', 'runtimeclass.yaml', 'rbac.yaml']) await apply(f);
+    await applyManifests(admin, ['namespace.yaml', 'runtimeclass.yaml', 'rbac.yaml']);
     worker = new k8s.KubeConfig();
     worker.loadFromFile(await cluster.kubeconfigFor('agent-inbox', 'agent-inbox-worker'));
     origin = makeOriginRepo(root, { 'README.md': '# demo\n', 'src/a.txt': 'a\n' });
@@ -194,12 +190,13 @@ describe('Kubernetes pod sandbox driver', () => {
 
   it('opens DNS and the egress proxy only for a task with an egress allowlist', async () => {
     const driver = makeDriver({ egressProxy: true });
-    const acts = activitiesFor(driver);
+    const acts = activitiesFor(driver, ['registry.npmjs.org', 'pypi.org']);
     const id = 'k8s-egress';
     const p = await acts.provisionSandbox({ task_id: id, repo: origin, base_branch: 'main', egress_allowlist: ['registry.npmjs.org', 'pypi.org'] });
     const pod = await admin.makeApiClient(k8s.CoreV1Api).readNamespacedPod({ name: podName(id), namespace: NS });
     assert.equal(pod.metadata?.annotations?.['agent-inbox.dev/egress-allowlist'], 'registry.npmjs.org,pypi.org');
-    assert.ok(pod.spec!.containers[0]!.env!.some((e) => e.name === 'HTTPS_PROXY' && e.value === 'http://egress-proxy.agent-inbox:3128'));
+    // A proxy URL without a command's own token would only fail: each command gets its own, never the pod spec.
+    assert.deepEqual(pod.spec!.containers[0]!.env!.filter((e) => /proxy/i.test(e.name)), []);
     const policy = await admin.makeApiClient(k8s.NetworkingV1Api).readNamespacedNetworkPolicy({ name: podName(id), namespace: NS });
     const ports = policy.spec!.egress!.flatMap((r) => r.ports!.map((x) => `${x.protocol}/${x.port}`)).sort();
     assert.deepEqual(ports, ['TCP/3128', 'TCP/53', 'UDP/53']);

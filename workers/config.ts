@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
+import { MIN_SECRET_CHARS } from '../activities/egress/token';
 import { DEFAULT_COPY_BACK_MAX_FILES } from '../activities/sandbox/k8s';
 import { EgressHostsVar } from './egress-proxy-config';
 import { InvalidPriceTableError, loadPriceTable } from '../domain/prices';
@@ -62,14 +63,15 @@ export const Config = z.object({
   K8S_NAMESPACE: z.string().default('agent-sandboxes'),
   K8S_SANDBOX_IMAGE: z.string().default('node:20-bookworm'),
   K8S_RUNTIME_CLASS: z.string().default('gvisor'),
-  /**
-   * k8s: an egress proxy sandboxes with an egress allowlist may use, as `URL namespace label=value[,label=value]`,
-   * e.g. `http://egress-proxy.agent-inbox:3128 agent-inbox app.kubernetes.io/name=egress-proxy`.
-   */
   /** k8s: size of a pod's workspace emptyDir (a Kubernetes quantity); what a pod's copy-back may bring at most is this too. */
   K8S_WORKSPACE_SIZE: z.string().regex(/^[0-9]+(\.[0-9]+)?([KMGTPE]i?)?$/, 'a Kubernetes quantity such as 2Gi').default('2Gi'),
   /** k8s: files one copy-back from a pod may bring at most. */
   K8S_COPY_BACK_MAX_FILES: z.coerce.number().int().min(1).default(DEFAULT_COPY_BACK_MAX_FILES),
+  /**
+   * k8s: the cluster's egress proxy, which commands granted egress use, as `URL namespace label=value[,label=value]`,
+   * e.g. `http://egress-proxy.agent-inbox:3128 agent-inbox app.kubernetes.io/name=egress-proxy`. Needs
+   * EGRESS_PROXY_SECRET_FILE and K8S_EGRESS_PROXY_REPORT_URL.
+   */
   K8S_EGRESS_PROXY: z
     .string()
     .optional()
@@ -91,6 +93,19 @@ export const Config = z.object({
       }
       return { url: url!, namespace, podLabels, port };
     }),
+  /** k8s: the egress proxy's report port (`egress-proxy-main`'s admin listener), e.g. `http://egress-proxy.agent-inbox:3129`. */
+  K8S_EGRESS_PROXY_REPORT_URL: z
+    .string()
+    .optional()
+    .superRefine((v, ctx) => {
+      const why = v === undefined ? null : reportUrlError(v);
+      if (why !== null) ctx.addIssue({ code: 'custom', message: why });
+    }),
+  /**
+   * A file holding the secret the worker shares with the cluster's egress proxy (signs command tokens,
+   * authenticates report requests): not readable by others, outside DATA_DIR, at least MIN_SECRET_CHARS long.
+   */
+  EGRESS_PROXY_SECRET_FILE: z.string().optional(),
   /** Which parts this process runs: `api`, `worker`, or both (scale each out separately in production). */
   ROLES: z
     .string()
@@ -182,13 +197,60 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     if (isWithin(credentials, dataDir)) throw new ConfigError('invalid configuration: GIT_CREDENTIALS_FILE: must not be inside DATA_DIR');
     if (!fs.existsSync(credentials)) throw new ConfigError(`invalid configuration: GIT_CREDENTIALS_FILE: no file at ${credentials}`);
   }
+  const secretFile = cfg.EGRESS_PROXY_SECRET_FILE === undefined ? undefined : path.resolve(cfg.EGRESS_PROXY_SECRET_FILE);
+  if (secretFile !== undefined) {
+    if (isWithin(secretFile, dataDir)) throw new ConfigError('invalid configuration: EGRESS_PROXY_SECRET_FILE: must not be inside DATA_DIR');
+    readEgressProxySecret(secretFile);
+  }
+  if (cfg.K8S_EGRESS_PROXY !== undefined && (secretFile === undefined || cfg.K8S_EGRESS_PROXY_REPORT_URL === undefined)) {
+    throw new ConfigError('invalid configuration: K8S_EGRESS_PROXY: needs EGRESS_PROXY_SECRET_FILE and K8S_EGRESS_PROXY_REPORT_URL (commands present tokens signed with the secret; reports come from the report port)');
+  }
+  if (cfg.K8S_EGRESS_PROXY === undefined && cfg.K8S_EGRESS_PROXY_REPORT_URL !== undefined) {
+    throw new ConfigError('invalid configuration: K8S_EGRESS_PROXY_REPORT_URL: set K8S_EGRESS_PROXY too (the proxy it reports for)');
+  }
   return {
     ...cfg,
     DATA_DIR: dataDir,
+    EGRESS_PROXY_SECRET_FILE: secretFile,
     TEMPORAL_CLI_CACHE: path.resolve(cfg.TEMPORAL_CLI_CACHE),
     REPO_LOCAL_ROOTS: cfg.REPO_LOCAL_ROOTS.map((r) => path.resolve(r)),
     GIT_CREDENTIALS_FILE: credentials,
   };
+}
+
+/** Bits of a file mode that let users other than the owner and the group read it. */
+const WORLD_READABLE = 0o004;
+
+/**
+ * The secret in EGRESS_PROXY_SECRET_FILE (one trailing newline dropped), checked: a regular file others
+ * cannot read, long enough. Throws a {@link ConfigError} naming the variable otherwise.
+ */
+export function readEgressProxySecret(file: string): string {
+  const bad = (why: string) => new ConfigError(`invalid configuration: EGRESS_PROXY_SECRET_FILE: ${why}`);
+  let stat: fs.Stats;
+  try {
+    stat = fs.statSync(file);
+  } catch {
+    throw bad(`no file at ${file}`);
+  }
+  if (!stat.isFile()) throw bad(`${file} is not a regular file`);
+  if ((stat.mode & WORLD_READABLE) !== 0) throw bad(`${file} is readable by every user (mode ${(stat.mode & 0o777).toString(8)}); make it 0600 or 0440`);
+  const secret = fs.readFileSync(file, 'utf8').replace(/\r?\n$/, '');
+  if (secret.length < MIN_SECRET_CHARS) throw bad(`the secret is shorter than ${MIN_SECRET_CHARS} characters`);
+  return secret;
+}
+
+/** Why `v` is not a report URL (an http(s) origin, no credentials, path or query), or null. */
+function reportUrlError(v: string): string | null {
+  let u: URL;
+  try {
+    u = new URL(v);
+  } catch {
+    return 'not a URL (e.g. http://egress-proxy.agent-inbox:3129)';
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') return 'an http or https URL';
+  if (u.username || u.password || u.search || u.hash || u.pathname !== '/') return 'the origin only (scheme, host, port): no credentials, path or query';
+  return null;
 }
 
 /** The repository rules of this configuration: REPO_ALLOW, REPO_LOCAL_ROOTS, and DATA_DIR always refused. */

@@ -11,7 +11,7 @@ import { probeQuotaDisks } from '../activities/sandbox/quota-disk';
 import { GvisorSandboxDriver } from '../activities/sandbox/gvisor';
 import { KubernetesSandboxDriver, loadKubeConfig } from '../activities/sandbox/k8s';
 import { ProcessSandboxDriver } from '../activities/sandbox/process';
-import type { Config } from './config';
+import { readEgressProxySecret, type Config } from './config';
 import type { Logger } from './log';
 
 /** What the backend reports about its sandboxes in the log, `/healthz` and traces. */
@@ -82,7 +82,10 @@ export async function createSandboxDriver(
       namespace: cfg.K8S_NAMESPACE,
       image: cfg.K8S_SANDBOX_IMAGE,
       runtimeClassName: cfg.K8S_RUNTIME_CLASS,
-      egressProxy: cfg.K8S_EGRESS_PROXY,
+      // loadConfig checked that a proxy comes with its secret file and report URL.
+      ...(cfg.K8S_EGRESS_PROXY && cfg.EGRESS_PROXY_SECRET_FILE && cfg.K8S_EGRESS_PROXY_REPORT_URL
+        ? { egress: { proxy: cfg.K8S_EGRESS_PROXY, secret: readEgressProxySecret(cfg.EGRESS_PROXY_SECRET_FILE), reportUrl: cfg.K8S_EGRESS_PROXY_REPORT_URL } }
+        : {}),
       uid: cfg.SANDBOX_UID,
       resources: { workspaceSize: cfg.K8S_WORKSPACE_SIZE },
       copyBack: { maxFiles: cfg.K8S_COPY_BACK_MAX_FILES },

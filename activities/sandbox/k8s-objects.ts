@@ -33,9 +33,9 @@ export const DEFAULT_POD_RESOURCES: PodResources = {
   tmpSize: '1Gi',
 };
 
-/** Where an egress proxy runs: sandboxes may reach it (and DNS) when their task allows any domain. */
+/** Where an egress proxy runs: sandboxes may reach it (and DNS) once their task may reach any domain. */
 export interface EgressProxy {
-  /** Proxy URL given to commands as HTTP(S)_PROXY. */
+  /** Proxy URL commands get (with credentials of their own, per command) as HTTP(S)_PROXY. */
   url: string;
   /** Namespace the proxy's pods run in. */
   namespace: string;
@@ -61,15 +61,12 @@ export function sandboxPod(t: PodTemplate, id: string, egressAllowlist: readonly
   const name = podName(id);
   const r = t.resources;
   const amounts = { cpu: r.cpu, memory: r.memory, 'ephemeral-storage': r.ephemeralStorage };
-  const proxied = t.egressProxy !== undefined && egressAllowlist.length > 0;
+  // No proxy variables here: a proxy URL without a command's token only fails; each command gets its own.
   const env: k8s.V1EnvVar[] = [
     { name: 'HOME', value: t.tmpPath },
     { name: 'TMPDIR', value: t.tmpPath },
     { name: 'CI', value: '1' },
     { name: 'LANG', value: 'C.UTF-8' },
-    ...(proxied
-      ? ['HTTP_PROXY', 'HTTPS_PROXY', 'http_proxy', 'https_proxy'].map((n) => ({ name: n, value: t.egressProxy!.url }))
-      : []),
   ];
   return {
     apiVersion: 'v1',
@@ -133,30 +130,11 @@ export function sandboxPod(t: PodTemplate, id: string, egressAllowlist: readonly
 
 /**
  * The task's NetworkPolicy: no ingress, and no egress at all unless the task allows some domains
- * and an egress proxy is configured; then DNS and the proxy only (the proxy enforces the domains,
- * which it reads from the pod's annotation).
+ * and an egress proxy is configured; then only {@link proxyEgressRules} (the proxy enforces the
+ * domains, from the token each command presents).
  */
 export function sandboxNetworkPolicy(t: PodTemplate, id: string, egressAllowlist: readonly string[]): k8s.V1NetworkPolicy {
   const name = podName(id);
-  const egress: k8s.V1NetworkPolicyEgressRule[] = [];
-  if (t.egressProxy && egressAllowlist.length > 0) {
-    egress.push({
-      to: [{ namespaceSelector: {}, podSelector: { matchLabels: { 'k8s-app': 'kube-dns' } } }],
-      ports: [
-        { protocol: 'UDP', port: 53 },
-        { protocol: 'TCP', port: 53 },
-      ],
-    });
-    egress.push({
-      to: [
-        {
-          namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': t.egressProxy.namespace } },
-          podSelector: { matchLabels: t.egressProxy.podLabels },
-        },
-      ],
-      ports: [{ protocol: 'TCP', port: t.egressProxy.port }],
-    });
-  }
   return {
     apiVersion: 'networking.k8s.io/v1',
     kind: 'NetworkPolicy',
@@ -165,9 +143,42 @@ export function sandboxNetworkPolicy(t: PodTemplate, id: string, egressAllowlist
       podSelector: { matchLabels: { [LABEL_SANDBOX]: sandboxKey(id) } },
       policyTypes: ['Ingress', 'Egress'],
       ingress: [],
-      egress,
+      egress: t.egressProxy && egressAllowlist.length > 0 ? proxyEgressRules(t.egressProxy) : [],
     },
   };
+}
+
+/** DNS port (UDP and TCP) of the cluster's resolver. */
+const DNS_PORT = 53;
+
+/**
+ * The egress a sandbox that may reach some domain gets: the cluster's DNS, and the proxy's pods on its
+ * port; nothing else. A task granted egress later gets these added to its policy while its pod runs.
+ */
+export function proxyEgressRules(proxy: EgressProxy): k8s.V1NetworkPolicyEgressRule[] {
+  return [
+    {
+      to: [{ namespaceSelector: {}, podSelector: { matchLabels: { 'k8s-app': 'kube-dns' } } }],
+      ports: [
+        { protocol: 'UDP', port: DNS_PORT },
+        { protocol: 'TCP', port: DNS_PORT },
+      ],
+    },
+    {
+      to: [
+        {
+          namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': proxy.namespace } },
+          podSelector: { matchLabels: proxy.podLabels },
+        },
+      ],
+      ports: [{ protocol: 'TCP', port: proxy.port }],
+    },
+  ];
+}
+
+/** Whether a sandbox's policy admits no egress at all (ours either admit nothing or exactly {@link proxyEgressRules}). */
+export function deniesAllEgress(policy: k8s.V1NetworkPolicy): boolean {
+  return (policy.spec?.egress ?? []).length === 0;
 }
 
 /** The labels of a task's pod and policy: ours, a sandbox, and which task's. */
@@ -186,4 +197,13 @@ export function sandboxKey(id: string): string {
   const readable = id.toLowerCase().replace(/[^a-z0-9-]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 36);
   const hash = createHash('sha256').update(id).digest('hex').slice(0, 10);
   return readable ? `${readable}-${hash}` : hash;
+}
+
+/** Bytes of a Kubernetes quantity (`2Gi`, `500M`, `1e9`, `1048576`); null when it is not one. */
+export function quantityBytes(q: string): number | null {
+  const m = /^([0-9]+(?:\.[0-9]+)?)(?:([eE][0-9]+)|(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E))?$/.exec(q.trim());
+  if (!m) return null;
+  const factors: Record<string, number> = { Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40, Pi: 2 ** 50, Ei: 2 ** 60, k: 1e3, M: 1e6, G: 1e9, T: 1e12, P: 1e15, E: 1e18 };
+  const value = Number(m[2] ? `${m[1]}${m[2]}` : m[1]) * (m[3] ? factors[m[3]]! : 1);
+  return Number.isSafeInteger(Math.ceil(value)) ? Math.ceil(value) : null;
 }

@@ -15,6 +15,10 @@
  * `pods/exec` (see `pod-copy.ts`); the one coming back is untrusted: only regular files,
  * directories and symlinks pass, within a byte and a file cap, or the step fails and the pod is
  * reset to the worker's copy, which stays as it was.
+ *
+ * Egress goes through the cluster's egress proxy only, and only for commands granted it: each such
+ * command gets credentials of its own (see `k8s-egress.ts`), and its pod's NetworkPolicy admits the
+ * proxy and DNS from the first grant that names a host on.
  */
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
@@ -25,15 +29,21 @@ import { activityFailure } from '../failures';
 import { OutputTail, SANDBOX_ID, SandboxAbortedError, startTicker } from './common';
 import { readInside, writeInside } from './safe-fs';
 import type { ExecOptions, ExecResult, ProvisionOptions, SandboxDriver, SandboxHandle } from './driver';
-import { CollectingWritable, copyBackFromPod, copyIntoPod, type PausableSocket, type PodExec, type PodExecIo } from './pod-copy';
+import { apiError, describeApiError as describe, kube, KubernetesSandboxError, statusOf } from './k8s-api';
+import { PodEgress } from './k8s-egress';
+import { commandScript, killScript, podExec } from './k8s-pod-exec';
+import { copyBackFromPod, copyIntoPod, type PodExec, type PodExecIo } from './pod-copy';
 import { TarRefusedError } from './tar-guard';
 import {
   ANNOTATION_TASK_ID,
   CONTAINER,
   DEFAULT_POD_RESOURCES,
+  deniesAllEgress,
   K8S_MANAGED_BY,
   LABEL_MANAGED_BY,
   podName,
+  proxyEgressRules,
+  quantityBytes,
   sandboxNetworkPolicy,
   sandboxPod,
   type EgressProxy,
@@ -41,13 +51,8 @@ import {
   type PodTemplate,
 } from './k8s-objects';
 
-type KubeModule = typeof k8s;
-// client-node is an ES module; loaded once, on first use, so the other drivers never pay for it.
-let kubeModule: Promise<KubeModule> | null = null;
-function kube(): Promise<KubeModule> {
-  kubeModule ??= import('@kubernetes/client-node');
-  return kubeModule;
-}
+export { KubernetesSandboxError } from './k8s-api';
+export { exitCodeOf } from './k8s-pod-exec';
 
 const RUNNING_TIMEOUT_MS = 120_000;
 /** Longest a copy of the working copy into the pod or back may take. */
@@ -55,18 +60,6 @@ export const DEFAULT_SYNC_TIMEOUT_MS = 10 * 60_000;
 const CONTROL_TIMEOUT_MS = 30_000;
 /** Most files, directories and symlinks a pod's working copy may bring back. */
 export const DEFAULT_COPY_BACK_MAX_FILES = 200_000;
-
-/** Thrown when the API server refuses or the pod cannot run; `retryable` is false for refusals that will not pass. */
-export class KubernetesSandboxError extends Error {
-  override readonly name = 'KubernetesSandboxError';
-  constructor(
-    message: string,
-    readonly retryable: boolean,
-    options?: { cause?: unknown },
-  ) {
-    super(message, options);
-  }
-}
 
 /** Bounds on what one copy-back from the pod may bring. */
 export interface CopyBackLimits {
@@ -85,7 +78,11 @@ export interface KubernetesSandboxDriverOptions {
   runtimeClassName?: string;
   uid?: number;
   resources?: Partial<PodResources>;
-  egressProxy?: EgressProxy;
+  /**
+   * The cluster's egress proxy: where it runs (what a networked pod's policy admits), the secret the
+   * worker signs command tokens with, and its report port. Without it no pod has any egress.
+   */
+  egress?: { proxy: EgressProxy; secret: string; reportUrl: string; reportTimeoutMs?: number };
   /** Paths inside the container (defaults `/workspace` and `/tmp`). */
   workspacePath?: string;
   tmpPath?: string;
@@ -122,7 +119,9 @@ export class KubernetesSandboxDriver implements SandboxDriver {
   private readonly runtimeClassName: string | null;
   private readonly uid: number;
   private readonly resources: PodResources;
-  private readonly egressProxy: EgressProxy | undefined;
+  private readonly egress: PodEgress | undefined;
+  /** Pods whose policy this process saw admit the proxy (policies are only ever widened to it, so this stays true). */
+  private readonly proxyAdmitted = new Set<string>();
   private readonly workspacePath: string;
   private readonly tmpPath: string;
   private readonly copyBack: CopyBackLimits;
@@ -137,7 +136,7 @@ export class KubernetesSandboxDriver implements SandboxDriver {
     this.isolation = this.runtimeClassName === null ? 'container' : `runtimeClass:${this.runtimeClassName}`;
     this.uid = opts.uid ?? 65534;
     this.resources = { ...DEFAULT_POD_RESOURCES, ...opts.resources };
-    this.egressProxy = opts.egressProxy;
+    this.egress = opts.egress && new PodEgress({ ...opts.egress, log: opts.log });
     this.workspacePath = opts.workspacePath ?? '/workspace';
     this.tmpPath = opts.tmpPath ?? '/tmp';
     const workspaceBytes = quantityBytes(this.resources.workspaceSize);
@@ -201,15 +200,24 @@ export class KubernetesSandboxDriver implements SandboxDriver {
       })
       .catch((err: unknown) => this.log.warn('could not make the NetworkPolicy owned by its pod', { pod: name, error: describe(err) }));
 
+    if (deniesAllEgress(policy)) this.proxyAdmitted.delete(name);
+    else this.proxyAdmitted.add(name);
     await this.waitRunning(name);
     await this.upload(handle);
     this.log.info('sandbox provisioned', { sandbox_id: opts.id, driver: this.name, pod: name, isolation: this.isolation });
     return handle;
   }
 
-  /** Run `command` with `sh -c` in the pod's working copy, then copy the working copy back to the worker. */
+  /**
+   * Run `command` with `sh -c` in the pod's working copy, then copy the working copy back to the worker.
+   * With `opts.egress` and a proxy, the command gets the proxy environment with a token of its own for
+   * that grant (its pod's policy is widened to the proxy first when the grant names any host), and the
+   * result carries what the proxy saw of the task's traffic.
+   */
   async exec(handle: SandboxHandle, command: string, opts: ExecOptions): Promise<ExecResult> {
     if (opts.signal?.aborted) throw new SandboxAbortedError(command, { cause: opts.signal.reason });
+    const egress = opts.egress && this.egress;
+    if (egress && opts.egress!.allow.length > 0) await this.admitProxy(handle.id);
     const tail = new OutputTail(opts.maxOutputBytes);
     const sink = (): Writable =>
       new Writable({
@@ -219,25 +227,9 @@ export class KubernetesSandboxDriver implements SandboxDriver {
         },
       });
     const tag = randomBytes(6).toString('hex');
-    const pidDir = `${this.tmpPath}/.agent-commands`;
-    const envLines = Object.entries(opts.env ?? {})
-      .filter(([k]) => /^[A-Za-z_][A-Za-z0-9_]*$/.test(k))
-      .map(([k, v]) => `export ${k}=${shellQuote(v)}`)
-      .join('; ');
-    // The command runs in a session of its own whose id is written down, so a timeout, a cancellation or a
-    // later killAll can kill exactly the commands this driver started (and all they spawned).
-    const script = [
-      `mkdir -p ${pidDir}`,
-      `cd ${shellQuote(this.workspacePath)}`,
-      envLines,
-      // The session leader writes its own id: setsid may fork, so `$!` need not be it.
-      `setsid /bin/sh -c 'echo $$ > "$0"; exec /bin/sh -c "$1"' ${pidDir}/${tag} ${shellQuote(command)} </dev/null &`,
-      'wait $!; rc=$?',
-      `rm -f ${pidDir}/${tag}`,
-      'exit $rc',
-    ]
-      .filter(Boolean)
-      .join('\n');
+    // The token reaches the command over stdin, never the exec's command line (see k8s-pod-exec.ts).
+    const privateEnv = egress ? egress.environment(handle.id, opts.egress!, opts.timeoutMs) : undefined;
+    const { script, stdin } = commandScript({ command, workdir: this.workspacePath, tmpPath: this.tmpPath, tag, env: opts.env, privateEnv });
     const started = Date.now();
     let timedOut = false;
     const controller = new AbortController();
@@ -251,7 +243,8 @@ export class KubernetesSandboxDriver implements SandboxDriver {
     let exitCode: number;
     try {
       // The command's own timer ends it; the exec's deadline is only a backstop past it.
-      const res = await this.podExec(podName(handle.id), ['/bin/sh', '-c', script], {
+      const res = await this.execIn(handle)(['/bin/sh', '-c', script], {
+        stdin,
         stdout: sink(),
         stderr: sink(),
         signal: controller.signal,
@@ -265,9 +258,12 @@ export class KubernetesSandboxDriver implements SandboxDriver {
       clearTimeout(timer);
       opts.signal?.removeEventListener('abort', onAbort);
     }
+    let report: Promise<ExecResult['egress']> | undefined;
     try {
       if (controller.signal.aborted) await this.killCommands(handle, tag);
       if (opts.signal?.aborted) throw new SandboxAbortedError(command, { cause: opts.signal.reason });
+      // Asked while the copy comes back; it never rejects (a failure leaves the result without a report).
+      report = egress?.report(handle.id);
       await this.download(handle, opts.signal);
     } catch (err) {
       if (!(err instanceof TarRefusedError)) throw err;
@@ -278,7 +274,36 @@ export class KubernetesSandboxDriver implements SandboxDriver {
       stopTicker();
     }
     const { output, truncatedBytes } = tail.result();
-    return { exitCode: timedOut ? 124 : exitCode, output, outputTruncatedBytes: truncatedBytes, timedOut, durationMs: Date.now() - started };
+    const result: ExecResult = { exitCode: timedOut ? 124 : exitCode, output, outputTruncatedBytes: truncatedBytes, timedOut, durationMs: Date.now() - started };
+    const seen = await report;
+    return seen ? { ...result, egress: seen } : result;
+  }
+
+  /**
+   * Make the task's policy admit the proxy and DNS if it admits nothing (the task was granted egress after
+   * its pod started). Policies apply to running pods, so the pod keeps running, processes and all.
+   */
+  private async admitProxy(id: string): Promise<void> {
+    const name = podName(id);
+    if (this.proxyAdmitted.has(name)) return;
+    const { NetworkingV1Api } = await kube();
+    const net = this.kc.makeApiClient(NetworkingV1Api);
+    let policy: k8s.V1NetworkPolicy;
+    try {
+      policy = await net.readNamespacedNetworkPolicy({ name, namespace: this.namespace });
+    } catch (err) {
+      throw this.apiError('read NetworkPolicy', err);
+    }
+    if (deniesAllEgress(policy)) {
+      // `add` replaces the list when the server kept an empty one and adds it when it dropped it; the rest stays (owner included).
+      await net
+        .patchNamespacedNetworkPolicy({ name, namespace: this.namespace, body: [{ op: 'add', path: '/spec/egress', value: proxyEgressRules(this.egress!.proxy) }] })
+        .catch((err: unknown) => {
+          throw this.apiError('patch NetworkPolicy', err);
+        });
+      this.log.info('sandbox policy widened to the egress proxy: the task was granted egress', { sandbox_id: id, pod: name });
+    }
+    this.proxyAdmitted.add(name);
   }
 
   /** Read a file of the worker's copy, which mirrors the pod after every command. */
@@ -307,6 +332,8 @@ export class KubernetesSandboxDriver implements SandboxDriver {
   /** Delete the pod and its NetworkPolicy; succeeds when they are already gone. */
   async teardown(handle: SandboxHandle): Promise<void> {
     await this.deleteObjects(podName(handle.id));
+    this.proxyAdmitted.delete(podName(handle.id));
+    await this.egress?.release(handle.id);
     this.log.info('sandbox removed', { sandbox_id: handle.id, driver: this.name });
   }
 
@@ -338,7 +365,7 @@ export class KubernetesSandboxDriver implements SandboxDriver {
   }
 
   private template(): PodTemplate {
-    return { namespace: this.namespace, image: this.image, runtimeClassName: this.runtimeClassName, uid: this.uid, resources: this.resources, egressProxy: this.egressProxy, workspacePath: this.workspacePath, tmpPath: this.tmpPath };
+    return { namespace: this.namespace, image: this.image, runtimeClassName: this.runtimeClassName, uid: this.uid, resources: this.resources, egressProxy: this.egress?.proxy, workspacePath: this.workspacePath, tmpPath: this.tmpPath };
   }
 
   private async readPod(name: string): Promise<k8s.V1Pod | null> {
@@ -422,65 +449,10 @@ export class KubernetesSandboxDriver implements SandboxDriver {
     }
   }
 
-  /**
-   * One exec through the API server. Settles on the status frame, on the socket closing, on an
-   * error or on the signal, whichever comes first: the status frame is not always sent.
-   */
-  private async podExec(name: string, command: string[], io: PodExecIo): Promise<{ exitCode: number }> {
-    const { Exec } = await kube();
-    const exec = new Exec(this.kc);
-    return new Promise((resolve, reject) => {
-      let settled = false;
-      let ws: { close(): void; readyState?: number } | null = null;
-      const settle = (fn: () => void): void => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        io.signal?.removeEventListener('abort', onAbort);
-        try {
-          ws?.close();
-        } catch {
-          // closing a closed socket
-        }
-        fn();
-      };
-      const onAbort = (): void => settle(() => reject(new SandboxAbortedError(command.join(' '))));
-      const timer = setTimeout(
-        () => settle(() => reject(new KubernetesSandboxError(`exec in ${name} did not finish within ${(io.timeoutMs ?? this.syncTimeoutMs) / 1000} s`, true))),
-        io.timeoutMs ?? this.syncTimeoutMs,
-      );
-      if (io.signal?.aborted) return onAbort();
-      io.signal?.addEventListener('abort', onAbort, { once: true });
-      exec
-        // The API server refuses an exec with no stream at all, so there is always somewhere for stdout to go.
-        .exec(this.namespace, name, CONTAINER, command, io.stdout ?? new CollectingWritable(), io.stderr ?? null, io.stdin ?? null, false, (status: k8s.V1Status) => {
-          settle(() => {
-            const code = exitCodeOf(status);
-            if (code === null) reject(new KubernetesSandboxError(`exec in ${name} failed: ${status.message ?? status.reason ?? 'unknown status'}`, true));
-            else resolve({ exitCode: code });
-          });
-        })
-        .then((socket) => {
-          ws = socket as unknown as { close(): void };
-          if (settled) ws.close();
-          else io.onSocket?.(socket as unknown as PausableSocket);
-          (socket as unknown as NodeJS.EventEmitter).on('close', () => {
-            // Give a status frame that arrived with the close a moment to be handled first.
-            setTimeout(() => settle(() => reject(new KubernetesSandboxError(`exec in ${name} ended without an exit status`, true))), 50);
-          });
-          (socket as unknown as NodeJS.EventEmitter).on('error', (err: unknown) => settle(() => reject(this.apiError('exec', err))));
-        })
-        .catch((err: unknown) => settle(() => reject(this.apiError('exec', err))));
-    });
-  }
-
   /** Kill the session of one command (`tag`), or of every command this driver started (null). */
   private async killCommands(handle: SandboxHandle, tag: string | null): Promise<void> {
-    const dir = `${this.tmpPath}/.agent-commands`;
-    const files = tag === null ? `${dir}/*` : `${dir}/${tag}`;
-    const script = `for f in ${files}; do [ -f "$f" ] || continue; p=$(cat "$f"); case "$p" in ''|*[!0-9]*) ;; *) kill -s KILL -- "-$p" 2>/dev/null; kill -s KILL "$p" 2>/dev/null;; esac; rm -f "$f"; done; exit 0`;
     try {
-      await this.podExec(podName(handle.id), ['/bin/sh', '-c', script], { timeoutMs: CONTROL_TIMEOUT_MS });
+      await this.execIn(handle)(['/bin/sh', '-c', killScript(this.tmpPath, tag)], { timeoutMs: CONTROL_TIMEOUT_MS });
     } catch (err) {
       this.log.warn('could not kill commands in sandbox pod', { sandbox_id: handle.id, error: describe(err) });
     }
@@ -512,16 +484,12 @@ export class KubernetesSandboxDriver implements SandboxDriver {
   }
 
   private execIn(handle: SandboxHandle): PodExec {
-    const name = podName(handle.id);
-    return (command, io) => this.podExec(name, command, io);
+    const target = { kc: this.kc, namespace: this.namespace, pod: podName(handle.id), container: CONTAINER };
+    return (command, io: PodExecIo) => podExec(target, command, { ...io, timeoutMs: io.timeoutMs ?? this.syncTimeoutMs });
   }
 
   private apiError(what: string, err: unknown): KubernetesSandboxError {
-    if (err instanceof KubernetesSandboxError || (err instanceof Error && err.name === 'AbortError')) return err as KubernetesSandboxError;
-    const code = statusOf(err);
-    // 4xx other than conflicts, throttling and timeouts are refusals that will not pass by retrying.
-    const retryable = code === undefined || code >= 500 || code === 409 || code === 429 || code === 408;
-    return new KubernetesSandboxError(`${what} in namespace ${this.namespace} failed: ${describe(err)}`, retryable, { cause: err });
+    return apiError(this.namespace, what, err);
   }
 }
 
@@ -536,47 +504,4 @@ function podVerdict(pod: k8s.V1Pod | null): 'running' | 'pending' | string {
     return `cannot start (${waiting.reason}: ${waiting.message ?? ''})`;
   }
   return 'pending';
-}
-
-/** Exit code from an exec status frame: 0 on Success, the ExitCode cause on NonZeroExitCode, null otherwise. */
-export function exitCodeOf(status: k8s.V1Status): number | null {
-  if (status.status === 'Success') return 0;
-  if (status.reason === 'NonZeroExitCode') {
-    const cause = status.details?.causes?.find((c) => c.reason === 'ExitCode');
-    const code = Number(cause?.message);
-    return Number.isInteger(code) ? code : null;
-  }
-  return null;
-}
-
-function statusOf(err: unknown): number | undefined {
-  const code = (err as { code?: unknown })?.code;
-  return typeof code === 'number' ? code : undefined;
-}
-
-function describe(err: unknown): string {
-  const body = (err as { body?: unknown })?.body;
-  if (typeof body === 'string') {
-    try {
-      const parsed = JSON.parse(body) as { message?: string };
-      if (parsed.message) return parsed.message;
-    } catch {
-      return body.slice(0, 500);
-    }
-  }
-  if (body && typeof body === 'object' && 'message' in body) return String((body as { message: unknown }).message);
-  return err instanceof Error ? err.message : String(err);
-}
-
-function shellQuote(s: string): string {
-  return `'${s.replace(/'/g, `'\\''`)}'`;
-}
-
-/** Bytes of a Kubernetes quantity (`2Gi`, `500M`, `1e9`, `1048576`); null when it is not one. */
-export function quantityBytes(q: string): number | null {
-  const m = /^([0-9]+(?:\.[0-9]+)?)(?:([eE][0-9]+)|(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E))?$/.exec(q.trim());
-  if (!m) return null;
-  const factors: Record<string, number> = { Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40, Pi: 2 ** 50, Ei: 2 ** 60, k: 1e3, M: 1e6, G: 1e9, T: 1e12, P: 1e15, E: 1e18 };
-  const value = Number(m[2] ? `${m[1]}${m[2]}` : m[1]) * (m[3] ? factors[m[3]]! : 1);
-  return Number.isSafeInteger(Math.ceil(value)) ? Math.ceil(value) : null;
 }
