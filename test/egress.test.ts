@@ -12,12 +12,12 @@ import type { Stack } from '../workers/stack';
 import type { DevServer } from '../workers/temporal-server';
 import { startFakeGemini, type FakeGemini } from './support/fake-gemini';
 import { git, makeOriginRepo, tempDir } from './support/git-fixture';
-import { call, eventually } from './support/http';
+import { call } from './support/http';
+import { taskApi } from './support/task-api';
 import { recordHistory } from './support/histories';
 import { publishPackage, startNpmRegistry, type NpmRegistry } from './support/npm-registry';
 import { startTestStack, startTestTemporal } from './support/stack';
 
-const ENDED = ['done', 'failed', 'rejected', 'cancelled', 'timed_out'];
 const usage = { prompt: 200, output: 20 };
 /** The registry's name inside sandboxes; EGRESS_HOSTS maps it to the loopback server. */
 const REGISTRY = 'registry.test';
@@ -45,36 +45,7 @@ async function submit(body: Record<string, unknown>): Promise<string> {
   return res.body.task_id;
 }
 
-async function task(id: string): Promise<any> {
-  const res = await call(base, 'GET', `/v1/tasks/${id}`);
-  assert.equal(res.status, 200, JSON.stringify(res.body));
-  return res.body;
-}
-
-async function nextItem(id: string, kinds: string[]): Promise<any> {
-  const t = await eventually(
-    () => task(id),
-    (v) => v.items.some((i: any) => i.status === 'pending' && kinds.includes(i.kind)) || ENDED.includes(v.state),
-    `a pending ${kinds.join('/')} on ${id}`,
-    120_000,
-  );
-  const item = t.items.find((i: any) => i.status === 'pending' && kinds.includes(i.kind));
-  assert.ok(item, `no pending ${kinds.join('/')}; task is ${t.state}: ${t.result}; items: ${JSON.stringify(t.items.map((i: any) => i.title))}`);
-  return item;
-}
-
-async function decide(id: string, item: any, body: Record<string, unknown>): Promise<void> {
-  const res = await call(base, 'POST', `/v1/tasks/${id}/inbox/${item.item_id}`, { actor: 'bob', ...body });
-  assert.equal(res.status, 200, JSON.stringify(res.body));
-}
-
-async function ended(id: string): Promise<any> {
-  return eventually(() => task(id), (t) => ENDED.includes(t.state), `${id} to end`, 60_000);
-}
-
-async function trace(id: string): Promise<any[]> {
-  return (await call(base, 'GET', `/v1/tasks/${id}/trace`)).body.entries;
-}
+const { task, nextItem, decide, ended, trace, cancelOpen } = taskApi(() => base, { itemTimeoutMs: 120_000 });
 
 describe('egress through the proxy, a setup phase and grants from the inbox', () => {
   before(async () => {
@@ -91,7 +62,8 @@ describe('egress through the proxy, a setup phase and grants from the inbox', ()
     });
     stack = await startTestStack(temporal, path.join(root, 'data'), `egress-${process.pid}`, {
       SANDBOX_DRIVER: 'gvisor',
-      EGRESS_ALLOW: `${REGISTRY} ${MIRROR}`,
+      // localhost is in the ceiling but not in EGRESS_HOSTS: it resolves to loopback, which the proxy refuses.
+      EGRESS_ALLOW: `${REGISTRY} ${MIRROR} localhost`,
       EGRESS_HOSTS: `${REGISTRY}=127.0.0.1 ${MIRROR}=127.0.0.1`,
     });
     base = stack.url!;
@@ -104,12 +76,7 @@ describe('egress through the proxy, a setup phase and grants from the inbox', ()
   });
 
   afterEach(async () => {
-    for (const id of started.splice(0)) {
-      if (!ENDED.includes((await task(id)).state)) {
-        await call(base, 'POST', `/v1/tasks/${id}/cancel`, { actor: 'test', reason: 'test over' });
-        await ended(id);
-      }
-    }
+    await cancelOpen(started.splice(0));
     await gemini.close();
   });
 
@@ -169,16 +136,16 @@ describe('egress through the proxy, a setup phase and grants from the inbox', ()
     await ended(id);
   });
 
-  it('starts the next task on the same repository from the setup cache; a second name of the same server stays refused', async () => {
+  it('starts the next task on the same repository from the setup cache; another name of the server, and loopback by DNS, stay refused', async () => {
     const id = await submit({
       setup: { commands: [npmInstall('pad-a')], egress_allowlist: [REGISTRY] },
-      policy: { egress_allowlist: [REGISTRY] },
+      policy: { egress_allowlist: [REGISTRY, 'localhost'] },
       planner: {
         kind: 'recipe',
         steps: [
           {
             name: 'use the cache',
-            run: `test -f node_modules/pad-a/index.js && curl -sSf -m 10 -o /dev/null http://${REGISTRY}:${registry.port}/pad-a && ! curl -sSf -m 10 -o /dev/null http://${MIRROR}:${registry.port}/pad-a && echo ok > used.txt`,
+            run: `test -f node_modules/pad-a/index.js && curl -sSf -m 10 -o /dev/null http://${REGISTRY}:${registry.port}/pad-a && ! curl -sSf -m 10 -o /dev/null http://${MIRROR}:${registry.port}/pad-a && ! curl --noproxy '' -sSf -m 10 -o /dev/null http://localhost:${registry.port}/pad-a && echo ok > used.txt`,
           },
         ],
       },
@@ -191,6 +158,10 @@ describe('egress through the proxy, a setup phase and grants from the inbox', ()
     assert.ok(
       item.detail.blocked_requests.some((b: any) => b.host === MIRROR && /allowlist/.test(b.reason)),
       `the mapped but unallowed name is refused: ${JSON.stringify(item.detail.blocked_requests)}`,
+    );
+    assert.ok(
+      item.detail.blocked_requests.some((b: any) => b.host === 'localhost' && /loopback/.test(b.reason)),
+      `an allowed name resolving to a loopback address the operator did not name is refused: ${JSON.stringify(item.detail.blocked_requests)}`,
     );
     await decide(id, item, { action: 'reject' });
     await ended(id);

@@ -13,6 +13,7 @@ import type { DevServer } from '../workers/temporal-server';
 import { startFakeGemini, type FakeGemini } from './support/fake-gemini';
 import { git, makeOriginRepo, tempDir } from './support/git-fixture';
 import { call, eventually } from './support/http';
+import { taskApi } from './support/task-api';
 import { recordHistory, recorded } from './support/histories';
 import { startTestStack, startTestTemporal } from './support/stack';
 import { Worker } from '@temporalio/worker';
@@ -23,7 +24,6 @@ const FILES = {
   'deploy/prod.yaml': 'replicas: 1\n',
   '.agent/policy.yaml': 'protected_paths:\n  - deploy/**\n',
 };
-const ENDED = ['done', 'failed', 'rejected', 'cancelled', 'timed_out'];
 const usage = { prompt: 200, output: 20 };
 
 let temporal: DevServer;
@@ -43,37 +43,7 @@ async function submit(planner: Record<string, unknown>, extra: Record<string, un
   return res.body.task_id;
 }
 
-async function task(id: string): Promise<any> {
-  const res = await call(base, 'GET', `/v1/tasks/${id}`);
-  assert.equal(res.status, 200, JSON.stringify(res.body));
-  return res.body;
-}
-
-/** The first pending item of one of `kinds` (or of any kind when the task ends first, so the assertion names it). */
-async function nextItem(id: string, kinds: string[]): Promise<any> {
-  const t = await eventually(
-    () => task(id),
-    (t) => t.items.some((i: any) => i.status === 'pending' && kinds.includes(i.kind)) || ENDED.includes(t.state),
-    `a pending ${kinds.join('/')} on ${id}`,
-    90_000,
-  );
-  const item = t.items.find((i: any) => i.status === 'pending' && kinds.includes(i.kind));
-  assert.ok(item, `no pending ${kinds.join('/')}; task is ${t.state}: ${t.result}`);
-  return item;
-}
-
-async function decide(id: string, item: any, body: Record<string, unknown>): Promise<void> {
-  const res = await call(base, 'POST', `/v1/tasks/${id}/inbox/${item.item_id}`, { actor: 'bob', ...body });
-  assert.equal(res.status, 200, JSON.stringify(res.body));
-}
-
-async function ended(id: string): Promise<any> {
-  return eventually(() => task(id), (t) => ENDED.includes(t.state), `${id} to end`, 60_000);
-}
-
-async function trace(id: string): Promise<any[]> {
-  return (await call(base, 'GET', `/v1/tasks/${id}/trace`)).body.entries;
-}
+const { task, nextItem, decide, ended, trace, cancelOpen } = taskApi(() => base);
 
 /** A file of the branch pushed for the task, or null when the branch lacks it. */
 function shipped(id: string, file: string): string | null {
@@ -104,12 +74,7 @@ describe('gates that bind', () => {
   });
 
   afterEach(async () => {
-    for (const id of started.splice(0)) {
-      if (!ENDED.includes((await task(id)).state)) {
-        await call(base, 'POST', `/v1/tasks/${id}/cancel`, { actor: 'test', reason: 'test over' });
-        await ended(id);
-      }
-    }
+    await cancelOpen(started.splice(0));
     await gemini.close();
   });
 
