@@ -321,7 +321,7 @@ describe('egress proxy: shared listener and tokens', () => {
   const exp = () => Math.floor(Date.now() / 1000) + 60;
 
   it('verifies a token and refuses a tampered, expired or foreign one', () => {
-    const claims = { task: 't1', allow: ['registry.test'], step: 'setup 1', exp: exp() };
+    const claims = { task: 't1', allow: ['registry.test'], step: 'setup 1', iat: Date.now(), exp: exp() };
     const token = signEgressToken(secret, claims);
     assert.deepEqual(verifyEgressToken(secret, token), { ok: true, claims });
     const [payload, sig] = token.split('.');
@@ -342,7 +342,7 @@ describe('egress proxy: shared listener and tokens', () => {
     const url = `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`;
     const target = `http://registry.test:${web.port}/hello`;
     assert.match((await curl(['-x', url, '-i', target])).stdout, /^HTTP\/1\.1 407/);
-    const token = signEgressToken(secret, { task: 'pod-1', allow: ['registry.test'], step: 'step 1', exp: exp() });
+    const token = signEgressToken(secret, { task: 'pod-1', allow: ['registry.test'], step: 'step 1', iat: Date.now(), exp: exp() });
     assert.match((await curl(['-x', url, '-i', '-U', `pod-2:${token}`, target])).stdout, /^HTTP\/1\.1 407/);
     assert.equal((await curl(['-x', url, '-U', `pod-1:${token}`, target])).stdout, 'hello from origin\n');
     const s = await curl(['-x', url, '-U', `pod-1:${token}`, '--cacert', certPath, `https://other.test:${secure.port}/`]);
@@ -350,6 +350,24 @@ describe('egress proxy: shared listener and tokens', () => {
     const report = proxy.take('pod-1');
     assert.equal(report.allowed, 1);
     assert.equal(report.blocked[0]!.host, 'other.test');
+  });
+
+  it('lets the newest token of a task (by issue time) set its grant: an older one that outlives it never restores its own', async () => {
+    const proxy = new EgressProxy({ hosts: HOSTS, log });
+    const server = net.createServer();
+    listeners.push(server);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    proxy.serveShared(server, identifyByToken(proxy, secret));
+    const url = `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`;
+    const target = `http://registry.test:${web.port}/hello`;
+    const status = async (token: string) => (await curl(['-x', url, '-o', '/dev/null', '-w', '%{http_code}', '-U', `pod-7:${token}`, target])).stdout;
+    // A setup command's token lives long; the planner's next one (a restarted worker's, say) lives short and grants nothing.
+    const setup = signEgressToken(secret, { task: 'pod-7', allow: ['registry.test'], step: 'setup 1', iat: 1_000, exp: exp() + 3_600 });
+    const planner = signEgressToken(secret, { task: 'pod-7', allow: [], step: 'step 1', iat: 2_000, exp: exp() });
+    assert.equal(await status(setup), '200');
+    assert.equal(await status(planner), '403');
+    assert.equal(await status(setup), '403', 'a process setup left running gets the newest grant, not its own');
+    assert.deepEqual(proxy.take('pod-7').blocked.map((b) => b.step), ['step 1']);
   });
 });
 
@@ -368,7 +386,7 @@ describe('egress proxy: the standalone process', () => {
         });
         child.once('exit', (code) => reject(new Error(`exited ${code}: ${logs}`)));
       });
-      const token = signEgressToken(secret, { task: 'pod-9', allow: ['registry.test'], step: 'setup 1', exp: Math.floor(Date.now() / 1000) + 60 });
+      const token = signEgressToken(secret, { task: 'pod-9', allow: ['registry.test'], step: 'setup 1', iat: Date.now(), exp: Math.floor(Date.now() / 1000) + 60 });
       const r = await curl(['-x', `http://127.0.0.1:${port}`, '-U', `pod-9:${token}`, `http://registry.test:${web.port}/hello`]);
       assert.equal(r.stdout, 'hello from origin\n');
       await curl(['-x', `http://127.0.0.1:${port}`, '-U', `pod-9:${token}`, `http://other.test:${web.port}/hello`]);

@@ -197,7 +197,7 @@ describe('Kubernetes pod driver: egress through the cluster proxy', () => {
     const aUrl = leak.output.trim();
     const aToken = decodeURIComponent(new URL(aUrl).password);
     const hostPort = `127.0.0.1:${proxyPort}`;
-    const expired = signEgressToken(SECRET, { task: 'kegress-b', allow: ['registry.test'], step: 'b step 1', exp: Math.floor(Date.now() / 1000) - 1 });
+    const expired = signEgressToken(SECRET, { task: 'kegress-b', allow: ['registry.test'], step: 'b step 1', iat: Date.now(), exp: Math.floor(Date.now() / 1000) - 1 });
     const code = (proxyUrl: string, host: string) => `${CURL} -x '${proxyUrl}' -o /dev/null -w '%{http_code}\\n' http://${host}:${origin.port}/hello`;
     // B, granted other.test only, presents A's credentials, A's token under its own name, and an expired token of its own.
     const r = await run(

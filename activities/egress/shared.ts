@@ -1,7 +1,7 @@
 /**
  * Who a request on the shared (cluster) proxy listener is: the task whose signed token it presents
  * as the password of proxy basic auth, the task id as the user. The token's grant becomes the
- * task's grant, the newest token (by expiry) winning.
+ * task's grant, the newest token (by the time the worker issued it) winning.
  */
 import type { IncomingMessage } from 'node:http';
 import type { EgressProxyPort } from './types';
@@ -28,10 +28,10 @@ export function identifyByToken(proxy: Pick<EgressProxyPort, 'setGrant'>, secret
     if (!auth) return null;
     const v = verifyEgressToken(secret, auth.password, now());
     if (!v.ok || v.claims.task !== auth.user) return null;
-    const { task, allow, step, exp } = v.claims;
-    // An older token still identifies its task but does not undo what a newer one granted.
-    if (exp >= (newest.get(task) ?? 0)) {
-      newest.set(task, exp);
+    const { task, allow, step, iat } = v.claims;
+    // An older token (a process a finished command left running) still identifies its task but never sets its grant again.
+    if (iat > (newest.get(task) ?? -1)) {
+      newest.set(task, iat);
       proxy.setGrant(task, { allow, step });
     }
     return task;

@@ -1,8 +1,8 @@
 /**
  * The credential a sandbox pod presents to the shared egress proxy: its task, what it may reach and
  * until when, signed by the worker with the secret it shares with the proxy. Format:
- * `base64url(JSON {task, allow, step, exp}) + "." + base64url(HMAC-SHA256(secret, <first part>))`,
- * `exp` in Unix seconds; sent as the password of proxy basic auth with the task id as the user.
+ * `base64url(JSON {task, allow, step, iat, exp}) + "." + base64url(HMAC-SHA256(secret, <first part>))`,
+ * `iat` in milliseconds (the order the worker issued them in), `exp` in Unix seconds; sent as the password of proxy basic auth with the task id as the user.
  */
 import crypto from 'node:crypto';
 import { z } from 'zod';
@@ -12,6 +12,8 @@ export const EgressClaims = z.object({
   task: z.string().min(1).max(256),
   allow: z.array(z.string().max(256)).max(1_000),
   step: z.string().max(256),
+  /** When the worker issued it, in milliseconds: the newest token of a task sets its grant, whatever the expiries. */
+  iat: z.number().int().nonnegative(),
   exp: z.number().int().positive(),
 });
 /** What a token grants. */

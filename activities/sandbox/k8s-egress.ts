@@ -56,8 +56,8 @@ export class PodEgress {
   private readonly reportUrl: string;
   private readonly log: Logger;
   private readonly reportTimeoutMs: number;
-  /** The latest expiry signed per task while it has not passed (see {@link environment}); kept past teardown, as the proxy keeps it. */
-  private readonly lastExp = new Map<string, number>();
+  /** The issue time of the last token signed, so tokens issued in one millisecond still order. */
+  private lastIat = 0;
 
   constructor(o: PodEgressOptions) {
     this.proxy = o.proxy;
@@ -69,15 +69,14 @@ export class PodEgress {
 
   /**
    * The proxy environment of one command of task `id` granted `grant`, whose token ends `timeoutMs` plus the
-   * margin from `now`, and after every token signed for the task before: the proxy applies the grant of the
-   * token that ends last, so a command after one with a longer timeout must not inherit that one's grant.
+   * margin from `now`. The proxy applies the grant of the task's newest token (by issue time), so a command
+   * never inherits the grant of an earlier one, whatever their timeouts, and neither across a worker restart.
    */
   environment(id: string, grant: EgressGrant, timeoutMs: number, now = Date.now()): Record<string, string> {
-    // An expired token orders nothing any more (every new one ends later), so its entry can go.
-    for (const [task, last] of this.lastExp) if (last * 1000 < now) this.lastExp.delete(task);
-    const exp = Math.max(Math.ceil((now + timeoutMs) / 1000) + TOKEN_MARGIN_SECONDS, (this.lastExp.get(id) ?? 0) + 1);
-    this.lastExp.set(id, exp);
-    const token = signEgressToken(this.secret, { task: id, allow: [...grant.allow], step: grant.step, exp });
+    const iat = Math.max(now, this.lastIat + 1);
+    this.lastIat = iat;
+    const exp = Math.ceil((now + timeoutMs) / 1000) + TOKEN_MARGIN_SECONDS;
+    const token = signEgressToken(this.secret, { task: id, allow: [...grant.allow], step: grant.step, iat, exp });
     return proxyEnvironment(proxyUrlWithCredentials(this.proxy.url, id, token));
   }
 

@@ -276,6 +276,8 @@ export class KubernetesSandboxDriver implements SandboxDriver {
     const { output, truncatedBytes } = tail.result();
     const result: ExecResult = { exitCode: timedOut ? 124 : exitCode, output, outputTruncatedBytes: truncatedBytes, timedOut, durationMs: Date.now() - started };
     const seen = await report;
+    // As in gVisor, a grant lasts as long as its command: what a command left running is refused from now on.
+    if (egress) await egress.release(handle.id);
     return seen ? { ...result, egress: seen } : result;
   }
 
