@@ -1,0 +1,111 @@
+/**
+ * A hostile sandbox against the egress proxy, on loopback: other ports of a host the operator
+ * mapped, IP literals in every spelling, and requests the forward half must not pass on
+ * (smuggling, protocol upgrades, HTTP/2 prior knowledge).
+ */
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import { EgressProxy } from '../activities/egress/proxy';
+import { createLogger } from '../workers/log';
+import { tempDir } from './support/git-fixture';
+import { curl, selfSignedCert, startOrigin, startTlsOrigin, type Origin } from './support/egress-servers';
+
+const log = createLogger({ level: 'error', component: 'egress-attack-test' });
+let web: Origin;
+let secure: Origin;
+/** Another service of the host on loopback (a database, the worker's API …) that no sandbox may reach. */
+let hostService: Origin;
+let certPath: string;
+let n = 0;
+const listeners: net.Server[] = [];
+
+before(async () => {
+  let cert: { key: string; cert: string };
+  ({ certPath, ...cert } = selfSignedCert(tempDir('egress-attacks'), ['registry.test']));
+  web = await startOrigin();
+  secure = await startTlsOrigin(cert);
+  hostService = await startTlsOrigin(cert);
+});
+
+after(async () => {
+  for (const l of listeners) l.close();
+  await Promise.all([web.close(), secure.close(), hostService.close()]);
+});
+
+/** A proxy serving a fresh task on its own loopback listener, granted `allow`, with the operator's `hosts`. */
+async function served(allow: string[], hosts: Record<string, string[]>) {
+  const proxy = new EgressProxy({ hosts, log });
+  const task = `attack-${++n}`;
+  const server = net.createServer();
+  listeners.push(server);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  proxy.serveTask(task, server);
+  proxy.setGrant(task, { allow, step: 'step 1' });
+  const port = (server.address() as net.AddressInfo).port;
+  return { proxy, task, port, url: `http://127.0.0.1:${port}` };
+}
+
+/** What the proxy answers to `bytes` sent raw on a fresh connection, until it closes (or 2 s pass). */
+function rawExchange(port: number, bytes: string): Promise<string> {
+  return new Promise((resolve) => {
+    const sock = net.connect(port, '127.0.0.1', () => sock.write(bytes));
+    let got = '';
+    const t = setTimeout(() => (sock.destroy(), resolve(got)), 2_000);
+    sock.on('data', (c: Buffer) => (got += c.toString('latin1')));
+    sock.on('error', () => undefined);
+    sock.on('close', () => (clearTimeout(t), resolve(got)));
+  });
+}
+
+describe('egress attacks: the operator mapped a name to loopback', () => {
+  it('reaches only the ports the operator named for it, by CONNECT and by forward', async () => {
+    const hosts = { 'registry.test': [`127.0.0.1:${web.port}`, `127.0.0.1:${secure.port}`] };
+    const { url, proxy, task } = await served(['registry.test'], hosts);
+    assert.equal((await curl(['-x', url, `http://registry.test:${web.port}/hello`])).stdout, 'hello from origin\n');
+    assert.equal((await curl(['-x', url, '--cacert', certPath, `https://registry.test:${secure.port}/hello`])).stdout, 'hello from origin\n');
+    const before = hostService.connections;
+    const tls = await curl(['-x', url, '--cacert', certPath, `https://registry.test:${hostService.port}/hello`]);
+    assert.match(tls.stderr, /CONNECT tunnel failed, response 403/);
+    const plain = await curl(['-x', url, `http://registry.test:${hostService.port}/hello`]);
+    assert.match(plain.stdout, new RegExp(`egress to registry\\.test:${hostService.port} refused: the operator maps registry\\.test to other ports only`));
+    assert.equal(hostService.connections, before);
+    assert.deepEqual(
+      proxy.take(task).blocked.map((b) => [b.port, b.reason]),
+      [[hostService.port, 'the operator maps registry.test to other ports only']],
+    );
+  });
+});
+
+describe('egress attacks: spellings and requests the proxy must not pass on', () => {
+  it('refuses IP literals in every spelling, as a URL and as a CONNECT target, even under a wildcard', async () => {
+    const { url, port, proxy, task } = await served(['*.test', '*.0.1'], {});
+    const before = web.connections;
+    for (const host of ['127.0.0.1', '2130706433', '0x7f.1', '0177.0.0.1', '127.1', '[::ffff:127.0.0.1]', '[::1]']) {
+      const r = await curl(['-x', url, `http://${host}:${web.port}/hello`]);
+      assert.match(r.stdout, /refused: (not in this task's allowlist|resolves to a loopback address)/, host);
+    }
+    for (const target of [`2130706433:${web.port}`, `127.0.0.1:${web.port}`, `[::ffff:7f00:1]:${web.port}`, `0x7f000001:${web.port}`]) {
+      const got = await rawExchange(port, `CONNECT ${target} HTTP/1.1\r\nHost: ${target}\r\n\r\n`);
+      assert.match(got, /^HTTP\/1\.1 403 .*refused: (not in this task's allowlist|resolves to a loopback address)/s, target);
+    }
+    assert.equal(web.connections, before);
+    assert.ok(proxy.take(task).blocked_count >= 11);
+  });
+
+  it('answers smuggling, upgrades and HTTP/2 prior knowledge with 400 and forwards none of them', async () => {
+    const { port } = await served(['registry.test'], { 'registry.test': ['127.0.0.1'] });
+    const target = `http://registry.test:${web.port}/`;
+    const hostLine = `Host: registry.test:${web.port}\r\n`;
+    const before = { requests: web.requests.length, connections: web.connections };
+    const attempts = [
+      `POST ${target} HTTP/1.1\r\n${hostLine}Content-Length: 5\r\nContent-Length: 40\r\n\r\nhello`,
+      `POST ${target} HTTP/1.1\r\n${hostLine}Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n`,
+      `POST ${target} HTTP/1.1\r\n${hostLine}Transfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n`,
+      `GET ${target} HTTP/1.1\r\n${hostLine}Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`,
+      'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n',
+    ];
+    for (const a of attempts) assert.match(await rawExchange(port, a), /^HTTP\/1\.1 400 /, a.split('\r\n')[0]);
+    assert.deepEqual({ requests: web.requests.length, connections: web.connections }, before);
+  });
+});
