@@ -7,6 +7,8 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { EgressProxy } from '../activities/egress/proxy';
+import { loadConfig } from '../workers/config';
+import { loadEgressProxyConfig } from '../workers/egress-proxy-config';
 import { createLogger } from '../workers/log';
 import { tempDir } from './support/git-fixture';
 import { curl, selfSignedCert, startOrigin, startTlsOrigin, type Origin } from './support/egress-servers';
@@ -74,6 +76,17 @@ describe('egress attacks: the operator mapped a name to loopback', () => {
       proxy.take(task).blocked.map((b) => [b.port, b.reason]),
       [[hostService.port, 'the operator maps registry.test to other ports only']],
     );
+  });
+
+  it('takes ports in EGRESS_HOSTS in both processes, and refuses an address that is not one', () => {
+    const env = { DATA_DIR: tempDir('egress-attacks-config'), EGRESS_HOSTS: 'a.test=10.0.0.5:8080 b.test=[fd00::5]:8443 b.test=fd00::6' };
+    assert.deepEqual(loadConfig(env).EGRESS_HOSTS, { 'a.test': ['10.0.0.5:8080'], 'b.test': ['[fd00::5]:8443', 'fd00::6'] });
+    const proxyEnv = { EGRESS_PROXY_SECRET: 'x'.repeat(40), EGRESS_HOSTS: 'a.test=10.0.0.5:8080,10.0.0.6 b.test=[fd00::5]:8443' };
+    assert.deepEqual(loadEgressProxyConfig(proxyEnv).EGRESS_HOSTS, { 'a.test': ['10.0.0.5:8080', '10.0.0.6'], 'b.test': ['[fd00::5]:8443'] });
+    for (const bad of ['a.test=[10.0.0.5]:80', 'a.test=10.0.0.5:0', 'a.test=fd00::5:99999', 'a.test=mirror:80']) {
+      assert.throws(() => loadConfig({ ...env, EGRESS_HOSTS: bad }), /EGRESS_HOSTS/, bad);
+      assert.throws(() => loadEgressProxyConfig({ ...proxyEnv, EGRESS_HOSTS: bad }), /EGRESS_HOSTS/, bad);
+    }
   });
 });
 

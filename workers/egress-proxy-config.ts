@@ -3,17 +3,24 @@
  * environment; a bad value fails fast naming the variable.
  */
 import { z } from 'zod';
+import { parseOperatorAddress } from '../activities/egress/destination';
 import { MIN_SECRET_CHARS } from '../activities/egress/token';
 
 const port = (fallback: number) => z.coerce.number().int().min(1).max(65535).default(fallback);
 
-/** `name=addr[,addr] name2=addr …` (whitespace between entries) as a map of names to addresses. */
+/**
+ * `name=addr[,addr] name2=addr …` (whitespace between entries) as a map of names to addresses; an
+ * address may carry its port (`10.0.0.5:8080`, `[fd00::5]:8080`), and a name mapped with ports reaches those only.
+ */
 export function parseEgressHosts(text: string): Record<string, string[]> {
   const out: Record<string, string[]> = {};
   for (const entry of text.split(/\s+/).filter(Boolean)) {
     const eq = entry.indexOf('=');
     if (eq <= 0) throw new Error(`"${entry}": write name=address[,address]`);
-    out[entry.slice(0, eq)] = entry.slice(eq + 1).split(',').filter(Boolean);
+    const addrs = entry.slice(eq + 1).split(',').filter(Boolean);
+    const bad = addrs.find((a) => parseOperatorAddress(a) === null);
+    if (bad !== undefined || addrs.length === 0) throw new Error(`"${entry}": each address is an IP address, optionally with its port (10.0.0.5:8080, [fd00::5]:8080)`);
+    out[entry.slice(0, eq)] = addrs;
   }
   return out;
 }

@@ -32,25 +32,53 @@ export class DestinationRefused extends Error {
   }
 }
 
-/** The operator's name -> addresses map, with names normalised and every address checked to be an IP literal. */
-export function operatorHosts(hosts: Record<string, string[]>): Map<string, string[]> {
-  const out = new Map<string, string[]>();
+/** One address the operator maps a name to; with a port, the name reaches that address on that port only. */
+export interface OperatorAddress {
+  address: string;
+  port?: number;
+}
+
+const WITH_PORT = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/;
+
+/** `address`, `ipv4:port` or `[ipv6]:port` as an operator address, or null when it is none of those. */
+export function parseOperatorAddress(text: string): OperatorAddress | null {
+  if (net.isIP(text) !== 0) return { address: text };
+  const m = WITH_PORT.exec(text);
+  if (!m) return null;
+  const address = m[1] ?? m[2]!;
+  const port = Number(m[3]);
+  // A bracketed address must be IPv6, a bare one IPv4: `[1.2.3.4]:80` and `::1:80` are typos, not addresses.
+  if (net.isIP(address) !== (m[1] !== undefined ? 6 : 4) || port < 1 || port > 65535) return null;
+  return { address, port };
+}
+
+/** The operator's name -> addresses map, with names normalised and every address checked to be an IP literal (with an optional port). */
+export function operatorHosts(hosts: Record<string, string[]>): Map<string, OperatorAddress[]> {
+  const out = new Map<string, OperatorAddress[]>();
   for (const [name, addrs] of Object.entries(hosts)) {
-    const bad = addrs.find((a) => net.isIP(a) === 0);
-    if (bad !== undefined || addrs.length === 0) throw new Error(`EGRESS_HOSTS: "${name}" must map to IP addresses (got "${addrs.join(',')}")`);
-    out.set(normalizeHost(name), [...addrs]);
+    const parsed = addrs.map(parseOperatorAddress);
+    if (parsed.some((a) => a === null) || addrs.length === 0) {
+      throw new Error(`EGRESS_HOSTS: "${name}" must map to IP addresses, each with an optional port (got "${addrs.join(',')}")`);
+    }
+    out.set(normalizeHost(name), parsed as OperatorAddress[]);
   }
   return out;
 }
 
 /**
- * Resolve `host` and check every address: a name any of whose addresses is refused is refused as a
- * whole (a resolver that mixes a public and a private answer is an attack, not a fallback).
+ * Resolve `host` for a connection to `port` and check every address: a name any of whose addresses
+ * is refused is refused as a whole (a resolver that mixes a public and a private answer is an attack,
+ * not a fallback). A name the operator mapped with ports reaches those ports only: its addresses are
+ * usually private, and every other service listening there is not the operator's mirror.
  */
-export async function resolveDestination(host: string, hosts: Map<string, string[]>, lookup: Lookup): Promise<Destination> {
+export async function resolveDestination(host: string, port: number, hosts: Map<string, OperatorAddress[]>, lookup: Lookup): Promise<Destination> {
   const name = normalizeHost(host);
   const mapped = hosts.get(name);
-  if (mapped) return { addresses: mapped, operator: true };
+  if (mapped) {
+    const addresses = [...new Set(mapped.filter((a) => a.port === undefined || a.port === port).map((a) => a.address))];
+    if (addresses.length === 0) throw new DestinationRefused(`the operator maps ${name} to other ports only`);
+    return { addresses, operator: true };
+  }
   const addresses = net.isIP(name) !== 0 ? [name] : await withTimeout(lookup(name), RESOLVE_TIMEOUT_MS, `resolving ${name} timed out`);
   if (addresses.length === 0) throw new DestinationRefused('the name has no address');
   for (const a of addresses) {

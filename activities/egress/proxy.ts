@@ -9,7 +9,7 @@ import net from 'node:net';
 import os from 'node:os';
 import { hostAllowed } from '../../domain/egress';
 import type { Logger } from '../../workers/log';
-import { DestinationRefused, operatorHosts, resolveDestination, systemLookup, type Destination, type Lookup } from './destination';
+import { DestinationRefused, operatorHosts, resolveDestination, systemLookup, type Destination, type Lookup, type OperatorAddress } from './destination';
 import { forward } from './forward';
 import { Ledger } from './ledger';
 import { answerRaw, connectChecked, CONNECT_TIMEOUT_MS, EgressRefused, type Flow, type Gate } from './relay';
@@ -25,7 +25,7 @@ export const MAX_FLOWS_PER_TASK = 256;
 
 /** What the proxy needs: the operator's own names, where to log, and (for tests) how to resolve the rest. */
 export interface EgressProxyOptions {
-  /** EGRESS_HOSTS: names the operator maps to addresses; exempt from the private-address refusal. */
+  /** EGRESS_HOSTS: names the operator maps to addresses (`ip` or `ip:port`, `[ipv6]:port`); exempt from the private-address refusal. */
   hosts: Record<string, string[]>;
   log: Logger;
   lookup?: Lookup;
@@ -49,7 +49,7 @@ const ALLOWLIST_HINT = ' (ask a human: request_network)';
 /** The egress proxy of a worker (serveTask) or of the cluster's Deployment (serveShared). */
 export class EgressProxy implements EgressProxyPort, Gate {
   private readonly http: http.Server;
-  private readonly hosts: Map<string, string[]>;
+  private readonly hosts: Map<string, OperatorAddress[]>;
   private readonly lookup: Lookup;
   private readonly log: Logger;
   private readonly connectTimeoutMs: number;
@@ -148,7 +148,7 @@ export class EgressProxy implements EgressProxyPort, Gate {
     check();
     let dest: Destination;
     try {
-      dest = await resolveDestination(host, this.hosts, this.lookup);
+      dest = await resolveDestination(host, port, this.hosts, this.lookup);
     } catch (err) {
       if (err instanceof DestinationRefused) throw this.refuse(task, host, port, err.reason);
       throw err;
