@@ -4,9 +4,11 @@
  * (smuggling, protocol upgrades, HTTP/2 prior knowledge).
  */
 import assert from 'node:assert/strict';
+import http from 'node:http';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { EgressProxy } from '../activities/egress/proxy';
+import { MAX_BLOCKED_LISTED, MAX_REFUSED_HOST_CHARS, MAX_REFUSED_REASON_CHARS } from '../activities/egress/ledger';
+import { EgressProxy, MAX_CONNECTIONS_PER_TASK } from '../activities/egress/proxy';
 import { loadConfig } from '../workers/config';
 import { loadEgressProxyConfig } from '../workers/egress-proxy-config';
 import { createLogger } from '../workers/log';
@@ -120,5 +122,48 @@ describe('egress attacks: spellings and requests the proxy must not pass on', ()
     ];
     for (const a of attempts) assert.match(await rawExchange(port, a), /^HTTP\/1\.1 400 /, a.split('\r\n')[0]);
     assert.deepEqual({ requests: web.requests.length, connections: web.connections }, before);
+  });
+});
+
+describe('egress attacks: exhausting the worker', () => {
+  it('keeps a report small however long and many the refused names are', async () => {
+    const { port, proxy, task } = await served(['registry.test'], {});
+    const long = (i: number) => `${'a'.repeat(60)}.`.repeat(100) + `n${i}.example`;
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
+    const get = (host: string) =>
+      new Promise<number>((resolve, reject) => {
+        http
+          .get({ host: '127.0.0.1', port, path: `http://${host}/`, headers: { host }, agent }, (res) => {
+            res.resume();
+            res.on('end', () => resolve(res.statusCode!));
+          })
+          .on('error', reject);
+      });
+    const codes = await Promise.all(Array.from({ length: MAX_BLOCKED_LISTED }, (_, i) => get(long(i))));
+    agent.destroy();
+    assert.ok(codes.every((c) => c === 403), codes.join(','));
+    const report = proxy.take(task);
+    assert.equal(report.blocked_count, MAX_BLOCKED_LISTED);
+    // Every refusal goes into an activity result and the task's state: a sandbox must not make those megabytes.
+    assert.ok(report.blocked.every((b) => b.host.length <= MAX_REFUSED_HOST_CHARS + 1 && b.reason.length <= MAX_REFUSED_REASON_CHARS + 1), report.blocked[0]!.host.length.toString());
+    assert.ok(JSON.stringify(report).length < 64 * 1024, String(JSON.stringify(report).length));
+  });
+
+  it('accepts no more than its connection limit from one address on a shared listener', async () => {
+    const proxy = new EgressProxy({ hosts: {}, log });
+    const server = net.createServer();
+    listeners.push(server);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    proxy.serveShared(server, () => null);
+    const port = (server.address() as net.AddressInfo).port;
+    const socks = await Promise.all(
+      Array.from({ length: MAX_CONNECTIONS_PER_TASK + 1 }, () => new Promise<net.Socket>((resolve) => { const s = net.connect(port, '127.0.0.1', () => resolve(s)); s.on('error', () => {}); })),
+    );
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(socks.filter((s) => s.destroyed || s.readableEnded).length, 1);
+    socks.forEach((s) => s.destroy());
+    // Closed connections free their places.
+    await new Promise((r) => setTimeout(r, 200));
+    assert.match(await rawExchange(port, 'GET http://registry.test/ HTTP/1.1\r\nHost: registry.test\r\n\r\n'), /^HTTP\/1\.1 407 /);
   });
 });

@@ -6,6 +6,10 @@ import type { BlockedRequest, EgressReport } from './types';
 
 /** Distinct refusals a report lists; past this only `blocked_count` grows (a sandbox could otherwise fill the worker's memory). */
 export const MAX_BLOCKED_LISTED = 100;
+/** Characters of a refused host name kept (the longest DNS name); a sandbox chooses the names it is refused. */
+export const MAX_REFUSED_HOST_CHARS = 253;
+/** Characters of a refusal's reason kept (reasons quote what the client sent: an SNI, a Host header). */
+export const MAX_REFUSED_REASON_CHARS = 400;
 
 /** Counters and refusals of one task, reset by `take()`. */
 export class Ledger {
