@@ -31,8 +31,9 @@ export class Ledger {
   }
 
   /** A refused request; the same host, port, step and reason fold into one entry with a count. */
-  refuse(r: Omit<BlockedRequest, 'count' | 'at'>, at = new Date()): void {
+  refuse(given: Omit<BlockedRequest, 'count' | 'at'>, at = new Date()): void {
     this.blockedCount += 1;
+    const r = { ...given, host: clip(given.host, MAX_REFUSED_HOST_CHARS), reason: clip(given.reason, MAX_REFUSED_REASON_CHARS) };
     const key = JSON.stringify([r.host, r.port, r.step, r.reason]);
     const prior = this.blocked.get(key);
     if (prior) prior.count += 1;
@@ -52,4 +53,9 @@ export class Ledger {
     this.blocked = new Map();
     return report;
   }
+}
+
+/** `text` cut to `max` characters, with an ellipsis saying it was. */
+function clip(text: string, max: number): string {
+  return text.length <= max ? text : `${text.slice(0, max)}…`;
 }
