@@ -18,7 +18,7 @@ import type { EgressGrant, EgressProxyPort, EgressReport } from './types';
 
 /** How long a client may take to send a request's headers, from connecting or from the end of its previous exchange. */
 export const HEADER_TIMEOUT_MS = 10_000;
-/** Client connections one task may hold open at once (one sandbox must not exhaust the worker's sockets). */
+/** Client connections one task (on a shared listener: one client address) may hold open at once (one sandbox must not exhaust the worker's sockets). */
 export const MAX_CONNECTIONS_PER_TASK = 256;
 /** Exchanges with destinations one task may have open at once. */
 export const MAX_FLOWS_PER_TASK = 256;
@@ -94,7 +94,22 @@ export class EgressProxy implements EgressProxyPort, Gate {
   /** Serve a listener many tasks share (the cluster's proxy): each request names its task through `identify`. */
   serveShared(server: net.Server, identify: Identify): void {
     this.shared.add(server);
+    // Per client address (one pod each): before a request names its task, the address is all there is to count by.
+    const open = new Map<string, number>();
     server.on('connection', (sock: net.Socket) => {
+      const from = sock.remoteAddress ?? '';
+      const count = open.get(from) ?? 0;
+      if (count >= MAX_CONNECTIONS_PER_TASK) {
+        this.log.warn('egress connection refused: too many connections', { from, limit: MAX_CONNECTIONS_PER_TASK });
+        sock.destroy();
+        return;
+      }
+      open.set(from, count + 1);
+      sock.once('close', () => {
+        const left = (open.get(from) ?? 1) - 1;
+        if (left === 0) open.delete(from);
+        else open.set(from, left);
+      });
       this.socketIdentify.set(sock, identify);
       this.accept(sock);
     });
