@@ -6,7 +6,9 @@
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import net from 'node:net';
+import os from 'node:os';
 import { after, before, describe, it } from 'node:test';
+import type { Lookup } from '../activities/egress/destination';
 import { MAX_BLOCKED_LISTED, MAX_REFUSED_HOST_CHARS, MAX_REFUSED_REASON_CHARS } from '../activities/egress/ledger';
 import { EgressProxy, MAX_CONNECTIONS_PER_TASK } from '../activities/egress/proxy';
 import { loadConfig } from '../workers/config';
@@ -38,8 +40,8 @@ after(async () => {
 });
 
 /** A proxy serving a fresh task on its own loopback listener, granted `allow`, with the operator's `hosts`. */
-async function served(allow: string[], hosts: Record<string, string[]>) {
-  const proxy = new EgressProxy({ hosts, log });
+async function served(allow: string[], hosts: Record<string, string[]>, lookup?: Lookup) {
+  const proxy = new EgressProxy({ hosts, log, ...(lookup ? { lookup } : {}) });
   const task = `attack-${++n}`;
   const server = net.createServer();
   listeners.push(server);
@@ -88,6 +90,21 @@ describe('egress attacks: the operator mapped a name to loopback', () => {
     for (const bad of ['a.test=[10.0.0.5]:80', 'a.test=10.0.0.5:0', 'a.test=fd00::5:99999', 'a.test=mirror:80']) {
       assert.throws(() => loadConfig({ ...env, EGRESS_HOSTS: bad }), /EGRESS_HOSTS/, bad);
       assert.throws(() => loadEgressProxyConfig({ ...proxyEnv, EGRESS_HOSTS: bad }), /EGRESS_HOSTS/, bad);
+    }
+  });
+});
+
+describe('egress attacks: names that resolve to the worker host itself', () => {
+  it("refuses a name resolving to one of this host's own interface addresses, whatever range it is in", async () => {
+    const own = Object.values(os.networkInterfaces()).flatMap((l) => l ?? []).filter((i) => !i.internal).map((i) => i.address);
+    const answers: Record<string, string> = { 'own4.example': own.find((a) => net.isIPv4(a)) ?? '127.0.0.1', 'own6.example': own.find((a) => net.isIPv6(a)) ?? '::1' };
+    const { url, proxy, task } = await served(Object.keys(answers), {}, async (h) => [answers[h]!]);
+    for (const name of Object.keys(answers)) await curl(['-x', url, `http://${name}:${web.port}/hello`]);
+    const reasons = proxy.take(task).blocked.map((b) => b.reason);
+    for (const a of Object.values(answers)) {
+      // Loopback stands in on a host with no other interface; its reason is the loopback one.
+      const expected = a === '127.0.0.1' || a === '::1' ? 'resolves to a loopback address' : "resolves to this host's own address";
+      assert.ok(reasons.includes(`${expected} (${a})`), reasons.join('; '));
     }
   });
 });
