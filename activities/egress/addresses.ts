@@ -5,6 +5,7 @@
  * one of those IPv4 addresses (IPv4-mapped, IPv4-compatible, NAT64, 6to4).
  */
 import net from 'node:net';
+import os from 'node:os';
 
 /** One special-purpose range and the words a reviewer reads when a name resolves into it. */
 interface Range {
@@ -116,4 +117,24 @@ export function refusedAddress(address: string): string | null {
   if (v4 === null) return null;
   // The IPv4 address it carries is where a connection goes; judge that one.
   return refusedAddress(v4);
+}
+
+/** The addresses of this host's interfaces without zones: loopback too, unless `external` asks for the others only. */
+export function hostAddresses(external = false): string[] {
+  const all = Object.values(os.networkInterfaces()).flatMap((list) => list ?? []);
+  return all.filter((i) => !(external && i.internal)).map((i) => i.address.replace(/%.*$/, ''));
+}
+
+/** An address without the IPv4-mapped prefix or a zone, in lower case, for comparing two spellings of one address. */
+export function canonicalAddress(x: string): string {
+  return x.replace(/^::ffff:(?=\d+\.)/i, '').replace(/%.*$/, '').toLowerCase();
+}
+
+/**
+ * Whether `address` is one of this host's own on a network interface (a public address there reaches
+ * every service listening on all interfaces, which no range check catches; loopback is a range of its own).
+ */
+export function isHostAddress(address: string): boolean {
+  const c = canonicalAddress(address);
+  return hostAddresses(true).some((a) => canonicalAddress(a) === c);
 }

@@ -6,7 +6,7 @@
 import dns from 'node:dns';
 import net from 'node:net';
 import { normalizeHost } from '../../domain/egress';
-import { refusedAddress } from './addresses';
+import { isHostAddress, refusedAddress } from './addresses';
 
 /** How the proxy turns a name into addresses when the operator did not map it. */
 export type Lookup = (host: string) => Promise<string[]>;
@@ -82,6 +82,8 @@ export async function resolveDestination(host: string, port: number, hosts: Map<
   const addresses = net.isIP(name) !== 0 ? [name] : await withTimeout(lookup(name), RESOLVE_TIMEOUT_MS, `resolving ${name} timed out`);
   if (addresses.length === 0) throw new DestinationRefused('the name has no address');
   for (const a of addresses) {
+    // Before the ranges: the reason should say it is this host, whichever range its address is in.
+    if (isHostAddress(a)) throw new DestinationRefused(`resolves to this host's own address (${a})`);
     const why = refusedAddress(a);
     if (why !== null) throw new DestinationRefused(`resolves to a ${why} (${a})`);
   }

@@ -6,9 +6,9 @@
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import net from 'node:net';
-import os from 'node:os';
 import { hostAllowed } from '../../domain/egress';
 import type { Logger } from '../../workers/log';
+import { canonicalAddress, hostAddresses } from './addresses';
 import { DestinationRefused, operatorHosts, resolveDestination, systemLookup, type Destination, type Lookup, type OperatorAddress } from './destination';
 import { forward } from './forward';
 import { Ledger } from './ledger';
@@ -285,18 +285,11 @@ export class EgressProxy implements EgressProxyPort, Gate {
 
 /** Addresses of this host's interfaces and the unspecified ones: what a listener on "any" answers on besides loopback. */
 function localAddresses(): string[] {
-  const out = ['0.0.0.0', '::'];
-  for (const list of Object.values(os.networkInterfaces())) for (const i of list ?? []) out.push(i.address);
-  return out;
-}
-
-/** An address without the IPv4-mapped prefix, lower case, for comparing listeners with destinations. */
-function canonical(x: string): string {
-  return x.replace(/^::ffff:(?=\d+\.)/i, '').replace(/%.*$/, '').toLowerCase();
+  return ['0.0.0.0', '::', ...hostAddresses()];
 }
 
 function sameAddress(a: string, b: string): boolean {
-  return canonical(a) === canonical(b);
+  return canonicalAddress(a) === canonicalAddress(b);
 }
 
 function isUnspecified(a: string): boolean {
@@ -304,6 +297,6 @@ function isUnspecified(a: string): boolean {
 }
 
 function isLoopback(a: string): boolean {
-  const c = canonical(a);
+  const c = canonicalAddress(a);
   return c === '::1' || (net.isIPv4(c) && c.startsWith('127.'));
 }
