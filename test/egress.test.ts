@@ -222,4 +222,25 @@ describe('egress through the proxy, a setup phase and grants from the inbox', ()
     await decide(id, review, { action: 'reject' });
     await ended(id);
   });
+
+  it('asks a human once per domain: the agent asking again, in another spelling, is told the refusal stands', async () => {
+    gemini.script([
+      { text: '1. Ask for the mirror\n2. Finish', usage },
+      { calls: [{ name: 'request_network', args: { domain: MIRROR, reason: 'to read the package metadata' } }], usage },
+      { calls: [{ name: 'request_network', args: { domain: `${MIRROR.toUpperCase()}.`, reason: 'really, I need it' } }], usage },
+      { calls: [{ name: 'request_network', args: { domain: `*.${MIRROR}`, reason: 'or any name below it' } }], usage },
+      { calls: [{ name: 'finish', args: { summary: 'Nothing to do.', risks: 'none', how_to_test: 'none' } }], usage },
+    ]);
+    const id = await submit({ policy: { egress_allowlist: [REGISTRY] }, planner: { kind: 'llm', model: 'gemini-2.5-flash', check_commands: [] } });
+    const ask = await nextItem(id, ['risky_action', 'pr_review', 'health_alert']);
+    assert.equal(ask.kind, 'risky_action', ask.title);
+    await decide(id, ask, { action: 'reject', comment: 'no' });
+    const next = await nextItem(id, ['risky_action', 'pr_review', 'health_alert']);
+    assert.equal(next.kind, 'pr_review', `a second ask reached the inbox: ${next.title}`);
+    const told = gemini.requests.map((r) => JSON.stringify(r.body)).join('\n');
+    assert.match(told, /bob already refused mirror\.test for this task/);
+    assert.match(told, /ask for one domain, not a wildcard/);
+    await decide(id, next, { action: 'reject' });
+    await ended(id);
+  });
 });
