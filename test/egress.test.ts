@@ -235,12 +235,15 @@ describe('egress through the proxy, a setup phase and grants from the inbox', ()
     const ask = await nextItem(id, ['risky_action', 'pr_review', 'health_alert']);
     assert.equal(ask.kind, 'risky_action', ask.title);
     await decide(id, ask, { action: 'reject', comment: 'no' });
-    const next = await nextItem(id, ['risky_action', 'pr_review', 'health_alert']);
-    assert.equal(next.kind, 'pr_review', `a second ask reached the inbox: ${next.title}`);
+    const t = await eventually(
+      () => task(id),
+      (v) => ENDED.includes(v.state) || v.items.some((i: any) => i.status === 'pending'),
+      `${id} to end or ask again`,
+      60_000,
+    );
+    assert.deepEqual(t.items.map((i: any) => i.kind), ['risky_action'], `the agent's second ask reached the inbox: ${JSON.stringify(t.items.map((i: any) => i.title))}`);
     const told = gemini.requests.map((r) => JSON.stringify(r.body)).join('\n');
     assert.match(told, /bob already refused mirror\.test for this task/);
     assert.match(told, /ask for one domain, not a wildcard/);
-    await decide(id, next, { action: 'reject' });
-    await ended(id);
   });
 });
