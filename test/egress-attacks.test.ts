@@ -8,6 +8,7 @@ import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import { after, before, describe, it } from 'node:test';
+import { refusedAddress } from '../activities/egress/addresses';
 import type { Lookup } from '../activities/egress/destination';
 import { MAX_BLOCKED_LISTED, MAX_REFUSED_HOST_CHARS, MAX_REFUSED_REASON_CHARS } from '../activities/egress/ledger';
 import { EgressProxy, MAX_CONNECTIONS_PER_TASK } from '../activities/egress/proxy';
@@ -123,6 +124,12 @@ describe('egress attacks: spellings and requests the proxy must not pass on', ()
     }
     assert.equal(web.connections, before);
     assert.ok(proxy.take(task).blocked_count >= 11);
+  });
+
+  it('refuses IPv4-translated and other IPv6 forms a translator would deliver to a private IPv4 address', () => {
+    for (const a of ['::ffff:0:7f00:1', '::ffff:0:a9fe:a9fe', '::ffff:0:10.0.0.1', '64:ff9b::127.0.0.1', '2002:7f00:1::', '::ffff:127.0.0.1']) {
+      assert.notEqual(refusedAddress(a), null, a);
+    }
   });
 
   it('answers smuggling, upgrades and HTTP/2 prior knowledge with 400 and forwards none of them', async () => {
