@@ -2,7 +2,7 @@
  * Which IP addresses the egress proxy refuses to connect to for a name the operator did not map
  * itself: loopback, private, carrier-grade NAT, link-local (cloud metadata among them), unique-local,
  * unspecified, multicast, broadcast and other special-purpose ranges, and the IPv6 forms that embed
- * one of those IPv4 addresses (IPv4-mapped, IPv4-compatible, NAT64, 6to4).
+ * one of those IPv4 addresses (IPv4-mapped, IPv4-compatible, IPv4-translated, NAT64, 6to4).
  */
 import net from 'node:net';
 import os from 'node:os';
@@ -95,6 +95,8 @@ function embeddedV4(b: Uint8Array): string | null {
   const zero = (from: number, to: number) => b.subarray(from, to).every((x) => x === 0);
   // ::ffff:a.b.c.d (mapped) and ::a.b.c.d (the deprecated compatible form; :: and ::1 are caught before).
   if (zero(0, 10) && ((b[10] === 0xff && b[11] === 0xff) || (b[10] === 0 && b[11] === 0))) return quad(12);
+  // ::ffff:0:a.b.c.d, IPv4-translated (RFC 2765): what a stateless translator delivers to a.b.c.d.
+  if (zero(0, 8) && b[8] === 0xff && b[9] === 0xff && b[10] === 0 && b[11] === 0) return quad(12);
   // 64:ff9b::a.b.c.d, the well-known NAT64 prefix.
   if (b[0] === 0x00 && b[1] === 0x64 && b[2] === 0xff && b[3] === 0x9b && zero(4, 12)) return quad(12);
   // 2002:aabb:ccdd::/48, 6to4.
