@@ -83,15 +83,17 @@ describe('egress attacks: the operator mapped a name to loopback', () => {
     );
   });
 
-  it('takes ports in EGRESS_HOSTS in both processes, and refuses an address that is not one', () => {
-    const env = { DATA_DIR: tempDir('egress-attacks-config'), EGRESS_HOSTS: 'a.test=10.0.0.5:8080 b.test=[fd00::5]:8443 b.test=fd00::6' };
-    assert.deepEqual(loadConfig(env).EGRESS_HOSTS, { 'a.test': ['10.0.0.5:8080'], 'b.test': ['[fd00::5]:8443', 'fd00::6'] });
-    const proxyEnv = { EGRESS_PROXY_SECRET: 'x'.repeat(40), EGRESS_HOSTS: 'a.test=10.0.0.5:8080,10.0.0.6 b.test=[fd00::5]:8443' };
-    assert.deepEqual(loadEgressProxyConfig(proxyEnv).EGRESS_HOSTS, { 'a.test': ['10.0.0.5:8080', '10.0.0.6'], 'b.test': ['[fd00::5]:8443'] });
-    for (const bad of ['a.test=[10.0.0.5]:80', 'a.test=10.0.0.5:0', 'a.test=fd00::5:99999', 'a.test=mirror:80']) {
+  it('takes ports in EGRESS_HOSTS in both processes, requires them for private addresses, and refuses an address that is not one', () => {
+    const env = { DATA_DIR: tempDir('egress-attacks-config'), EGRESS_HOSTS: 'a.test=10.0.0.5:8080 b.test=[fd00::5]:8443 b.test=2606:4700::6' };
+    assert.deepEqual(loadConfig(env).EGRESS_HOSTS, { 'a.test': ['10.0.0.5:8080'], 'b.test': ['[fd00::5]:8443', '2606:4700::6'] });
+    const proxyEnv = { EGRESS_PROXY_SECRET: 'x'.repeat(40), EGRESS_HOSTS: 'a.test=10.0.0.5:8080,93.184.215.14 b.test=[fd00::5]:8443' };
+    assert.deepEqual(loadEgressProxyConfig(proxyEnv).EGRESS_HOSTS, { 'a.test': ['10.0.0.5:8080', '93.184.215.14'], 'b.test': ['[fd00::5]:8443'] });
+    // A private or loopback address without its port would open every service there (the worker's API, Temporal's HTTP API …).
+    for (const bad of ['a.test=[10.0.0.5]:80', 'a.test=10.0.0.5:0', 'a.test=fd00::5:99999', 'a.test=mirror:80', 'a.test=127.0.0.1', 'a.test=10.0.0.5', 'a.test=fd00::5']) {
       assert.throws(() => loadConfig({ ...env, EGRESS_HOSTS: bad }), /EGRESS_HOSTS/, bad);
       assert.throws(() => loadEgressProxyConfig({ ...proxyEnv, EGRESS_HOSTS: bad }), /EGRESS_HOSTS/, bad);
     }
+    assert.throws(() => new EgressProxy({ hosts: { 'a.test': ['127.0.0.1'] }, log }), /EGRESS_HOSTS: "a\.test" maps to 127\.0\.0\.1, a loopback address: name its port/);
   });
 });
 
@@ -133,7 +135,7 @@ describe('egress attacks: spellings and requests the proxy must not pass on', ()
   });
 
   it('answers smuggling, upgrades and HTTP/2 prior knowledge with 400 and forwards none of them', async () => {
-    const { port } = await served(['registry.test'], { 'registry.test': ['127.0.0.1'] });
+    const { port } = await served(['registry.test'], { 'registry.test': [`127.0.0.1:${web.port}`] });
     const target = `http://registry.test:${web.port}/`;
     const hostLine = `Host: registry.test:${web.port}\r\n`;
     const before = { requests: web.requests.length, connections: web.connections };
