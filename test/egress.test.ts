@@ -92,7 +92,7 @@ describe('egress through the proxy, a setup phase and grants from the inbox', ()
     stack = await startTestStack(temporal, path.join(root, 'data'), `egress-${process.pid}`, {
       SANDBOX_DRIVER: 'gvisor',
       EGRESS_ALLOW: `${REGISTRY} ${MIRROR}`,
-      EGRESS_HOSTS: `${REGISTRY}=127.0.0.1 ${MIRROR}=127.0.0.1`,
+      EGRESS_HOSTS: `${REGISTRY}=127.0.0.1:${registry.port} ${MIRROR}=127.0.0.1:${registry.port}`,
     });
     base = stack.url!;
   });

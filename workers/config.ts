@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
-import { parseOperatorAddress } from '../activities/egress/destination';
+import { operatorAddressError } from '../activities/egress/destination';
 import { DEFAULT_COPY_BACK_MAX_FILES } from '../activities/sandbox/k8s';
 import { InvalidPriceTableError, loadPriceTable } from '../domain/prices';
 import { egressEntryError } from '../domain/egress';
@@ -147,9 +147,9 @@ export const Config = z.object({
   /**
    * Names the egress proxy resolves to given addresses instead of asking DNS, as `name=address` pairs
    * (comma- or space-separated; repeat a name for several addresses), e.g. an internal mirror. These are
-   * the operator's own destinations: private addresses are allowed for them, and only for them. Name the
-   * port too (`mirror.internal=10.0.0.5:8080`): a name mapped with ports reaches those ports only, not
-   * every other service on that address.
+   * the operator's own destinations: private addresses are allowed for them, and only for them. A private
+   * or loopback address needs its port (`mirror.internal=10.0.0.5:8080`): a name mapped with ports reaches
+   * those ports only, not every other service on that address.
    */
   EGRESS_HOSTS: z
     .string()
@@ -159,8 +159,13 @@ export const Config = z.object({
       for (const pair of (v ?? '').split(/[\s,]+/).filter(Boolean)) {
         const [name, address, extra] = pair.split('=');
         const why = name === undefined ? 'empty name' : egressEntryError(name);
-        if (extra !== undefined || address === undefined || why !== null || name!.startsWith('*.') || parseOperatorAddress(address) === null) {
+        if (extra !== undefined || address === undefined || why !== null || name!.startsWith('*.')) {
           ctx.addIssue({ code: 'custom', message: `"${pair}": expected name=address (a domain, then an IPv4 or IPv6 address, optionally with its port: 10.0.0.5:8080, [fd00::5]:8080)${why ? `; ${why}` : ''}` });
+          return z.NEVER;
+        }
+        const bad = operatorAddressError(address);
+        if (bad !== null) {
+          ctx.addIssue({ code: 'custom', message: `"${pair}": ${bad}` });
           return z.NEVER;
         }
         (hosts[name!] ??= []).push(address);

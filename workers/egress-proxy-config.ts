@@ -3,14 +3,15 @@
  * environment; a bad value fails fast naming the variable.
  */
 import { z } from 'zod';
-import { parseOperatorAddress } from '../activities/egress/destination';
+import { operatorAddressError } from '../activities/egress/destination';
 import { MIN_SECRET_CHARS } from '../activities/egress/token';
 
 const port = (fallback: number) => z.coerce.number().int().min(1).max(65535).default(fallback);
 
 /**
  * `name=addr[,addr] name2=addr …` (whitespace between entries) as a map of names to addresses; an
- * address may carry its port (`10.0.0.5:8080`, `[fd00::5]:8080`), and a name mapped with ports reaches those only.
+ * address may carry its port (`10.0.0.5:8080`, `[fd00::5]:8080`) and a private or loopback one must; a name
+ * mapped with ports reaches those only.
  */
 export function parseEgressHosts(text: string): Record<string, string[]> {
   const out: Record<string, string[]> = {};
@@ -18,8 +19,9 @@ export function parseEgressHosts(text: string): Record<string, string[]> {
     const eq = entry.indexOf('=');
     if (eq <= 0) throw new Error(`"${entry}": write name=address[,address]`);
     const addrs = entry.slice(eq + 1).split(',').filter(Boolean);
-    const bad = addrs.find((a) => parseOperatorAddress(a) === null);
-    if (bad !== undefined || addrs.length === 0) throw new Error(`"${entry}": each address is an IP address, optionally with its port (10.0.0.5:8080, [fd00::5]:8080)`);
+    if (addrs.length === 0) throw new Error(`"${entry}": write name=address[,address]`);
+    const bad = addrs.map(operatorAddressError).find((e) => e !== null);
+    if (bad !== undefined) throw new Error(`"${entry}": ${bad}`);
     out[entry.slice(0, eq)] = addrs;
   }
   return out;

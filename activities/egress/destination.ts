@@ -52,15 +52,30 @@ export function parseOperatorAddress(text: string): OperatorAddress | null {
   return { address, port };
 }
 
-/** The operator's name -> addresses map, with names normalised and every address checked to be an IP literal (with an optional port). */
+/**
+ * Why `text` cannot be one of the addresses the operator maps a name to, or null when it can: an IP
+ * address, with its port when the address is loopback, private or otherwise special (without one, the
+ * name would open every service listening there: the worker's API, Temporal's HTTP API …).
+ */
+export function operatorAddressError(text: string): string | null {
+  const parsed = parseOperatorAddress(text);
+  if (parsed === null) return `"${text}" is not an IP address, optionally with its port (10.0.0.5:8080, [fd00::5]:8080)`;
+  const why = parsed.port === undefined ? refusedAddress(parsed.address) : null;
+  if (why !== null) {
+    const example = net.isIPv6(parsed.address) ? `[${parsed.address}]:8080` : `${parsed.address}:8080`;
+    return `maps to ${parsed.address}, a ${why}: name its port (${example})`;
+  }
+  return null;
+}
+
+/** The operator's name -> addresses map, with names normalised and every address checked by {@link operatorAddressError}. */
 export function operatorHosts(hosts: Record<string, string[]>): Map<string, OperatorAddress[]> {
   const out = new Map<string, OperatorAddress[]>();
   for (const [name, addrs] of Object.entries(hosts)) {
-    const parsed = addrs.map(parseOperatorAddress);
-    if (parsed.some((a) => a === null) || addrs.length === 0) {
-      throw new Error(`EGRESS_HOSTS: "${name}" must map to IP addresses, each with an optional port (got "${addrs.join(',')}")`);
-    }
-    out.set(normalizeHost(name), parsed as OperatorAddress[]);
+    if (addrs.length === 0) throw new Error(`EGRESS_HOSTS: "${name}" maps to no address`);
+    const why = addrs.map(operatorAddressError).find((e) => e !== null);
+    if (why !== undefined) throw new Error(`EGRESS_HOSTS: "${name}" ${why}`);
+    out.set(normalizeHost(name), addrs.map((a) => parseOperatorAddress(a)!));
   }
   return out;
 }
