@@ -169,6 +169,21 @@ describe('egress through the proxy, a setup phase and grants from the inbox', ()
     await ended(id);
   });
 
+  it('does not cache a setup that reached a host a human allowed for that task only', async () => {
+    const viaMirror = npmInstall('pad-b').replace(`http://${REGISTRY}:`, `http://${MIRROR}:`);
+    const id = await submit({ setup: { commands: [viaMirror], egress_allowlist: [REGISTRY] }, planner: { kind: 'recipe', steps: [{ name: 'note', run: 'echo ok > note.txt' }] } });
+    const ask = await nextItem(id, ['risky_action', 'health_alert', 'pr_review']);
+    assert.equal(ask.kind, 'risky_action', ask.title);
+    assert.equal(ask.detail.phase, 'setup');
+    await decide(id, ask, { action: 'approve' });
+    const review = await nextItem(id, ['pr_review', 'health_alert']);
+    assert.equal(review.kind, 'pr_review', review.title);
+    const setup = (await trace(id)).filter((e) => e.type === 'setup').map((e) => e.message);
+    assert.ok(setup.some((m) => /setup not cached: it reached hosts a human allowed for this task only \(mirror\.test\)/.test(m)), JSON.stringify(setup));
+    await decide(id, review, { action: 'reject' });
+    await ended(id);
+  });
+
   it('starts the next task on the same repository from the setup cache; a second name of the same server stays refused', async () => {
     const id = await submit({
       setup: { commands: [npmInstall('pad-a')], egress_allowlist: [REGISTRY] },
