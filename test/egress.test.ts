@@ -179,7 +179,7 @@ describe('egress through the proxy, a setup phase and grants from the inbox', ()
     const review = await nextItem(id, ['pr_review', 'health_alert']);
     assert.equal(review.kind, 'pr_review', review.title);
     const setup = (await trace(id)).filter((e) => e.type === 'setup').map((e) => e.message);
-    assert.ok(setup.some((m) => /setup not cached: it reached hosts a human allowed for this task only \(mirror\.test\)/.test(m)), JSON.stringify(setup));
+    assert.ok(setup.some((m) => /setup not cached: it ran with hosts a human allowed for this task only \(mirror\.test\)/.test(m)), JSON.stringify(setup));
     await decide(id, review, { action: 'reject' });
     await ended(id);
   });
