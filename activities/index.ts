@@ -152,7 +152,7 @@ export function createActivities(deps: ActivityDeps): Activities {
       const repo_policy = parseRepoPolicy(await readTextAt(dir, base_commit, POLICY_FILE));
       const has_agents_md = (await readTextAt(dir, base_commit, 'AGENTS.md')) !== null;
       const checkpoint = await snapshotTree(dir);
-      const setup = await provisionSetup({ repo: input.repo, dir, baseCommit: base_commit, fresh, requested: input.setup, repoPolicy: repo_policy, ceiling, cache: setupCache });
+      const setup = await provisionSetup({ repo: input.repo, baseBranch: input.base_branch, dir, baseCommit: base_commit, fresh, requested: input.setup, repoPolicy: repo_policy, ceiling, cache: setupCache });
       if (setup?.cache?.hit) log.info('setup cache restored', { task_id: key, key: setup.cache.key, files: setup.cache.files, bytes: setup.cache.bytes });
       if (setup?.cache?.refused) log.error('a cached setup was refused and removed: someone may have tampered with the cache', { task_id: key, key: setup.cache.key, refused: setup.cache.refused });
       const plannerAllow = plannerAllowlist(ceiling, input.egress_allowlist ?? [], repo_policy?.egress_allowlist);

@@ -64,6 +64,11 @@ export function isDependencyManifest(basename: string): boolean {
 export interface SetupCacheInput {
   /** The repository as the task names it. */
   repo: string;
+  /**
+   * The base branch: setup may run files outside the key (a postinstall script a manifest names), and
+   * whoever can push a branch must not decide what tasks on another branch start from.
+   */
+  branch: string;
   /** The working copy whose repository holds `commit`. */
   dir: string;
   /** The base commit the setup phase starts from. */
@@ -74,12 +79,12 @@ export interface SetupCacheInput {
   allow: readonly string[];
 }
 
-/** The cache key of a setup phase: sha256 over the version, repository, commands, allowlist and the base commit's lockfiles and manifests. */
+/** The cache key of a setup phase: sha256 over the version, repository, base branch, commands, allowlist and the base commit's lockfiles and manifests. */
 export async function setupCacheKey(input: SetupCacheInput): Promise<string> {
   const manifests = await treeBlobs(input.dir, input.commit, isDependencyManifest);
   // The allowlist is a set; the commands are a sequence.
   const allow = [...new Set(input.allow)].sort();
-  const material = JSON.stringify([SETUP_CACHE_VERSION, input.repo, [...input.commands], allow, manifests.map((b) => [b.path, b.mode, b.id])]);
+  const material = JSON.stringify([SETUP_CACHE_VERSION, input.repo, input.branch, [...input.commands], allow, manifests.map((b) => [b.path, b.mode, b.id])]);
   return createHash('sha256').update(material).digest('hex');
 }
 

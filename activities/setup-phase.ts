@@ -30,11 +30,12 @@ export interface SetupCacheOptions {
 /**
  * The setup phase of a task whose working copy `dir` was just cloned or found again: null when neither
  * the task nor the repository has setup commands. When a cache entry exists for the same repository,
- * lockfiles, commands and allowlist, it is restored into `dir` (fresh clones only: a copy found again
+ * base branch, lockfiles, commands and allowlist, it is restored into `dir` (fresh clones only: a copy found again
  * reports what its first provisioning did).
  */
 export async function provisionSetup(opts: {
   repo: string;
+  baseBranch: string;
   dir: string;
   baseCommit: string;
   fresh: boolean;
@@ -60,7 +61,7 @@ export async function provisionSetup(opts: {
   }
   const allow = setupAllowlist(opts.ceiling, opts.requested?.egress_allowlist, opts.repoPolicy?.setup_egress_allowlist);
   if (opts.cache === null) return { commands, source, allow, cache: null };
-  const key = await setupCacheKey({ repo: opts.repo, dir: opts.dir, commit: opts.baseCommit, commands, allow });
+  const key = await setupCacheKey({ repo: opts.repo, branch: opts.baseBranch, dir: opts.dir, commit: opts.baseCommit, commands, allow });
   const mark = path.join(gitDirOf(opts.dir), RESTORED_MARK);
   if (!opts.fresh) {
     const restored = await fs.readFile(mark, 'utf8').catch(() => null);

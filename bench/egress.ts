@@ -60,7 +60,7 @@ async function startOrigins(keyPath: string, certPath: string) {
 async function main(): Promise<void> {
   const cert = selfSignedCert(tempDir('bench-egress'), [NAME]);
   const origins = await startOrigins(cert.keyPath, cert.certPath);
-  const proxy = new EgressProxy({ hosts: { [NAME]: ['127.0.0.1'] }, log: createLogger({ level: 'error' }) });
+  const proxy = new EgressProxy({ hosts: { [NAME]: [`127.0.0.1:${origins.http}`, `127.0.0.1:${origins.https}`] }, log: createLogger({ level: 'error' }) });
   const listener = net.createServer();
   await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
   proxy.serveTask('bench', listener);

@@ -45,16 +45,19 @@ after(async () => {
   await secure.close();
 });
 
-/** The two names the operator maps to the loopback origins; only the first is ever granted. */
-const HOSTS = { 'registry.test': ['127.0.0.1'], 'other.test': ['127.0.0.1'], 'self.test': ['127.0.0.1'] };
+/** The names the operator maps to the loopback origins (only the first is ever granted), and `self.test` to the proxy's own `listener` port. */
+function hosts(listener?: number): Record<string, string[]> {
+  const origins = [`127.0.0.1:${web.port}`, `127.0.0.1:${secure.port}`];
+  return { 'registry.test': origins, 'other.test': origins, ...(listener ? { 'self.test': [`127.0.0.1:${listener}`] } : {}) };
+}
 
 /** A proxy serving a fresh task on its own loopback listener, granted `allow`. */
 async function served(allow: string[] | null, opts: { lookup?: Lookup; timeouts?: Partial<EgressTimeouts> } = {}) {
-  const proxy = new EgressProxy({ hosts: HOSTS, log, ...opts });
   const task = `task-${++n}`;
   const server = net.createServer();
   listeners.push(server);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const proxy = new EgressProxy({ hosts: hosts((server.address() as net.AddressInfo).port), log, ...opts });
   proxy.serveTask(task, server);
   if (allow) proxy.setGrant(task, { allow, step: 'step 1' });
   const port = (server.address() as net.AddressInfo).port;
@@ -334,7 +337,7 @@ describe('egress proxy: shared listener and tokens', () => {
   });
 
   it('answers 407 without credentials and serves a task by its token', async () => {
-    const proxy = new EgressProxy({ hosts: HOSTS, log });
+    const proxy = new EgressProxy({ hosts: hosts(), log });
     const server = net.createServer();
     listeners.push(server);
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -353,7 +356,7 @@ describe('egress proxy: shared listener and tokens', () => {
   });
 
   it('lets the newest token of a task (by issue time) set its grant: an older one that outlives it never restores its own', async () => {
-    const proxy = new EgressProxy({ hosts: HOSTS, log });
+    const proxy = new EgressProxy({ hosts: hosts(), log });
     const server = net.createServer();
     listeners.push(server);
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -375,7 +378,7 @@ describe('egress proxy: the standalone process', () => {
   it('serves tasks by token on its shared port and reports to the bearer of the secret on its admin port', async () => {
     const secret = 'k'.repeat(48);
     const [port, adminPort] = [await freePort(), await freePort()];
-    const env = { ...process.env, EGRESS_PROXY_HOST: '127.0.0.1', EGRESS_PROXY_PORT: String(port), EGRESS_PROXY_ADMIN_HOST: '127.0.0.1', EGRESS_PROXY_ADMIN_PORT: String(adminPort), EGRESS_PROXY_SECRET: secret, EGRESS_HOSTS: 'registry.test=127.0.0.1 other.test=127.0.0.1', LOG_LEVEL: 'info' };
+    const env = { ...process.env, EGRESS_PROXY_HOST: '127.0.0.1', EGRESS_PROXY_PORT: String(port), EGRESS_PROXY_ADMIN_HOST: '127.0.0.1', EGRESS_PROXY_ADMIN_PORT: String(adminPort), EGRESS_PROXY_SECRET: secret, EGRESS_HOSTS: `registry.test=127.0.0.1:${web.port} other.test=127.0.0.1:${web.port}`, LOG_LEVEL: 'info' };
     const child = spawn(process.execPath, [path.join(__dirname, '..', 'workers', 'egress-proxy-main.js')], { env, stdio: ['ignore', 'ignore', 'pipe'] });
     let logs = '';
     try {
@@ -406,7 +409,7 @@ describe('egress proxy: the standalone process', () => {
   it('fails fast naming a bad variable', () => {
     assert.throws(() => loadEgressProxyConfig({ EGRESS_PROXY_SECRET: 'short' }), /EGRESS_PROXY_SECRET/);
     assert.throws(() => loadEgressProxyConfig({ EGRESS_PROXY_SECRET: 'x'.repeat(40), EGRESS_HOSTS: 'mirror.test' }), /EGRESS_HOSTS/);
-    assert.deepEqual(loadEgressProxyConfig({ EGRESS_PROXY_SECRET: 'x'.repeat(40), EGRESS_HOSTS: 'a.test=10.0.0.1,10.0.0.2 b.test=::1' }).EGRESS_HOSTS, { 'a.test': ['10.0.0.1', '10.0.0.2'], 'b.test': ['::1'] });
+    assert.deepEqual(loadEgressProxyConfig({ EGRESS_PROXY_SECRET: 'x'.repeat(40), EGRESS_HOSTS: 'a.test=10.0.0.1:80,10.0.0.2:80 b.test=[::1]:8080' }).EGRESS_HOSTS, { 'a.test': ['10.0.0.1:80', '10.0.0.2:80'], 'b.test': ['[::1]:8080'] });
   });
 });
 

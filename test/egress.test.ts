@@ -12,8 +12,8 @@ import type { Stack } from '../workers/stack';
 import type { DevServer } from '../workers/temporal-server';
 import { startFakeGemini, type FakeGemini } from './support/fake-gemini';
 import { git, makeOriginRepo, tempDir } from './support/git-fixture';
-import { call } from './support/http';
-import { taskApi } from './support/task-api';
+import { call, eventually } from './support/http';
+import { ENDED_STATES, taskApi } from './support/task-api';
 import { recordHistory } from './support/histories';
 import { publishPackage, startNpmRegistry, type NpmRegistry } from './support/npm-registry';
 import { startTestStack, startTestTemporal } from './support/stack';
@@ -64,7 +64,7 @@ describe('egress through the proxy, a setup phase and grants from the inbox', ()
       SANDBOX_DRIVER: 'gvisor',
       // localhost is in the ceiling but not in EGRESS_HOSTS: it resolves to loopback, which the proxy refuses.
       EGRESS_ALLOW: `${REGISTRY} ${MIRROR} localhost`,
-      EGRESS_HOSTS: `${REGISTRY}=127.0.0.1 ${MIRROR}=127.0.0.1`,
+      EGRESS_HOSTS: `${REGISTRY}=127.0.0.1:${registry.port} ${MIRROR}=127.0.0.1:${registry.port}`,
     });
     base = stack.url!;
   });
@@ -136,6 +136,21 @@ describe('egress through the proxy, a setup phase and grants from the inbox', ()
     await ended(id);
   });
 
+  it('does not cache a setup that reached a host a human allowed for that task only', async () => {
+    const viaMirror = npmInstall('pad-b').replace(`http://${REGISTRY}:`, `http://${MIRROR}:`);
+    const id = await submit({ setup: { commands: [viaMirror], egress_allowlist: [REGISTRY] }, planner: { kind: 'recipe', steps: [{ name: 'note', run: 'echo ok > note.txt' }] } });
+    const ask = await nextItem(id, ['risky_action', 'health_alert', 'pr_review']);
+    assert.equal(ask.kind, 'risky_action', ask.title);
+    assert.equal(ask.detail.phase, 'setup');
+    await decide(id, ask, { action: 'approve' });
+    const review = await nextItem(id, ['pr_review', 'health_alert']);
+    assert.equal(review.kind, 'pr_review', review.title);
+    const setup = (await trace(id)).filter((e) => e.type === 'setup').map((e) => e.message);
+    assert.ok(setup.some((m) => /setup not cached: it ran with hosts a human allowed for this task only \(mirror\.test\)/.test(m)), JSON.stringify(setup));
+    await decide(id, review, { action: 'reject' });
+    await ended(id);
+  });
+
   it('starts the next task on the same repository from the setup cache; another name of the server, and loopback by DNS, stay refused', async () => {
     const id = await submit({
       setup: { commands: [npmInstall('pad-a')], egress_allowlist: [REGISTRY] },
@@ -192,5 +207,29 @@ describe('egress through the proxy, a setup phase and grants from the inbox', ()
     await recordHistory(stack.client, id, 'llm-network-refused-pending-review');
     await decide(id, review, { action: 'reject' });
     await ended(id);
+  });
+
+  it('asks a human once per domain: the agent asking again, in another spelling, is told the refusal stands', async () => {
+    gemini.script([
+      { text: '1. Ask for the mirror\n2. Finish', usage },
+      { calls: [{ name: 'request_network', args: { domain: MIRROR, reason: 'to read the package metadata' } }], usage },
+      { calls: [{ name: 'request_network', args: { domain: `${MIRROR.toUpperCase()}.`, reason: 'really, I need it' } }], usage },
+      { calls: [{ name: 'request_network', args: { domain: `*.${MIRROR}`, reason: 'or any name below it' } }], usage },
+      { calls: [{ name: 'finish', args: { summary: 'Nothing to do.', risks: 'none', how_to_test: 'none' } }], usage },
+    ]);
+    const id = await submit({ policy: { egress_allowlist: [REGISTRY] }, planner: { kind: 'llm', model: 'gemini-2.5-flash', check_commands: [] } });
+    const ask = await nextItem(id, ['risky_action', 'pr_review', 'health_alert']);
+    assert.equal(ask.kind, 'risky_action', ask.title);
+    await decide(id, ask, { action: 'reject', comment: 'no' });
+    const t = await eventually(
+      () => task(id),
+      (v) => ENDED_STATES.includes(v.state) || v.items.some((i: any) => i.status === 'pending'),
+      `${id} to end or ask again`,
+      60_000,
+    );
+    assert.deepEqual(t.items.map((i: any) => i.kind), ['risky_action'], `the agent's second ask reached the inbox: ${JSON.stringify(t.items.map((i: any) => i.title))}`);
+    const told = gemini.requests.map((r) => JSON.stringify(r.body)).join('\n');
+    assert.match(told, /bob already refused mirror\.test for this task/);
+    assert.match(told, /ask for one domain, not a wildcard/);
   });
 });

@@ -109,7 +109,7 @@ describe('Kubernetes pod driver: egress through the cluster proxy', () => {
     worker.loadFromFile(await cluster.kubeconfigFor('agent-inbox', 'agent-inbox-worker'));
     origin = await startOrigin();
     // The cluster's proxy as egress-proxy-main runs it: one shared listener by token, and its report port.
-    proxy = new EgressProxy({ hosts: { 'registry.test': ['127.0.0.1'], 'other.test': ['127.0.0.1'] }, log });
+    proxy = new EgressProxy({ hosts: { 'registry.test': [`127.0.0.1:${origin.port}`], 'other.test': [`127.0.0.1:${origin.port}`] }, log });
     const shared = net.createServer();
     proxyPort = await listen(shared);
     proxy.serveShared(shared, identifyByToken(proxy, SECRET));

@@ -272,11 +272,11 @@ describe('setup cache', () => {
     assert.equal((await restoreSetupCache(cache, someKey(), empty)).hit, false);
   });
 
-  it('keys on lockfiles and manifests at any depth, the commands and the allowlist, not on other files', async () => {
+  it('keys on the base branch, lockfiles and manifests at any depth, the commands and the allowlist, not on other files', async () => {
     const variant = async (files: Record<string, string>): Promise<SetupCacheInput> => {
       const o = makeOriginRepo(path.join(root, 'origins', `o${++n}`), { ...REPO_FILES, ...files });
       const dir = await freshClone(o);
-      return { repo: 'https://git.example.test/app.git', dir, commit: await headCommit(dir), commands: ['npm ci'], allow: ['npm', 'pypi'] };
+      return { repo: 'https://git.example.test/app.git', branch: 'main', dir, commit: await headCommit(dir), commands: ['npm ci'], allow: ['npm', 'pypi'] };
     };
     const base = await variant({});
     const k = await setupCacheKey(base);
@@ -290,6 +290,9 @@ describe('setup cache', () => {
     assert.notEqual(await setupCacheKey({ ...base, commands: ['npm ci', 'npm run build'] }), k);
     assert.notEqual(await setupCacheKey({ ...base, allow: ['npm'] }), k);
     assert.notEqual(await setupCacheKey({ ...base, repo: 'https://git.example.test/other.git' }), k);
+    // Files outside the key (a postinstall script the manifest names) differ between branches: a task on
+    // someone's feature branch must not leave what its setup made for the tasks on main.
+    assert.notEqual(await setupCacheKey({ ...base, branch: 'feature' }), k, 'the base branch');
   });
 
   it('prunes least recently used entries beyond the total, and saves that died', async () => {

@@ -161,8 +161,9 @@ export const Config = z.object({
   ),
   /**
    * Names the egress proxy resolves to given addresses instead of asking DNS, as `name=addr[,addr]` entries
-   * separated by whitespace, e.g. an internal mirror. These are
-   * the operator's own destinations: private addresses are allowed for them, and only for them.
+   * separated by whitespace, e.g. an internal mirror. These are the operator's own destinations: private
+   * addresses are allowed for them, and only for them. A private or loopback address needs its port
+   * (`mirror.internal=10.0.0.5:8080`): a name mapped with ports reaches those ports only.
    */
   EGRESS_HOSTS: EgressHostsVar,
   /** The setup cache: the largest entry kept, and all entries together, in MiB; `SETUP_CACHE_MB=0` turns caching off. */

@@ -2,8 +2,8 @@
  * Configuration of the standalone egress proxy (the cluster's Deployment), parsed once from the
  * environment; a bad value fails fast naming the variable.
  */
-import { isIP } from 'node:net';
 import { z } from 'zod';
+import { operatorAddressError } from '../activities/egress/destination';
 import { MIN_SECRET_CHARS } from '../activities/egress/token';
 import { egressEntryError } from '../domain/egress';
 
@@ -11,7 +11,8 @@ const port = (fallback: number) => z.coerce.number().int().min(1).max(65535).def
 
 /**
  * `EGRESS_HOSTS` (the worker's and the standalone proxy's): `name=addr[,addr] name2=addr …`, whitespace between
- * entries, a name repeated adds addresses; each name a domain, each address an IPv4 or IPv6 address.
+ * entries, a name repeated adds addresses; each name a domain. An address may carry its port (`10.0.0.5:8080`,
+ * `[fd00::5]:8080`) and a private or loopback one must; a name mapped with ports reaches those only.
  */
 export function parseEgressHosts(text: string): Record<string, string[]> {
   const out: Record<string, string[]> = {};
@@ -20,9 +21,9 @@ export function parseEgressHosts(text: string): Record<string, string[]> {
     const name = entry.slice(0, eq);
     const addresses = entry.slice(eq + 1).split(',').filter(Boolean);
     const why = eq <= 0 ? 'no name' : name.startsWith('*.') ? 'a name, not a wildcard' : egressEntryError(name);
-    if (why !== null || addresses.length === 0 || addresses.some((a) => isIP(a) === 0)) {
-      throw new Error(`"${entry}": write name=address[,address] (a domain, then IPv4 or IPv6 addresses)${why ? `: ${why}` : ''}`);
-    }
+    if (why !== null || addresses.length === 0) throw new Error(`"${entry}": write name=address[,address] (a domain, then addresses)${why ? `: ${why}` : ''}`);
+    const bad = addresses.map(operatorAddressError).find((e) => e !== null);
+    if (bad !== undefined) throw new Error(`"${entry}": ${bad}`);
     out[name] = [...(out[name] ?? []), ...addresses];
   }
   return out;

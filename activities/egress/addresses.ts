@@ -2,9 +2,10 @@
  * Which IP addresses the egress proxy refuses to connect to for a name the operator did not map
  * itself: loopback, private, carrier-grade NAT, link-local (cloud metadata among them), unique-local,
  * unspecified, multicast, broadcast and other special-purpose ranges, and the IPv6 forms that embed
- * one of those IPv4 addresses (IPv4-mapped, IPv4-compatible, NAT64, 6to4).
+ * one of those IPv4 addresses (IPv4-mapped, IPv4-compatible, IPv4-translated, NAT64, 6to4).
  */
 import net from 'node:net';
+import os from 'node:os';
 
 /** One special-purpose range and the words a reviewer reads when a name resolves into it. */
 interface Range {
@@ -94,6 +95,8 @@ function embeddedV4(b: Uint8Array): string | null {
   const zero = (from: number, to: number) => b.subarray(from, to).every((x) => x === 0);
   // ::ffff:a.b.c.d (mapped) and ::a.b.c.d (the deprecated compatible form; :: and ::1 are caught before).
   if (zero(0, 10) && ((b[10] === 0xff && b[11] === 0xff) || (b[10] === 0 && b[11] === 0))) return quad(12);
+  // ::ffff:0:a.b.c.d, IPv4-translated (RFC 2765): what a stateless translator delivers to a.b.c.d.
+  if (zero(0, 8) && b[8] === 0xff && b[9] === 0xff && b[10] === 0 && b[11] === 0) return quad(12);
   // 64:ff9b::a.b.c.d, the well-known NAT64 prefix.
   if (b[0] === 0x00 && b[1] === 0x64 && b[2] === 0xff && b[3] === 0x9b && zero(4, 12)) return quad(12);
   // 2002:aabb:ccdd::/48, 6to4.
@@ -116,4 +119,24 @@ export function refusedAddress(address: string): string | null {
   if (v4 === null) return null;
   // The IPv4 address it carries is where a connection goes; judge that one.
   return refusedAddress(v4);
+}
+
+/** The addresses of this host's interfaces without zones: loopback too, unless `external` asks for the others only. */
+export function hostAddresses(external = false): string[] {
+  const all = Object.values(os.networkInterfaces()).flatMap((list) => list ?? []);
+  return all.filter((i) => !(external && i.internal)).map((i) => i.address.replace(/%.*$/, ''));
+}
+
+/** An address without the IPv4-mapped prefix or a zone, in lower case, for comparing two spellings of one address. */
+export function canonicalAddress(x: string): string {
+  return x.replace(/^::ffff:(?=\d+\.)/i, '').replace(/%.*$/, '').toLowerCase();
+}
+
+/**
+ * Whether `address` is one of this host's own on a network interface (a public address there reaches
+ * every service listening on all interfaces, which no range check catches; loopback is a range of its own).
+ */
+export function isHostAddress(address: string): boolean {
+  const c = canonicalAddress(address);
+  return hostAddresses(true).some((a) => canonicalAddress(a) === c);
 }

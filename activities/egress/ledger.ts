@@ -6,6 +6,10 @@ import type { BlockedRequest, EgressReport } from './types';
 
 /** Distinct refusals a report lists; past this only `blocked_count` grows (a sandbox could otherwise fill the worker's memory). */
 export const MAX_BLOCKED_LISTED = 100;
+/** Characters of a refused host name kept (the longest DNS name); a sandbox chooses the names it is refused. */
+export const MAX_REFUSED_HOST_CHARS = 253;
+/** Characters of a refusal's reason kept (reasons quote what the client sent: an SNI, a Host header). */
+export const MAX_REFUSED_REASON_CHARS = 400;
 
 /** Counters and refusals of one task, reset by `take()`. */
 export class Ledger {
@@ -27,8 +31,9 @@ export class Ledger {
   }
 
   /** A refused request; the same host, port, step and reason fold into one entry with a count. */
-  refuse(r: Omit<BlockedRequest, 'count' | 'at'>, at = new Date()): void {
+  refuse(given: Omit<BlockedRequest, 'count' | 'at'>, at = new Date()): void {
     this.blockedCount += 1;
+    const r = { ...given, host: clip(given.host, MAX_REFUSED_HOST_CHARS), reason: clip(given.reason, MAX_REFUSED_REASON_CHARS) };
     const key = JSON.stringify([r.host, r.port, r.step, r.reason]);
     const prior = this.blocked.get(key);
     if (prior) prior.count += 1;
@@ -48,4 +53,9 @@ export class Ledger {
     this.blocked = new Map();
     return report;
   }
+}
+
+/** `text` cut to `max` characters, with an ellipsis saying it was. */
+function clip(text: string, max: number): string {
+  return text.length <= max ? text : `${text.slice(0, max)}…`;
 }

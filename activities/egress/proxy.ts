@@ -6,24 +6,24 @@
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import net from 'node:net';
-import os from 'node:os';
 import { hostAllowed } from '../../domain/egress';
 import type { Logger } from '../../workers/log';
-import { DestinationRefused, operatorHosts, resolveDestination, systemLookup, type Destination, type Lookup } from './destination';
+import { canonicalAddress, hostAddresses } from './addresses';
+import { DestinationRefused, operatorHosts, resolveDestination, systemLookup, type Destination, type Lookup, type OperatorAddress } from './destination';
 import { forward } from './forward';
 import { Ledger } from './ledger';
 import { answerRaw, connectChecked, DEFAULT_TIMEOUTS, EgressRefused, type EgressTimeouts, type Flow, type Gate } from './relay';
 import { tunnel } from './tunnel';
 import type { EgressGrant, EgressProxyPort, EgressReport } from './types';
 
-/** Client connections one task may hold open at once (one sandbox must not exhaust the worker's sockets). */
+/** Client connections one task (on a shared listener: one client address) may hold open at once (one sandbox must not exhaust the worker's sockets). */
 export const MAX_CONNECTIONS_PER_TASK = 256;
 /** Exchanges with destinations one task may have open at once. */
 export const MAX_FLOWS_PER_TASK = 256;
 
 /** What the proxy needs: the operator's own names, where to log, and (for tests) how to resolve the rest. */
 export interface EgressProxyOptions {
-  /** EGRESS_HOSTS: names the operator maps to addresses; exempt from the private-address refusal. */
+  /** EGRESS_HOSTS: names the operator maps to addresses (`ip` or `ip:port`, `[ipv6]:port`); exempt from the private-address refusal. */
   hosts: Record<string, string[]>;
   log: Logger;
   lookup?: Lookup;
@@ -47,7 +47,7 @@ const ALLOWLIST_HINT = ' (ask a human: request_network)';
 /** The egress proxy of a worker (serveTask) or of the cluster's Deployment (serveShared). */
 export class EgressProxy implements EgressProxyPort, Gate {
   private readonly http: http.Server;
-  private readonly hosts: Map<string, string[]>;
+  private readonly hosts: Map<string, OperatorAddress[]>;
   private readonly lookup: Lookup;
   private readonly log: Logger;
   readonly timeouts: Readonly<EgressTimeouts>;
@@ -94,7 +94,22 @@ export class EgressProxy implements EgressProxyPort, Gate {
   /** Serve a listener many tasks share (the cluster's proxy): each request names its task through `identify`. */
   serveShared(server: net.Server, identify: Identify): void {
     this.shared.add(server);
+    // Per client address (one pod each): before a request names its task, the address is all there is to count by.
+    const open = new Map<string, number>();
     server.on('connection', (sock: net.Socket) => {
+      const from = sock.remoteAddress ?? '';
+      const count = open.get(from) ?? 0;
+      if (count >= MAX_CONNECTIONS_PER_TASK) {
+        this.log.warn('egress connection refused: too many connections', { from, limit: MAX_CONNECTIONS_PER_TASK });
+        sock.destroy();
+        return;
+      }
+      open.set(from, count + 1);
+      sock.once('close', () => {
+        const left = (open.get(from) ?? 1) - 1;
+        if (left === 0) open.delete(from);
+        else open.set(from, left);
+      });
       this.socketIdentify.set(sock, identify);
       this.accept(sock);
     });
@@ -148,7 +163,7 @@ export class EgressProxy implements EgressProxyPort, Gate {
     check();
     let dest: Destination;
     try {
-      dest = await resolveDestination(host, this.hosts, this.lookup);
+      dest = await resolveDestination(host, port, this.hosts, this.lookup);
     } catch (err) {
       if (err instanceof DestinationRefused) throw this.refuse(task, host, port, err.reason);
       throw err;
@@ -270,18 +285,11 @@ export class EgressProxy implements EgressProxyPort, Gate {
 
 /** Addresses of this host's interfaces and the unspecified ones: what a listener on "any" answers on besides loopback. */
 function localAddresses(): string[] {
-  const out = ['0.0.0.0', '::'];
-  for (const list of Object.values(os.networkInterfaces())) for (const i of list ?? []) out.push(i.address);
-  return out;
-}
-
-/** An address without the IPv4-mapped prefix, lower case, for comparing listeners with destinations. */
-function canonical(x: string): string {
-  return x.replace(/^::ffff:(?=\d+\.)/i, '').replace(/%.*$/, '').toLowerCase();
+  return ['0.0.0.0', '::', ...hostAddresses()];
 }
 
 function sameAddress(a: string, b: string): boolean {
-  return canonical(a) === canonical(b);
+  return canonicalAddress(a) === canonicalAddress(b);
 }
 
 function isUnspecified(a: string): boolean {
@@ -289,6 +297,6 @@ function isUnspecified(a: string): boolean {
 }
 
 function isLoopback(a: string): boolean {
-  const c = canonical(a);
+  const c = canonicalAddress(a);
   return c === '::1' || (net.isIPv4(c) && c.startsWith('127.'));
 }

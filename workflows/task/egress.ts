@@ -24,6 +24,8 @@ export interface EgressState {
   ceiling: string[];
   setup_allow: string[];
   granted: { domain: string; phase: EgressPhase; actor: string }[];
+  /** Domains a human refused the agent for this task: asking again is answered from here, not from the inbox. Absent in older histories. */
+  refused?: { domain: string; phase: EgressPhase; actor: string }[];
   blocked: BlockedRequest[];
   blocked_count: number;
   allowed_count: number;
@@ -133,6 +135,8 @@ export async function askToAllow(
     for (const h of hosts) if (!e.granted.some((g) => g.domain === h && g.phase === phase)) e.granted.push({ domain: h, phase, actor: r.actor });
     trace(t, 'egress_granted', `${r.actor} allowed ${hosts.join(', ')} for this task (${phase})`, { hosts, phase }, r.actor);
   } else {
+    e.refused ??= [];
+    for (const h of hosts) if (!e.refused.some((g) => g.domain === h && g.phase === phase)) e.refused.push({ domain: h, phase, actor: r.actor });
     trace(t, 'egress_refused', `${r.actor} refused ${hosts.join(', ')}${r.comment ? `: ${preview(r.comment, 200)}` : ''}`, { hosts, phase }, r.actor);
   }
   return r;
@@ -155,6 +159,9 @@ export async function requestNetwork(t: TaskRun, domain: string, why: string, tu
   const e = readEgress(t);
   if (hostAllowed(host, allowFor(t, 'planner'))) return `${host} is already allowed for this task; a refusal of it had another reason (see the refusal message)`;
   if (!hostAllowed(host, expandEgress(e.ceiling))) return `${host} is outside what the operator allows any task to reach (EGRESS_ALLOW); it cannot be granted here. Work without it, or ask_human.`;
+  // One ask per domain: a model that asks again (another reason, another spelling) must not fill the inbox.
+  const refused = e.refused?.find((g) => g.domain === host && g.phase === 'planner');
+  if (refused) return `${refused.actor} already refused ${host} for this task; do not try to reach it again`;
   const r = await askToAllow(t, 'planner', [host], why, { turn, asked_by: 'agent' });
   return r.action === 'approve'
     ? `approved by ${r.actor}: ${host} is allowed for this task from now on; run the command again`

@@ -58,7 +58,12 @@ export async function runSetup(t: TaskRun): Promise<End | undefined> {
     }
     st.done += 1;
   }
-  if (setup.cache) {
+  // A human's grant is for this task only: what setup fetched with it must not reach the next task through the cache.
+  const granted = (s.egress?.granted ?? []).filter((g) => g.phase === 'setup').map((g) => g.domain);
+  if (setup.cache && granted.length > 0) {
+    st.cache = 'not_saved';
+    trace(t, 'setup', `setup not cached: it ran with hosts a human allowed for this task only (${granted.join(', ')})`, { cache_key: setup.cache.key, granted });
+  } else if (setup.cache) {
     const saved = await io.saveSetupCache({ task_id: t.input.task_id, sandbox: s.provision!.sandbox, key: setup.cache.key });
     st.cache = saved.saved ? 'saved' : 'not_saved';
     trace(t, 'setup', saved.saved ? `setup cached: ${saved.files} files, ${saved.bytes} bytes` : `setup not cached: ${preview(saved.reason ?? 'unknown', 200)}`, {
