@@ -336,13 +336,18 @@ describe('egress proxy: shared listener and tokens', () => {
     assert.deepEqual(verifyEgressToken(secret, 'garbage'), { ok: false, reason: 'not a token' });
   });
 
-  it('answers 407 without credentials and serves a task by its token', async () => {
+  /** A proxy serving tasks by token on a shared loopback listener, as the cluster's Deployment does. */
+  async function sharedProxy(): Promise<{ proxy: EgressProxy; url: string }> {
     const proxy = new EgressProxy({ hosts: hosts(), log });
     const server = net.createServer();
     listeners.push(server);
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     proxy.serveShared(server, identifyByToken(proxy, secret));
-    const url = `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`;
+    return { proxy, url: `http://127.0.0.1:${(server.address() as net.AddressInfo).port}` };
+  }
+
+  it('answers 407 without credentials and serves a task by its token', async () => {
+    const { proxy, url } = await sharedProxy();
     const target = `http://registry.test:${web.port}/hello`;
     assert.match((await curl(['-x', url, '-i', target])).stdout, /^HTTP\/1\.1 407/);
     const token = signEgressToken(secret, { task: 'pod-1', allow: ['registry.test'], step: 'step 1', iat: Date.now(), exp: exp() });
@@ -356,12 +361,7 @@ describe('egress proxy: shared listener and tokens', () => {
   });
 
   it('lets the newest token of a task (by issue time) set its grant: an older one that outlives it never restores its own', async () => {
-    const proxy = new EgressProxy({ hosts: hosts(), log });
-    const server = net.createServer();
-    listeners.push(server);
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    proxy.serveShared(server, identifyByToken(proxy, secret));
-    const url = `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`;
+    const { proxy, url } = await sharedProxy();
     const target = `http://registry.test:${web.port}/hello`;
     const status = async (token: string) => (await curl(['-x', url, '-o', '/dev/null', '-w', '%{http_code}', '-U', `pod-7:${token}`, target])).stdout;
     // A setup command's token lives long; the planner's next one (a restarted worker's, say) lives short and grants nothing.
