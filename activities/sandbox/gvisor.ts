@@ -31,7 +31,7 @@ import { gitDirOf } from '../git/workspace';
 import { InvalidSandboxIdError, SANDBOX_ID, SandboxAbortedError } from './common';
 import { attachQuotaDisk, detachQuotaDisk, diskIsFull } from './quota-disk';
 import { readInside, writeInside } from './safe-fs';
-import { watchCommand } from './gvisor-exec';
+import { watchCommand } from './command-watch';
 import { PROXY_URL, SandboxNetworks } from './gvisor-net';
 import { containerId, CONTAINER_ID_END, Runsc, RunscError } from './gvisor-runsc';
 import { bundleNetns, commandProcessSpec, DEFAULT_GVISOR_LIMITS, GVISOR_WORKDIR, KILL_SCRIPT, writeBundle, type GvisorLimits } from './gvisor-spec';

@@ -14,14 +14,13 @@ import { existsSync, promises as fs, readdirSync, readFileSync, renameSync, rmSy
 import path from 'node:path';
 import type { Logger } from '../../workers/log';
 import { gitDirOf } from '../git/workspace';
-import { InvalidSandboxIdError, OutputTail, SANDBOX_ID, SandboxAbortedError, signalNumber, startTicker } from './common';
+import { InvalidSandboxIdError, SANDBOX_ID, SandboxAbortedError } from './common';
+import { watchCommand } from './command-watch';
 import { readInside, writeInside } from './safe-fs';
 import type { ExecOptions, ExecResult, SandboxDriver, SandboxHandle } from './driver';
 
 export { InvalidSandboxIdError, SandboxAbortedError, SandboxPathError } from './common';
 
-/** How long to keep reading output after the shell exits while a background child holds the pipes open. */
-const DRAIN_GRACE_MS = 200;
 /** How long `killAll` waits for killed groups to disappear before restoring files under them. */
 const KILL_WAIT_MS = 2_000;
 const PIDS_FILE = 'pids';
@@ -103,75 +102,18 @@ export class ProcessSandboxDriver implements SandboxDriver {
       }
     }
 
-    return new Promise<ExecResult>((resolve, reject) => {
-      const tail = new OutputTail(opts.maxOutputBytes);
-      let timedOut = false;
-      let aborted = false;
-      let settled = false;
-      child.stdout!.on('data', (chunk: Buffer) => tail.push(chunk));
-      child.stderr!.on('data', (chunk: Buffer) => tail.push(chunk));
-
-      const kill = (): void => {
-        if (pgid !== undefined) killGroup(pgid, this.log);
-      };
-      const onAbort = (): void => {
-        aborted = true;
-        kill();
-      };
-      const timeout = setTimeout(() => {
-        timedOut = true;
-        kill();
-      }, opts.timeoutMs);
-      const stopTicker = startTicker(opts.onTick, this.log, handle.id);
-      opts.signal?.addEventListener('abort', onAbort, { once: true });
-
-      const finish = (exitCode: number): void => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timeout);
-        stopTicker();
-        opts.signal?.removeEventListener('abort', onAbort);
-        child.stdout!.destroy();
-        child.stderr!.destroy();
-        if (pgid !== undefined) this.forgetGroupIfGone(handle.id, pgid);
-        if (aborted) {
-          reject(new SandboxAbortedError(command, { cause: opts.signal?.reason }));
-          return;
-        }
-        const { output, truncatedBytes } = tail.result();
-        resolve({
-          exitCode: timedOut ? 124 : exitCode,
-          output,
-          outputTruncatedBytes: truncatedBytes,
-          timedOut,
-          durationMs: Date.now() - started,
-        });
-      };
-
-      child.once('error', (err) => {
-        // Only spawn failures (a missing working directory) arrive here without an exit.
-        if (settled) return;
-        settled = true;
-        clearTimeout(timeout);
-        stopTicker();
-        opts.signal?.removeEventListener('abort', onAbort);
-        if (pgid !== undefined) this.forgetGroupIfGone(handle.id, pgid);
-        reject(err);
+    try {
+      return await watchCommand(child, command, opts, {
+        started,
+        stop: async () => {
+          if (pgid !== undefined) killGroup(pgid, this.log);
+        },
+        log: this.log,
+        sandboxId: handle.id,
       });
-      child.once('exit', (code, signal) => {
-        const exitCode = code ?? 128 + signalNumber(signal);
-        // A background child may still hold the pipes: read what is already there, then stop waiting.
-        let open = 2;
-        const done = (): void => {
-          if (--open === 0) finish(exitCode);
-        };
-        for (const stream of [child.stdout!, child.stderr!]) {
-          if (stream.closed) done();
-          else stream.once('close', done);
-        }
-        setTimeout(() => finish(exitCode), DRAIN_GRACE_MS);
-      });
-    });
+    } finally {
+      if (pgid !== undefined) this.forgetGroupIfGone(handle.id, pgid);
+    }
   }
 
   /** Read a file of the working copy; the path must be relative and stay inside it after symlinks. */

@@ -1,7 +1,8 @@
 /**
- * Watches one `runsc exec` client until its command is over: keeps the output's tail, kills the
+ * The one exec state machine of the drivers that run a command as a local child process (a `runsc
+ * exec` client, or the shell itself for the process driver): keeps the output's tail, kills the
  * command at its timeout or when the caller aborts, ticks while it runs, and waits for the output to
- * drain after it exits. What "kill" means inside the sandbox is the driver's (`stop`).
+ * drain after it exits. What "kill" means is the driver's (`stop`).
  */
 import type { ChildProcess } from 'node:child_process';
 import type { Logger } from '../../workers/log';
@@ -24,8 +25,8 @@ export interface CommandWatch {
 }
 
 /**
- * The result of the command run by `child` (a detached `runsc exec` with piped stdout and stderr);
- * rejects with {@link SandboxAbortedError} when `opts.signal` aborted it.
+ * The result of the command run by `child` (detached, so it leads a process group, with piped stdout
+ * and stderr); rejects with {@link SandboxAbortedError} when `opts.signal` aborted it.
  */
 export function watchCommand(child: ChildProcess, command: string, opts: ExecOptions, how: CommandWatch): Promise<ExecResult> {
   return new Promise<ExecResult>((resolve, reject) => {
