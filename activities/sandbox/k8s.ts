@@ -32,6 +32,7 @@ import type { ExecOptions, ExecResult, ProvisionOptions, SandboxDriver, SandboxH
 import { apiError, describeApiError as describe, kube, KubernetesSandboxError, statusOf } from './k8s-api';
 import { PodEgress } from './k8s-egress';
 import { commandScript, killScript, podExec } from './k8s-pod-exec';
+import { waitPodRunning } from './k8s-pod-wait';
 import { copyBackFromPod, copyIntoPod, type PodExec, type PodExecIo } from './pod-copy';
 import { TarRefusedError } from './tar-guard';
 import {
@@ -54,7 +55,6 @@ import {
 export { KubernetesSandboxError } from './k8s-api';
 export { exitCodeOf } from './k8s-pod-exec';
 
-const RUNNING_TIMEOUT_MS = 120_000;
 /** Longest a copy of the working copy into the pod or back may take. */
 export const DEFAULT_SYNC_TIMEOUT_MS = 10 * 60_000;
 const CONTROL_TIMEOUT_MS = 30_000;
@@ -202,7 +202,7 @@ export class KubernetesSandboxDriver implements SandboxDriver {
 
     if (deniesAllEgress(policy)) this.proxyAdmitted.delete(name);
     else this.proxyAdmitted.add(name);
-    await this.waitRunning(name);
+    await waitPodRunning(this.kc, this.namespace, name, (n) => this.readPod(n));
     await this.upload(handle);
     this.log.info('sandbox provisioned', { sandbox_id: opts.id, driver: this.name, pod: name, isolation: this.isolation });
     return handle;
@@ -402,55 +402,6 @@ export class KubernetesSandboxDriver implements SandboxDriver {
     }
   }
 
-  /** Wait until the pod runs, watching it; a watch that ends (timeout, 410 Gone) is re-listed and resumed. */
-  private async waitRunning(name: string): Promise<void> {
-    const { Watch } = await kube();
-    const deadline = Date.now() + RUNNING_TIMEOUT_MS;
-    const watch = new Watch(this.kc);
-    const fieldSelector = `metadata.name=${name}`;
-    for (;;) {
-      const pod = await this.readPod(name);
-      const verdict = podVerdict(pod);
-      if (verdict === 'running') return;
-      if (verdict !== 'pending') throw new KubernetesSandboxError(`sandbox pod ${name} ${verdict}`, false);
-      const left = deadline - Date.now();
-      if (left <= 0) throw new KubernetesSandboxError(`sandbox pod ${name} not Running within ${RUNNING_TIMEOUT_MS / 1000} s`, true);
-      const outcome = await new Promise<'running' | 'again' | string>((resolve) => {
-        let abort: AbortController | null = null;
-        let done = false;
-        const settle = (v: string): void => {
-          if (done) return;
-          done = true;
-          clearTimeout(timer);
-          abort?.abort();
-          resolve(v);
-        };
-        const timer = setTimeout(() => settle('again'), Math.min(left, 30_000));
-        watch
-          .watch(
-            `/api/v1/namespaces/${this.namespace}/pods`,
-            { fieldSelector, resourceVersion: pod?.metadata?.resourceVersion, allowWatchBookmarks: true, timeoutSeconds: 30 },
-            (phase, obj: k8s.V1Pod) => {
-              if (phase === 'DELETED') return settle('deleted');
-              if (phase === 'ERROR') return settle('again');
-              const v = podVerdict(obj);
-              if (v === 'running') settle('running');
-              else if (v !== 'pending') settle(v);
-            },
-            // 410 Gone, a dropped connection or the server's timeout: list again and resume.
-            () => settle('again'),
-          )
-          .then((a) => {
-            abort = a;
-            if (done) a.abort();
-          })
-          .catch(() => settle('again'));
-      });
-      if (outcome === 'running') return;
-      if (outcome !== 'again') throw new KubernetesSandboxError(`sandbox pod ${name} ${outcome}`, false);
-    }
-  }
-
   /** Kill the session of one command (`tag`), or of every command this driver started (null). */
   private async killCommands(handle: SandboxHandle, tag: string | null): Promise<void> {
     try {
@@ -493,17 +444,4 @@ export class KubernetesSandboxDriver implements SandboxDriver {
   private apiError(what: string, err: unknown): KubernetesSandboxError {
     return apiError(this.namespace, what, err);
   }
-}
-
-function podVerdict(pod: k8s.V1Pod | null): 'running' | 'pending' | string {
-  if (pod === null) return 'was deleted';
-  if (pod.metadata?.deletionTimestamp) return 'is being deleted';
-  const phase = pod.status?.phase;
-  if (phase === 'Running') return 'running';
-  if (phase === 'Succeeded' || phase === 'Failed') return `ended (${phase}${pod.status?.reason ? `: ${pod.status.reason}` : ''})`;
-  const waiting = pod.status?.containerStatuses?.[0]?.state?.waiting;
-  if (waiting && /ImagePullBackOff|ErrImagePull|InvalidImageName|CreateContainerConfigError/.test(waiting.reason ?? '')) {
-    return `cannot start (${waiting.reason}: ${waiting.message ?? ''})`;
-  }
-  return 'pending';
 }
