@@ -182,12 +182,14 @@ export class GvisorSandboxDriver implements SandboxDriver {
     // An empty grant still names its step: what the proxy refuses is attributed to it.
     const grant = opts.egress ?? null;
     let note = '';
-    if (!(await this.hasNetwork(handle.id)) && this.mayNetwork(handle.id, grant?.allow ?? [])) {
+    let networked = await this.hasNetwork(handle.id);
+    if (!networked && this.mayNetwork(handle.id, grant?.allow ?? [])) {
       await this.restartWithNetwork(handle);
+      networked = true;
       note = '\n[the sandbox was restarted with networking for this command: processes left running were stopped and /tmp was emptied]\n';
     }
     const proxy = this.egress;
-    if (!proxy || !(await this.hasNetwork(handle.id))) return this.execChecked(handle, command, opts);
+    if (!proxy || !networked) return this.execChecked(handle, command, opts);
     await this.ensureRunning(handle);
     await this.net.ensureServed(handle.id);
     proxy.setGrant(handle.id, grant);
