@@ -6,7 +6,7 @@ import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import YAML from 'yaml';
 import type { PriceTable } from '../domain/prices';
-import { intersectEgress } from '../domain/egress';
+import { intersectEgress, plannerAllowlist } from '../domain/egress';
 import { RepoRefusedError } from '../domain/repo-policy';
 import { RepoPolicy } from '../domain/task';
 import { preview } from '../domain/rules';
@@ -42,7 +42,7 @@ import {
 } from './git/workspace';
 import type { EgressGrant } from './egress/types';
 import type { SandboxDriver, SandboxHandle } from './sandbox/driver';
-import { plannerAllowlist, provisionSetup, saveSetup, SetupScriptError, type SetupCacheOptions } from './setup-phase';
+import { provisionSetup, saveSetup, SetupScriptError, type SetupCacheOptions } from './setup-phase';
 import { InvalidSandboxIdError, SandboxPathError } from './sandbox/process';
 import { SandboxTornDownError } from './sandbox/gvisor';
 import { UnsafeFileError } from './sandbox/safe-fs';

@@ -5,7 +5,7 @@
  */
 import { existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
-import { intersectEgress, setupAllowlist } from '../domain/egress';
+import { setupAllowlist } from '../domain/egress';
 import type { RepoPolicy } from '../domain/task';
 import { gitDirOf, readTextAt } from './git/workspace';
 import { pruneSetupCache, restoreSetupCache, saveSetupCache, setupCacheKey } from './setup-cache';
@@ -82,11 +82,6 @@ export async function saveSetup(cache: SetupCacheOptions | null, key: string, di
   if (!r.saved) return { saved: false, files: 0, bytes: 0, reason: r.reason };
   await pruneSetupCache(cache.root, cache.maxTotalBytes);
   return { saved: true, files: r.files, bytes: r.bytes };
-}
-
-/** The planner phase's allowlist the worker grants: the task's (already narrowed by the repository) within the ceiling. */
-export function plannerAllowlist(ceiling: readonly string[], taskList: readonly string[], repoList: readonly string[] | undefined): string[] {
-  return repoList === undefined ? intersectEgress(ceiling, taskList) : intersectEgress(ceiling, taskList, repoList);
 }
 
 /** Thrown for a setup the repository gets wrong (a script too large); the task fails naming it. */

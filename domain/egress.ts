@@ -132,6 +132,11 @@ export function setupAllowlist(ceiling: readonly string[], requested: readonly s
   return intersectEgress(lists[0]!, ...lists.slice(1));
 }
 
+/** The planner phase's allowlist: the task's, within the ceiling and the repository's list (when it has one). */
+export function plannerAllowlist(ceiling: readonly string[], taskList: readonly string[], repoList: readonly string[] | undefined): string[] {
+  return repoList === undefined ? intersectEgress(ceiling, taskList) : intersectEgress(ceiling, taskList, repoList);
+}
+
 /** Hosts among `hosts` a human may allow for a task: inside the ceiling, and not admitted already (refused for another reason then). */
 export function grantableHosts(ceiling: readonly string[], allow: readonly string[], hosts: readonly string[]): string[] {
   const top = expandEgress(ceiling);
