@@ -5,7 +5,11 @@
  * Wire names are snake_case, as in the design.
  */
 import { z } from 'zod';
+import type { Principal } from './access';
 import { egressEntryError, type EgressView } from './egress';
+
+/** A team name as TEAMS_FILE, token claims and search attributes carry it. */
+export const TeamName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'a team name: 1-64 of A-Z a-z 0-9 . _ - (not starting with . _ -)');
 
 /** Guard against strings git or a shell could read as an option. */
 const notAnOption = (s: string): boolean => !s.startsWith('-');
@@ -126,7 +130,10 @@ export const TaskSpec = z.strictObject({
   planner: Planner,
   /** Setup commands; without them a repository's `.agent/setup.sh` is the setup, if it has one. */
   setup: SetupSpec.optional(),
+  /** Set by the API from the caller's identity; a value in the body is replaced. */
   requester: z.string().min(1).max(200).default('anonymous'),
+  /** The team the task belongs to: one of the caller's teams (required when they have several); the API fills it. */
+  team: TeamName.optional(),
   labels: z.array(z.string().min(1).max(100)).max(50).default([]),
 });
 export type TaskSpec = z.infer<typeof TaskSpec>;
@@ -179,7 +186,7 @@ export const BudgetGrant = z
   .refine((g) => Object.values(g).some((v) => v !== undefined), 'grant at least one budget field');
 export type BudgetGrant = z.infer<typeof BudgetGrant>;
 
-/** Who acts: free text until authenticated roles arrive. */
+/** Accepted for older clients and ignored: the actor is always the authenticated caller. */
 const Actor = z.string().min(1).max(200);
 
 /** A decision as posted to `POST /v1/tasks/:id/inbox/:item_id`. */
@@ -207,8 +214,14 @@ export const DecisionBody = z
   });
 export type DecisionBody = z.infer<typeof DecisionBody>;
 
-/** The decision the workflow receives: the body plus the item it names. */
-export type Decision = DecisionBody & { item_id: string; actor: string };
+/** What the workflow is told of who acts: `actor` is the display name, `by` the authenticated principal (absent in older histories). */
+export interface ActedBy {
+  actor: string;
+  by?: Principal;
+}
+
+/** The decision the workflow receives: the body plus the item it names and who decided. */
+export type Decision = Omit<DecisionBody, 'actor'> & { item_id: string } & ActedBy;
 
 /** A free-form message to a task (`POST /v1/tasks/:id/messages`). */
 export const MessageBody = z.strictObject({
@@ -234,6 +247,7 @@ export interface ArtifactRef {
 export interface Resolution {
   action: Action;
   actor: string;
+  by?: Principal;
   at: string;
   comment?: string;
   answer?: string;
@@ -250,6 +264,10 @@ export interface InboxItem {
   /** Bounded detail for the reviewer: command, diff preview, output tail, summary. */
   detail: Record<string, unknown>;
   resolution?: Resolution;
+  /** When the item passes its team's SLA for its kind; absent without one. */
+  due_at?: string;
+  /** When it escalated (passed `due_at` while pending). */
+  escalated_at?: string;
 }
 
 /** The inbox fields kept in the workflow memo so the inbox needs no per-task query. */
@@ -258,6 +276,8 @@ export interface InboxItemSummary {
   kind: ItemKind;
   title: string;
   created_at: string;
+  due_at?: string;
+  escalated_at?: string;
 }
 
 /** One line of a task's trace: transitions, steps, decisions, notes. */

@@ -4,7 +4,9 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { AccessConfig } from '../domain/access';
 import { MIN_SECRET_CHARS } from '../activities/egress/token';
 import { DEFAULT_COPY_BACK_MAX_FILES } from '../activities/sandbox/k8s';
 import { EgressHostsVar } from './egress-proxy-config';
@@ -173,10 +175,16 @@ export const Config = z.object({
   TASK_RETENTION_DAYS: z.coerce.number().int().min(1).max(3650).default(30),
   /** External Temporal only: `true` lets the backend raise the namespace's retention to TASK_RETENTION_DAYS (default: only warn). */
   TEMPORAL_SET_RETENTION: z.enum(['true', 'false']).default('false').transform((v) => v === 'true'),
+  /**
+   * The operator's teams, memberships and team settings (grant ceilings, SLAs, webhooks, separation of duties),
+   * a YAML or JSON file in the shape of `AccessConfig` (domain/access.ts). Unset: no teams beyond `default`.
+   */
+  TEAMS_FILE: z.string().optional(),
   /** A process without the API role serves `/healthz` and `/livez` on this port for probes (unset: no health server). */
   HEALTH_PORT: z.coerce.number().int().min(0).max(65535).optional(),
 });
-export type Config = z.infer<typeof Config>;
+/** The parsed configuration, with what the files it names hold. */
+export type Config = z.infer<typeof Config> & { access: AccessConfig };
 
 /** Thrown when the environment does not parse; the message names each bad variable. */
 export class ConfigError extends Error {
@@ -209,14 +217,38 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (cfg.K8S_EGRESS_PROXY === undefined && cfg.K8S_EGRESS_PROXY_REPORT_URL !== undefined) {
     throw new ConfigError('invalid configuration: K8S_EGRESS_PROXY_REPORT_URL: set K8S_EGRESS_PROXY too (the proxy it reports for)');
   }
+  const teamsFile = cfg.TEAMS_FILE === undefined ? undefined : path.resolve(cfg.TEAMS_FILE);
   return {
     ...cfg,
+    access: teamsFile === undefined ? AccessConfig.parse({}) : readAccessConfig(teamsFile),
+    TEAMS_FILE: teamsFile,
     DATA_DIR: dataDir,
     EGRESS_PROXY_SECRET_FILE: secretFile,
     TEMPORAL_CLI_CACHE: path.resolve(cfg.TEMPORAL_CLI_CACHE),
     REPO_LOCAL_ROOTS: cfg.REPO_LOCAL_ROOTS.map((r) => path.resolve(r)),
     GIT_CREDENTIALS_FILE: credentials,
   };
+}
+
+/** The TEAMS_FILE at `file`, parsed and checked; throws a {@link ConfigError} naming the variable and each bad field. */
+export function readAccessConfig(file: string): AccessConfig {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch {
+    throw new ConfigError(`invalid configuration: TEAMS_FILE: no file at ${file}`);
+  }
+  let raw: unknown;
+  try {
+    raw = parseYaml(text);
+  } catch (err) {
+    throw new ConfigError(`invalid configuration: TEAMS_FILE: not YAML or JSON: ${(err as Error).message}`);
+  }
+  const parsed = AccessConfig.safeParse(raw ?? {});
+  if (!parsed.success) {
+    throw new ConfigError(`invalid configuration: TEAMS_FILE: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+  }
+  return parsed.data;
 }
 
 /** Bits of a file mode that let users other than the owner and the group read it. */

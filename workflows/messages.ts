@@ -2,7 +2,8 @@
  * Messages of the task workflow: defined once, imported by the workflow, the API, tests and benchmarks.
  */
 import { defineQuery, defineUpdate } from '@temporalio/workflow';
-import type { CancelBody, Decision, InboxItem, MessageBody, TaskSpec, TaskState, TaskView, TraceEntry } from '../domain/task';
+import type { Principal, SlaMinutes } from '../domain/access';
+import type { ActedBy, CancelBody, Decision, InboxItem, MessageBody, TaskSpec, TaskState, TaskView, TraceEntry } from '../domain/task';
 
 /** Workflow type name, for starting tasks without importing workflow code. */
 export const TASK_WORKFLOW_TYPE = 'taskWorkflow';
@@ -12,6 +13,12 @@ export interface TaskWorkflowInput {
   task_id: string;
   spec: TaskSpec;
   created_at: string;
+  /** Who submitted the task (absent in histories from before sign-in). */
+  requested_by?: Principal;
+  /** The team's SLA per item kind when the task started: an item pending longer escalates. */
+  sla?: SlaMinutes;
+  /** Whether the team had webhooks when the task started: only then does the workflow send notifications. */
+  notify?: boolean;
   /** Opaque state handed from one run to the next by continue-as-new. */
   carried?: unknown;
 }
@@ -38,9 +45,9 @@ export const DECISION_FAILURES = ['TaskEnded', 'UnknownItem', 'StaleDecision', '
 /** Decide a pending inbox item (approve, reject, answer, request_changes, grant_budget, message, cancel). */
 export const decideUpdate = defineUpdate<DecisionAck, [Decision]>('decide');
 /** Send a message to the task; it also settles a pending `health_alert`. */
-export const messageUpdate = defineUpdate<DecisionAck, [MessageBody & { actor: string }]>('message');
+export const messageUpdate = defineUpdate<DecisionAck, [Omit<MessageBody, 'actor'> & ActedBy]>('message');
 /** Cancel the task: the running step stops, the sandbox is torn down, a pushed branch is deleted. */
-export const cancelUpdate = defineUpdate<DecisionAck, [CancelBody & { actor: string }]>('cancel');
+export const cancelUpdate = defineUpdate<DecisionAck, [Omit<CancelBody, 'actor'> & ActedBy]>('cancel');
 /** The task as the workflow sees it now. */
 export const taskQuery = defineQuery<TaskView>('task');
 /** The trace entries still held in workflow state (older ones are in the trace artifact), from `offset` on. */

@@ -23,6 +23,11 @@ export const SA_PENDING = defineSearchAttributeKey('AgentPendingItems', SearchAt
 /** When the oldest pending item was raised. */
 export const SA_WAITING_SINCE = defineSearchAttributeKey('AgentWaitingSince', SearchAttributeType.DATETIME);
 
+/** The team the task belongs to (set at start; absent on tasks from before teams). */
+export const SA_TEAM = defineSearchAttributeKey('AgentTeam', SearchAttributeType.KEYWORD);
+/** When the workflow last published what the outside sees; `GET /v1/events` follows it. */
+export const SA_UPDATED_AT = defineSearchAttributeKey('AgentUpdatedAt', SearchAttributeType.DATETIME);
+
 /** Every key the worker registers at startup. */
 export const ALL_SEARCH_ATTRIBUTES = [
   SA_STATE,
@@ -33,6 +38,8 @@ export const ALL_SEARCH_ATTRIBUTES = [
   SA_PRIORITY,
   SA_PENDING,
   SA_WAITING_SINCE,
+  SA_TEAM,
+  SA_UPDATED_AT,
 ] as const;
 
 /** Memo field holding the pending items' summaries, read by the inbox listing. */

@@ -5,9 +5,9 @@
 import { upsertMemo, upsertSearchAttributes } from '@temporalio/workflow';
 import { preview } from '../../domain/rules';
 import type { EgressView } from '../../domain/egress';
-import type { TaskState, TaskView, TraceEntry } from '../../domain/task';
+import type { InboxItem, InboxItemSummary, TaskState, TaskView, TraceEntry } from '../../domain/task';
 import { egressView } from './egress';
-import { MEMO_INBOX, MEMO_SUMMARY, SA_ITEM_KINDS, SA_PENDING, SA_STATE, SA_WAITING_SINCE, type InboxMemo, type SummaryMemo } from '../search-attributes';
+import { MEMO_INBOX, MEMO_SUMMARY, SA_ITEM_KINDS, SA_PENDING, SA_STATE, SA_UPDATED_AT, SA_WAITING_SINCE, type InboxMemo, type SummaryMemo } from '../search-attributes';
 import { io } from './proxies';
 import type { TaskRun } from './state';
 
@@ -35,10 +35,10 @@ export function publishVisibility(t: TaskRun): void {
     { key: SA_PENDING, value: pending.length },
     { key: SA_ITEM_KINDS, value: kinds.length > 0 ? kinds : null },
     { key: SA_WAITING_SINCE, value: oldest ? new Date(oldest) : null },
+    // Workflow time, replay-safe: every publish moves it, so a listing by it sees each change.
+    { key: SA_UPDATED_AT, value: new Date() },
   ]);
-  const inbox: InboxMemo = {
-    items: pending.map((i) => ({ item_id: i.item_id, kind: i.kind, title: i.title, created_at: i.created_at })),
-  };
+  const inbox: InboxMemo = { items: pending.map(summaryOfItem) };
   const summary: SummaryMemo = {
     goal: preview(t.input.spec.goal, 200),
     state: s.state,
@@ -46,6 +46,14 @@ export function publishVisibility(t: TaskRun): void {
     updated_at: s.updated_at,
   };
   upsertMemo({ [MEMO_INBOX]: inbox, [MEMO_SUMMARY]: summary });
+}
+
+/** What the inbox memo keeps of a pending item. */
+function summaryOfItem(i: InboxItem): InboxItemSummary {
+  const out: InboxItemSummary = { item_id: i.item_id, kind: i.kind, title: i.title, created_at: i.created_at };
+  if (i.due_at !== undefined) out.due_at = i.due_at;
+  if (i.escalated_at !== undefined) out.escalated_at = i.escalated_at;
+  return out;
 }
 
 /** Appends an entry to the task's trace. */
