@@ -180,6 +180,24 @@ export const Config = z.object({
    * a YAML or JSON file in the shape of `AccessConfig` (domain/access.ts). Unset: no teams beyond `default`.
    */
   TEAMS_FILE: z.string().optional(),
+  /**
+   * The OpenID Connect issuer people sign in with and whose JWTs programs may send (its discovery document names
+   * the JWKS). Unset: no identity provider, so the API serves loopback only, with a local admin token in DATA_DIR.
+   */
+  OIDC_ISSUER: z.url().optional(),
+  /** This backend's client at the issuer, and a file holding its secret (none for a public client using PKCE alone). */
+  OIDC_CLIENT_ID: z.string().min(1).optional(),
+  OIDC_CLIENT_SECRET_FILE: z.string().optional(),
+  /** The `aud` a bearer JWT must carry (default: OIDC_CLIENT_ID). */
+  OIDC_AUDIENCE: z.string().min(1).optional(),
+  /** Claims read from tokens: the person's teams, their IdP groups (mapped through TEAMS_FILE), their role. */
+  OIDC_TEAMS_CLAIM: z.string().min(1).default('teams'),
+  OIDC_GROUPS_CLAIM: z.string().min(1).default('groups'),
+  OIDC_ROLE_CLAIM: z.string().min(1).default('role'),
+  /** The URL people open the web inbox at (the OIDC redirect is `<PUBLIC_URL>/login/callback`; https makes cookies Secure). Default: http://HOST:PORT. */
+  PUBLIC_URL: z.url().optional(),
+  /** The Temporal UI a task page links to (default: the embedded dev server's UI, when it runs one). */
+  TEMPORAL_UI_URL: z.url().optional(),
   /** A process without the API role serves `/healthz` and `/livez` on this port for probes (unset: no health server). */
   HEALTH_PORT: z.coerce.number().int().min(0).max(65535).optional(),
 });
