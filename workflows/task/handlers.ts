@@ -3,6 +3,7 @@
  */
 import { ApplicationFailure, setHandler } from '@temporalio/workflow';
 import { ACTIONS_BY_KIND, isTerminal, preview } from '../../domain/rules';
+import type { Principal } from '../../domain/access';
 import type { Decision, InboxItem, Resolution } from '../../domain/task';
 import { cancelUpdate, decideUpdate, messageUpdate, taskQuery, traceQuery, type DecisionAck } from '../messages';
 import { settle } from './inbox';
@@ -20,11 +21,13 @@ export function installHandlers(t: TaskRun): void {
     (m) => {
       const at = new Date().toISOString();
       t.s.last_message = m.text;
-      trace(t, 'message', preview(m.text, 2_000), undefined, m.actor);
+      trace(t, 'message', preview(m.text, 2_000), byData(m.by), m.actor);
       let settled: InboxItem | null = null;
       for (const item of t.s.items) {
         if (item.status === 'pending' && item.kind === 'health_alert') {
-          settle(t, item, { action: 'message', actor: m.actor, at, comment: m.text });
+          const resolution: Resolution = { action: 'message', actor: m.actor, at, comment: m.text };
+          if (m.by !== undefined) resolution.by = m.by;
+          settle(t, item, resolution);
           settled = item;
         }
       }
@@ -36,12 +39,17 @@ export function installHandlers(t: TaskRun): void {
   setHandler(
     cancelUpdate,
     (c) => {
-      trace(t, 'decision', `cancelled${c.reason ? `: ${preview(c.reason, 500)}` : ''}`, undefined, c.actor);
+      trace(t, 'decision', `cancelled${c.reason ? `: ${preview(c.reason, 500)}` : ''}`, byData(c.by), c.actor);
       t.requestEnd({ state: 'cancelled', result: `cancelled by ${c.actor}${c.reason ? `: ${preview(c.reason, 500)}` : ''}` });
       return ack(t, null);
     },
     { validator: (_c) => assertOpen(t) },
   );
+}
+
+/** Trace data naming who acted, when the API said (histories from before sign-in have no `by`). */
+function byData(by: Principal | undefined): Record<string, unknown> | undefined {
+  return by === undefined ? undefined : { by };
 }
 
 function assertOpen(t: TaskRun): void {
@@ -95,11 +103,12 @@ function decide(t: TaskRun, d: Decision): DecisionAck {
   const s = t.s;
   const item = s.items.find((i) => i.item_id === d.item_id)!;
   const resolution: Resolution = { action: d.action, actor: d.actor, at: new Date().toISOString() };
+  if (d.by !== undefined) resolution.by = d.by;
   if (d.comment !== undefined) resolution.comment = d.comment;
   if (d.answer !== undefined) resolution.answer = d.answer;
   if (d.budget !== undefined) resolution.budget = d.budget;
   settle(t, item, resolution);
-  trace(t, 'decision', `${d.action} on ${item.kind} ${item.item_id}${d.comment ? `: ${preview(d.comment, 500)}` : ''}`, { item_id: item.item_id, action: d.action }, d.actor);
+  trace(t, 'decision', `${d.action} on ${item.kind} ${item.item_id}${d.comment ? `: ${preview(d.comment, 500)}` : ''}`, { item_id: item.item_id, action: d.action, ...byData(d.by) }, d.actor);
   if (d.action === 'grant_budget' && d.budget) grant(t, d.budget);
   if (d.action === 'message' && d.comment) s.last_message = d.comment;
   if (d.action === 'cancel') {

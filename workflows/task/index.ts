@@ -24,6 +24,7 @@ export async function taskWorkflow(input: TaskWorkflowInput): Promise<TaskOutcom
       repo: t.input.spec.repo,
       base_branch: t.input.spec.base_branch,
       planner: t.input.spec.planner.kind,
+      ...(t.input.requested_by === undefined ? {} : { requested_by: t.input.requested_by }),
     });
   }
   // Memo fields upserted by an earlier run do not carry over continue-as-new: publish them again.
