@@ -14,10 +14,13 @@ import { TaskRecordStore } from '../activities/records/task-record';
 import { EgressProxy } from '../activities/egress/proxy';
 import { GvisorSandboxDriver } from '../activities/sandbox/gvisor';
 import { createApp } from '../api/app';
+import type { CredentialSource } from '../api/auth/context';
+import { ensureAdminToken, isLoopbackHost, localAdminSource, OneTimeLoginCodes } from '../api/auth/local-admin';
+import { ApiTokenStore, apiTokenSource } from '../api/auth/tokens';
 import type { AppDeps } from '../api/deps';
 import { createHealthApp, type ProcessHealth } from '../api/routes/health';
 import { ALL_SEARCH_ATTRIBUTES } from '../workflows/search-attributes';
-import { repoRulesOf, type Config } from './config';
+import { ConfigError, repoRulesOf, type Config } from './config';
 import type { Logger } from './log';
 import { reapOrphanSandboxes } from './reaper';
 import { createSandboxDriver, type SandboxInfo } from './sandbox';
@@ -35,6 +38,11 @@ export interface Stack {
   failure: Promise<Error>;
   /** Base URL of the health server of a process without the API role (`HEALTH_PORT`), else null. */
   healthUrl: string | null;
+  /**
+   * The local admin's credentials, when no identity provider is configured: the token in DATA_DIR/admin-token,
+   * and a fresh one-time link to the web inbox per call (both null otherwise, or without the API role).
+   */
+  auth: { adminToken: string | null; loginLink(): string | null };
   stop(): Promise<void>;
 }
 
@@ -54,7 +62,18 @@ export async function startStack(cfg: Config, log: Logger): Promise<Stack> {
     }
   };
   try {
+    const serveApi = cfg.ROLES.includes('api');
+    // Without an identity provider the local admin token is the only credential: never serve it beyond this machine.
+    if (serveApi && cfg.OIDC_ISSUER === undefined && !isLoopbackHost(cfg.HOST)) {
+      throw new ConfigError(
+        `invalid configuration: HOST: ${cfg.HOST} is not a loopback address, and without an identity provider (OIDC_ISSUER unset) the API serves loopback only; set OIDC_ISSUER or HOST=127.0.0.1`,
+      );
+    }
     await fs.mkdir(cfg.DATA_DIR, { recursive: true });
+    const adminToken = serveApi && cfg.OIDC_ISSUER === undefined ? await ensureAdminToken(cfg.DATA_DIR) : null;
+    const loginCodes = adminToken === null ? undefined : new OneTimeLoginCodes();
+    const sources: CredentialSource[] = [apiTokenSource(new ApiTokenStore(cfg.DATA_DIR))];
+    if (adminToken !== null) sources.push(localAdminSource(adminToken));
     let address: string;
     const embedded = !cfg.TEMPORAL_ADDRESS;
     if (cfg.TEMPORAL_ADDRESS) {
@@ -171,6 +190,8 @@ export async function startStack(cfg: Config, log: Logger): Promise<Stack> {
       taskQueue: cfg.TEMPORAL_TASK_QUEUE,
       namespace: cfg.TEMPORAL_NAMESPACE,
       log,
+      auth: loginCodes === undefined ? { sources } : { sources, loginCodes },
+      access: cfg.access,
       repoRules: repoRulesOf(cfg),
       egressCeiling: cfg.EGRESS_ALLOW,
       prices: cfg.MODEL_PRICES,
@@ -188,14 +209,20 @@ export async function startStack(cfg: Config, log: Logger): Promise<Stack> {
         healthUrl = `http://${cfg.HOST}:${(server.address() as { port: number }).port}`;
       }
       log.info('agent inbox worker ready', { temporal: address, task_queue: cfg.TEMPORAL_TASK_QUEUE, data_dir: cfg.DATA_DIR, health: healthUrl });
-      return { url: null, healthUrl, temporalAddress: address, client, failure, stop };
+      return { url: null, healthUrl, temporalAddress: address, client, failure, auth: { adminToken: null, loginLink: () => null }, stop };
     }
     const server = await listen(createApp(appDeps), cfg.PORT, cfg.HOST);
     cleanups.push(() => closeServer(server));
     const port = (server.address() as { port: number }).port;
-    const url = `http://${cfg.HOST}:${port}`;
+    const url = `http://${cfg.HOST.includes(':') ? `[${cfg.HOST}]` : cfg.HOST}:${port}`;
+    const publicUrl = (cfg.PUBLIC_URL ?? url).replace(/\/+$/, '');
+    const loginLink = (): string | null => (loginCodes === undefined ? null : `${publicUrl}/login/local?code=${loginCodes.issue()}`);
     log.info('agent inbox backend ready', { url, temporal: address, namespace: cfg.TEMPORAL_NAMESPACE, data_dir: cfg.DATA_DIR });
-    return { url, healthUrl: null, temporalAddress: address, client, failure, stop };
+    if (loginCodes !== undefined) {
+      // The link is single-use and expires in 15 minutes; the admin token itself stays in its file.
+      log.info(`login link: ${loginLink()}`, { admin_token_file: path.join(cfg.DATA_DIR, 'admin-token') });
+    }
+    return { url, healthUrl: null, temporalAddress: address, client, failure, auth: { adminToken, loginLink }, stop };
   } catch (err) {
     await stop();
     throw err;

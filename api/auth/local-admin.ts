@@ -1,0 +1,133 @@
+/**
+ * The safe default for one machine without an identity provider: a local admin token kept in
+ * `DATA_DIR/admin-token` (mode 0600), loopback only, and one-time codes for the web inbox's login link.
+ */
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import fs from 'node:fs/promises';
+import net from 'node:net';
+import path from 'node:path';
+import type { Identity } from '../../domain/access';
+import { UnauthenticatedError, type Authenticated, type CredentialSource } from './context';
+import { bearerToken } from './tokens';
+
+/** The admin token's file name under DATA_DIR. */
+export const ADMIN_TOKEN_FILE = 'admin-token';
+
+/** How the local admin token looks: `aia_` and 43 base64url characters (256 bits). */
+const ADMIN_TOKEN_FORMAT = /^aia_[A-Za-z0-9_-]{43}$/;
+
+/** How long a one-time login code stays valid. */
+export const LOGIN_CODE_TTL_MS = 15 * 60_000;
+
+/** Thrown when the admin token file exists but cannot be trusted: not a regular file, not ours, readable by others, malformed. */
+export class AdminTokenFileError extends Error {
+  override readonly name = 'AdminTokenFileError';
+}
+
+/** The identity the local admin token acts as. */
+export const LOCAL_ADMIN: Identity = Object.freeze({
+  subject: 'local-admin',
+  name: 'local admin',
+  role: 'admin',
+  teams: [],
+  via: { kind: 'local_admin', id: ADMIN_TOKEN_FILE },
+}) as Identity;
+
+/** Whether `host` is a loopback address (or `localhost`), the only place an API without an identity provider may listen. */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.replace(/^\[(.*)\]$/, '$1').toLowerCase();
+  if (h === 'localhost') return true;
+  if (net.isIPv4(h)) return h.startsWith('127.');
+  if (net.isIPv6(h)) return h === '::1' || /^::ffff:127\./.test(h);
+  return false;
+}
+
+/**
+ * The admin token in `DATA_DIR/admin-token`: read when the file is there (restarts keep the operator's token),
+ * else created with mode 0600. A file others can read is refused: its token may have leaked.
+ */
+export async function ensureAdminToken(dataDir: string): Promise<string> {
+  const file = path.join(dataDir, ADMIN_TOKEN_FILE);
+  await fs.mkdir(dataDir, { recursive: true });
+  try {
+    const handle = await fs.open(file, 'wx', 0o600);
+    const token = `aia_${randomBytes(32).toString('base64url')}`;
+    try {
+      await handle.writeFile(`${token}\n`);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    return token;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  }
+  const st = await fs.lstat(file);
+  if (!st.isFile()) throw new AdminTokenFileError(`${file} is not a regular file; remove it and restart for a new admin token`);
+  if (typeof process.getuid === 'function' && st.uid !== process.getuid()) {
+    throw new AdminTokenFileError(`${file} belongs to another user (uid ${st.uid}); remove it and restart for a new admin token`);
+  }
+  if ((st.mode & 0o077) !== 0) {
+    throw new AdminTokenFileError(
+      `${file} is readable or writable by others (mode ${(st.mode & 0o777).toString(8)}), so its token may have leaked; remove it and restart for a new one`,
+    );
+  }
+  const token = (await fs.readFile(file, 'utf8')).trim();
+  if (!ADMIN_TOKEN_FORMAT.test(token)) throw new AdminTokenFileError(`${file} does not hold an admin token; remove it and restart for a new one`);
+  return token;
+}
+
+function sha256(text: string): Buffer {
+  return createHash('sha256').update(text, 'utf8').digest();
+}
+
+/** A credential source accepting `Authorization: Bearer <the local admin token>`. */
+export function localAdminSource(adminToken: string): CredentialSource {
+  const expected = sha256(adminToken);
+  return {
+    name: 'local_admin',
+    async authenticate(req): Promise<Authenticated | null> {
+      const token = bearerToken(req);
+      if (token === null || !token.startsWith('aia_')) return null;
+      // Hashes of equal length: the compare takes the same time however much of a guess matches.
+      if (!timingSafeEqual(sha256(token), expected)) throw new UnauthenticatedError('the admin token does not match DATA_DIR/admin-token');
+      return { identity: LOCAL_ADMIN, carrier: 'bearer' };
+    },
+  };
+}
+
+/**
+ * One-time login codes for the local admin's link to the web inbox: each is good once, for 15 minutes.
+ * Codes are kept by their SHA-256, so a lookup never compares a guess with a secret byte by byte.
+ */
+export class OneTimeLoginCodes {
+  private readonly expiries = new Map<string, number>();
+
+  constructor(
+    private readonly now: () => number = Date.now,
+    private readonly ttlMs: number = LOGIN_CODE_TTL_MS,
+  ) {}
+
+  /** A fresh code (256 random bits, base64url). */
+  issue(): string {
+    this.prune();
+    const code = randomBytes(32).toString('base64url');
+    this.expiries.set(sha256(code).toString('hex'), this.now() + this.ttlMs);
+    return code;
+  }
+
+  /** Whether `code` is one this issued, unused and unexpired; it is spent either way. */
+  consume(code: string): boolean {
+    if (typeof code !== 'string' || code.length === 0 || code.length > 200) return false;
+    const key = sha256(code).toString('hex');
+    const expiry = this.expiries.get(key);
+    if (expiry === undefined) return false;
+    this.expiries.delete(key);
+    return expiry > this.now();
+  }
+
+  private prune(): void {
+    const now = this.now();
+    for (const [key, expiry] of this.expiries) if (expiry <= now) this.expiries.delete(key);
+  }
+}
