@@ -2,6 +2,7 @@
  * The HTTP edge: `createApp(deps)` builds the express app without listening or connecting.
  */
 import express from 'express';
+import { authenticate } from './auth/authenticate';
 import type { AppDeps } from './deps';
 import { errorHandler, unknownRoute } from './errors';
 import { requestContext } from './request';
@@ -20,6 +21,8 @@ export function createApp(deps: AppDeps): express.Express {
   app.set('query parser', 'simple');
   app.use(requestContext(deps.log));
   app.use(healthRoutes(deps));
+  // Every /v1 route needs a credential; health and liveness stay open for probes.
+  app.use('/v1', authenticate(deps.auth.sources));
   app.use(taskRoutes(deps));
   app.use(decisionRoutes(deps));
   app.use(inboxRoutes(deps));

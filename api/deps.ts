@@ -2,10 +2,13 @@
  * What the HTTP API needs from the rest of the process, passed in by the entrypoint.
  */
 import type { Client } from '@temporalio/client';
+import type { AccessConfig } from '../domain/access';
 import type { PriceTable } from '../domain/prices';
 import type { RepoRules } from '../domain/repo-policy';
 import type { TaskView, TraceEntry } from '../domain/task';
 import type { Logger } from '../workers/log';
+import type { CredentialSource } from './auth/context';
+import type { OneTimeLoginCodes } from './auth/local-admin';
 import type { ProcessHealth } from './routes/health';
 
 /** Read access to the artifact store; rejects with an `ArtifactNotFoundError` (or ENOENT) for a missing artifact. */
@@ -19,6 +22,10 @@ export interface AppDeps {
   taskQueue: string;
   namespace: string;
   log: Logger;
+  /** How `/v1` callers prove who they are: sources asked in order; the login codes only without an identity provider. */
+  auth: { sources: CredentialSource[]; loginCodes?: OneTimeLoginCodes };
+  /** The operator's teams and team settings (TEAMS_FILE); default: none. */
+  access?: AccessConfig;
   /** Which repositories tasks may name (REPO_ALLOW, REPO_LOCAL_ROOTS, DATA_DIR refused); see `repoRulesOf`. */
   repoRules: RepoRules;
   /** The operator's egress ceiling (EGRESS_ALLOW): a task naming a domain outside it is refused at intake. Default: empty. */

@@ -42,6 +42,7 @@ export function endedRow(record: EndedTask): EndedTaskRow {
     goal: preview(v.spec.goal, GOAL_PREVIEW_CHARS),
     repo: v.spec.repo,
     requester: v.spec.requester,
+    team: v.spec.team ?? null,
     priority: v.spec.priority,
     labels: v.spec.labels,
     created_at: v.created_at,
@@ -51,11 +52,17 @@ export function endedRow(record: EndedTask): EndedTaskRow {
   };
 }
 
-/** Whether an ended task passes the listing's filters (the same ones the visibility query applies to open tasks). */
-export function matchesListing(q: TaskListQuery): (record: EndedTask) => boolean {
+/**
+ * Whether an ended task passes the listing's filters and is of a team the caller sees (the same rules the
+ * visibility query applies to open tasks; a record without a team is for admins only).
+ */
+export function matchesListing(q: TaskListQuery, teams: readonly string[] | 'all'): (record: EndedTask) => boolean {
   return function matches(record: EndedTask): boolean {
     const spec = record.view.spec;
+    const team = spec.team ?? null;
     return (
+      (teams === 'all' || (team !== null && teams.includes(team))) &&
+      (q.team === undefined || team === q.team) &&
       (q.state === undefined || record.view.state === q.state) &&
       (q.repo === undefined || spec.repo === q.repo) &&
       (q.requester === undefined || spec.requester === q.requester) &&

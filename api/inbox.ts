@@ -4,16 +4,33 @@
  */
 import type { Client, WorkflowExecutionInfo } from '@temporalio/client';
 import type { ItemKind, TaskState } from '../domain/task';
-import { MEMO_INBOX, SA_ITEM_KINDS, SA_PENDING, SA_PRIORITY, SA_REPO, SA_REQUESTER, SA_WAITING_SINCE, type InboxMemo } from '../workflows/search-attributes';
-import { listExecutions, taskRow, visibilityQuery, where } from './visibility';
+import {
+  MEMO_INBOX,
+  SA_ITEM_KINDS,
+  SA_LABELS,
+  SA_PENDING,
+  SA_PRIORITY,
+  SA_REPO,
+  SA_REQUESTER,
+  SA_TEAM,
+  SA_WAITING_SINCE,
+  type InboxMemo,
+} from '../workflows/search-attributes';
+import { listExecutions, taskRow, teamClause, visibilityQuery, where } from './visibility';
 
 /** Filters of `GET /v1/inbox`. */
 export interface InboxFilter {
   kind?: ItemKind;
   repo?: string;
   requester?: string;
+  team?: string;
+  label?: string;
+  /** Only items that have waited at least this many minutes. */
+  older_than_minutes?: number;
   priority?: number;
   limit: number;
+  /** The teams the caller sees (`'all'` for an admin): items of other teams never leave the store. */
+  teams: readonly string[] | 'all';
 }
 
 /** One pending item with the task fields a reviewer needs to triage it. */
@@ -26,9 +43,16 @@ export interface InboxEntry {
   waiting_seconds: number;
   repo: string | null;
   requester: string | null;
+  team: string | null;
+  labels: string[];
   priority: number | null;
   state: TaskState | null;
   goal: string | null;
+  /** When the item passes its team's SLA, and when it escalated; null without an SLA or before it passed. */
+  due_at: string | null;
+  escalated_at: string | null;
+  /** Whether `due_at` has passed (the item is pending, as every inbox entry is). */
+  overdue: boolean;
   links: { decide: string; task: string };
 }
 
@@ -73,12 +97,19 @@ export class InboxReader {
 
   /** Pending items of open tasks, highest priority first, then oldest first. */
   async list(filter: InboxFilter, now: number = Date.now()): Promise<InboxPage> {
+    const teams = teamClause(filter.teams);
+    if (teams === null) return { items: [], count: 0, truncated: false };
     const clauses = [where('ExecutionStatus', '=', 'Running'), where(SA_PENDING, '>', 0)];
+    if (teams !== undefined) clauses.push(teams);
     if (filter.kind !== undefined) clauses.push(where(SA_ITEM_KINDS, '=', filter.kind));
     if (filter.repo !== undefined) clauses.push(where(SA_REPO, '=', filter.repo));
     if (filter.requester !== undefined) clauses.push(where(SA_REQUESTER, '=', filter.requester));
+    if (filter.team !== undefined) clauses.push(where(SA_TEAM, '=', filter.team));
+    if (filter.label !== undefined) clauses.push(where(SA_LABELS, '=', filter.label));
     if (filter.priority !== undefined) clauses.push(where(SA_PRIORITY, '=', filter.priority));
-    const key = JSON.stringify([filter.kind, filter.repo, filter.requester, filter.priority, filter.limit]);
+    // A task whose oldest pending item is younger than the cut has no item old enough.
+    if (filter.older_than_minutes !== undefined) clauses.push(where(SA_WAITING_SINCE, '<=', cutoffOf(filter, now)!));
+    const key = JSON.stringify([filter.teams, filter.kind, filter.repo, filter.requester, filter.team, filter.label, filter.older_than_minutes, filter.priority, filter.limit]);
 
     const remembered = this.windows.get(key);
     if (remembered) {
@@ -122,6 +153,11 @@ export class InboxReader {
   }
 }
 
+/** The latest `created_at` an item may have to pass `older_than_minutes`, or null without that filter. */
+function cutoffOf(filter: InboxFilter, now: number): string | null {
+  return filter.older_than_minutes === undefined ? null : new Date(now - filter.older_than_minutes * 60_000).toISOString();
+}
+
 /** The window holding the first `size` tasks in inbox order, or null when fewer tasks wait. */
 function windowFor(executions: WorkflowExecutionInfo[], size: number): Window | null {
   if (executions.length <= size) return null;
@@ -136,12 +172,14 @@ function windowFor(executions: WorkflowExecutionInfo[], size: number): Window | 
 /** One entry per pending item, sorted; items of the window's priority newer than its cut are left out. */
 function toEntries(executions: WorkflowExecutionInfo[], filter: InboxFilter, w: Window | null, now: number): InboxEntry[] {
   const entries: InboxEntry[] = [];
+  const cutoff = cutoffOf(filter, now);
   for (const info of executions) {
     const task = taskRow(info);
     const memo = info.memo?.[MEMO_INBOX] as InboxMemo | undefined;
     for (const item of memo?.items ?? []) {
       // The kinds attribute says the task has one such item; the memo says which.
       if (filter.kind !== undefined && item.kind !== filter.kind) continue;
+      if (cutoff !== null && item.created_at > cutoff) continue;
       // Past the cut another task outside the window may rank first.
       if (w && task.priority === w.priority && item.created_at > w.until) continue;
       entries.push({
@@ -153,9 +191,14 @@ function toEntries(executions: WorkflowExecutionInfo[], filter: InboxFilter, w: 
         waiting_seconds: Math.max(0, Math.floor((now - Date.parse(item.created_at)) / 1000)),
         repo: task.repo,
         requester: task.requester,
+        team: task.team,
+        labels: task.labels,
         priority: task.priority,
         state: task.state,
         goal: task.goal,
+        due_at: item.due_at ?? null,
+        escalated_at: item.escalated_at ?? null,
+        overdue: item.due_at !== undefined && Date.parse(item.due_at) <= now,
         links: {
           decide: `/v1/tasks/${task.task_id}/inbox/${encodeURIComponent(item.item_id)}`,
           task: `/v1/tasks/${task.task_id}`,

@@ -3,7 +3,7 @@
  * Task, decision and message bodies come from the domain module.
  */
 import { z } from 'zod';
-import { ItemKind, TaskState } from '../domain/task';
+import { ItemKind, TaskState, TeamName } from '../domain/task';
 import { SAFE_FILTER_VALUE } from './visibility';
 
 /** Task ids as `POST /v1/tasks` makes them (`t-` + UUID or 32 hex). */
@@ -35,6 +35,7 @@ export const TaskListQuery = z.strictObject({
   repo: filterValue(2_000).optional(),
   requester: filterValue(200).optional(),
   label: filterValue(100).optional(),
+  team: TeamName.optional(),
   priority: priority.optional(),
   limit: z.coerce.number().int().min(1).max(500).default(50),
   /** Also list ended tasks from their final records, which outlive Temporal's retention; paged with `page_token`. */
@@ -49,6 +50,10 @@ export const InboxQuery = z.strictObject({
   kind: ItemKind.optional(),
   repo: filterValue(2_000).optional(),
   requester: filterValue(200).optional(),
+  team: TeamName.optional(),
+  label: filterValue(100).optional(),
+  /** Only items that have waited at least this many minutes. */
+  older_than_minutes: z.coerce.number().min(0).max(60 * 24 * 365).optional(),
   priority: priority.optional(),
   limit: z.coerce.number().int().min(1).max(1_000).default(100),
 });

@@ -13,6 +13,7 @@ import {
   SA_REPO,
   SA_REQUESTER,
   SA_STATE,
+  SA_TEAM,
   type SummaryMemo,
 } from '../workflows/search-attributes';
 
@@ -34,6 +35,22 @@ export class UnsafeFilterValueError extends Error {
 export function where(key: { readonly name: string } | string, op: '=' | '!=' | '>' | '<' | '<=', value: string | number): string {
   const attribute = typeof key === 'string' ? key : key.name;
   return `${attribute} ${op} ${literal(attribute, value)}`;
+}
+
+/** A search attribute equal to one of `values` (non-empty: an empty set matches nothing, which the caller handles). */
+export function whereIn(key: { readonly name: string }, values: readonly string[]): string {
+  if (values.length === 0) throw new Error(`whereIn(${key.name}) needs at least one value`);
+  return `${key.name} IN (${values.map((v) => literal(key.name, v)).join(', ')})`;
+}
+
+/**
+ * The clause restricting a listing to the teams a caller sees: none for an admin (`'all'`), `null` when the
+ * caller sees no team at all (the listing is empty). Tasks without a team never match a team, so they stay admin-only.
+ */
+export function teamClause(teams: readonly string[] | 'all'): string | undefined | null {
+  if (teams === 'all') return undefined;
+  if (teams.length === 0) return null;
+  return whereIn(SA_TEAM, teams);
 }
 
 /** The clauses joined with AND, always restricted to task workflows. */
@@ -71,6 +88,8 @@ export interface TaskRow {
   goal: string | null;
   repo: string | null;
   requester: string | null;
+  /** Null for a task from before teams. */
+  team: string | null;
   priority: number | null;
   labels: string[];
   created_at: string;
@@ -97,6 +116,7 @@ export function taskRow(info: ExecutionFields): TaskRow {
     goal: summary?.goal ?? null,
     repo: sa.get(SA_REPO) ?? null,
     requester: sa.get(SA_REQUESTER) ?? null,
+    team: sa.get(SA_TEAM) ?? null,
     priority: sa.get(SA_PRIORITY) ?? null,
     labels: sa.get(SA_LABELS) ?? [],
     created_at: summary?.created_at ?? info.startTime.toISOString(),

@@ -3,17 +3,29 @@
  * refuse stale or misplaced ones, and the error middleware turns that into a 4xx.
  */
 import type { WorkflowHandle } from '@temporalio/client';
-import type { Router } from 'express';
-import { CancelBody, DecisionBody, MessageBody } from '../../domain/task';
+import type { Response, Router } from 'express';
+import { AccessConfig, principalOf } from '../../domain/access';
+import { CancelBody, DecisionBody, MessageBody, type ActedBy } from '../../domain/task';
 import { cancelUpdate, decideUpdate, messageUpdate, taskQuery } from '../../workflows/messages';
+import { identityOf } from '../auth/context';
+import { mayCancel, mayDecide, requireRole, taskAccess, taskFactsOf } from '../auth/guard';
 import { ConflictError, toHttpError } from '../errors';
 import { jsonBody } from '../body';
 import type { AppDeps } from '../deps';
 import { valid, validate } from '../validate';
 import { pathParam, taskRouter } from './params';
 
-/** Who acts when a request names nobody, until authenticated roles arrive. */
-const ANONYMOUS = 'anonymous';
+/** Who acts, from the authenticated identity: the body's `actor` is never read. */
+function actedBy(res: Response): ActedBy {
+  const identity = identityOf(res);
+  return { actor: identity.name, by: principalOf(identity, taskFactsOf(res).team) };
+}
+
+/** A parsed body without the `actor` older clients still send. */
+function withoutActor<T extends { actor?: string }>(body: T): Omit<T, 'actor'> {
+  const { actor: _ignored, ...rest } = body;
+  return rest;
+}
 
 /** Routes that decide inbox items, message a task and cancel it; each answers with the workflow's DecisionAck. */
 export function decisionRoutes(deps: AppDeps): Router {
@@ -24,13 +36,16 @@ export function decisionRoutes(deps: AppDeps): Router {
   const message = validate('body', MessageBody);
   // A bare `POST …/cancel` with no body is a cancellation with no reason.
   const cancel = validate('body', CancelBody.default({}));
+  const access = taskAccess(deps);
+  const decisionRules = mayDecide({ client, access: deps.access ?? AccessConfig.parse({}) }, decision);
 
-  router.post('/v1/tasks/:id/inbox/:item_id', body, decision, async function decide(req, res) {
+
+  router.post('/v1/tasks/:id/inbox/:item_id', requireRole('approver'), body, decision, access, decisionRules, async function decide(req, res) {
     const d = valid(req, decision);
     const handle = client.workflow.getHandle(pathParam(req, 'id'));
     const itemId = pathParam(req, 'item_id');
     try {
-      res.json(await endedAs409(handle, () => handle.executeUpdate(decideUpdate, { args: [{ ...d, item_id: itemId, actor: d.actor ?? ANONYMOUS }] })));
+      res.json(await endedAs409(handle, () => handle.executeUpdate(decideUpdate, { args: [{ ...withoutActor(d), item_id: itemId, ...actedBy(res) }] })));
     } catch (err) {
       if (toHttpError(err)?.code !== 'task_ended') throw err;
       // A closed task still answers queries: say who settled the item, as an open task's validator would.
@@ -41,16 +56,16 @@ export function decisionRoutes(deps: AppDeps): Router {
     }
   });
 
-  router.post('/v1/tasks/:id/messages', body, message, async function sendMessage(req, res) {
+  router.post('/v1/tasks/:id/messages', requireRole('submitter'), body, message, access, async function sendMessage(req, res) {
     const m = valid(req, message);
     const handle = client.workflow.getHandle(pathParam(req, 'id'));
-    res.json(await endedAs409(handle, () => handle.executeUpdate(messageUpdate, { args: [{ ...m, actor: m.actor ?? ANONYMOUS }] })));
+    res.json(await endedAs409(handle, () => handle.executeUpdate(messageUpdate, { args: [{ ...withoutActor(m), ...actedBy(res) }] })));
   });
 
-  router.post('/v1/tasks/:id/cancel', body, cancel, async function cancelTask(req, res) {
+  router.post('/v1/tasks/:id/cancel', body, cancel, access, mayCancel(), async function cancelTask(req, res) {
     const c = valid(req, cancel);
     const handle = client.workflow.getHandle(pathParam(req, 'id'));
-    res.json(await endedAs409(handle, () => handle.executeUpdate(cancelUpdate, { args: [{ ...c, actor: c.actor ?? ANONYMOUS }] })));
+    res.json(await endedAs409(handle, () => handle.executeUpdate(cancelUpdate, { args: [{ ...withoutActor(c), ...actedBy(res) }] })));
   });
 
   return router;

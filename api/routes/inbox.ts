@@ -2,6 +2,8 @@
  * `GET /v1/inbox`: the Agent Inbox listing.
  */
 import { Router } from 'express';
+import { visibleTeams } from '../../domain/access';
+import { identityOf } from '../auth/context';
 import type { AppDeps } from '../deps';
 import { InboxReader } from '../inbox';
 import { InboxQuery } from '../schemas';
@@ -14,7 +16,7 @@ export function inboxRoutes(deps: AppDeps): Router {
   const reader = new InboxReader(deps.client);
 
   router.get('/v1/inbox', query, async function getInbox(req, res) {
-    res.json(await reader.list(valid(req, query)));
+    res.json(await reader.list({ ...valid(req, query), teams: visibleTeams(identityOf(res)) }));
   });
 
   return router;

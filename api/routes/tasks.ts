@@ -3,7 +3,8 @@
  */
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
 import type { SearchAttributePair } from '@temporalio/common';
-import type { Router } from 'express';
+import type { Response, Router } from 'express';
+import { AccessConfig, principalOf, teamSettings, visibleTeams } from '../../domain/access';
 import { TaskSpec, type TraceEntry } from '../../domain/task';
 import { TASK_WORKFLOW_TYPE, taskQuery, traceQuery, type TaskWorkflowInput } from '../../workflows/messages';
 import {
@@ -15,8 +16,11 @@ import {
   SA_REPO,
   SA_REQUESTER,
   SA_STATE,
+  SA_TEAM,
   type SummaryMemo,
 } from '../../workflows/search-attributes';
+import { identityOf } from '../auth/context';
+import { intakeTeam, requireRole, taskAccess } from '../auth/guard';
 import { archivedTrace, readArtifact } from '../artifacts';
 import { jsonBody } from '../body';
 import type { AppDeps } from '../deps';
@@ -26,7 +30,7 @@ import { idempotentTaskId, newTaskId, requestHash } from '../idempotency';
 import { decodePageToken, encodePageToken, endedRow, fromRecord, matchesListing, type EndedTaskRow } from '../ended-tasks';
 import { CreateTaskHeaders, TaskListQuery } from '../schemas';
 import { valid, validate } from '../validate';
-import { listExecutions, summaryOf, taskRow, visibilityQuery, where, type TaskRow } from '../visibility';
+import { listExecutions, summaryOf, taskRow, teamClause, visibilityQuery, where, type TaskRow } from '../visibility';
 import { pathParam, taskRouter } from './params';
 
 /** Characters of the goal kept in the summary memo that listings show. */
@@ -37,9 +41,16 @@ function taskLinks(taskId: string): { self: string; trace: string } {
   return { self: `/v1/tasks/${taskId}`, trace: `/v1/tasks/${taskId}/trace` };
 }
 
-/** The visibility clauses of a listing's filters; a continued-as-new run is the same task as its successor, so each task lists once. */
-function listClauses(q: TaskListQuery): string[] {
+/**
+ * The visibility clauses of a listing's filters, limited to the teams the caller sees (null: they see none);
+ * a continued-as-new run is the same task as its successor, so each task lists once.
+ */
+function listClauses(q: TaskListQuery, res: Response): string[] | null {
+  const teams = teamClause(visibleTeams(identityOf(res)));
+  if (teams === null) return null;
   const clauses = [where('ExecutionStatus', '!=', 'ContinuedAsNew')];
+  if (teams !== undefined) clauses.push(teams);
+  if (q.team !== undefined) clauses.push(where(SA_TEAM, '=', q.team));
   if (q.state !== undefined) clauses.push(where(SA_STATE, '=', q.state));
   if (q.repo !== undefined) clauses.push(where(SA_REPO, '=', q.repo));
   if (q.requester !== undefined) clauses.push(where(SA_REQUESTER, '=', q.requester));
@@ -52,18 +63,20 @@ function listClauses(q: TaskListQuery): string[] {
  * A listing with ended tasks: the first page starts with the running tasks (from Temporal), then ended tasks
  * from their records, newest end first; later pages (`page_token`) go on through the records only.
  */
-async function listWithEnded(deps: AppDeps, q: TaskListQuery): Promise<{ tasks: (TaskRow | EndedTaskRow)[]; next_page_token: string | null }> {
+async function listWithEnded(deps: AppDeps, q: TaskListQuery, res: Response): Promise<{ tasks: (TaskRow | EndedTaskRow)[]; next_page_token: string | null }> {
   const after = q.page_token === undefined ? undefined : decodePageToken(q.page_token);
+  const clauses = listClauses(q, res);
+  if (clauses === null) return { tasks: [], next_page_token: null };
   const running: TaskRow[] =
     after === undefined
-      ? (await listExecutions(deps.client, visibilityQuery([...listClauses(q), where('ExecutionStatus', '=', 'Running')]), q.limit)).map(taskRow)
+      ? (await listExecutions(deps.client, visibilityQuery([...clauses, where('ExecutionStatus', '=', 'Running')]), q.limit)).map(taskRow)
       : [];
   const room = q.limit - running.length;
   if (deps.records === undefined) return { tasks: running, next_page_token: null };
   if (room === 0) return { tasks: running, next_page_token: encodePageToken(null) };
   // A task that wrote its record a moment ago may still be running; list it once.
   const listed = new Set(running.map((r) => r.task_id));
-  const page = await deps.records.page({ ...(after ? { after } : {}), limit: room, match: matchesListing(q) });
+  const page = await deps.records.page({ ...(after ? { after } : {}), limit: room, match: matchesListing(q, visibleTeams(identityOf(res))) });
   const ended = page.records.filter((r) => !listed.has(r.task_id)).map(endedRow);
   return { tasks: [...running, ...ended], next_page_token: page.next === null ? null : encodePageToken(page.next) };
 }
@@ -76,15 +89,28 @@ export function taskRoutes(deps: AppDeps): Router {
   const spec = validate('body', TaskSpec);
   const listQuery = validate('query', TaskListQuery);
   const intake = intakePolicy(deps, spec);
+  const access = taskAccess(deps);
+  const accessConfig = deps.access ?? AccessConfig.parse({});
 
-  router.post('/v1/tasks', headers, jsonBody(deps.maxBodyBytes), spec, intake, async function createTask(req, res) {
-    const task = valid(req, spec);
+  router.post('/v1/tasks', requireRole('submitter'), headers, jsonBody(deps.maxBodyBytes), spec, intake, async function createTask(req, res) {
+    const identity = identityOf(res);
+    // The requester is who called, whatever the body says; the team is one of theirs (any, for an admin).
+    const team = intakeTeam(identity, valid(req, spec).team);
+    const task: TaskSpec = { ...valid(req, spec), requester: identity.subject, team };
+    const settings = teamSettings(accessConfig, team);
     const key = valid(req, headers)['idempotency-key'];
     const hash = key === undefined ? undefined : requestHash(task);
     const taskId = key === undefined ? newTaskId() : idempotentTaskId(task.requester, key);
     const createdAt = new Date().toISOString();
     const links = taskLinks(taskId);
-    const input: TaskWorkflowInput = { task_id: taskId, spec: task, created_at: createdAt };
+    const input: TaskWorkflowInput = {
+      task_id: taskId,
+      spec: task,
+      created_at: createdAt,
+      requested_by: principalOf(identity, team),
+      notify: settings.webhooks.length > 0,
+    };
+    if (settings.sla_minutes !== undefined) input.sla = settings.sla_minutes;
     const summary: SummaryMemo = { goal: task.goal.slice(0, GOAL_PREVIEW_CHARS), state: 'queued', created_at: createdAt, updated_at: createdAt };
     const searchAttributes: SearchAttributePair[] = [
       { key: SA_STATE, value: 'queued' },
@@ -92,6 +118,7 @@ export function taskRoutes(deps: AppDeps): Router {
       { key: SA_REQUESTER, value: task.requester },
       { key: SA_PRIORITY, value: task.priority },
       { key: SA_PENDING, value: 0 },
+      { key: SA_TEAM, value: team },
     ];
     if (task.labels.length > 0) searchAttributes.push({ key: SA_LABELS, value: task.labels });
     try {
@@ -123,14 +150,15 @@ export function taskRoutes(deps: AppDeps): Router {
   router.get('/v1/tasks', listQuery, async function listTasks(req, res) {
     const q = valid(req, listQuery);
     if (q.include_ended) {
-      res.json(await listWithEnded(deps, q));
+      res.json(await listWithEnded(deps, q, res));
       return;
     }
-    const executions = await listExecutions(client, visibilityQuery(listClauses(q)), q.limit);
+    const clauses = listClauses(q, res);
+    const executions = clauses === null ? [] : await listExecutions(client, visibilityQuery(clauses), q.limit);
     res.json({ tasks: executions.map(taskRow) });
   });
 
-  router.get('/v1/tasks/:id', async function getTask(req, res) {
+  router.get('/v1/tasks/:id', access, async function getTask(req, res) {
     const id = pathParam(req, 'id');
     try {
       res.json(await client.workflow.getHandle(id).query(taskQuery));
@@ -139,7 +167,7 @@ export function taskRoutes(deps: AppDeps): Router {
     }
   });
 
-  router.get('/v1/tasks/:id/trace', async function getTrace(req, res) {
+  router.get('/v1/tasks/:id/trace', access, async function getTrace(req, res) {
     const id = pathParam(req, 'id');
     let live: { entries: TraceEntry[]; first_index: number };
     try {
@@ -156,7 +184,7 @@ export function taskRoutes(deps: AppDeps): Router {
     res.json({ entries: [...archived, ...live.entries], first_index: 0 });
   });
 
-  router.get('/v1/tasks/:id/artifacts/:name', async function getArtifact(req, res) {
+  router.get('/v1/tasks/:id/artifacts/:name', access, async function getArtifact(req, res) {
     const content = await readArtifact(deps.artifacts, pathParam(req, 'id'), pathParam(req, 'name'));
     // Artifacts hold command output and diffs: never let a browser sniff them into HTML.
     res.type('text/plain; charset=utf-8').set('X-Content-Type-Options', 'nosniff').send(content);
