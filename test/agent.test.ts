@@ -180,7 +180,7 @@ describe('LLM planner', () => {
         return { calls: [{ name: 'run', args: { command: 'mkdir -p deploy && echo prod > deploy/target' } }], usage };
       },
       (body) => {
-        assert.match(toolResults(body).join('\n'), /was rejected by bob; it has been undone/);
+        assert.match(toolResults(body).join('\n'), /was rejected by local admin; it has been undone/);
         return { calls: [{ name: 'write_file', args: { path: 'deploy/other', content: 'x\n' } }], usage };
       },
       (body) => {

@@ -14,10 +14,11 @@ import type { Server } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { Client, Connection, type WorkflowClientInterceptor } from '@temporalio/client';
 import { createApp } from '../api/app';
+import { localAdminSource } from '../api/auth/local-admin';
 import { DEFAULT_PRICES } from '../domain/prices';
 import type { RepoRules } from '../domain/repo-policy';
 import type { Logger } from '../workers/log';
-import { call } from './support/http';
+import { authorize, call } from './support/http';
 
 /** A logger that keeps what it is given, so tests can read the request log. */
 function memoryLogger(): Logger & { entries: { level: string; msg: string; attrs: Record<string, unknown> }[] } {
@@ -45,6 +46,8 @@ const recordCalls: WorkflowClientInterceptor = {
 };
 
 const log = memoryLogger();
+/** The local admin token of the app under test: validation is checked after authentication. */
+const ADMIN_TOKEN = `aia_${'v'.repeat(43)}`;
 let connection: Connection;
 let server: Server;
 let base: string;
@@ -59,11 +62,12 @@ const good = { repo: path.join(root, 'repo.git'), goal: 'Fix the greeting', plan
 before(async () => {
   connection = Connection.lazy({ address: `127.0.0.1:${await closedPort()}` });
   const client = new Client({ connection, interceptors: { workflow: [recordCalls] } });
-  const app = createApp({ client, taskQueue: 'api-validation', namespace: 'default', log, repoRules, prices: DEFAULT_PRICES });
+  const app = createApp({ client, taskQueue: 'api-validation', namespace: 'default', log, repoRules, prices: DEFAULT_PRICES, auth: { sources: [localAdminSource(ADMIN_TOKEN)] } });
   server = await new Promise<Server>((resolve) => {
     const s = app.listen(0, '127.0.0.1', () => resolve(s));
   });
   base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  authorize(base, ADMIN_TOKEN);
 });
 
 after(async () => {

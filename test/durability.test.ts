@@ -11,8 +11,8 @@ import { after, before, describe, it } from 'node:test';
 import type { Stack } from '../workers/stack';
 import type { DevServer } from '../workers/temporal-server';
 import { branchCommit, git, makeOriginRepo, tempDir } from './support/git-fixture';
-import { call, eventually, freePort } from './support/http';
-import { REPO_ROOT, removeSandboxes, stackEnv, startTestStack, startTestTemporal } from './support/stack';
+import { authorize, call, eventually, freePort } from './support/http';
+import { adminTokenOf, REPO_ROOT, removeSandboxes, stackEnv, startTestStack, startTestTemporal } from './support/stack';
 
 const MAIN = path.join(REPO_ROOT, 'dist', 'workers', 'main.js');
 
@@ -119,9 +119,10 @@ describe('the whole stack restarted on the same DATA_DIR', () => {
     const root = tempDir('restart');
     const origin = makeOriginRepo(root, { 'README.md': 'fixture\n' });
     const [apiPort, temporalPort, uiPort] = [await freePort(), await freePort(), await freePort()];
-    dataDir = path.join(root, 'data');
+    const data = path.join(root, 'data');
+    dataDir = data;
     const env = {
-      DATA_DIR: dataDir,
+      DATA_DIR: data,
       PORT: String(apiPort),
       TEMPORAL_PORT: String(temporalPort),
       TEMPORAL_UI_PORT: String(uiPort),
@@ -134,6 +135,8 @@ describe('the whole stack restarted on the same DATA_DIR', () => {
 
     child = spawnBackend(env, logFile);
     const health = await healthy();
+    // A restart keeps the admin token: read it from the file at each call.
+    authorize(base, () => adminTokenOf(data));
     assert.equal(health.body.sandbox.driver, 'gvisor');
     assert.equal(health.body.isolation_warning, undefined);
     const res = await call(base, 'POST', '/v1/tasks', { repo: origin, goal: 'Survive a restart', planner: { kind: 'recipe', steps: [{ run: 'echo kept > kept.txt' }] } });

@@ -123,14 +123,14 @@ describe('egress through the proxy, a setup phase and grants from the inbox', ()
     assert.equal(review.kind, 'pr_review', `the retried step reached the registry (${review.title})`);
     assert.ok(review.detail.blocked_requests.some((b: any) => b.host === REGISTRY && b.step === 'add pad-b'));
     assert.match(review.detail.summary, /## Network[\s\S]*registry\.test:\d+ in add pad-b/);
-    assert.deepEqual(review.detail.network.granted.map((g: any) => `${g.domain}/${g.phase}/${g.actor}`), [`${REGISTRY}/planner/bob`]);
+    assert.deepEqual(review.detail.network.granted.map((g: any) => `${g.domain}/${g.phase}/${g.actor}`), [`${REGISTRY}/planner/local admin`]);
     const lock = git(origin, 'show', `agent/${id}:package.json`);
     assert.match(lock, /pad-b/);
     assert.doesNotMatch(lock, /pad-a/, 'what setup changed in tracked files is undone; only its ignored files stay');
     const entries = await trace(id);
     assert.ok(entries.some((e) => e.type === 'setup' && /cache miss/.test(e.message)));
     assert.ok(entries.some((e) => e.type === 'setup' && /setup cached: \d+ files/.test(e.message)), JSON.stringify(entries.filter((e) => e.type === 'setup')));
-    assert.ok(entries.some((e) => e.type === 'egress_granted' && e.actor === 'bob'));
+    assert.ok(entries.some((e) => e.type === 'egress_granted' && e.actor === 'local admin'));
     await recordHistory(stack.client, id, 'recipe-setup-egress-granted-pending-review');
     await decide(id, review, { action: 'approve' });
     await ended(id);
@@ -203,7 +203,7 @@ describe('egress through the proxy, a setup phase and grants from the inbox', ()
     assert.ok(review.detail.blocked_requests.some((b: any) => b.host === MIRROR));
     const told = JSON.stringify(gemini.requests.map((r) => r.body));
     assert.match(told, /refused by the egress proxy/, 'the run result named the refusal');
-    assert.match(told, /rejected by bob: work offline/, 'the agent was told the human refused');
+    assert.match(told, /rejected by local admin: work offline/, 'the agent was told the human refused');
     await recordHistory(stack.client, id, 'llm-network-refused-pending-review');
     await decide(id, review, { action: 'reject' });
     await ended(id);

@@ -72,13 +72,18 @@ after(async () => {
 
 /** Every item in inbox order, by a reader that has no window to use. */
 async function everything(now: number) {
-  return (await new InboxReader(client).list({ limit: 5_000 }, now)).items;
+  return (await new InboxReader(client).list({ limit: 5_000, teams: 'all' }, now)).items;
 }
 
 const ids = (items: { task_id: string; item_id: string }[]) => items.map((i) => `${i.task_id}/${i.item_id}`);
 
 it('gives the same pages through a remembered window as a full read, before and after tasks leave', async () => {
-  const filters: InboxFilter[] = [{ limit: 20 }, { limit: 20, priority: 3 }, { limit: 10, kind: 'budget_request' }, { limit: 50, requester: 'alice' }];
+  const filters: InboxFilter[] = [
+    { limit: 20, teams: 'all' },
+    { limit: 20, priority: 3, teams: 'all' },
+    { limit: 10, kind: 'budget_request', teams: 'all' },
+    { limit: 50, requester: 'alice', teams: 'all' },
+  ];
   await eventually(async () => (await everything(Date.now())).length >= TASKS, 'visibility to show every task');
   const reader = new InboxReader(client);
   for (const round of ['before', 'after']) {

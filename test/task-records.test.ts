@@ -115,11 +115,11 @@ describe('an ended task whose workflow Temporal no longer has', () => {
     const decisions = (await call(base, 'GET', `/v1/tasks/${approved}/trace`)).body.entries.filter((e: TraceEntry) => e.type === 'decision');
     assert.deepEqual(
       decisions.map((e: TraceEntry) => e.actor),
-      ['carol', 'bob'],
+      ['local admin', 'local admin'],
     );
     assert.equal((await call(base, 'GET', `/v1/tasks/${approved}`)).body.state, 'done');
     const cancelDecision = (await call(base, 'GET', `/v1/tasks/${cancelled}/trace`)).body.entries.find((e: TraceEntry) => e.type === 'decision');
-    assert.equal(cancelDecision.actor, 'erin');
+    assert.equal(cancelDecision.actor, 'local admin');
     assert.equal((await call(base, 'GET', `/v1/tasks/${cancelled}`)).body.state, 'cancelled');
 
     // Without include_ended the listing is Temporal's, which has forgotten both.
@@ -132,7 +132,7 @@ describe('an ended task whose workflow Temporal no longer has', () => {
     assert.deepEqual(first.body.tasks.map((t: any) => [t.task_id, t.state, t.status]), [[cancelled, 'cancelled', 'ENDED']]);
     assert.equal(typeof first.body.next_page_token, 'string');
     const second = await call(base, 'GET', `/v1/tasks?label=kept&include_ended=true&limit=1&page_token=${first.body.next_page_token}`);
-    assert.deepEqual(second.body.tasks.map((t: any) => [t.task_id, t.state, t.requester]), [[approved, 'done', 'alice']]);
+    assert.deepEqual(second.body.tasks.map((t: any) => [t.task_id, t.state, t.requester]), [[approved, 'done', 'local-admin']]);
     assert.equal(second.body.next_page_token, null);
 
     const done = await call(base, 'GET', '/v1/tasks?state=done&label=kept&include_ended=true');

@@ -96,7 +96,7 @@ describe('a recipe task', () => {
     assert.equal(item.detail.branch, `agent/${id}`);
 
     const inbox = await eventually(
-      () => call(base, 'GET', '/v1/inbox?kind=pr_review&requester=alice'),
+      () => call(base, 'GET', '/v1/inbox?kind=pr_review&requester=local-admin'),
       (r) => r.body.items?.some((i: any) => i.task_id === id),
       'the review item in the inbox',
     );
@@ -112,10 +112,10 @@ describe('a recipe task', () => {
     const ok = await decide(id, item.item_id, { action: 'approve', actor: 'bob' });
     assert.equal(ok.status, 200, JSON.stringify(ok.body));
     const done = await settledState(id, 'done');
-    assert.match(done.result, /approved by bob/);
+    assert.match(done.result, /approved by local admin/);
     assert.ok(sandboxGone(id), 'sandbox and working copy removed');
     const trace = await call(base, 'GET', `/v1/tasks/${id}/trace`);
-    assert.ok(trace.body.entries.some((e: any) => e.type === 'decision' && e.actor === 'bob'));
+    assert.ok(trace.body.entries.some((e: any) => e.type === 'decision' && e.actor === 'local admin' && e.data?.by?.subject === 'local-admin'));
     const after = await call(base, 'GET', '/v1/inbox');
     assert.ok(!after.body.items.some((i: any) => i.task_id === id), 'no longer in the inbox');
     await recordHistory(stack.client, id, 'happy-path');
@@ -135,7 +135,7 @@ describe('a recipe task', () => {
     const stale = await decide(id, risky.item_id, { action: 'reject', actor: 'dave' });
     assert.equal(stale.status, 409);
     assert.equal(stale.body.error.code, 'stale_decision');
-    assert.match(stale.body.error.message, /approve by carol/);
+    assert.match(stale.body.error.message, /approve by local admin/);
     assert.equal((await task(id)).state, 'pr_open', 'the stale decision changed nothing');
     assert.equal((await decide(id, review.item_id, { action: 'approve', actor: 'carol' })).status, 200);
     await settledState(id, 'done');
@@ -178,7 +178,7 @@ describe('policy gates', () => {
     assert.ok(!fs.existsSync(path.join(dataDir, 'workspaces', id, 'deployed.txt')), 'command has not run');
     assert.equal((await decide(id, item.item_id, { action: 'approve', actor: 'ops' })).status, 200);
     const review = await pendingItem(id, 'pr_review');
-    assert.match(review.detail.summary, /Run command: .*\(approved by ops\)/);
+    assert.match(review.detail.summary, /Run command: .*\(approved by local admin\)/);
     await recordHistory(stack.client, id, 'risky-approved-pending-review');
   });
 
@@ -306,7 +306,7 @@ describe('budgets and guards', () => {
     const res = await call(base, 'POST', `/v1/tasks/${id}/cancel`, { reason: 'not needed', actor: 'alice' });
     assert.equal(res.status, 200);
     const t = await settledState(id, 'cancelled');
-    assert.match(t.result, /cancelled by alice: not needed/);
+    assert.match(t.result, /cancelled by local admin: not needed/);
     assert.ok(sandboxGone(id));
     const again = await call(base, 'POST', `/v1/tasks/${id}/cancel`, {});
     assert.equal(again.status, 409);
@@ -371,10 +371,10 @@ describe('intake', () => {
   });
 
   it('lists tasks with filters', async () => {
-    const res = await call(base, 'GET', '/v1/tasks?requester=alice&limit=200');
+    const res = await call(base, 'GET', '/v1/tasks?requester=local-admin&limit=200');
     assert.equal(res.status, 200);
     assert.ok(res.body.tasks.length >= 5);
-    assert.ok(res.body.tasks.every((t: any) => t.requester === 'alice'));
+    assert.ok(res.body.tasks.every((t: any) => t.requester === 'local-admin'));
   });
 });
 

@@ -10,7 +10,19 @@ export interface JsonResponse<T = any> {
   body: T;
 }
 
-/** Sends a request to the API and parses the JSON answer. */
+/** Bearer tokens per API base URL: a string, or a function read at each call (a backend restarted with a new one). */
+const tokens = new Map<string, string | (() => string)>();
+
+/** Makes {@link call} send `Authorization: Bearer <token>` to `base` (null forgets it). */
+export function authorize(base: string, token: string | (() => string) | null): void {
+  if (token === null) tokens.delete(base);
+  else tokens.set(base, token);
+}
+
+/**
+ * Sends a request to the API and parses the JSON answer. The token {@link authorize} registered for `base` goes
+ * along unless `headers` has an `authorization` of its own (`''`: send none).
+ */
 export async function call<T = any>(
   base: string,
   method: string,
@@ -18,7 +30,15 @@ export async function call<T = any>(
   body?: unknown,
   headers: Record<string, string> = {},
 ): Promise<JsonResponse<T>> {
-  const init: RequestInit = { method, headers: { ...headers } };
+  const own = Object.keys(headers).find((k) => k.toLowerCase() === 'authorization');
+  const sent: Record<string, string> = { ...headers };
+  if (own !== undefined) {
+    if (sent[own] === '') delete sent[own];
+  } else {
+    const token = tokens.get(base);
+    if (token !== undefined) sent.authorization = `Bearer ${typeof token === 'function' ? token() : token}`;
+  }
+  const init: RequestInit = { method, headers: sent };
   if (body !== undefined) {
     init.body = typeof body === 'string' ? body : JSON.stringify(body);
     (init.headers as Record<string, string>)['content-type'] ??= 'application/json';

@@ -1,7 +1,9 @@
 /**
  * One real Temporal dev server per test file, and the backend started against it.
  */
+import fs from 'node:fs';
 import path from 'node:path';
+import { ADMIN_TOKEN_FILE } from '../../api/auth/local-admin';
 import { GvisorSandboxDriver } from '../../activities/sandbox/gvisor';
 import { loadConfig } from '../../workers/config';
 import { createLogger } from '../../workers/log';
@@ -9,6 +11,7 @@ import { resolveRunsc } from '../../workers/sandbox';
 import { startStack, type Stack } from '../../workers/stack';
 import { resolveTemporalCli, startDevServer, type DevServer } from '../../workers/temporal-server';
 import { tempDir } from './git-fixture';
+import { authorize } from './http';
 
 /** Repository root, found from this file whether it runs from source or from `dist/`. */
 export const REPO_ROOT = path.resolve(__dirname, __dirname.includes(`${path.sep}dist${path.sep}`) ? '../../..' : '../..');
@@ -40,6 +43,7 @@ export function stackEnv(temporal: DevServer, dataDir: string, taskQueue: string
 export async function startTestStack(temporal: DevServer, dataDir: string, taskQueue: string, extra: Record<string, string> = {}): Promise<Stack> {
   const cfg = loadConfig(stackEnv(temporal, dataDir, taskQueue, extra));
   const stack = await startStack(cfg, createLogger({ level: 'warn', component: 'test-stack' }));
+  if (stack.url !== null && stack.auth.adminToken !== null) authorize(stack.url, stack.auth.adminToken);
   return {
     ...stack,
     stop: async () => {
@@ -47,6 +51,11 @@ export async function startTestStack(temporal: DevServer, dataDir: string, taskQ
       await removeSandboxes(dataDir);
     },
   };
+}
+
+/** The local admin token a backend process wrote to its data directory (for a backend a test spawns). */
+export function adminTokenOf(dataDir: string): string {
+  return fs.readFileSync(path.join(dataDir, ADMIN_TOKEN_FILE), 'utf8').trim();
 }
 
 /** Removes every gVisor sandbox under a data directory and what runsc keeps mounted there. */
