@@ -3,6 +3,8 @@
  */
 import express from 'express';
 import { authenticate } from './auth/authenticate';
+import { csrfGuard } from './auth/csrf';
+import { signInRoutes } from './routes/login';
 import type { AppDeps } from './deps';
 import { errorHandler, unknownRoute } from './errors';
 import { requestContext } from './request';
@@ -23,6 +25,12 @@ export function createApp(deps: AppDeps): express.Express {
   app.use(healthRoutes(deps));
   // Every /v1 route needs a credential; health and liveness stay open for probes.
   app.use('/v1', authenticate(deps.auth.sources));
+  const signIn = deps.auth.signIn;
+  if (signIn) {
+    // A cookie request that changes state must come from our own page; then the sign-in routes and /v1/me.
+    app.use('/v1', csrfGuard(signIn.sessions, signIn.publicUrl));
+    app.use(signInRoutes(signIn));
+  }
   app.use(taskRoutes(deps));
   app.use(decisionRoutes(deps));
   app.use(inboxRoutes(deps));

@@ -9,6 +9,7 @@ import type { TaskView, TraceEntry } from '../domain/task';
 import type { Logger } from '../workers/log';
 import type { CredentialSource } from './auth/context';
 import type { OneTimeLoginCodes } from './auth/local-admin';
+import type { SignInDeps } from './routes/login';
 import type { ProcessHealth } from './routes/health';
 
 /** Read access to the artifact store; rejects with an `ArtifactNotFoundError` (or ENOENT) for a missing artifact. */
@@ -23,7 +24,8 @@ export interface AppDeps {
   namespace: string;
   log: Logger;
   /** How `/v1` callers prove who they are: sources asked in order; the login codes only without an identity provider. */
-  auth: { sources: CredentialSource[]; loginCodes?: OneTimeLoginCodes };
+  /** Credential sources in order; with `signIn`, browser sessions (cookie + CSRF) and the sign-in routes too. */
+  auth: { sources: CredentialSource[]; loginCodes?: OneTimeLoginCodes; signIn?: SignInDeps };
   /** The operator's teams and team settings (TEAMS_FILE); default: none. */
   access?: AccessConfig;
   /** Which repositories tasks may name (REPO_ALLOW, REPO_LOCAL_ROOTS, DATA_DIR refused); see `repoRulesOf`. */

@@ -15,7 +15,9 @@ import { EgressProxy } from '../activities/egress/proxy';
 import { GvisorSandboxDriver } from '../activities/sandbox/gvisor';
 import { createApp } from '../api/app';
 import type { CredentialSource } from '../api/auth/context';
-import { ensureAdminToken, isLoopbackHost, localAdminSource, OneTimeLoginCodes } from '../api/auth/local-admin';
+import { ensureAdminToken, isLoopbackHost, localAdminSource, OneTimeLoginCodes, sameSecret } from '../api/auth/local-admin';
+import { ensureSessionSecret, Sessions, sessionSource } from '../api/auth/session';
+import type { SignInDeps } from '../api/routes/login';
 import { ApiTokenStore, apiTokenSource } from '../api/auth/tokens';
 import type { AppDeps } from '../api/deps';
 import { createHealthApp, type ProcessHealth } from '../api/routes/health';
@@ -73,7 +75,14 @@ export async function startStack(cfg: Config, log: Logger): Promise<Stack> {
     const adminToken = serveApi && cfg.OIDC_ISSUER === undefined ? await ensureAdminToken(cfg.DATA_DIR) : null;
     const loginCodes = adminToken === null ? undefined : new OneTimeLoginCodes();
     const sources: CredentialSource[] = [apiTokenSource(new ApiTokenStore(cfg.DATA_DIR))];
-    if (adminToken !== null) sources.push(localAdminSource(adminToken));
+    let signIn: SignInDeps | undefined;
+    if (adminToken !== null && loginCodes !== undefined) {
+      sources.push(localAdminSource(adminToken));
+      // Browser sessions: the web inbox signs in with the login link (or the token), then carries a cookie.
+      const sessions = new Sessions(await ensureSessionSecret(cfg.DATA_DIR), { secure: cfg.PUBLIC_URL?.startsWith('https:') ?? false });
+      sources.push(sessionSource(sessions));
+      signIn = { sessions, consumeLoginCode: (c) => loginCodes.consume(c), isAdminToken: (t) => sameSecret(t, adminToken), ...(cfg.PUBLIC_URL ? { publicUrl: cfg.PUBLIC_URL } : {}) };
+    }
     let address: string;
     const embedded = !cfg.TEMPORAL_ADDRESS;
     if (cfg.TEMPORAL_ADDRESS) {
@@ -190,7 +199,7 @@ export async function startStack(cfg: Config, log: Logger): Promise<Stack> {
       taskQueue: cfg.TEMPORAL_TASK_QUEUE,
       namespace: cfg.TEMPORAL_NAMESPACE,
       log,
-      auth: loginCodes === undefined ? { sources } : { sources, loginCodes },
+      auth: { sources, ...(loginCodes ? { loginCodes } : {}), ...(signIn ? { signIn } : {}) },
       access: cfg.access,
       repoRules: repoRulesOf(cfg),
       egressCeiling: cfg.EGRESS_ALLOW,

@@ -81,6 +81,11 @@ function sha256(text: string): Buffer {
   return createHash('sha256').update(text, 'utf8').digest();
 }
 
+/** Whether `given` is `secret`, compared by hash so the time taken says nothing of how much matched. */
+export function sameSecret(given: string, secret: string): boolean {
+  return timingSafeEqual(sha256(given), sha256(secret));
+}
+
 /** A credential source accepting `Authorization: Bearer <the local admin token>`. */
 export function localAdminSource(adminToken: string): CredentialSource {
   const expected = sha256(adminToken);
