@@ -10,6 +10,7 @@ import { errorHandler, unknownRoute } from './errors';
 import { requestContext } from './request';
 import { decisionRoutes } from './routes/decisions';
 import { healthRoutes } from './routes/health';
+import { eventRoutes } from './routes/events';
 import { inboxRoutes } from './routes/inbox';
 import { taskRoutes } from './routes/tasks';
 
@@ -34,6 +35,7 @@ export function createApp(deps: AppDeps): express.Express {
   app.use(taskRoutes(deps));
   app.use(decisionRoutes(deps));
   app.use(inboxRoutes(deps));
+  app.use(eventRoutes(deps));
   app.use(unknownRoute());
   app.use(errorHandler(deps.log));
   return app;

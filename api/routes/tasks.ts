@@ -17,6 +17,7 @@ import {
   SA_REQUESTER,
   SA_STATE,
   SA_TEAM,
+  SA_UPDATED_AT,
   type SummaryMemo,
 } from '../../workflows/search-attributes';
 import { identityOf } from '../auth/context';
@@ -119,6 +120,8 @@ export function taskRoutes(deps: AppDeps): Router {
       { key: SA_PRIORITY, value: task.priority },
       { key: SA_PENDING, value: 0 },
       { key: SA_TEAM, value: team },
+      // A queued task is a change live inboxes hear of before any worker runs it.
+      { key: SA_UPDATED_AT, value: new Date(createdAt) },
     ];
     if (task.labels.length > 0) searchAttributes.push({ key: SA_LABELS, value: task.labels });
     try {
