@@ -8,7 +8,9 @@ import { requestContext } from './request';
 import { decisionRoutes } from './routes/decisions';
 import { healthRoutes } from './routes/health';
 import { inboxRoutes } from './routes/inbox';
+import { reviewRoutes } from './routes/review';
 import { taskRoutes } from './routes/tasks';
+import { webRoutes } from './web';
 
 export type { AppDeps, ArtifactReader } from './deps';
 
@@ -23,6 +25,8 @@ export function createApp(deps: AppDeps): express.Express {
   app.use(taskRoutes(deps));
   app.use(decisionRoutes(deps));
   app.use(inboxRoutes(deps));
+  app.use(reviewRoutes(deps));
+  app.use(webRoutes(deps.web));
   app.use(unknownRoute());
   app.use(errorHandler(deps.log));
   return app;

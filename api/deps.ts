@@ -7,6 +7,7 @@ import type { RepoRules } from '../domain/repo-policy';
 import type { TaskView, TraceEntry } from '../domain/task';
 import type { Logger } from '../workers/log';
 import type { ProcessHealth } from './routes/health';
+import type { WebOptions } from './web';
 
 /** Read access to the artifact store; rejects with an `ArtifactNotFoundError` (or ENOENT) for a missing artifact. */
 export interface ArtifactReader {
@@ -32,6 +33,8 @@ export interface AppDeps {
   health?: () => Promise<ProcessHealth>;
   /** Final records of ended tasks, read when Temporal no longer knows a task. */
   records?: TaskRecordReader;
+  /** The web inbox at `/`: where it is built and the Temporal UI it links to. */
+  web?: WebOptions;
 }
 
 /** An ended task as its final record keeps it. */
