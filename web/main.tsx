@@ -1,0 +1,6 @@
+/** Entry point of the web inbox bundle. */
+import { render } from 'preact';
+import { App } from './components/App';
+import './styles.css';
+
+render(<App />, document.getElementById('app')!);
