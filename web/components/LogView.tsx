@@ -3,7 +3,7 @@ import { useState } from 'preact/hooks';
 import { artifactText } from '../api';
 import { lastLines } from '../format';
 
-const TAIL_LINES = 8;
+const TAIL_LINES = 6;
 
 /** One command's output. `outputRef` is `artifact://<task>/<name>` when the full log was stored. */
 export function LogView(props: { taskId: string; label?: string | null; exitCode?: unknown; output: string; outputRef?: unknown }) {
