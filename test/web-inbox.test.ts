@@ -163,6 +163,8 @@ describe('web inbox', () => {
     const tail = (await log.getByTestId('log-tail').textContent()) ?? '';
     assert.match(tail, /output line 60/);
     assert.doesNotMatch(tail, /output line 1\n/);
+    const clipped = await log.getByTestId('log-tail').evaluate((el) => el.scrollHeight > el.clientHeight + 1);
+    assert.equal(clipped, false, 'the last lines are visible, not scrolled away');
     await log.getByTestId('log-more').click();
     assert.match((await log.getByTestId('log-full').textContent()) ?? '', /output line 1\n[\s\S]*output line 60/);
   });

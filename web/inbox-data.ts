@@ -26,32 +26,60 @@ export interface InboxFilter {
   older_than_minutes?: string;
 }
 
-/** Items one page load asks for. */
-const LIMIT = 1000;
+/** Items a full read asks for (the API's most), and the first read of a page load (it paints the first cards sooner). */
+export const FULL_LIMIT = 1000;
+export const FIRST_LIMIT = 100;
 
 const SERVER_KNOWN = ['kind', 'repo', 'requester'] as const;
 
 /** Whether the backend accepted team/label/age filters last time (they arrive with access control). */
 let extendedFilters = true;
 
-function query(f: InboxFilter, keys: readonly (keyof InboxFilter)[]): string {
-  const p = new URLSearchParams({ limit: String(LIMIT) });
+function query(f: InboxFilter, keys: readonly (keyof InboxFilter)[], limit: number): string {
+  const p = new URLSearchParams({ limit: String(limit) });
   for (const k of keys) if (f[k]) p.set(k, f[k]!);
   return p.toString();
 }
 
+/** A page of the inbox: items in the server's order and whether more matched than were read. */
+export interface InboxRead {
+  items: InboxEntry[];
+  more: boolean;
+}
+
+type Page = { items: InboxEntry[]; count: number };
+
+let prefetched: { key: string; page: Promise<Page> } | null = null;
+
+/** Starts the first read at once (in parallel with `/v1/me`); the first {@link loadInbox} with the same filter uses it. */
+export function prefetchInbox(f: InboxFilter): void {
+  const q = query(f, Object.keys(f) as (keyof InboxFilter)[], FIRST_LIMIT);
+  const page = api<Page>('GET', `/v1/inbox?${q}`);
+  page.catch(() => undefined);
+  prefetched = { key: q, page };
+}
+
 /** Pending items, ordered as the server orders them (priority, then waiting time), filtered by `f`. */
-export async function loadInbox(f: InboxFilter): Promise<InboxEntry[]> {
+export async function loadInbox(f: InboxFilter, limit = FULL_LIMIT): Promise<InboxRead> {
   const all = Object.keys(f) as (keyof InboxFilter)[];
-  let items: InboxEntry[];
+  const read = (keys: readonly (keyof InboxFilter)[]): Promise<Page> => {
+    const q = query(f, keys, limit);
+    if (prefetched?.key === q) {
+      const p = prefetched.page;
+      prefetched = null;
+      return p;
+    }
+    return api<Page>('GET', `/v1/inbox?${q}`);
+  };
+  let page: Page;
   try {
-    items = (await api<{ items: InboxEntry[] }>('GET', `/v1/inbox?${query(f, extendedFilters ? all : SERVER_KNOWN)}`)).items;
+    page = await read(extendedFilters ? all : SERVER_KNOWN);
   } catch (err) {
     if (!(err instanceof ApiError && err.status === 400 && extendedFilters && all.some((k) => !SERVER_KNOWN.includes(k as never)))) throw err;
     extendedFilters = false;
-    items = (await api<{ items: InboxEntry[] }>('GET', `/v1/inbox?${query(f, SERVER_KNOWN)}`)).items;
+    page = await read(SERVER_KNOWN);
   }
-  return items.filter((e) => matches(e, f));
+  return { items: page.items.filter((e) => matches(e, f)), more: page.count > page.items.length };
 }
 
 /** The filters applied in the browser too (the server may have applied them already). */

@@ -4,7 +4,7 @@
  */
 import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
 import { forgetTask } from '../detail-cache';
-import { filterFromUrl, loadInbox, type InboxFilter } from '../inbox-data';
+import { FIRST_LIMIT, FULL_LIMIT, filterFromUrl, loadInbox, type InboxFilter } from '../inbox-data';
 import { KINDS } from '../kinds';
 import { subscribeEvents } from '../live';
 import { disableNotifications, enableNotifications, notificationsOn, notifyNewItem } from '../notify';
@@ -39,15 +39,21 @@ export function InboxPage() {
   const filterRef = useRef(filter);
   filterRef.current = filter;
 
-  const refresh = useCallback(async () => {
+  const firstRead = useRef(true);
+  const refresh = useCallback(async (): Promise<void> => {
     try {
-      const next = await loadInbox(filterRef.current);
+      // The first read of a page load is short, so the first cards paint at once; the rest follows.
+      const limit = firstRead.current ? FIRST_LIMIT : FULL_LIMIT;
+      firstRead.current = false;
+      const read = await loadInbox(filterRef.current, limit);
+      const next = read.items;
       if (seen.current !== null) {
         for (const e of next) if (!seen.current.has(keyOf(e))) notifyNewItem(`New: ${e.title}`, e.repo ?? '', () => navigate(`/tasks/${e.task_id}`));
       }
       seen.current = new Set(next.map(keyOf));
       setItems(next);
       setError(null);
+      if (read.more && limit < FULL_LIMIT) void refresh();
     } catch (err) {
       setError(err instanceof Error ? err.message : String(err));
     }
@@ -56,6 +62,7 @@ export function InboxPage() {
   useEffect(() => {
     void refresh();
   }, [filter, refresh]);
+
 
   useEffect(() => {
     let pending: ReturnType<typeof setTimeout> | null = null;
