@@ -227,12 +227,32 @@ describe('web inbox', () => {
       () => 0,
     );
     const marker = await page.evaluate(() => ((globalThis as unknown as { __noReload: number }).__noReload = Math.random()));
-    ids['late'] = await submit({ goal: 'Arrives while the page is open', planner: recipe('echo deploy late'), policy: { approval_commands: ['^echo deploy'] } });
+    // The command is the attacker's text: it must arrive as text, never as markup.
+    const command = `echo deploy '<img src=x onerror="globalThis.__xss=1">'`;
+    ids['late'] = await submit({ goal: 'Arrives while the page is open', planner: recipe(command), policy: { approval_commands: ['^echo deploy'] } });
     if (events === 200) {
       // Live updates: the stream is open, and the card arrives from it.
       await page.getByTestId('live').and(page.locator('.on')).waitFor({ timeout: 10_000 });
     }
     await card(ids['late']).waitFor({ timeout: 30_000 });
     assert.equal(await page.evaluate(() => (globalThis as unknown as { __noReload?: number }).__noReload), marker, 'the page was not reloaded');
+    await ready(ids['late']);
+    assert.match((await card(ids['late']).getByTestId('card-title').textContent()) ?? '', /<img src=x onerror=/);
+    assert.equal(await card(ids['late']).locator('img').count(), 0, 'no element from the command');
+    assert.equal(await page.evaluate(() => (globalThis as unknown as { __xss?: number }).__xss), undefined);
+  });
+
+  it('answers the diff route only for items that have a diff, and only by checked ids', async () => {
+    const plan = (await api.task(ids['plan_approval']!)).items[0];
+    const noDiff = await call(base, 'GET', `/v1/tasks/${ids['plan_approval']}/inbox/${plan.item_id}/diff`);
+    assert.equal(noDiff.status, 404);
+    assert.equal(noDiff.body.error.code, 'no_diff');
+    assert.equal((await call(base, 'GET', `/v1/tasks/${ids['pr_review']}/inbox/pr_review-99/diff`)).body.error.code, 'unknown_item');
+    assert.equal((await call(base, 'GET', `/v1/tasks/${ids['pr_review']}/inbox/..%2F..%2Fetc/diff`)).status, 404);
+    const review = (await api.task(ids['pr_review']!)).items.find((i: any) => i.kind === 'pr_review');
+    const d = await call(base, 'GET', `/v1/tasks/${ids['pr_review']}/inbox/${review.item_id}/diff`);
+    assert.equal(d.status, 200);
+    assert.equal(d.body.source, 'artifact', 'the full diff from the store');
+    assert.ok(d.body.risky >= 1);
   });
 });
