@@ -124,7 +124,10 @@ describe('web inbox', () => {
       const buttons = await c.locator('[data-action]').evaluateAll((els) => els.map((e) => e.getAttribute('data-action')));
       assert.deepEqual([...buttons].sort(), [...ACTIONS_BY_KIND[kind as keyof typeof ACTIONS_BY_KIND]].sort(), kind);
       const parts = ['card-title', 'card-wait', 'card-risk', 'card-cost', 'key-detail'];
-      if (kind === 'risky_action') parts.push('card-why');
+      if (kind === 'risky_action' || kind === 'pr_review') {
+        parts.push('card-why');
+        await c.getByTestId('card-why').waitFor();
+      }
       for (const part of parts) {
         const box = await c.getByTestId(part).first().boundingBox();
         assert.ok(box, `${kind}: ${part} is shown`);
@@ -146,6 +149,8 @@ describe('web inbox', () => {
   it('highlights the removed assertion in the diff', async () => {
     await page.goto(`${base}/?kind=pr_review`);
     await ready(ids['pr_review']!);
+    // The card says what the diff's rules flagged before anyone opens it.
+    await card(ids['pr_review']!).getByTestId('card-why').filter({ hasText: /assertion removed/ }).waitFor();
     await card(ids['pr_review']!).getByTestId('show-diff').click();
     const risky = card(ids['pr_review']!).getByTestId('risky-line');
     await risky.first().waitFor();

@@ -3,7 +3,7 @@
  * many cards renders from the listing alone and details arrive for what the person looks at.
  */
 import { api } from './api';
-import type { TaskView } from './types';
+import type { ItemDiff, TaskView } from './types';
 
 const cache = new Map<string, Promise<TaskView>>();
 
@@ -21,4 +21,18 @@ export function taskView(taskId: string): Promise<TaskView> {
 /** Drops a cached view (after a decision or an event about the task). */
 export function forgetTask(taskId: string): void {
   cache.delete(taskId);
+}
+
+const diffs = new Map<string, Promise<ItemDiff>>();
+
+/** An item's annotated diff, fetched at most once (a settled item's diff does not change). */
+export function itemDiff(taskId: string, itemId: string): Promise<ItemDiff> {
+  const key = `${taskId}/${itemId}`;
+  let p = diffs.get(key);
+  if (!p) {
+    p = api<ItemDiff>('GET', `/v1/tasks/${encodeURIComponent(taskId)}/inbox/${encodeURIComponent(itemId)}/diff`);
+    p.catch(() => diffs.delete(key));
+    diffs.set(key, p);
+  }
+  return p;
 }

@@ -3,7 +3,7 @@
  * view (fetched when the card comes on screen) for the detail.
  */
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { taskView } from '../detail-cache';
+import { itemDiff, taskView } from '../detail-cache';
 import { duration, str, usd } from '../format';
 import { navigate } from '../router';
 import type { InboxEntry, InboxItem } from '../types';
@@ -26,6 +26,7 @@ export function Card(props: { entry: InboxEntry; selected: boolean; command?: Ke
   const ref = useRef<HTMLElement>(null);
   const [item, setItem] = useState<InboxItem | null>(null);
   const [showDiff, setShowDiff] = useState(false);
+  const [diffRisk, setDiffRisk] = useState<string | null>(null);
   useEffect(() => {
     const el = ref.current;
     if (!el) return;
@@ -49,6 +50,21 @@ export function Card(props: { entry: InboxEntry; selected: boolean; command?: Ke
   const usage = detail?.['usage'] as { steps?: number; tokens?: number; usd?: number } | undefined;
   const overdue = e.overdue ?? (e.due_at ? Date.parse(e.due_at) < Date.now() : false);
   const hasDiff = (e.kind === 'pr_review' || e.kind === 'risky_action') && (typeof detail?.['diff_ref'] === 'string' || typeof detail?.['diff_preview'] === 'string');
+  // What the diff's rules flagged belongs on the card: a reviewer should not have to open the diff to learn it.
+  useEffect(() => {
+    if (!hasDiff) return;
+    itemDiff(e.task_id, e.item_id).then(
+      (d) => {
+        const reasons = new Set<string>();
+        for (const f of d.files) {
+          for (const r of f.risks) reasons.add(r);
+          for (const l of f.lines) for (const r of l.risks ?? []) reasons.add(r);
+        }
+        setDiffRisk(d.risky === 0 ? 'diff: nothing flagged' : `diff: ${d.risky} flagged (${[...reasons].join(', ')})`);
+      },
+      () => undefined,
+    );
+  }, [hasDiff, e.task_id, e.item_id]);
   return (
     <article
       ref={ref}
@@ -94,9 +110,9 @@ export function Card(props: { entry: InboxEntry; selected: boolean; command?: Ke
           {usage ? `${usage.steps ?? 0} steps · ${usage.tokens ?? 0} tok · ${usd(usage.usd ?? 0)}` : '…'}
         </span>
       </div>
-      {risk.why ? (
+      {risk.why || diffRisk ? (
         <div class="why" data-testid="card-why">
-          {risk.why}
+          {[risk.why, diffRisk].filter(Boolean).join(' · ')}
         </div>
       ) : null}
       {detail ? <KeyDetail taskId={e.task_id} kind={e.kind} detail={detail} /> : <div class="key muted">{e.goal ?? ''}</div>}

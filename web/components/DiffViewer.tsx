@@ -1,6 +1,6 @@
 /** An item's diff, annotated: risky lines highlighted with the reason, risky files named, big files collapsed. */
 import { useEffect, useState } from 'preact/hooks';
-import { api } from '../api';
+import { itemDiff } from '../detail-cache';
 import type { DiffFile, ItemDiff } from '../types';
 
 /** Loads and shows `GET /v1/tasks/:id/inbox/:item_id/diff`. */
@@ -8,7 +8,7 @@ export function DiffViewer(props: { taskId: string; itemId: string }) {
   const [diff, setDiff] = useState<ItemDiff | null>(null);
   const [error, setError] = useState<string | null>(null);
   useEffect(() => {
-    api<ItemDiff>('GET', `/v1/tasks/${encodeURIComponent(props.taskId)}/inbox/${encodeURIComponent(props.itemId)}/diff`).then(setDiff, (e: Error) => setError(e.message));
+    itemDiff(props.taskId, props.itemId).then(setDiff, (e: Error) => setError(e.message));
   }, [props.taskId, props.itemId]);
   if (error) return <div class="error">{error}</div>;
   if (!diff) return <div class="muted">loading diff…</div>;
