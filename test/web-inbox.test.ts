@@ -247,6 +247,32 @@ describe('web inbox', () => {
     assert.equal(await page.evaluate(() => (globalThis as unknown as { __xss?: number }).__xss), undefined);
   });
 
+  it('submits a task from the form, opens its page with the timeline and usage, and cancels it there', async () => {
+    await page.goto(`${base}/submit`);
+    const form = page.getByTestId('submit-form');
+    await form.locator('input[name="repo"]').fill(origin);
+    await form.locator('textarea[name="goal"]').fill('Submitted from the browser');
+    await form.locator('input[name="planner"]').nth(1).check();
+    await form.locator('textarea[name="steps"]').fill('echo deploy from the form');
+    await form.locator('textarea[name="approval_commands"]').fill('^echo deploy');
+    await form.locator('input[name="max_steps"]').fill('7');
+    await form.locator('button[type="submit"]').click();
+    await page.getByTestId('task-page').waitFor();
+    const id = decodeURIComponent(new URL(page.url()).pathname.split('/').pop()!);
+    ids['form'] = id;
+    const t = await api.task(id);
+    assert.equal(t.spec.goal, 'Submitted from the browser');
+    assert.equal(t.budget.max_steps, 7);
+    assert.deepEqual(t.policy.approval_commands, ['^echo deploy']);
+    await api.nextItem(id, ['risky_action']);
+    await page.reload();
+    await page.getByTestId('timeline').locator('li').first().waitFor();
+    assert.match((await page.locator('.usage').textContent()) ?? '', /steps[\s\S]*\/ 7/);
+    await page.locator('[data-action="cancel"]').last().click();
+    await page.locator('[data-action="confirm-cancel"]').click();
+    await eventually(() => api.task(id), (v) => v.state === 'cancelled', 'the task cancelled from its page');
+  });
+
   it('answers the diff route only for items that have a diff, and only by checked ids', async () => {
     const plan = (await api.task(ids['plan_approval']!)).items[0];
     const noDiff = await call(base, 'GET', `/v1/tasks/${ids['plan_approval']}/inbox/${plan.item_id}/diff`);

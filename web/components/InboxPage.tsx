@@ -94,6 +94,15 @@ export function InboxPage() {
   const ordered = items ? KINDS.flatMap((k) => items.filter((e) => e.kind === k.kind).slice(0, shown[k.kind] ?? GROUP_PAGE)) : [];
   const current = ordered[Math.min(selected, ordered.length - 1)];
 
+  // Keys read the latest list and cursor from refs: a fast "j j a" must act on the card the cursor reached,
+  // not on the one the last rendered handler knew.
+  const orderedRef = useRef(ordered);
+  orderedRef.current = ordered;
+  const cursor = useRef(0);
+  const select = (i: number): void => {
+    cursor.current = Math.max(0, Math.min(i, orderedRef.current.length - 1));
+    setSelected(cursor.current);
+  };
   useEffect(() => {
     const onKey = (ev: KeyboardEvent): void => {
       const t = ev.target as HTMLElement | null;
@@ -102,20 +111,22 @@ export function InboxPage() {
         return;
       }
       if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
+      const list = orderedRef.current;
+      const at = list[Math.min(cursor.current, list.length - 1)];
       if (ev.key === '?') setHelp((h) => !h);
       else if (ev.key === 'Escape') setHelp(false);
-      else if (ev.key === 'j') setSelected((s) => Math.min(s + 1, Math.max(ordered.length - 1, 0)));
-      else if (ev.key === 'k') setSelected((s) => Math.max(s - 1, 0));
-      else if (ev.key === 'Enter' && current) navigate(`/tasks/${encodeURIComponent(current.task_id)}`);
+      else if (ev.key === 'j') select(cursor.current + 1);
+      else if (ev.key === 'k') select(cursor.current - 1);
+      else if (ev.key === 'Enter' && at) navigate(`/tasks/${encodeURIComponent(at.task_id)}`);
       else if (ev.key === 'a' || ev.key === 'r' || ev.key === 'c') {
         const action = ev.key === 'a' ? 'approve' : ev.key === 'r' ? 'reject' : 'request_changes';
-        if (current) setCommand((c) => ({ action, seq: (c?.seq ?? 0) + 1, target: keyOf(current) }));
+        if (at) setCommand((c) => ({ action, seq: (c?.seq ?? 0) + 1, target: keyOf(at) }));
       } else return;
       ev.preventDefault();
     };
     addEventListener('keydown', onKey);
     return () => removeEventListener('keydown', onKey);
-  }, [ordered.length, current]);
+  }, []);
 
   const decided = (e: InboxEntry): void => {
     forgetTask(e.task_id);
@@ -169,7 +180,7 @@ export function InboxPage() {
                 selected={current !== undefined && keyOf(current) === keyOf(e)}
                 command={command?.target === keyOf(e) ? command : undefined}
                 onDecided={() => decided(e)}
-                onSelect={() => setSelected(ordered.indexOf(e))}
+                onSelect={() => select(ordered.indexOf(e))}
               />
             ))}
             {total > group.length ? (
