@@ -222,6 +222,17 @@ export function parseDiff(diff: string, maxLines = 20_000): Parsed {
       continue;
     }
     if (!cur) continue;
+    // A changed line outside any hunk (a header that under-counts): still shown, still read by the rules.
+    if ((line[0] === '+' || line[0] === '-') && cur.lines.some((l) => l.kind === 'hunk')) {
+      if (line[0] === '+') {
+        push({ kind: 'add', text: line.slice(1) });
+        cur.additions += 1;
+      } else {
+        push({ kind: 'del', text: line.slice(1) });
+        cur.deletions += 1;
+      }
+      continue;
+    }
     let m: RegExpExecArray | null;
     if ((m = /^new file mode (\d+)/.exec(line))) {
       cur.status = 'added';

@@ -109,6 +109,14 @@ describe('diff risk rules', () => {
     assert.ok(a.files[0]!.lines.some((l) => l.kind === 'del' && l.risks?.includes(RISK.removedAssertion)));
   });
 
+  it('still reads changed lines a hunk header under-counts', () => {
+    const d = ['diff --git a/t.test.js b/t.test.js', '--- a/t.test.js', '+++ b/t.test.js', '@@ -1,1 +1,1 @@', '-a', '+b', '-expect(x).toBe(1);', '+it.skip("x", () => {});'].join('\n');
+    assert.deepEqual(flagged(annotate(d).files[0]!), [
+      ['expect(x).toBe(1);', [RISK.removedAssertion]],
+      ['it.skip("x", () => {});', [RISK.skippedTest]],
+    ]);
+  });
+
   it('reads C-quoted paths, so an odd file name cannot dodge a protected glob', () => {
     const d = ['diff --git "a/infra/caf\\303\\251.tf" "b/infra/caf\\303\\251.tf"', '--- "a/infra/caf\\303\\251.tf"', '+++ "b/infra/caf\\303\\251.tf"', '@@ -1 +1 @@', '-a', '+b'].join('\n');
     const f = annotate(d, ['infra/']).files[0]!;
