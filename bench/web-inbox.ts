@@ -5,6 +5,7 @@
  *   npm run bench:web                          # 1,000 parked tasks
  *   BENCH_TASKS=100 BENCH_LOADS=10 npm run bench:web
  */
+import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { launchBrowser, signIn } from '../test/support/browser';
@@ -71,6 +72,7 @@ async function main(): Promise<void> {
     // Parked tasks stay parked on the dev server, which stops with them.
     await stack.stop();
     await temporal.stop();
+    fs.rmSync(root, { recursive: true, force: true });
   }
 }
 

@@ -4,6 +4,7 @@
  * grant form, a new item arriving without reload, a removed assertion highlighted and a long log collapsed.
  */
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { Browser, Page } from 'playwright-core';
@@ -27,6 +28,7 @@ let temporal: DevServer;
 let stack: Stack;
 let base: string;
 let origin: string;
+let root: string;
 let gemini: FakeGemini;
 let browser: Browser;
 let page: Page;
@@ -61,7 +63,7 @@ describe('web inbox', () => {
       if (v === undefined) delete process.env[k];
       else process.env[k] = v;
     }
-    const root = tempDir('web-inbox');
+    root = tempDir('web-inbox');
     origin = makeOriginRepo(root, FILES);
     stack = await startTestStack(temporal, path.join(root, 'data'), `web-${process.pid}`, { SANDBOX_DRIVER: 'process' });
     base = stack.url!;
@@ -90,6 +92,7 @@ describe('web inbox', () => {
     await stack?.stop();
     await temporal?.stop();
     await gemini?.close();
+    if (root) fs.rmSync(root, { recursive: true, force: true });
     for (const [k, v] of Object.entries(saved)) {
       if (v === undefined) delete process.env[k];
       else process.env[k] = v;
