@@ -87,8 +87,10 @@ describe('web inbox', () => {
   });
 
   after(async () => {
-    await api.cancelOpen(Object.values(ids)).catch(() => undefined);
+    // Stop the page's polling first, so no request of it is still inside the backend when the backend stops.
+    await page?.goto('about:blank').catch(() => undefined);
     await browser?.close();
+    await api.cancelOpen(Object.values(ids)).catch(() => undefined);
     await stack?.stop();
     await temporal?.stop();
     await gemini?.close();
