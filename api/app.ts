@@ -12,7 +12,9 @@ import { decisionRoutes } from './routes/decisions';
 import { healthRoutes } from './routes/health';
 import { eventRoutes } from './routes/events';
 import { inboxRoutes } from './routes/inbox';
+import { reviewRoutes } from './routes/review';
 import { taskRoutes } from './routes/tasks';
+import { webRoutes } from './web';
 
 export type { AppDeps, ArtifactReader } from './deps';
 
@@ -36,6 +38,8 @@ export function createApp(deps: AppDeps): express.Express {
   app.use(decisionRoutes(deps));
   app.use(inboxRoutes(deps));
   app.use(eventRoutes(deps));
+  app.use(reviewRoutes(deps));
+  app.use(webRoutes(deps.web));
   app.use(unknownRoute());
   app.use(errorHandler(deps.log));
   return app;

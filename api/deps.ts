@@ -11,6 +11,7 @@ import type { CredentialSource } from './auth/context';
 import type { OneTimeLoginCodes } from './auth/local-admin';
 import type { SignInDeps } from './routes/login';
 import type { ProcessHealth } from './routes/health';
+import type { WebOptions } from './web';
 
 /** Read access to the artifact store; rejects with an `ArtifactNotFoundError` (or ENOENT) for a missing artifact. */
 export interface ArtifactReader {
@@ -41,6 +42,8 @@ export interface AppDeps {
   health?: () => Promise<ProcessHealth>;
   /** Final records of ended tasks, read when Temporal no longer knows a task. */
   records?: TaskRecordReader;
+  /** The web inbox at `/`: where it is built and the Temporal UI it links to. */
+  web?: WebOptions;
 }
 
 /** An ended task as its final record keeps it. */

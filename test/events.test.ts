@@ -118,6 +118,9 @@ describe('live task events', () => {
       } finally {
         await back.close();
       }
+      // The diff of another team's item is as closed as the task itself.
+      const diff = await call(base, 'GET', `/v1/tasks/${blueTask}/inbox/pr_review-1/diff`, undefined, { authorization: `Bearer ${tokens.red}` });
+      assert.equal(diff.status, 403, JSON.stringify(diff.body));
       const unauthenticated = await fetch(`${base}/v1/events`);
       assert.equal(unauthenticated.status, 401);
       await unauthenticated.body?.cancel();

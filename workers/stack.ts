@@ -208,6 +208,10 @@ export async function startStack(cfg: Config, log: Logger): Promise<Stack> {
       records,
       maxBodyBytes: cfg.API_MAX_BODY_BYTES,
       health,
+      web: {
+        namespace: cfg.TEMPORAL_NAMESPACE,
+        ...(cfg.TEMPORAL_UI_URL ? { temporalUiUrl: cfg.TEMPORAL_UI_URL } : embedded ? { temporalUiUrl: `http://127.0.0.1:${cfg.TEMPORAL_UI_PORT}` } : {}),
+      },
     };
 
     if (!cfg.ROLES.includes('api')) {

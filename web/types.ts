@@ -1,0 +1,73 @@
+/**
+ * Wire shapes the front end reads, from the backend's own types where they exist; fields other parts of
+ * the backend add later are optional here, so their absence never breaks a card.
+ */
+import type { Action, InboxItem, ItemKind, TaskView, TraceEntry } from '../domain/task';
+import type { TaskEvent } from '../domain/events';
+
+export type { Action, InboxItem, ItemKind, TaskEvent, TaskView, TraceEntry };
+
+/** One row of `GET /v1/inbox`. */
+export interface InboxEntry {
+  task_id: string;
+  item_id: string;
+  kind: ItemKind;
+  title: string;
+  created_at: string;
+  waiting_seconds: number;
+  repo: string | null;
+  requester: string | null;
+  priority: number | null;
+  state: string | null;
+  goal: string | null;
+  team?: string | null;
+  labels?: string[];
+  due_at?: string | null;
+  escalated_at?: string | null;
+  overdue?: boolean;
+}
+
+/** `GET /v1/me`. */
+export interface Me {
+  subject: string;
+  name?: string;
+  role?: string;
+  teams?: string[];
+  via?: string;
+  csrf_token?: string | null;
+  idp?: string | null;
+}
+
+/** One line of an annotated diff (`GET …/diff`). */
+export interface DiffLine {
+  kind: 'hunk' | 'add' | 'del' | 'ctx' | 'meta';
+  text: string;
+  old?: number;
+  new?: number;
+  risks?: string[];
+}
+
+/** One file of an annotated diff. */
+export interface DiffFile {
+  path: string;
+  old_path: string | null;
+  status: string;
+  additions: number;
+  deletions: number;
+  risks: string[];
+  collapsed: boolean;
+  lines: DiffLine[];
+}
+
+/** `GET /v1/tasks/:id/inbox/:item_id/diff`. */
+export interface ItemDiff {
+  files: DiffFile[];
+  risky: number;
+  truncated: boolean;
+  source: string;
+}
+
+/** What a decision answers. */
+export interface DecisionAck {
+  [key: string]: unknown;
+}
