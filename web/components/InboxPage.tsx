@@ -24,6 +24,20 @@ const GROUP_PAGE = 50;
 
 const keyOf = (e: InboxEntry): string => `${e.task_id}/${e.item_id}`;
 
+/** How long a card someone just decided stays in place, showing the result, after the server stops listing it. */
+const SETTLED_SHOW_MS = 10_000;
+
+/** `next` with each recently decided card the server no longer lists put back where it was in `prev`. */
+function keepSettled(next: InboxEntry[], prev: InboxEntry[], settled: Map<string, number>, now: number): InboxEntry[] {
+  for (const [k, until] of settled) if (until <= now) settled.delete(k);
+  const listed = new Set(next.map(keyOf));
+  const merged = [...next];
+  prev.forEach((e, i) => {
+    if (settled.has(keyOf(e)) && !listed.has(keyOf(e))) merged.splice(Math.min(i, merged.length), 0, e);
+  });
+  return merged;
+}
+
 /** The inbox page. */
 export function InboxPage() {
   const [filter, setFilter] = useState<InboxFilter>(() => filterFromUrl(location.search));
@@ -36,6 +50,9 @@ export function InboxPage() {
   const [notify, setNotify] = useState(notificationsOn());
   const [shown, setShown] = useState<Record<string, number>>({});
   const seen = useRef<Set<string> | null>(null);
+  // Cards decided here, until when they stay: a live event must not whisk away the result of one's own click.
+  const settled = useRef(new Map<string, number>());
+  const itemsRef = useRef<InboxEntry[]>([]);
   const filterRef = useRef(filter);
   filterRef.current = filter;
 
@@ -51,7 +68,9 @@ export function InboxPage() {
         for (const e of next) if (!seen.current.has(keyOf(e))) notifyNewItem(`New: ${e.title}`, e.repo ?? '', () => navigate(`/tasks/${e.task_id}`));
       }
       seen.current = new Set(next.map(keyOf));
-      setItems(next);
+      const shownNow = keepSettled(next, itemsRef.current, settled.current, Date.now());
+      itemsRef.current = shownNow;
+      setItems(shownNow);
       setError(null);
       if (read.more && limit < FULL_LIMIT) void refresh();
     } catch (err) {
@@ -129,6 +148,7 @@ export function InboxPage() {
   }, []);
 
   const decided = (e: InboxEntry): void => {
+    settled.current.set(keyOf(e), Date.now() + SETTLED_SHOW_MS);
     forgetTask(e.task_id);
     setTimeout(() => void refresh(), 800);
   };
