@@ -149,7 +149,7 @@ describe('LLM planner', () => {
       { text: '1. Ask which operation\n2. Write it\n3. Finish', usage },
       { calls: [{ name: 'ask_human', args: { question: 'Should add() add or concatenate?' } }], usage },
       (body) => {
-        assert.match(toolResults(body).join('\n'), /bob answered: add numbers/);
+        assert.match(toolResults(body).join('\n'), /local admin answered: add numbers/);
         return { calls: [{ name: 'write_file', args: { path: 'calc.js', content: BIG_CALC } }], usage };
       },
       { calls: [{ name: 'finish', args: { summary: 'Fixed as told.', risks: 'none', how_to_test: 'npm test' } }], usage },
@@ -175,7 +175,7 @@ describe('LLM planner', () => {
       { text: '1. Publish\n2. Deploy', usage },
       { calls: [{ name: 'run', args: { command: 'npm publish --force' } }], usage },
       (body) => {
-        assert.match(toolResults(body).join('\n'), /not run: bob rejected this command/);
+        assert.match(toolResults(body).join('\n'), /not run: local admin rejected this command/);
         // A command that writes a protected path without naming it in its arguments.
         return { calls: [{ name: 'run', args: { command: 'mkdir -p deploy && echo prod > deploy/target' } }], usage };
       },
@@ -184,7 +184,7 @@ describe('LLM planner', () => {
         return { calls: [{ name: 'write_file', args: { path: 'deploy/other', content: 'x\n' } }], usage };
       },
       (body) => {
-        assert.match(toolResults(body).join('\n'), /not done: bob rejected the change to deploy\/other/);
+        assert.match(toolResults(body).join('\n'), /not done: local admin rejected the change to deploy\/other/);
         return { calls: [{ name: 'write_file', args: { path: 'calc.js', content: 'exports.add = (a, b) => a + b;\n' } }, { name: 'finish', args: { summary: 'Only the fix.', risks: 'none', how_to_test: 'npm test' } }], usage };
       },
     ]);
@@ -287,7 +287,7 @@ describe('LLM planner', () => {
       { calls: [{ name: 'run', args: { command: 'node test.js' } }], usage },
       { calls: [{ name: 'run', args: { command: 'node test.js' } }], usage },
       (body) => {
-        assert.match(JSON.stringify(body.contents.at(-1)), /Message from bob: look at calc\.js/);
+        assert.match(JSON.stringify(body.contents.at(-1)), /Message from local admin: look at calc\.js/);
         return { calls: [{ name: 'edit_file', args: { path: 'calc.js', old_string: 'a - b', new_string: 'a + b' } }, { name: 'finish', args: { summary: 'Fixed.', risks: 'none', how_to_test: 'npm test' } }], usage };
       },
     ]);

@@ -229,7 +229,7 @@ describe('egress through the proxy, a setup phase and grants from the inbox', ()
     );
     assert.deepEqual(t.items.map((i: any) => i.kind), ['risky_action'], `the agent's second ask reached the inbox: ${JSON.stringify(t.items.map((i: any) => i.title))}`);
     const told = gemini.requests.map((r) => JSON.stringify(r.body)).join('\n');
-    assert.match(told, /bob already refused mirror\.test for this task/);
+    assert.match(told, /local admin already refused mirror\.test for this task/);
     assert.match(told, /ask for one domain, not a wildcard/);
   });
 });
