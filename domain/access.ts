@@ -3,7 +3,7 @@
  * applies to every request and the workflow records with every decision.
  */
 import { z } from 'zod';
-import { ItemKind, TeamName, type Budget, type BudgetGrant } from './task';
+import { TeamName, type ItemKind, type Budget, type BudgetGrant } from './task';
 
 export { TeamName };
 
@@ -68,24 +68,6 @@ export function visibleTeams(identity: Identity): string[] | 'all' {
   return identity.role === 'admin' ? 'all' : [...identity.teams];
 }
 
-/** An outgoing webhook of a team: a Slack-compatible payload, or generic JSON signed with HMAC-SHA256. */
-export const Webhook = z.strictObject({
-  url: z.url({ protocol: /^https?$/ }),
-  format: z.enum(['slack', 'json']),
-  /** File holding the signing secret of a `json` webhook (read by the worker; never in a workflow's history). */
-  secret_file: z.string().min(1).optional(),
-  /** Events sent; all of them when absent. */
-  events: z.array(z.enum(['item_opened', 'item_escalated', 'task_ended'])).min(1).optional(),
-});
-export type Webhook = z.infer<typeof Webhook>;
-
-/** Events a webhook can be sent. */
-export type NotificationEvent = NonNullable<Webhook['events']>[number];
-
-/** Minutes an item of each kind may wait before it escalates. */
-export const SlaMinutes = z.partialRecord(ItemKind, z.number().positive().max(60 * 24 * 365));
-export type SlaMinutes = z.infer<typeof SlaMinutes>;
-
 /** Highest total a budget may reach through grants, per field. */
 export const GrantCeiling = z.strictObject({
   max_tokens: z.number().int().positive().optional(),
@@ -98,27 +80,14 @@ export type GrantCeiling = z.infer<typeof GrantCeiling>;
 /** What the operator sets for one team. */
 export const TeamSettings = z.strictObject({
   grant_ceiling: GrantCeiling.optional(),
-  sla_minutes: SlaMinutes.optional(),
-  webhooks: z.array(Webhook).max(20).default([]),
   /** A task's requester may not approve its own `risky_action` or `pr_review`. */
   separation_of_duties: z.boolean().default(false),
 });
 export type TeamSettings = z.infer<typeof TeamSettings>;
 
-/** A role and teams given to a person (by subject or email) or to everyone in an IdP group. */
-export const Membership = z.strictObject({
-  role: Role,
-  teams: z.array(TeamName).max(100).default([]),
-});
-export type Membership = z.infer<typeof Membership>;
-
-/** The operator's TEAMS_FILE (YAML or JSON): team settings and who belongs where. */
+/** The operator's TEAMS_FILE (YAML or JSON): the settings of each team. Who belongs to a team is said by their API token. */
 export const AccessConfig = z.strictObject({
   teams: z.record(TeamName, TeamSettings).default({}),
-  /** By OIDC subject or email. */
-  people: z.record(z.string().min(1), Membership).default({}),
-  /** By a value of the token's groups claim. */
-  groups: z.record(z.string().min(1), Membership).default({}),
 });
 export type AccessConfig = z.infer<typeof AccessConfig>;
 

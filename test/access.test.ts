@@ -296,9 +296,26 @@ describe('the local admin', () => {
     await assert.rejects(startStack(cfg, createLogger({ level: 'error', component: 'test' })), (err: unknown) => {
       assert.ok(err instanceof ConfigError);
       assert.match(err.message, /HOST/);
-      assert.match(err.message, /OIDC_ISSUER/);
+      assert.match(err.message, /API_AUTH/);
       return true;
     });
+  });
+
+  it('serves API tokens only, and no admin token, with API_AUTH=tokens on any HOST', async () => {
+    const dir = tempDir('access-tokens-only');
+    const only = await startStack(loadConfig({ ...stackEnv(temporal, dir, 'access-tokens-only'), HOST: '0.0.0.0', ROLES: 'api', API_AUTH: 'tokens' }), createLogger({ level: 'error', component: 'test' }));
+    try {
+      assert.equal(only.auth.adminToken, null);
+      assert.equal(only.auth.loginLink(), null);
+      assert.equal(fs.existsSync(path.join(dir, 'admin-token')), false);
+      const url = only.url!.replace('0.0.0.0', '127.0.0.1');
+      assert.equal((await call(url, 'GET', '/v1/inbox', undefined, { authorization: `Bearer ${stack.auth.adminToken}` })).status, 401, 'another backend\'s admin token');
+      const { token } = new ApiTokenStore(dir).create({ name: 'remote', role: 'viewer', teams: ['red'] });
+      assert.equal((await call(url, 'GET', '/v1/inbox', undefined, { authorization: `Bearer ${token}` })).status, 200);
+      assert.equal((await fetch(`${url}/login/local?code=x`)).status, 404, 'no browser sign-in without the local admin');
+    } finally {
+      await only.stop();
+    }
   });
 
   it('gives one-time login codes that work once and expire after 15 minutes', () => {

@@ -78,6 +78,7 @@ describe('the backend manifest', () => {
     assert.equal(String(worker.readinessProbe!.httpGet!.port), 'health');
     assert.equal(worker.ports?.find((p) => p.name === 'health')?.containerPort, Number(env(worker, 'HEALTH_PORT')), 'the probes ask the port the worker serves health on');
     assert.equal(env(api, 'ROLES'), 'api');
+    assert.equal(env(api, 'API_AUTH'), 'tokens', 'an API other machines reach admits API tokens only');
 
     const dataOf = (c: k8s.V1Container): k8s.V1VolumeMount | undefined => c.volumeMounts?.find((m) => m.mountPath === '/data');
     assert.equal(dataOf(api)?.name, dataOf(worker)?.name, 'the API reads the volume the worker writes');

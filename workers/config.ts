@@ -176,25 +176,17 @@ export const Config = z.object({
   /** External Temporal only: `true` lets the backend raise the namespace's retention to TASK_RETENTION_DAYS (default: only warn). */
   TEMPORAL_SET_RETENTION: z.enum(['true', 'false']).default('false').transform((v) => v === 'true'),
   /**
-   * The operator's teams, memberships and team settings (grant ceilings, SLAs, webhooks, separation of duties),
+   * The operator's team settings (grant ceilings, separation of duties),
    * a YAML or JSON file in the shape of `AccessConfig` (domain/access.ts). Unset: no teams beyond `default`.
    */
   TEAMS_FILE: z.string().optional(),
   /**
-   * The OpenID Connect issuer people sign in with and whose JWTs programs may send (its discovery document names
-   * the JWKS). Unset: no identity provider, so the API serves loopback only, with a local admin token in DATA_DIR.
+   * Who may call the API. `local` (the default): the local admin token in DATA_DIR/admin-token, a login link for
+   * the web inbox, API tokens, and loopback only. `tokens`: API tokens the operator creates (`npm run tokens`)
+   * and nothing else, on any HOST, for an API other machines reach (no browser sign-in there yet).
    */
-  OIDC_ISSUER: z.url().optional(),
-  /** This backend's client at the issuer, and a file holding its secret (none for a public client using PKCE alone). */
-  OIDC_CLIENT_ID: z.string().min(1).optional(),
-  OIDC_CLIENT_SECRET_FILE: z.string().optional(),
-  /** The `aud` a bearer JWT must carry (default: OIDC_CLIENT_ID). */
-  OIDC_AUDIENCE: z.string().min(1).optional(),
-  /** Claims read from tokens: the person's teams, their IdP groups (mapped through TEAMS_FILE), their role. */
-  OIDC_TEAMS_CLAIM: z.string().min(1).default('teams'),
-  OIDC_GROUPS_CLAIM: z.string().min(1).default('groups'),
-  OIDC_ROLE_CLAIM: z.string().min(1).default('role'),
-  /** The URL people open the web inbox at (the OIDC redirect is `<PUBLIC_URL>/login/callback`; https makes cookies Secure). Default: http://HOST:PORT. */
+  API_AUTH: z.enum(['local', 'tokens']).default('local'),
+  /** The URL people open the web inbox at (login links name it; https makes the session cookie Secure). Default: http://HOST:PORT. */
   PUBLIC_URL: z.url().optional(),
   /** The Temporal UI a task page links to (default: the embedded dev server's UI, when it runs one). */
   TEMPORAL_UI_URL: z.url().optional(),

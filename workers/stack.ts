@@ -66,13 +66,13 @@ export async function startStack(cfg: Config, log: Logger): Promise<Stack> {
   try {
     const serveApi = cfg.ROLES.includes('api');
     // Without an identity provider the local admin token is the only credential: never serve it beyond this machine.
-    if (serveApi && cfg.OIDC_ISSUER === undefined && !isLoopbackHost(cfg.HOST)) {
+    if (serveApi && cfg.API_AUTH === 'local' && !isLoopbackHost(cfg.HOST)) {
       throw new ConfigError(
-        `invalid configuration: HOST: ${cfg.HOST} is not a loopback address, and without an identity provider (OIDC_ISSUER unset) the API serves loopback only; set OIDC_ISSUER or HOST=127.0.0.1`,
+        `invalid configuration: HOST: ${cfg.HOST} is not a loopback address, and with API_AUTH=local (no identity provider: a local admin token) the API serves loopback only; set HOST=127.0.0.1, or API_AUTH=tokens to admit API tokens only`,
       );
     }
     await fs.mkdir(cfg.DATA_DIR, { recursive: true });
-    const adminToken = serveApi && cfg.OIDC_ISSUER === undefined ? await ensureAdminToken(cfg.DATA_DIR) : null;
+    const adminToken = serveApi && cfg.API_AUTH === 'local' ? await ensureAdminToken(cfg.DATA_DIR) : null;
     const loginCodes = adminToken === null ? undefined : new OneTimeLoginCodes();
     const sources: CredentialSource[] = [apiTokenSource(new ApiTokenStore(cfg.DATA_DIR))];
     let signIn: SignInDeps | undefined;

@@ -2,7 +2,7 @@
  * Messages of the task workflow: defined once, imported by the workflow, the API, tests and benchmarks.
  */
 import { defineQuery, defineUpdate } from '@temporalio/workflow';
-import type { Principal, SlaMinutes } from '../domain/access';
+import type { Principal } from '../domain/access';
 import type { ActedBy, CancelBody, Decision, InboxItem, MessageBody, TaskSpec, TaskState, TaskView, TraceEntry } from '../domain/task';
 
 /** Workflow type name, for starting tasks without importing workflow code. */
@@ -15,10 +15,6 @@ export interface TaskWorkflowInput {
   created_at: string;
   /** Who submitted the task (absent in histories from before sign-in). */
   requested_by?: Principal;
-  /** The team's SLA per item kind when the task started: an item pending longer escalates. */
-  sla?: SlaMinutes;
-  /** Whether the team had webhooks when the task started: only then does the workflow send notifications. */
-  notify?: boolean;
   /** Opaque state handed from one run to the next by continue-as-new. */
   carried?: unknown;
 }

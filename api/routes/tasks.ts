@@ -4,7 +4,7 @@
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
 import type { SearchAttributePair } from '@temporalio/common';
 import type { Response, Router } from 'express';
-import { AccessConfig, principalOf, teamSettings, visibleTeams } from '../../domain/access';
+import { principalOf, visibleTeams } from '../../domain/access';
 import { TaskSpec, type TraceEntry } from '../../domain/task';
 import { TASK_WORKFLOW_TYPE, taskQuery, traceQuery, type TaskWorkflowInput } from '../../workflows/messages';
 import {
@@ -91,14 +91,12 @@ export function taskRoutes(deps: AppDeps): Router {
   const listQuery = validate('query', TaskListQuery);
   const intake = intakePolicy(deps, spec);
   const access = taskAccess(deps);
-  const accessConfig = deps.access ?? AccessConfig.parse({});
 
   router.post('/v1/tasks', requireRole('submitter'), headers, jsonBody(deps.maxBodyBytes), spec, intake, async function createTask(req, res) {
     const identity = identityOf(res);
     // The requester is who called, whatever the body says; the team is one of theirs (any, for an admin).
     const team = intakeTeam(identity, valid(req, spec).team);
     const task: TaskSpec = { ...valid(req, spec), requester: identity.subject, team };
-    const settings = teamSettings(accessConfig, team);
     const key = valid(req, headers)['idempotency-key'];
     const hash = key === undefined ? undefined : requestHash(task);
     const taskId = key === undefined ? newTaskId() : idempotentTaskId(task.requester, key);
@@ -109,9 +107,7 @@ export function taskRoutes(deps: AppDeps): Router {
       spec: task,
       created_at: createdAt,
       requested_by: principalOf(identity, team),
-      notify: settings.webhooks.length > 0,
     };
-    if (settings.sla_minutes !== undefined) input.sla = settings.sla_minutes;
     const summary: SummaryMemo = { goal: task.goal.slice(0, GOAL_PREVIEW_CHARS), state: 'queued', created_at: createdAt, updated_at: createdAt };
     const searchAttributes: SearchAttributePair[] = [
       { key: SA_STATE, value: 'queued' },
