@@ -216,6 +216,8 @@ describe('web inbox', () => {
   });
 
   it('says who settled an item someone else decided first', async () => {
+    // A page whose event stream is down (polling every few seconds) still shows the item when someone else settles it.
+    await page.route('**/v1/events', (r) => r.abort());
     await page.goto(`${base}/?kind=pr_review`);
     await ready(ids['pr_review']!);
     const item = await api.nextItem(ids['pr_review']!, ['pr_review']);
@@ -224,27 +226,19 @@ describe('web inbox', () => {
     const result = card(ids['pr_review']!).getByTestId('result');
     await result.waitFor();
     assert.match((await result.textContent()) ?? '', /settled|no longer pending|ended/i);
+    await page.unroute('**/v1/events');
   });
 
   it('shows a new item without a reload', async () => {
     await page.goto(`${base}/`);
     await page.getByTestId('inbox').waitFor();
-    const events = await fetch(`${base}/v1/events`, { signal: AbortSignal.timeout(5_000) }).then(
-      async (r) => {
-        await r.body?.cancel();
-        return r.status;
-      },
-      () => 0,
-    );
+    // Live updates: the stream is open (the page polls only once a minute while it is), and the card arrives from it.
+    await page.getByTestId('live').and(page.locator('.on')).waitFor({ timeout: 10_000 });
     const marker = await page.evaluate(() => ((globalThis as unknown as { __noReload: number }).__noReload = Math.random()));
     // The command is the attacker's text: it must arrive as text, never as markup.
     const command = `echo deploy '<img src=x onerror="globalThis.__xss=1">'`;
     ids['late'] = await submit({ goal: 'Arrives while the page is open', planner: recipe(command), policy: { approval_commands: ['^echo deploy'] } });
-    if (events === 200) {
-      // Live updates: the stream is open, and the card arrives from it.
-      await page.getByTestId('live').and(page.locator('.on')).waitFor({ timeout: 10_000 });
-    }
-    await card(ids['late']).waitFor({ timeout: 30_000 });
+    await card(ids['late']).waitFor({ timeout: 20_000 });
     assert.equal(await page.evaluate(() => (globalThis as unknown as { __noReload?: number }).__noReload), marker, 'the page was not reloaded');
     await ready(ids['late']);
     assert.match((await card(ids['late']).getByTestId('card-title').textContent()) ?? '', /<img src=x onerror=/);

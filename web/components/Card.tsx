@@ -21,7 +21,7 @@ function riskOf(entry: InboxEntry, detail: Record<string, unknown> | undefined):
 }
 
 /** An inbox card; `selected` marks the keyboard cursor and `command` carries a/r/c to it. */
-export function Card(props: { entry: InboxEntry; selected: boolean; command?: KeyCommand; onDecided: () => void; onSelect: () => void }) {
+export function Card(props: { entry: InboxEntry; selected: boolean; command?: KeyCommand; onDecided: () => void; onDeciding?: () => void; onSelect: () => void }) {
   const e = props.entry;
   const ref = useRef<HTMLElement>(null);
   const [item, setItem] = useState<InboxItem | null>(null);
@@ -116,7 +116,7 @@ export function Card(props: { entry: InboxEntry; selected: boolean; command?: Ke
         </div>
       ) : null}
       {detail ? <KeyDetail taskId={e.task_id} kind={e.kind} detail={detail} /> : <div class="key muted">{e.goal ?? ''}</div>}
-      <DecisionBar taskId={e.task_id} itemId={e.item_id} kind={e.kind} detail={detail} command={props.command} onDone={props.onDecided} />
+      <DecisionBar taskId={e.task_id} itemId={e.item_id} kind={e.kind} detail={detail} command={props.command} onDone={props.onDecided} {...(props.onDeciding ? { onStart: props.onDeciding } : {})} />
       {hasDiff ? (
         <button type="button" class="link" data-testid="show-diff" onClick={() => setShowDiff(!showDiff)}>
           {showDiff ? 'hide diff' : 'show diff'}

@@ -20,7 +20,7 @@ type Outcome = { ok: true; text: string } | { ok: false; text: string };
 const NEEDS_COMMENT: readonly Action[] = ['reject', 'request_changes', 'cancel'];
 
 /** The decision controls of an item; `onDone` runs after a decision is accepted. */
-export function DecisionBar(props: { taskId: string; itemId: string; kind: ItemKind; detail?: Record<string, unknown>; command?: KeyCommand; onDone: () => void; cancelOnly?: boolean }) {
+export function DecisionBar(props: { taskId: string; itemId: string; kind: ItemKind; detail?: Record<string, unknown>; command?: KeyCommand; onDone: () => void; onStart?: () => void; cancelOnly?: boolean }) {
   const actions: readonly Action[] = props.cancelOnly ? ['cancel'] : ACTIONS[props.kind];
   const [open, setOpen] = useState<Action | null>(null);
   const [text, setText] = useState('');
@@ -33,6 +33,8 @@ export function DecisionBar(props: { taskId: string; itemId: string; kind: ItemK
 
   const send = async (action: Action): Promise<void> => {
     setBusy(true);
+    // From here the card stays put: a live event may report the decision before its response does.
+    props.onStart?.();
     try {
       if (action === 'cancel') {
         await api('POST', `/v1/tasks/${encodeURIComponent(props.taskId)}/cancel`, text ? { reason: text } : {});

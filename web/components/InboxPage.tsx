@@ -147,6 +147,9 @@ export function InboxPage() {
     return () => removeEventListener('keydown', onKey);
   }, []);
 
+  const deciding = (e: InboxEntry): void => {
+    settled.current.set(keyOf(e), Date.now() + SETTLED_SHOW_MS);
+  };
   const decided = (e: InboxEntry): void => {
     settled.current.set(keyOf(e), Date.now() + SETTLED_SHOW_MS);
     forgetTask(e.task_id);
@@ -200,6 +203,7 @@ export function InboxPage() {
                 selected={current !== undefined && keyOf(current) === keyOf(e)}
                 command={command?.target === keyOf(e) ? command : undefined}
                 onDecided={() => decided(e)}
+                onDeciding={() => deciding(e)}
                 onSelect={() => select(ordered.indexOf(e))}
               />
             ))}
