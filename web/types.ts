@@ -3,9 +3,10 @@
  * the backend add later are optional here, so their absence never breaks a card.
  */
 import type { Action, InboxItem, ItemKind, TaskView, TraceEntry } from '../domain/task';
+import type { AnnotatedDiff, DiffFile, DiffLine } from '../domain/diff-risk';
 import type { TaskEvent } from '../domain/events';
 
-export type { Action, InboxItem, ItemKind, TaskEvent, TaskView, TraceEntry };
+export type { Action, DiffFile, DiffLine, InboxItem, ItemKind, TaskEvent, TaskView, TraceEntry };
 
 /** One row of `GET /v1/inbox`. */
 export interface InboxEntry {
@@ -38,32 +39,8 @@ export interface Me {
   idp?: string | null;
 }
 
-/** One line of an annotated diff (`GET …/diff`). */
-export interface DiffLine {
-  kind: 'hunk' | 'add' | 'del' | 'ctx' | 'meta';
-  text: string;
-  old?: number;
-  new?: number;
-  risks?: string[];
-}
-
-/** One file of an annotated diff. */
-export interface DiffFile {
-  path: string;
-  old_path: string | null;
-  status: string;
-  additions: number;
-  deletions: number;
-  risks: string[];
-  collapsed: boolean;
-  lines: DiffLine[];
-}
-
 /** `GET /v1/tasks/:id/inbox/:item_id/diff`. */
-export interface ItemDiff {
-  files: DiffFile[];
-  risky: number;
-  truncated: boolean;
+export interface ItemDiff extends AnnotatedDiff {
   source: string;
 }
 

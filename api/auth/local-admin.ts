@@ -3,11 +3,11 @@
  * `DATA_DIR/admin-token` (mode 0600), loopback only, and one-time codes for the web inbox's login link.
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import fs from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import type { Identity } from '../../domain/access';
 import { UnauthenticatedError, type Authenticated, type CredentialSource } from './context';
+import { ensureSecretFile, SecretFileError } from './secret-file';
 import { bearerToken } from './tokens';
 
 /** The admin token's file name under DATA_DIR. */
@@ -18,11 +18,6 @@ const ADMIN_TOKEN_FORMAT = /^aia_[A-Za-z0-9_-]{43}$/;
 
 /** How long a one-time login code stays valid. */
 export const LOGIN_CODE_TTL_MS = 15 * 60_000;
-
-/** Thrown when the admin token file exists but cannot be trusted: not a regular file, not ours, readable by others, malformed. */
-export class AdminTokenFileError extends Error {
-  override readonly name = 'AdminTokenFileError';
-}
 
 /** The identity the local admin token acts as. */
 export const LOCAL_ADMIN: Identity = Object.freeze({
@@ -48,32 +43,8 @@ export function isLoopbackHost(host: string): boolean {
  */
 export async function ensureAdminToken(dataDir: string): Promise<string> {
   const file = path.join(dataDir, ADMIN_TOKEN_FILE);
-  await fs.mkdir(dataDir, { recursive: true });
-  try {
-    const handle = await fs.open(file, 'wx', 0o600);
-    const token = `aia_${randomBytes(32).toString('base64url')}`;
-    try {
-      await handle.writeFile(`${token}\n`);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    return token;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-  }
-  const st = await fs.lstat(file);
-  if (!st.isFile()) throw new AdminTokenFileError(`${file} is not a regular file; remove it and restart for a new admin token`);
-  if (typeof process.getuid === 'function' && st.uid !== process.getuid()) {
-    throw new AdminTokenFileError(`${file} belongs to another user (uid ${st.uid}); remove it and restart for a new admin token`);
-  }
-  if ((st.mode & 0o077) !== 0) {
-    throw new AdminTokenFileError(
-      `${file} is readable or writable by others (mode ${(st.mode & 0o777).toString(8)}), so its token may have leaked; remove it and restart for a new one`,
-    );
-  }
-  const token = (await fs.readFile(file, 'utf8')).trim();
-  if (!ADMIN_TOKEN_FORMAT.test(token)) throw new AdminTokenFileError(`${file} does not hold an admin token; remove it and restart for a new one`);
+  const token = await ensureSecretFile(file, () => `aia_${randomBytes(32).toString('base64url')}`, 'admin token');
+  if (!ADMIN_TOKEN_FORMAT.test(token)) throw new SecretFileError(`${file} does not hold an admin token; remove it and restart for a new one`);
   return token;
 }
 

@@ -3,10 +3,10 @@
  * from that id, and the key both are signed with (`DATA_DIR/session-secret`, mode 0600, made once).
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Request, Response } from 'express';
 import type { Identity } from '../../domain/access';
+import { ensureSecretFile, SecretFileError } from './secret-file';
 import { UnauthenticatedError, type Authenticated, type CredentialSource } from './context';
 
 /** The session cookie's name. */
@@ -27,29 +27,11 @@ interface SessionPayload {
   identity: Identity;
 }
 
-/** The session key in `DATA_DIR/session-secret`: created with mode 0600 when missing, refused when others can read it. */
+/** The session key in `DATA_DIR/session-secret`: made once (mode 0600), refused when others could read or change it. */
 export async function ensureSessionSecret(dataDir: string): Promise<Buffer> {
   const file = path.join(dataDir, SESSION_SECRET_FILE);
-  await fs.mkdir(dataDir, { recursive: true });
-  try {
-    const handle = await fs.open(file, 'wx', 0o600);
-    const secret = randomBytes(SECRET_BYTES);
-    try {
-      await handle.writeFile(secret.toString('base64url'));
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    return secret;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-  }
-  const st = await fs.lstat(file);
-  if (!st.isFile() || (st.mode & 0o077) !== 0) {
-    throw new Error(`${file} is not a regular file only its owner can read (mode ${(st.mode & 0o777).toString(8)}); remove it and restart (every session ends)`);
-  }
-  const secret = Buffer.from((await fs.readFile(file, 'utf8')).trim(), 'base64url');
-  if (secret.length < SECRET_BYTES) throw new Error(`${file} holds a key shorter than ${SECRET_BYTES} bytes; remove it and restart`);
+  const secret = Buffer.from(await ensureSecretFile(file, () => randomBytes(SECRET_BYTES).toString('base64url'), 'session key (every session ends)'), 'base64url');
+  if (secret.length < SECRET_BYTES) throw new SecretFileError(`${file} holds a key shorter than ${SECRET_BYTES} bytes; remove it and restart`);
   return secret;
 }
 
