@@ -11,6 +11,7 @@ import type { Stack } from '../workers/stack';
 import type { DevServer } from '../workers/temporal-server';
 import { makeOriginRepo, tempDir } from './support/git-fixture';
 import { call } from './support/http';
+import { listenEvents } from './support/sse';
 import { startTestStack, startTestTemporal } from './support/stack';
 
 let temporal: DevServer;
@@ -39,51 +40,6 @@ after(async () => {
   await temporal?.stop();
 });
 
-/** An open SSE stream: the events read so far, and a way to wait for one. */
-function listen(token: string, lastEventId?: string) {
-  const controller = new AbortController();
-  const events: { id: string; data: any }[] = [];
-  const headers: Record<string, string> = { authorization: `Bearer ${token}`, accept: 'text/event-stream' };
-  if (lastEventId !== undefined) headers['last-event-id'] = lastEventId;
-  const opened = fetch(`${base}/v1/events`, { headers, signal: controller.signal }).then(async (res) => {
-    assert.equal(res.status, 200);
-    assert.match(res.headers.get('content-type') ?? '', /^text\/event-stream/);
-    const decoder = new TextDecoder();
-    let buf = '';
-    try {
-      for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-        buf += decoder.decode(chunk, { stream: true });
-        let end: number;
-        while ((end = buf.indexOf('\n\n')) >= 0) {
-          const block = buf.slice(0, end);
-          buf = buf.slice(end + 2);
-          const id = /^id: (.*)$/m.exec(block)?.[1];
-          const data = /^data: (.*)$/m.exec(block)?.[1];
-          if (id !== undefined && data !== undefined && /^event: task$/m.test(block)) events.push({ id, data: JSON.parse(data) });
-        }
-      }
-    } catch {
-      // Aborted by close().
-    }
-  });
-  return {
-    events,
-    async waitFor(taskId: string, timeoutMs = 10_000) {
-      const deadline = Date.now() + timeoutMs;
-      while (Date.now() < deadline) {
-        const e = events.find((x) => x.data.task_id === taskId);
-        if (e) return e;
-        await new Promise((r) => setTimeout(r, 50));
-      }
-      throw new Error(`no event for ${taskId}; got ${JSON.stringify(events.map((e) => e.data.task_id))}`);
-    },
-    close: async () => {
-      controller.abort();
-      await opened.catch(() => undefined);
-    },
-  };
-}
-
 async function submit(token: string): Promise<string> {
   const res = await call(base, 'POST', '/v1/tasks', { repo: origin, goal: 'events test', planner: { kind: 'recipe', steps: [{ run: 'true' }] } }, { authorization: `Bearer ${token}` });
   assert.equal(res.status, 202, JSON.stringify(res.body));
@@ -92,28 +48,30 @@ async function submit(token: string): Promise<string> {
 
 describe('live task events', () => {
   it('streams a new task to its team, not to another team, and catches up from Last-Event-ID', async () => {
-    const red = listen(tokens.red!);
-    const blue = listen(tokens.blue!);
-    const admin = listen(stack.auth.adminToken!);
+    const red = listenEvents(base, tokens.red!);
+    const blue = listenEvents(base, tokens.blue!);
+    const admin = listenEvents(base, stack.auth.adminToken!);
     try {
       await new Promise((r) => setTimeout(r, 300));
       const redTask = await submit(tokens.red!);
-      const e = await red.waitFor(redTask);
+      const e = await red.waitFor((x) => x.data.task_id === redTask, redTask);
+      assert.equal(red.status(), 200);
+      assert.match(red.contentType(), /^text\/event-stream/);
       assert.equal(e.data.team, 'red');
       assert.equal(e.data.state, 'queued');
       assert.equal(e.data.ended, false);
-      await admin.waitFor(redTask);
+      await admin.waitFor((x) => x.data.task_id === redTask, redTask);
       const blueTask = await submit(tokens.blue!);
-      await blue.waitFor(blueTask);
+      await blue.waitFor((x) => x.data.task_id === blueTask, blueTask);
       assert.equal(blue.events.some((x) => x.data.task_id === redTask), false, 'blue heard of a red task');
       assert.equal(red.events.some((x) => x.data.task_id === blueTask), false, 'red heard of a blue task');
 
       // Away, then back with the id of the last event seen: what changed meanwhile comes first.
       await red.close();
       const missed = await submit(tokens.red!);
-      const back = listen(tokens.red!, e.id);
+      const back = listenEvents(base, tokens.red!, e.id);
       try {
-        await back.waitFor(missed);
+        await back.waitFor((x) => x.data.task_id === missed, missed);
         assert.equal(back.events.some((x) => x.data.task_id === blueTask), false);
       } finally {
         await back.close();
