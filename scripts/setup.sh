@@ -17,7 +17,9 @@ if [[ "${1:-}" == "--test" ]]; then
   if [[ -x "$chromium_bin" ]]; then
     echo "chromium: $chromium_bin"
   elif [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
-    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium
+    # A fresh machine may have no package lists yet.
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium \
+      || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; }
     echo "chromium: $(command -v chromium)"
   else
     echo "chromium: missing; install Debian's chromium (sudo apt-get install chromium) or set CHROMIUM_PATH to a Chromium binary" >&2

@@ -9,24 +9,7 @@ import type { TaskEvent } from '../domain/events';
 export type { Action, DiffFile, DiffLine, InboxItem, ItemKind, TaskEvent, TaskView, TraceEntry };
 
 /** One row of `GET /v1/inbox`. */
-export interface InboxEntry {
-  task_id: string;
-  item_id: string;
-  kind: ItemKind;
-  title: string;
-  created_at: string;
-  waiting_seconds: number;
-  repo: string | null;
-  requester: string | null;
-  priority: number | null;
-  state: string | null;
-  goal: string | null;
-  team?: string | null;
-  labels?: string[];
-  due_at?: string | null;
-  escalated_at?: string | null;
-  overdue?: boolean;
-}
+export type { InboxEntry } from '../api/inbox';
 
 /** `GET /v1/me`. */
 export interface Me {
