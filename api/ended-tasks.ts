@@ -2,9 +2,11 @@
  * Ended tasks for the API, read from the final records they leave in the artifact store: the fallback when
  * Temporal no longer knows a task, listing rows, and the page tokens of `include_ended` listings.
  */
-import { WorkflowNotFoundError } from '@temporalio/client';
+import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import { z } from 'zod';
 import { preview } from '../domain/rules';
+import type { TaskView } from '../domain/task';
+import { taskQuery } from '../workflows/messages';
 import type { EndedCursor, EndedTask, TaskRecordReader } from './deps';
 import { RequestValidationError } from './errors';
 import type { TaskListQuery } from './schemas';
@@ -31,6 +33,15 @@ export async function fromRecord<T>(err: unknown, records: TaskRecordReader | un
   const found = await read(records);
   if (found === null) throw err;
   return found;
+}
+
+/** The task's view: from its workflow while Temporal knows it, else from its final record. */
+export async function readTaskView(client: Client, records: TaskRecordReader | undefined, id: string): Promise<TaskView> {
+  try {
+    return await client.workflow.getHandle(id).query(taskQuery);
+  } catch (err) {
+    return (await fromRecord(err, records, (r) => r.read(id))).view;
+  }
 }
 
 /** The row an ended task lists as; `status` is `ENDED` because Temporal's execution status is gone with it. */

@@ -19,7 +19,7 @@ export class CsrfError extends HttpError {
 }
 
 /** The origin requests of our own pages carry: PUBLIC_URL's when set, else the request's own. */
-function ownOrigin(req: Request, publicUrl: string | undefined): string {
+export function ownOrigin(req: Request, publicUrl: string | undefined): string {
   return publicUrl !== undefined ? new URL(publicUrl).origin : `${req.protocol}://${req.get('host') ?? ''}`;
 }
 

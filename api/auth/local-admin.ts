@@ -2,11 +2,12 @@
  * The safe default for one machine without an identity provider: a local admin token kept in
  * `DATA_DIR/admin-token` (mode 0600), loopback only, and one-time codes for the web inbox's login link.
  */
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import path from 'node:path';
 import type { Identity } from '../../domain/access';
 import { UnauthenticatedError, type Authenticated, type CredentialSource } from './context';
+import { sameSecret, sha256 } from './digest';
 import { ensureSecretFile, SecretFileError } from './secret-file';
 import { bearerToken } from './tokens';
 
@@ -48,25 +49,14 @@ export async function ensureAdminToken(dataDir: string): Promise<string> {
   return token;
 }
 
-function sha256(text: string): Buffer {
-  return createHash('sha256').update(text, 'utf8').digest();
-}
-
-/** Whether `given` is `secret`, compared by hash so the time taken says nothing of how much matched. */
-export function sameSecret(given: string, secret: string): boolean {
-  return timingSafeEqual(sha256(given), sha256(secret));
-}
-
 /** A credential source accepting `Authorization: Bearer <the local admin token>`. */
 export function localAdminSource(adminToken: string): CredentialSource {
-  const expected = sha256(adminToken);
   return {
     name: 'local_admin',
     async authenticate(req): Promise<Authenticated | null> {
       const token = bearerToken(req);
       if (token === null || !token.startsWith('aia_')) return null;
-      // Hashes of equal length: the compare takes the same time however much of a guess matches.
-      if (!timingSafeEqual(sha256(token), expected)) throw new UnauthenticatedError('the admin token does not match DATA_DIR/admin-token');
+      if (!sameSecret(token, adminToken)) throw new UnauthenticatedError('the admin token does not match DATA_DIR/admin-token');
       return { identity: LOCAL_ADMIN, carrier: 'bearer' };
     },
   };

@@ -2,10 +2,11 @@
  * Browser sessions: a signed, httpOnly cookie naming the identity and a session id, the CSRF token derived
  * from that id, and the key both are signed with (`DATA_DIR/session-secret`, mode 0600, made once).
  */
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 import path from 'node:path';
 import type { Request, Response } from 'express';
 import type { Identity } from '../../domain/access';
+import { sameBytes } from './digest';
 import { ensureSecretFile, SecretFileError } from './secret-file';
 import { UnauthenticatedError, type Authenticated, type CredentialSource } from './context';
 
@@ -79,7 +80,7 @@ export class Sessions {
     const body = value.slice(0, dot);
     const given = Buffer.from(value.slice(dot + 1), 'base64url');
     const expected = this.mac('session', body);
-    if (given.length !== expected.length || !timingSafeEqual(given, expected)) throw new UnauthenticatedError('the session cookie is not valid; sign in again');
+    if (!sameBytes(given, expected)) throw new UnauthenticatedError('the session cookie is not valid; sign in again');
     const payload = JSON.parse(Buffer.from(body, 'base64url').toString('utf8')) as SessionPayload;
     if (payload.exp <= this.now()) throw new UnauthenticatedError('the session has expired; sign in again');
     if (this.ended.has(payload.sid)) throw new UnauthenticatedError('the session was signed out; sign in again');
@@ -104,7 +105,7 @@ export class Sessions {
     if (token === undefined) return false;
     const given = Buffer.from(token, 'base64url');
     const expected = this.mac('csrf', sid);
-    return given.length === expected.length && timingSafeEqual(given, expected);
+    return sameBytes(given, expected);
   }
 }
 

@@ -3,13 +3,14 @@
  * atomically), shown once as `ait_<id>_<secret>`, checked by id and a constant-time hash compare, and re-read
  * when the file changes so a revocation holds without a restart.
  */
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Request } from 'express';
 import { z } from 'zod';
 import { Role, TeamName, type Identity } from '../../domain/access';
 import { UnauthenticatedError, type Authenticated, type CredentialSource } from './context';
+import { sameBytes, sha256 } from './digest';
 
 /** The store's file name under DATA_DIR. */
 export const API_TOKENS_FILE = 'api-tokens.json';
@@ -44,10 +45,6 @@ export class UnknownTokenError extends Error {
 
 /** Bits of a mode that let anyone but the owner write. */
 const WRITABLE_BY_OTHERS = 0o022;
-
-function sha256(text: string): Buffer {
-  return createHash('sha256').update(text, 'utf8').digest();
-}
 
 /** The hashed API tokens in one data directory; every method re-reads the file when it changed on disk. */
 export class ApiTokenStore {
@@ -103,7 +100,7 @@ export class ApiTokenStore {
     const record = this.byId.get(m[1]!);
     if (!record) return null;
     // Constant-time over the hashes: how much of a guess matched never shows in the timing.
-    const ok = timingSafeEqual(sha256(token), Buffer.from(record.hash, 'hex'));
+    const ok = sameBytes(sha256(token), Buffer.from(record.hash, 'hex'));
     return ok && record.revoked_at === undefined ? record : null;
   }
 

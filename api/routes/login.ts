@@ -4,7 +4,7 @@
  */
 import express, { Router, type Request, type Response } from 'express';
 import { authenticatedOf, identityOf } from '../auth/context';
-import { CsrfError } from '../auth/csrf';
+import { CsrfError, ownOrigin } from '../auth/csrf';
 import { LOCAL_ADMIN } from '../auth/local-admin';
 import type { Sessions } from '../auth/session';
 import { HttpError } from '../errors';
@@ -65,8 +65,7 @@ export function signInRoutes(deps: SignInDeps): Router {
   router.post('/login/token', form, function loginToken(req: Request, res: Response) {
     // Login CSRF: another site must not sign a browser in to this one.
     const origin = req.get('origin');
-    const own = deps.publicUrl !== undefined ? new URL(deps.publicUrl).origin : `${req.protocol}://${req.get('host') ?? ''}`;
-    if (origin !== undefined && origin !== own) throw new CsrfError(`a form from ${origin} may not sign in here`);
+    if (origin !== undefined && origin !== ownOrigin(req, deps.publicUrl)) throw new CsrfError(`a form from ${origin} may not sign in here`);
     const token = typeof req.body?.token === 'string' ? req.body.token.trim() : '';
     if (!deps.isAdminToken(token)) throw new LoginRefusedError('that is not the admin token in DATA_DIR/admin-token');
     deps.sessions.start(res, LOCAL_ADMIN);

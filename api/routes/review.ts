@@ -5,11 +5,10 @@
 import type { Router } from 'express';
 import { taskAccess } from '../auth/guard';
 import { annotateDiff, type AnnotatedDiff } from '../../domain/diff-risk';
-import type { InboxItem, TaskView } from '../../domain/task';
-import { taskQuery } from '../../workflows/messages';
+import type { InboxItem } from '../../domain/task';
 import { readArtifact } from '../artifacts';
 import type { AppDeps } from '../deps';
-import { fromRecord } from '../ended-tasks';
+import { readTaskView } from '../ended-tasks';
 import { NotFoundError } from '../errors';
 import { ARTIFACT_NAME } from '../schemas';
 import { pathParam, taskRouter } from './params';
@@ -36,12 +35,7 @@ export function reviewRoutes(deps: AppDeps): Router {
   router.get('/v1/tasks/:id/inbox/:item_id/diff', taskAccess(deps), async function getItemDiff(req, res) {
     const id = pathParam(req, 'id');
     const itemId = pathParam(req, 'item_id');
-    let view: TaskView;
-    try {
-      view = await deps.client.workflow.getHandle(id).query(taskQuery);
-    } catch (err) {
-      view = (await fromRecord(err, deps.records, (r) => r.read(id))).view;
-    }
+    const view = await readTaskView(deps.client, deps.records, id);
     const item = view.items.find((i) => i.item_id === itemId);
     if (!item) throw new NotFoundError('unknown_item', `task ${id} has no item ${itemId}`);
     if (!DIFF_KINDS.includes(item.kind)) throw new NotFoundError('no_diff', `item ${itemId} is a ${item.kind}, which has no diff`);

@@ -6,7 +6,7 @@ import type { SearchAttributePair } from '@temporalio/common';
 import type { Response, Router } from 'express';
 import { principalOf, visibleTeams } from '../../domain/access';
 import { TaskSpec, type TraceEntry } from '../../domain/task';
-import { TASK_WORKFLOW_TYPE, taskQuery, traceQuery, type TaskWorkflowInput } from '../../workflows/messages';
+import { TASK_WORKFLOW_TYPE, traceQuery, type TaskWorkflowInput } from '../../workflows/messages';
 import {
   MEMO_REQUEST_HASH,
   MEMO_SUMMARY,
@@ -28,7 +28,7 @@ import type { AppDeps } from '../deps';
 import { ConflictError } from '../errors';
 import { intakePolicy } from '../intake';
 import { idempotentTaskId, newTaskId, requestHash } from '../idempotency';
-import { decodePageToken, encodePageToken, endedRow, fromRecord, matchesListing, type EndedTaskRow } from '../ended-tasks';
+import { decodePageToken, encodePageToken, endedRow, fromRecord, matchesListing, readTaskView, type EndedTaskRow } from '../ended-tasks';
 import { CreateTaskHeaders, TaskListQuery } from '../schemas';
 import { valid, validate } from '../validate';
 import { listExecutions, summaryOf, taskRow, teamClause, visibilityQuery, where, type TaskRow } from '../visibility';
@@ -158,12 +158,7 @@ export function taskRoutes(deps: AppDeps): Router {
   });
 
   router.get('/v1/tasks/:id', access, async function getTask(req, res) {
-    const id = pathParam(req, 'id');
-    try {
-      res.json(await client.workflow.getHandle(id).query(taskQuery));
-    } catch (err) {
-      res.json((await fromRecord(err, deps.records, (r) => r.read(id))).view);
-    }
+    res.json(await readTaskView(client, deps.records, pathParam(req, 'id')));
   });
 
   router.get('/v1/tasks/:id/trace', access, async function getTrace(req, res) {
