@@ -21,6 +21,10 @@ export const FAILURE_TYPES = [
   'GitFailed',
   // A sandbox went past a bound the worker enforces (a copy-back cap, a file type it refuses, a tree too large to checkpoint); running it again meets the same bound.
   'SandboxLimit',
+  // A webhook receiver answered that it will not take this delivery (a 4xx other than 408, 425 or 429), or the webhook is no longer configured.
+  'WebhookRefused',
+  // A webhook could not be reached, timed out, or answered 5xx, 408, 425 or 429; retried with backoff.
+  'WebhookFailed',
 ] as const;
 
 /** One of {@link FAILURE_TYPES}. */
@@ -35,6 +39,8 @@ const NON_RETRYABLE: Readonly<Record<FailureType, boolean>> = {
   SandboxLost: true,
   GitFailed: false,
   SandboxLimit: true,
+  WebhookRefused: true,
+  WebhookFailed: false,
 };
 
 /** True when Temporal should not retry a failure of this type. */

@@ -19,6 +19,7 @@ import { runOnce } from './run-once';
 import { activityScope, whileBeating } from './scope';
 import { activityFailure } from './failures';
 import { createAgentActivities } from './llm/agent';
+import { createNotifyActivities, type NotifyDeps } from './notify/webhooks';
 import type { ModelClient, ModelProvider } from './llm/client';
 import {
   GitError,
@@ -67,6 +68,8 @@ export interface ActivityDeps {
   egressCeiling?: string[];
   /** Where setup caches live and their bounds; null turns caching off. Default: `<dataDir>/setup-cache`, see {@link DEFAULT_SETUP_CACHE_MB}. */
   setupCache?: SetupCacheOptions | null;
+  /** The teams' webhooks and their secrets (default: none, so nothing is delivered). */
+  notify?: NotifyDeps;
 }
 
 /** Default bounds of the setup cache: one entry, and all of them, in MiB. */
@@ -136,6 +139,7 @@ export function createActivities(deps: ActivityDeps): Activities {
 
   const activities: Activities = {
     ...agent,
+    ...createNotifyActivities(deps.notify ?? { access: { teams: {} }, secrets: {}, publicUrl: null, log }),
     async provisionSandbox(input) {
       const key = keyOf(input.task_id);
       const dir = workspaceOf(key);

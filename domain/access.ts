@@ -3,6 +3,7 @@
  * applies to every request and the workflow records with every decision.
  */
 import { z } from 'zod';
+import { eventsWanted, SlaLimits, Webhook, type NotificationEvent } from './notifications';
 import { TeamName, type ItemKind, type Budget, type BudgetGrant } from './task';
 
 export { TeamName };
@@ -82,6 +83,10 @@ export const TeamSettings = z.strictObject({
   grant_ceiling: GrantCeiling.optional(),
   /** A task's requester may not approve its own `risky_action` or `pr_review`. */
   separation_of_duties: z.boolean().default(false),
+  /** How long an item of each kind may wait before it escalates (e.g. `risky_action: 30m`). */
+  sla: SlaLimits.default({}),
+  /** Where the team's notifications go: item opened, item escalated, task ended. */
+  webhooks: z.array(Webhook).default([]),
 });
 export type TeamSettings = z.infer<typeof TeamSettings>;
 
@@ -94,6 +99,15 @@ export type AccessConfig = z.infer<typeof AccessConfig>;
 /** The settings of `team`, or the defaults when the operator set none. */
 export function teamSettings(config: AccessConfig, team: string | null): TeamSettings {
   return (team !== null ? config.teams[team] : undefined) ?? TeamSettings.parse({});
+}
+
+/** What a task of a team with `settings` carries from them when it starts: its SLA limits and the events its webhooks want. */
+export function taskNotices(settings: TeamSettings): { sla?: SlaLimits; notify?: NotificationEvent[] } {
+  const out: { sla?: SlaLimits; notify?: NotificationEvent[] } = {};
+  if (Object.keys(settings.sla).length > 0) out.sla = { ...settings.sla };
+  const events = eventsWanted(settings.webhooks);
+  if (events.length > 0) out.notify = events;
+  return out;
 }
 
 /** Item kinds a requester may not approve on their own task when the team separates duties. */

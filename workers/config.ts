@@ -176,7 +176,7 @@ export const Config = z.object({
   /** External Temporal only: `true` lets the backend raise the namespace's retention to TASK_RETENTION_DAYS (default: only warn). */
   TEMPORAL_SET_RETENTION: z.enum(['true', 'false']).default('false').transform((v) => v === 'true'),
   /**
-   * The operator's team settings (grant ceilings, separation of duties),
+   * The operator's team settings (grant ceilings, separation of duties, SLA limits, webhooks),
    * a YAML or JSON file in the shape of `AccessConfig` (domain/access.ts). Unset: no teams beyond `default`.
    */
   TEAMS_FILE: z.string().optional(),
@@ -194,7 +194,11 @@ export const Config = z.object({
   HEALTH_PORT: z.coerce.number().int().min(0).max(65535).optional(),
 });
 /** The parsed configuration, with what the files it names hold. */
-export type Config = z.infer<typeof Config> & { access: AccessConfig };
+export type Config = z.infer<typeof Config> & {
+  access: AccessConfig;
+  /** The webhook secrets TEAMS_FILE names (`secret_env`), by variable name, read from the environment once. */
+  webhookSecrets: Record<string, string>;
+};
 
 /** Thrown when the environment does not parse; the message names each bad variable. */
 export class ConfigError extends Error {
@@ -228,9 +232,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     throw new ConfigError('invalid configuration: K8S_EGRESS_PROXY_REPORT_URL: set K8S_EGRESS_PROXY too (the proxy it reports for)');
   }
   const teamsFile = cfg.TEAMS_FILE === undefined ? undefined : path.resolve(cfg.TEAMS_FILE);
+  const access = teamsFile === undefined ? AccessConfig.parse({}) : readAccessConfig(teamsFile);
   return {
     ...cfg,
-    access: teamsFile === undefined ? AccessConfig.parse({}) : readAccessConfig(teamsFile),
+    access,
+    webhookSecrets: readWebhookSecrets(access, env),
     TEAMS_FILE: teamsFile,
     DATA_DIR: dataDir,
     EGRESS_PROXY_SECRET_FILE: secretFile,
@@ -259,6 +265,27 @@ export function readAccessConfig(file: string): AccessConfig {
     throw new ConfigError(`invalid configuration: TEAMS_FILE: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
   }
   return parsed.data;
+}
+
+/**
+ * The secret of every webhook TEAMS_FILE names (`secret_env`), from `env`; throws a {@link ConfigError} naming the
+ * team, the webhook and the variable when one is unset or too short.
+ */
+export function readWebhookSecrets(access: AccessConfig, env: NodeJS.ProcessEnv): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [team, settings] of Object.entries(access.teams)) {
+    settings.webhooks.forEach((hook, i) => {
+      if (hook.secret_env === undefined) return;
+      const secret = env[hook.secret_env] ?? '';
+      if (secret.length < MIN_SECRET_CHARS) {
+        throw new ConfigError(
+          `invalid configuration: TEAMS_FILE: teams.${team}.webhooks.${i}.secret_env: ${hook.secret_env} must hold the webhook's secret, at least ${MIN_SECRET_CHARS} characters`,
+        );
+      }
+      out[hook.secret_env] = secret;
+    });
+  }
+  return out;
 }
 
 /** Bits of a file mode that let users other than the owner and the group read it. */

@@ -128,6 +128,7 @@ export async function startStack(cfg: Config, log: Logger): Promise<Stack> {
         repos: { rules: repoRulesOf(cfg), credentialsFile: cfg.GIT_CREDENTIALS_FILE },
         prices: cfg.MODEL_PRICES,
         egressCeiling: cfg.EGRESS_ALLOW,
+        notify: { access: cfg.access, secrets: cfg.webhookSecrets, publicUrl: cfg.PUBLIC_URL ?? null, log },
         setupCache:
           cfg.SETUP_CACHE_MB === 0
             ? null

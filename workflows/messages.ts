@@ -3,7 +3,8 @@
  */
 import { defineQuery, defineUpdate } from '@temporalio/workflow';
 import type { Principal } from '../domain/access';
-import type { ActedBy, CancelBody, Decision, InboxItem, MessageBody, TaskSpec, TaskState, TaskView, TraceEntry } from '../domain/task';
+import type { NotificationEvent } from '../domain/notifications';
+import type { ActedBy, CancelBody, Decision, InboxItem, ItemKind, MessageBody, TaskSpec, TaskState, TaskView, TraceEntry } from '../domain/task';
 
 /** Workflow type name, for starting tasks without importing workflow code. */
 export const TASK_WORKFLOW_TYPE = 'taskWorkflow';
@@ -15,6 +16,10 @@ export interface TaskWorkflowInput {
   created_at: string;
   /** Who submitted the task (absent in histories from before sign-in). */
   requested_by?: Principal;
+  /** The team's SLA when the task started: milliseconds an item of each kind may wait before it escalates (absent: none). */
+  sla?: Partial<Record<ItemKind, number>>;
+  /** Events the team's webhooks want, when the task started (absent: the task notifies nobody). */
+  notify?: NotificationEvent[];
   /** Opaque state handed from one run to the next by continue-as-new. */
   carried?: unknown;
 }

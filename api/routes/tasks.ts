@@ -4,7 +4,7 @@
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
 import type { SearchAttributePair } from '@temporalio/common';
 import type { Response, Router } from 'express';
-import { principalOf, visibleTeams } from '../../domain/access';
+import { AccessConfig, principalOf, taskNotices, teamSettings, visibleTeams } from '../../domain/access';
 import { TaskSpec, type TraceEntry } from '../../domain/task';
 import { TASK_WORKFLOW_TYPE, traceQuery, type TaskWorkflowInput } from '../../workflows/messages';
 import {
@@ -107,6 +107,8 @@ export function taskRoutes(deps: AppDeps): Router {
       spec: task,
       created_at: createdAt,
       requested_by: principalOf(identity, team),
+      // The team's SLA and webhooks as they are now: a running task keeps what it started with.
+      ...taskNotices(teamSettings(deps.access ?? AccessConfig.parse({}), team)),
     };
     const summary: SummaryMemo = { goal: task.goal.slice(0, GOAL_PREVIEW_CHARS), state: 'queued', created_at: createdAt, updated_at: createdAt };
     const searchAttributes: SearchAttributePair[] = [

@@ -13,6 +13,8 @@ export interface RecordedRequest {
   path: string;
   headers: http.IncomingHttpHeaders;
   body: any;
+  /** The body exactly as it arrived (what a signature covers). */
+  raw: string;
 }
 
 /** A running fake; `close` it in `after`. */
@@ -47,7 +49,7 @@ export async function startScriptedServer<Turn>(
         // Not JSON: keep the text so the test can see what was sent.
       }
       const url = new URL(req.url ?? '/', 'http://fake');
-      const recorded: RecordedRequest = { at: performance.now(), method: req.method ?? '', path: url.pathname, headers: req.headers, body };
+      const recorded: RecordedRequest = { at: performance.now(), method: req.method ?? '', path: url.pathname, headers: req.headers, body, raw: text };
       requests.push(recorded);
       handle(recorded, res, () => queue.shift(), requests.length);
     });

@@ -3,13 +3,15 @@
  */
 import { condition } from '@temporalio/workflow';
 import type { InboxItem, ItemKind, Resolution, TaskState } from '../../domain/task';
+import { notify } from './notify';
+import { dueAt } from './sla';
 import type { TaskRun } from './state';
 import { setState, trace } from './visibility';
 
 /** Settled items kept in state for the task view; pending ones are always kept. */
 const SETTLED_ITEMS_KEEP = 50;
 
-/** Opens an inbox item and moves the task to the state that waits on it. */
+/** Opens an inbox item (due by the team's SLA for its kind, if any), moves the task to the state that waits on it, and tells the team. */
 export function raise(t: TaskRun, kind: ItemKind, title: string, waiting: TaskState, detail: Record<string, unknown>): InboxItem {
   const s = t.s;
   s.item_seq += 1;
@@ -21,9 +23,12 @@ export function raise(t: TaskRun, kind: ItemKind, title: string, waiting: TaskSt
     status: 'pending',
     detail: { ...detail, usage: { ...s.usage } },
   };
+  const due = dueAt(t, kind, item.created_at);
+  if (due !== undefined) item.due_at = due;
   s.items.push(item);
-  trace(t, 'item_opened', `${kind} ${item.item_id}: ${title}`, { item_id: item.item_id, kind });
+  trace(t, 'item_opened', `${kind} ${item.item_id}: ${title}`, { item_id: item.item_id, kind, ...(due === undefined ? {} : { due_at: due }) });
   setState(t, waiting, true);
+  notify(t, 'item_opened', item);
   return item;
 }
 

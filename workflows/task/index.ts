@@ -10,8 +10,10 @@ import type { TaskOutcome, TaskWorkflowInput } from '../messages';
 import { wallClockGuard } from './guards';
 import { installHandlers } from './handlers';
 import { mainLine } from './main-line';
+import { notificationsStarted } from './notify';
 import { finish } from './output';
 import { describeFailure } from './proxies';
+import { slaGuard } from './sla';
 import { TaskRun, type End } from './state';
 import { flushTrace, publishVisibility, trace } from './visibility';
 
@@ -31,6 +33,7 @@ export async function taskWorkflow(input: TaskWorkflowInput): Promise<TaskOutcom
   publishVisibility(t);
   // Rejects only when the whole workflow is cancelled from outside; the catch below handles that.
   void wallClockGuard(t).catch(() => undefined);
+  void slaGuard(t).catch(() => undefined);
 
   let end: End;
   try {
@@ -38,6 +41,7 @@ export async function taskWorkflow(input: TaskWorkflowInput): Promise<TaskOutcom
     if (outcome === 'continue') {
       t.finished = true;
       await flushTrace(t);
+      await notificationsStarted(t);
       await condition(allHandlersFinished);
       return continueAsNew<typeof taskWorkflow>({ ...t.input, carried: t.s });
     }

@@ -8,6 +8,7 @@ import type { TaskOutcome } from '../messages';
 import type { EgressView } from '../../domain/egress';
 import { egressView } from './egress';
 import { waitFor, raise } from './inbox';
+import { notificationsStarted, notify } from './notify';
 import { describeFailure, io } from './proxies';
 import { firstLine, type End, type TaskRun } from './state';
 import { flushTrace, setState, trace, view } from './visibility';
@@ -210,7 +211,9 @@ export async function finish(t: TaskRun, end: End): Promise<TaskOutcome> {
   s.result = end.result;
   trace(t, 'ended', end.result, { state: end.state });
   setState(t, end.state);
+  notify(t, 'task_ended');
   await CancellationScope.nonCancellable(async () => {
+    await notificationsStarted(t);
     await flushTrace(t);
     if (patched(TASK_RECORD_PATCH)) await writeRecord(t);
     await condition(allHandlersFinished);

@@ -46,6 +46,10 @@ export interface State {
   egress?: EgressState;
   /** Where the setup phase stands; absent when the task has none (or it started before setup existed). */
   setup?: SetupState;
+  /** Notifications started so far (names each one's workflow); absent until the first. */
+  notify_seq?: number;
+  /** The task's priority after escalations raised it; absent while it is the spec's. */
+  priority?: number;
 }
 
 /** The setup phase's progress: commands done, and whether its result came from (or went to) the cache. */
@@ -102,6 +106,8 @@ export class TaskRun {
   readonly work = new CancellationScope();
   endRequest: End | null = null;
   finished = false;
+  /** Notification workflows being started; awaited before the run ends or continues as new. */
+  readonly notifying: Promise<void>[] = [];
 
   constructor(readonly input: TaskWorkflowInput) {
     this.s = (input.carried as State | undefined) ?? initialState(input);
