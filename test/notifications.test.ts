@@ -162,6 +162,10 @@ describe('webhooks and SLA escalation', () => {
     assert.match(last.failed[0]!.error, /answered 302/);
     assert.equal(receiver.requests.filter((r) => r.path === '/moved').length, 1, 'a refusal is not retried');
     assert.equal(receiver.requests.filter((r) => r.path === '/stolen').length, 0, 'a redirect is not followed');
+    for (const [method, route] of [['GET', ''], ['GET', '/trace'], ['POST', '/cancel']] as const) {
+      const res = await call(base, method, `/v1/tasks/${id}.notify-1${route}`, method === 'POST' ? {} : undefined);
+      assert.equal(res.status, 404, `a notification workflow is no task: ${method} ${route} ${JSON.stringify(res.body)}`);
+    }
 
     const history = (await recordHistory(stack.client, id, 'recipe-sla-escalated-notified')) as { events?: proto.api.history.v1.IHistoryEvent[] };
     assert.equal(slaTimers(history.events ?? []).length, 1, 'the SLA is one durable timer');

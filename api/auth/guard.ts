@@ -6,7 +6,7 @@ import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import type { NextFunction, Request, Response } from 'express';
 import { canSee, DEFAULT_TEAM, decisionRefusal, grantOverCeiling, roleAtLeast, teamSettings, type AccessConfig, type Identity, type Role } from '../../domain/access';
 import type { DecisionBody } from '../../domain/task';
-import { taskQuery } from '../../workflows/messages';
+import { TASK_WORKFLOW_TYPE, taskQuery } from '../../workflows/messages';
 import { SA_REQUESTER, SA_TEAM } from '../../workflows/search-attributes';
 import type { TaskRecordReader } from '../deps';
 import { HttpError } from '../errors';
@@ -58,6 +58,8 @@ export function taskAccess(deps: { client: Client; records?: TaskRecordReader })
 async function readFacts(deps: { client: Client; records?: TaskRecordReader }, id: string): Promise<TaskFacts> {
   try {
     const d = await deps.client.workflow.getHandle(id).describe();
+    // Only task workflows are tasks: a notification workflow is not one to read, decide or cancel.
+    if (d.type !== TASK_WORKFLOW_TYPE) throw new WorkflowNotFoundError(`no task ${id}`, id, undefined);
     return { team: d.typedSearchAttributes.get(SA_TEAM) ?? null, requester: d.typedSearchAttributes.get(SA_REQUESTER) ?? null };
   } catch (err) {
     if (!(err instanceof WorkflowNotFoundError) || deps.records === undefined) throw err;

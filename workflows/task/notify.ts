@@ -10,8 +10,10 @@ import type { InboxItem } from '../../domain/task';
 import { notificationWorkflow } from '../notify';
 import type { TaskRun } from './state';
 
-/** Characters of the goal a notification carries. */
+/** Characters of the goal, an item's title and a task's result a notification carries. */
 const GOAL_PREVIEW_CHARS = 200;
+const TITLE_PREVIEW_CHARS = 300;
+const RESULT_PREVIEW_CHARS = 500;
 
 /** The task's priority now: the spec's, or what escalations raised it to. */
 export function currentPriority(t: TaskRun): number {
@@ -34,7 +36,7 @@ export function notify(t: TaskRun, event: NotificationEvent, item?: InboxItem): 
     at: new Date().toISOString(),
   };
   if (item !== undefined) notification.item = notifiedItem(item);
-  if (event === 'task_ended') notification.result = s.result;
+  if (event === 'task_ended') notification.result = s.result === null ? null : preview(s.result, RESULT_PREVIEW_CHARS);
   const workflowId = `${t.input.task_id}.notify-${s.notify_seq}`;
   // Not cancellable, and abandoned on cancel and close: cancelling the task must not cancel telling people it ended.
   const started = CancellationScope.nonCancellable(() =>
@@ -59,7 +61,7 @@ export async function notificationsStarted(t: TaskRun): Promise<void> {
 }
 
 function notifiedItem(i: InboxItem): NotifiedItem {
-  const out: NotifiedItem = { item_id: i.item_id, kind: i.kind, title: i.title, created_at: i.created_at };
+  const out: NotifiedItem = { item_id: i.item_id, kind: i.kind, title: preview(i.title, TITLE_PREVIEW_CHARS), created_at: i.created_at };
   if (i.due_at !== undefined) out.due_at = i.due_at;
   if (i.escalated_at !== undefined) out.escalated_at = i.escalated_at;
   return out;
