@@ -100,6 +100,7 @@ const DECISION_FAILURE_STATUS: Readonly<Record<DecisionFailure, number>> = {
   UnknownItem: 404,
   StaleDecision: 409,
   InvalidDecision: 409,
+  OverCeiling: 403,
 };
 
 /** A rejected update's status: as mapped above, else 409 (the task refused it in its current state). */

@@ -5,7 +5,7 @@
  * Wire names are snake_case, as in the design.
  */
 import { z } from 'zod';
-import type { Principal } from './access';
+import type { GrantCeiling, Principal } from './access';
 import { egressEntryError, type EgressView } from './egress';
 
 /** A team name as TEAMS_FILE, token claims and search attributes carry it. */
@@ -220,8 +220,11 @@ export interface ActedBy {
   by?: Principal;
 }
 
-/** The decision the workflow receives: the body plus the item it names and who decided. */
-export type Decision = Omit<DecisionBody, 'actor'> & { item_id: string } & ActedBy;
+/**
+ * The decision the workflow receives: the body plus the item it names and who decided, and for a grant the
+ * team's ceiling, which the workflow checks again against the budget as it is when the grant lands.
+ */
+export type Decision = Omit<DecisionBody, 'actor'> & { item_id: string; ceiling?: GrantCeiling } & ActedBy;
 
 /** A free-form message to a task (`POST /v1/tasks/:id/messages`). */
 export const MessageBody = z.strictObject({

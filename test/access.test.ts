@@ -7,7 +7,10 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { WorkflowUpdateFailedError } from '@temporalio/client';
+import { ApplicationFailure } from '@temporalio/common';
 import { ensureAdminToken, OneTimeLoginCodes } from '../api/auth/local-admin';
+import { decideUpdate } from '../workflows/messages';
 import { ApiTokenStore } from '../api/auth/tokens';
 import { ConfigError, loadConfig } from '../workers/config';
 import { createLogger } from '../workers/log';
@@ -267,6 +270,11 @@ describe('decisions', () => {
     assert.equal(over.status, 403, JSON.stringify(over.body));
     assert.match(over.body.error.message, /max_steps to 6 \(ceiling 3\)/);
     assert.deepEqual(over.body.error.details.map((d: any) => d.path), ['budget.max_steps']);
+    // Two grants racing past the API's check: the workflow checks the ceiling again against its own budget.
+    await assert.rejects(
+      stack.client.workflow.getHandle(id).executeUpdate(decideUpdate, { args: [{ item_id: item.item_id, action: 'grant_budget', budget: { max_steps: 5 }, actor: 'racer', ceiling: { max_steps: 3 } }] }),
+      (err: Error) => err instanceof WorkflowUpdateFailedError && err.cause instanceof ApplicationFailure && err.cause.type === 'OverCeiling',
+    );
     const ok = await call(base, 'POST', `/v1/tasks/${id}/inbox/${item.item_id}`, { action: 'grant_budget', budget: { max_steps: 2 } }, as('approver-red'));
     assert.equal(ok.status, 200, JSON.stringify(ok.body));
     assert.equal((await api.task(id)).budget.max_steps, 3);

@@ -4,7 +4,7 @@
  */
 import type { WorkflowHandle } from '@temporalio/client';
 import type { Response, Router } from 'express';
-import { AccessConfig, principalOf } from '../../domain/access';
+import { AccessConfig, principalOf, teamSettings } from '../../domain/access';
 import { CancelBody, DecisionBody, MessageBody, type ActedBy } from '../../domain/task';
 import { cancelUpdate, decideUpdate, messageUpdate, taskQuery } from '../../workflows/messages';
 import { identityOf } from '../auth/context';
@@ -37,7 +37,8 @@ export function decisionRoutes(deps: AppDeps): Router {
   // A bare `POST …/cancel` with no body is a cancellation with no reason.
   const cancel = validate('body', CancelBody.default({}));
   const access = taskAccess(deps);
-  const decisionRules = mayDecide({ client, access: deps.access ?? AccessConfig.parse({}) }, decision);
+  const teams = deps.access ?? AccessConfig.parse({});
+  const decisionRules = mayDecide({ client, access: teams }, decision);
 
 
   router.post('/v1/tasks/:id/inbox/:item_id', requireRole('approver'), body, decision, access, decisionRules, async function decide(req, res) {
@@ -45,7 +46,9 @@ export function decisionRoutes(deps: AppDeps): Router {
     const handle = client.workflow.getHandle(pathParam(req, 'id'));
     const itemId = pathParam(req, 'item_id');
     try {
-      res.json(await endedAs409(handle, () => handle.executeUpdate(decideUpdate, { args: [{ ...withoutActor(d), item_id: itemId, ...actedBy(res) }] })));
+      const ceiling = d.action === 'grant_budget' ? teamSettings(teams, taskFactsOf(res).team).grant_ceiling : undefined;
+      const args = { ...withoutActor(d), item_id: itemId, ...actedBy(res), ...(ceiling === undefined ? {} : { ceiling }) };
+      res.json(await endedAs409(handle, () => handle.executeUpdate(decideUpdate, { args: [args] })));
     } catch (err) {
       if (toHttpError(err)?.code !== 'task_ended') throw err;
       // A closed task still answers queries: say who settled the item, as an open task's validator would.

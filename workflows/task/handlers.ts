@@ -3,7 +3,7 @@
  */
 import { ApplicationFailure, setHandler } from '@temporalio/workflow';
 import { ACTIONS_BY_KIND, isTerminal, preview } from '../../domain/rules';
-import type { Principal } from '../../domain/access';
+import { grantOverCeiling, type Principal } from '../../domain/access';
 import type { Decision, InboxItem, Resolution } from '../../domain/task';
 import { cancelUpdate, decideUpdate, messageUpdate, taskQuery, traceQuery, type DecisionAck } from '../messages';
 import { settle } from './inbox';
@@ -95,6 +95,15 @@ function validateDecision(t: TaskRun, d: Decision): void {
   }
   if (d.action === 'grant_budget' && !d.budget) {
     throw ApplicationFailure.create({ type: 'InvalidDecision', message: 'grant_budget needs a budget', nonRetryable: true });
+  }
+  // The API checked the ceiling against the budget it read; checked again here, two grants cannot pass it together.
+  const over = d.action === 'grant_budget' && d.budget ? grantOverCeiling(t.s.budget, d.budget, d.ceiling) : [];
+  if (over.length > 0) {
+    throw ApplicationFailure.create({
+      type: 'OverCeiling',
+      message: `the grant would lift the budget above the team's ceiling: ${over.map((o) => `${o.field} to ${o.after} (ceiling ${o.ceiling})`).join(', ')}`,
+      nonRetryable: true,
+    });
   }
 }
 
