@@ -7,7 +7,7 @@
  */
 import { intersectEgress } from './egress';
 import { readCommandLine, type OPAQUE_REASONS } from './shell-commands';
-import type { Action, Budget, ItemKind, Policy, RepoPolicy, TaskState } from './task';
+import type { Budget, Policy, RepoPolicy, TaskState } from './task';
 
 /** States after which nothing more happens to a task. */
 export const TERMINAL_STATES: readonly TaskState[] = ['done', 'rejected', 'failed', 'cancelled', 'timed_out'];
@@ -17,15 +17,7 @@ export function isTerminal(state: TaskState): boolean {
   return TERMINAL_STATES.includes(state);
 }
 
-/** Which actions each inbox item kind accepts (the design's table). */
-export const ACTIONS_BY_KIND: Readonly<Record<ItemKind, readonly Action[]>> = {
-  pr_review: ['approve', 'request_changes', 'reject'],
-  clarification: ['answer', 'cancel'],
-  risky_action: ['approve', 'reject'],
-  plan_approval: ['approve', 'request_changes', 'reject'],
-  budget_request: ['grant_budget', 'cancel'],
-  health_alert: ['message', 'cancel'],
-};
+export { ACTIONS_BY_KIND } from './item-actions';
 
 const union = (a: readonly string[], b: readonly string[] | undefined): string[] => [...new Set([...a, ...(b ?? [])])];
 

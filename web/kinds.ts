@@ -1,19 +1,12 @@
 /**
- * What each kind of item is called and which buttons it has: the backend's table (`ACTIONS_BY_KIND`), checked
- * against it by type, so the front end never offers an action the workflow would refuse.
+ * What each kind of item is called and which buttons it has: the buttons are the backend's own table
+ * (`ACTIONS_BY_KIND`, bundled from domain/), so the front end never offers an action the workflow would refuse.
  */
-import type { ACTIONS_BY_KIND } from '../domain/rules';
+import { ACTIONS_BY_KIND } from '../domain/item-actions';
 import type { Action, ItemKind } from './types';
 
-/** The actions each kind accepts, in button order; typed as the backend's table. */
-export const ACTIONS: typeof ACTIONS_BY_KIND = {
-  pr_review: ['approve', 'request_changes', 'reject'],
-  clarification: ['answer', 'cancel'],
-  risky_action: ['approve', 'reject'],
-  plan_approval: ['approve', 'request_changes', 'reject'],
-  budget_request: ['grant_budget', 'cancel'],
-  health_alert: ['message', 'cancel'],
-};
+/** The actions each kind accepts, in button order. */
+export const ACTIONS = ACTIONS_BY_KIND;
 
 /** Group order and headings of the inbox. */
 export const KINDS: readonly { kind: ItemKind; label: string }[] = [
