@@ -20,7 +20,8 @@ const EnvName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'an environment var
 /** One outgoing webhook of a team. A `json` webhook is always signed, so it names where its secret is. */
 export const Webhook = z
   .strictObject({
-    url: z.url({ protocol: /^https?$/ }),
+    // No user:password in the URL: it would end up in error messages, and so in histories and logs.
+    url: z.url({ protocol: /^https?$/ }).refine((u) => !/^[a-z]+:\/\/[^/?#]*@/i.test(u), 'no credentials in the URL (put a token in its path, as Slack does)'),
     format: WebhookFormat.default('json'),
     /** The environment variable holding the HMAC key; the key itself is never in TEAMS_FILE or a workflow. */
     secret_env: EnvName.optional(),
@@ -33,13 +34,15 @@ export const Webhook = z
 export type Webhook = z.infer<typeof Webhook>;
 
 const DURATION_UNITS_MS = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
+/** The longest SLA: an item a year old is long past needing a timer. */
+const MAX_SLA_MS = 365 * DURATION_UNITS_MS.d;
 
 /** A limit such as `45s`, `30m`, `4h` or `2d`, in milliseconds. */
 export const SlaLimit = z
   .string()
   .regex(/^\d+(\.\d+)?[smhd]$/, 'a duration such as 45s, 30m, 4h or 2d')
   .transform((text) => Math.round(Number(text.slice(0, -1)) * DURATION_UNITS_MS[text.slice(-1) as keyof typeof DURATION_UNITS_MS]))
-  .refine((ms) => ms >= DURATION_UNITS_MS.s, 'at least 1s');
+  .refine((ms) => ms >= DURATION_UNITS_MS.s && ms <= MAX_SLA_MS, 'between 1s and 365d');
 
 /** How long an item of each kind may wait before it escalates; kinds left out never do. */
 export const SlaLimits = z.partialRecord(ItemKind, SlaLimit);
@@ -85,11 +88,11 @@ export interface WebhookBody extends Notification {
 
 /** Header carrying `t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`. */
 export const SIGNATURE_HEADER = 'x-agent-inbox-signature';
-/** Header naming the event. */
+/** Header naming the event (unsigned, for routing at a glance; the signed body's `event` is the one to trust). */
 export const EVENT_HEADER = 'x-agent-inbox-event';
-/** Header carrying the delivery id: the same on every retry, so a receiver can drop repeats. */
+/** Header carrying the delivery id, the same on every retry (unsigned; the signed body's `delivery_id` is the one to trust). */
 export const DELIVERY_HEADER = 'x-agent-inbox-delivery';
-/** How old a signature timestamp a receiver should accept (what our README tells receivers). */
+/** How far from its clock a receiver should accept a signature timestamp, either way (what our README tells receivers). */
 export const SIGNATURE_TOLERANCE_SECONDS = 300;
 
 /** The bytes a signature covers: the timestamp, a dot, and the exact body sent. */
@@ -111,8 +114,9 @@ export function headline(n: Notification): string {
 
 /** A Slack incoming-webhook message (plain `text` for notifications, a section block with a link). */
 export function slackMessage(n: Notification, link: string | null): { text: string; blocks: unknown[] } {
-  const text = headline(n);
-  const lines = [`*${escapeSlack(text)}*`, `Team ${escapeSlack(n.team)} · goal: ${escapeSlack(n.goal)}`];
+  // Slack reads the top-level text as markup too (it is what notifications show): escape it like the block.
+  const text = escapeSlack(headline(n));
+  const lines = [`*${text}*`, `Team ${escapeSlack(n.team)} · goal: ${escapeSlack(n.goal)}`];
   if (link !== null) lines.push(`<${link}|Open in the Agent Inbox>`);
   return { text, blocks: [{ type: 'section', text: { type: 'mrkdwn', text: lines.join('\n') } }] };
 }

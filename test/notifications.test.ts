@@ -76,14 +76,14 @@ after(async () => {
 });
 
 /** A task of `team` held on a risky command, with its item. */
-async function risky(team: string, goal: string): Promise<{ id: string; item: any }> {
+async function risky(team: string, goal: string, run = 'echo risky >> a.txt'): Promise<{ id: string; item: any }> {
   const res = await call(base, 'POST', '/v1/tasks', {
     repo: origin,
     goal,
     team,
     priority: 3,
-    planner: { kind: 'recipe', steps: [{ run: 'echo risky >> a.txt' }] },
-    policy: { approval_commands: ['^echo risky'] },
+    planner: { kind: 'recipe', steps: [{ run }] },
+    policy: { approval_commands: ['^echo'] },
   });
   assert.equal(res.status, 202, JSON.stringify(res.body));
   opened.push(res.body.task_id);
@@ -118,8 +118,9 @@ function assertSigned(r: RecordedRequest): void {
 describe('webhooks and SLA escalation', () => {
   it('delivers signed notifications, retries a receiver that is down, and escalates an item past its SLA', async () => {
     receiver.script(503);
-    const goal = 'Tidy up <!channel> <http://phish.test|sign in here> & more';
-    const { id, item } = await risky('red', goal);
+    // The goal is the submitter's, the command (and so the item's title) could be the model's: neither may ping or phish in Slack.
+    const { id, item } = await risky('red', 'Tidy up <!channel> <http://phish.test|sign in here> & more', "echo '<!here> <http://phish.test|open>' >> a.txt");
+    assert.match(item.title, /<!here>/);
     assert.ok(item.due_at, 'the item has a due time from the team SLA');
     assert.equal(Date.parse(item.due_at) - Date.parse(item.created_at), 2_000);
 
@@ -129,6 +130,7 @@ describe('webhooks and SLA escalation', () => {
     for (const r of opens) assertSigned(r);
     const body = opens[1]!.body;
     assert.equal(body.event, 'item_opened');
+    assert.equal(body.delivery_id, opens[1]!.headers['x-agent-inbox-delivery'], 'the delivery id is signed in the body');
     assert.equal(body.task_id, id);
     assert.equal(body.team, 'red');
     assert.equal(body.item.item_id, item.item_id);
@@ -137,7 +139,10 @@ describe('webhooks and SLA escalation', () => {
 
     // Two seconds after it opened, the item escalates: priority 3 → 2, overdue in the inbox, both webhooks told.
     const [slack] = await eventually(async () => received('/slack', 'item_escalated'), (r) => r.length >= 1, 'item_escalated at the Slack webhook', 30_000);
-    assert.ok(!slack!.body.text.includes('<!channel>') && !JSON.stringify(slack!.body.blocks).includes('<http://phish.test|'), 'task text cannot mention a channel or forge a link');
+    for (const text of [slack!.body.text, JSON.stringify(slack!.body.blocks)]) {
+      assert.ok(!/<!(channel|here)>|<http:\/\/phish\.test\|/.test(text), `task text cannot mention a channel or forge a link: ${text}`);
+    }
+    assert.match(slack!.body.text, /&lt;!here&gt;/);
     assert.match(JSON.stringify(slack!.body.blocks), new RegExp(`<http://inbox.test/tasks/${id}\\|`));
     const [escalated] = await eventually(async () => received('/json', 'item_escalated'), (r) => r.length >= 1, 'item_escalated signed', 30_000);
     assertSigned(escalated!);
@@ -204,6 +209,17 @@ describe('webhooks and SLA escalation', () => {
       () => loadConfig(env('teams:\n  red:\n    webhooks: [{ url: "file:///etc/passwd", format: slack }]\n')),
       (err: Error) => err instanceof ConfigError && /teams\.red\.webhooks\.0\.url/.test(err.message),
     );
+    assert.throws(
+      () => loadConfig(env('teams:\n  red:\n    webhooks: [{ url: "https://user:pw@hooks.test/x", format: slack }]\n')),
+      (err: Error) => err instanceof ConfigError && /webhooks\.0\.url: no credentials in the URL/.test(err.message),
+    );
+    assert.throws(
+      () => loadConfig(env('teams:\n  red:\n    sla: { pr_review: 100000000000d }\n')),
+      (err: Error) => err instanceof ConfigError && /sla\.pr_review: between 1s and 365d/.test(err.message),
+    );
+    // Only workers deliver, so an API-only process starts without the secrets.
+    const unsigned = 'teams:\n  red:\n    webhooks: [{ url: "http://127.0.0.1:9/x", format: json, secret_env: NOPE_SECRET }]\n';
+    assert.deepEqual(loadConfig(env(unsigned, { ROLES: 'api' })).webhookSecrets, {});
     const ok = loadConfig(env('teams:\n  red:\n    sla: { pr_review: 4h, clarification: 30m }\n'));
     assert.deepEqual(ok.access.teams.red!.sla, { pr_review: 4 * 3_600_000, clarification: 30 * 60_000 });
   });

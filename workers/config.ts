@@ -236,7 +236,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   return {
     ...cfg,
     access,
-    webhookSecrets: readWebhookSecrets(access, env),
+    // Only workers deliver: an API-only process needs none of the secrets.
+    webhookSecrets: cfg.ROLES.includes('worker') ? readWebhookSecrets(access, env) : {},
     TEAMS_FILE: teamsFile,
     DATA_DIR: dataDir,
     EGRESS_PROXY_SECRET_FILE: secretFile,

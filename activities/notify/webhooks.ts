@@ -86,21 +86,30 @@ export function createNotifyActivities(deps: NotifyDeps): NotifyActivities {
         if (secret === undefined) throw activityFailure('WebhookRefused', `the secret of webhook ${target} (${hook.secret_env}) is not in this worker's environment`);
         headers[SIGNATURE_HEADER] = webhookSignature(secret, Math.floor(Date.now() / 1000), body);
       }
+      const host = new URL(hook.url).host;
       let res: Response;
       try {
         // No redirects: a receiver that moved is a configuration to fix, not a hop to follow with a signed body.
         res = await fetch(hook.url, { method: 'POST', headers, body, redirect: 'manual', signal: AbortSignal.timeout(DELIVERY_TIMEOUT_MS) });
       } catch (err) {
-        throw activityFailure('WebhookFailed', `webhook ${target} (${new URL(hook.url).host}) could not be reached: ${(err as Error).message}`, { cause: err });
+        // Only the host and an error code: a message may quote the whole URL, and a webhook URL is often its secret.
+        throw activityFailure('WebhookFailed', `webhook ${target} (${host}) could not be reached: ${reachError(err)}`);
       }
       await res.body?.cancel();
       if (res.ok) {
         deps.log?.info('webhook delivered', { target, event: notification.event, task_id: notification.task_id, status: res.status });
         return { status: res.status };
       }
-      const why = `webhook ${target} (${new URL(hook.url).host}) answered ${res.status}`;
+      const why = `webhook ${target} (${host}) answered ${res.status}`;
       if (res.status >= 500 || RETRY_LATER.has(res.status)) throw activityFailure('WebhookFailed', why);
       throw activityFailure('WebhookRefused', why);
     },
   };
+}
+
+/** A fetch failure as a code (ECONNREFUSED, TimeoutError, …), never its message, which may hold the URL. */
+function reachError(err: unknown): string {
+  const cause = (err as { cause?: { code?: unknown } })?.cause;
+  if (typeof cause?.code === 'string') return cause.code;
+  return err instanceof Error ? err.name : 'error';
 }

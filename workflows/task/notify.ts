@@ -2,7 +2,7 @@
  * What a task tells its team's webhooks: each event starts a notification workflow as an abandoned
  * child, so delivery, with its retries, outlives neither more nor less than it must.
  */
-import { CancellationScope, log, startChild } from '@temporalio/workflow';
+import { CancellationScope, log, patched, startChild } from '@temporalio/workflow';
 import { DEFAULT_TEAM } from '../../domain/access';
 import { preview } from '../../domain/rules';
 import type { Notification, NotificationEvent, NotifiedItem } from '../../domain/notifications';
@@ -15,6 +15,9 @@ const GOAL_PREVIEW_CHARS = 200;
 const TITLE_PREVIEW_CHARS = 300;
 const RESULT_PREVIEW_CHARS = 500;
 
+/** Marks the workflows that start notification workflows, so one an older worker began never grows them on replay. */
+export const NOTIFY_PATCH = 'notifications';
+
 /** The task's priority now: the spec's, or what escalations raised it to. */
 export function currentPriority(t: TaskRun): number {
   return t.s.priority ?? t.input.spec.priority;
@@ -22,7 +25,7 @@ export function currentPriority(t: TaskRun): number {
 
 /** Starts the delivery of `event` when the team's webhooks want it (a task of a team without any starts nothing). */
 export function notify(t: TaskRun, event: NotificationEvent, item?: InboxItem): void {
-  if (!t.input.notify?.includes(event)) return;
+  if (!t.input.notify?.includes(event) || !patched(NOTIFY_PATCH)) return;
   const s = t.s;
   s.notify_seq = (s.notify_seq ?? 0) + 1;
   const notification: Notification = {

@@ -3,7 +3,7 @@
  * traced, raises the task's priority by one level and notifies the team. A durable timer, re-armed
  * from the items' `due_at` by every run, so it holds across restarts and continue-as-new.
  */
-import { condition, upsertSearchAttributes } from '@temporalio/workflow';
+import { condition, patched, upsertSearchAttributes } from '@temporalio/workflow';
 import type { InboxItem, ItemKind } from '../../domain/task';
 import { SA_PRIORITY } from '../search-attributes';
 import { currentPriority, notify } from './notify';
@@ -13,8 +13,22 @@ import { publishVisibility, trace } from './visibility';
 /** The highest priority (1 … 5): escalation never raises a task past it. */
 const TOP_PRIORITY = 1;
 
+/** Marks the workflows that run SLA timers: one an older worker started without them never grows them on replay. */
+export const SLA_PATCH = 'sla-escalation';
+
+/**
+ * Whether this run escalates: its team had an SLA when the task started, and this run's history is one with SLA
+ * timers (not a run an older worker began, which an API already passing `sla` may have started). Decided once,
+ * when the run starts, so items never get a due time that no timer watches.
+ */
+function slaOn(t: TaskRun): boolean {
+  t.slaActive ??= t.input.sla !== undefined && patched(SLA_PATCH);
+  return t.slaActive;
+}
+
 /** When an item of `kind` raised at `createdAt` passes the task's SLA, or undefined when its kind has none. */
 export function dueAt(t: TaskRun, kind: ItemKind, createdAt: string): string | undefined {
+  if (!slaOn(t)) return undefined;
   const limit = t.input.sla?.[kind];
   return limit === undefined ? undefined : new Date(Date.parse(createdAt) + limit).toISOString();
 }
@@ -32,7 +46,7 @@ function nextDue(items: readonly InboxItem[]): string | null {
 /** Escalates items as they pass their due time, until the run ends. Starts no timer for a task without an SLA. */
 export async function slaGuard(t: TaskRun): Promise<void> {
   // Tasks from before SLAs, and tasks of teams without one, never start a timer: their histories stay as they were.
-  if (t.input.sla === undefined) return;
+  if (!slaOn(t)) return;
   // An earlier run's escalations: the priority it raised is the task's, whatever continue-as-new carried.
   if (t.s.priority !== undefined) upsertSearchAttributes([{ key: SA_PRIORITY, value: t.s.priority }]);
   while (!t.finished) {

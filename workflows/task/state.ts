@@ -106,6 +106,8 @@ export class TaskRun {
   readonly work = new CancellationScope();
   endRequest: End | null = null;
   finished = false;
+  /** Whether this run escalates items past their SLA (decided when it starts; see `sla.ts`). */
+  slaActive: boolean | undefined = undefined;
   /** Notification workflows being started; awaited before the run ends or continues as new. */
   readonly notifying: Promise<void>[] = [];
 
