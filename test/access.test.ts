@@ -4,8 +4,10 @@
  * API tokens revoked without a restart, and the local admin's safe defaults. One dev server, recipe tasks only.
  */
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import { WorkflowUpdateFailedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
@@ -21,6 +23,11 @@ import { makeOriginRepo, tempDir } from './support/git-fixture';
 import { call, eventually } from './support/http';
 import { stackEnv, startTestStack, startTestTemporal } from './support/stack';
 import { taskApi } from './support/task-api';
+
+const execFileAsync = promisify(execFile);
+/** Processes creating tokens at once, and tokens each, in the store race. */
+const RACE_PROCESSES = 6;
+const RACE_TOKENS_EACH = 5;
 
 let temporal: DevServer;
 let stack: Stack;
@@ -134,6 +141,16 @@ describe('authentication', () => {
     assert.ok(!listed.join('').includes(token));
     assert.equal(new ApiTokenStore(dir).verify(token)?.name, 'ci');
     assert.throws(() => runTokensCli(['create', '--name', 'x', '--role', 'root'], new ApiTokenStore(dir), { stdout: () => undefined, stderr: () => undefined }), /--role/);
+  });
+
+  it('loses no token when several processes change the store at once', async () => {
+    const dir = tempDir('access-race');
+    const store = require.resolve('../api/auth/tokens');
+    const script = `const { ApiTokenStore } = require(${JSON.stringify(store)}); const s = new ApiTokenStore(${JSON.stringify(dir)}); for (let i = 0; i < ${RACE_TOKENS_EACH}; i++) s.create({ name: 'p' + process.pid + '-' + i, role: 'viewer', teams: [] });`;
+    const runs = Array.from({ length: RACE_PROCESSES }, () => execFileAsync(process.execPath, ['-e', script]));
+    await Promise.all(runs);
+    assert.equal(new ApiTokenStore(dir).list().length, RACE_PROCESSES * RACE_TOKENS_EACH);
+    assert.deepEqual(fs.readdirSync(dir).sort(), ['api-tokens.json'], 'no lock or temporary file is left behind');
   });
 });
 

@@ -11,6 +11,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { Connection } from '@temporalio/client';
 import type { Logger } from './log';
+import { acquireFileLock } from './file-lock';
 
 /** A running dev server; `stop()` ends it and is safe to call more than once. */
 export interface DevServer {
@@ -232,6 +233,9 @@ async function publish(built: string, target: string): Promise<string> {
   return check.version;
 }
 
+/** How often a process waiting for another's install looks again. */
+const INSTALL_LOCK_POLL_MS = 500;
+
 /**
  * Serialises installs across processes sharing `cacheDir` so they do not download or
  * build twice. Correctness does not depend on it (installs publish by rename), so a
@@ -239,46 +243,12 @@ async function publish(built: string, target: string): Promise<string> {
  */
 async function acquireInstallLock(cacheDir: string, log: Logger): Promise<() => Promise<void>> {
   const lock = path.join(cacheDir, 'install.lock');
-  const mine = path.join(cacheDir, `.lock-${process.pid}-${randomBytes(4).toString('hex')}`);
-  await fs.writeFile(mine, String(process.pid));
-  const deadline = Date.now() + GO_TIMEOUT_MS + PIP_TIMEOUT_MS;
-  let waitingLogged = false;
-  try {
-    for (;;) {
-      try {
-        // link() fails if the lock exists, and the lock appears with its pid already inside.
-        await fs.link(mine, lock);
-        return async () => {
-          await fs.rm(lock, { force: true });
-        };
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      }
-      const owner = Number(await fs.readFile(lock, 'utf8').catch(() => ''));
-      if (!isAlive(owner) || Date.now() > deadline) {
-        log.warn('breaking temporal CLI install lock', { lock, owner });
-        await fs.rm(lock, { force: true });
-        continue;
-      }
-      if (!waitingLogged) {
-        log.info('waiting for another process installing the temporal CLI', { lock, owner });
-        waitingLogged = true;
-      }
-      await sleep(500);
-    }
-  } finally {
-    await fs.rm(mine, { force: true });
-  }
-}
-
-function isAlive(pid: number): boolean {
-  if (!Number.isInteger(pid) || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
+  return acquireFileLock(lock, {
+    waitLimitMs: GO_TIMEOUT_MS + PIP_TIMEOUT_MS,
+    pollMs: INSTALL_LOCK_POLL_MS,
+    onWait: (owner) => log.info('waiting for another process installing the temporal CLI', { lock, owner }),
+    onBreak: (owner) => log.warn('breaking temporal CLI install lock', { lock, owner }),
+  });
 }
 
 /**

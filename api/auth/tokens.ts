@@ -10,6 +10,7 @@ import type { Request } from 'express';
 import { z } from 'zod';
 import { Role, TeamName, type Identity } from '../../domain/access';
 import { UnauthenticatedError, type Authenticated, type CredentialSource } from './context';
+import { withFileLockSync } from '../../workers/file-lock';
 import { sameBytes, sha256 } from './digest';
 
 /** The store's file name under DATA_DIR. */
@@ -43,6 +44,9 @@ export class UnknownTokenError extends Error {
   override readonly name = 'UnknownTokenError';
 }
 
+/** How long a change waits for another process changing the store before breaking its lock. */
+const STORE_LOCK_WAIT_MS = 10_000;
+
 /** Bits of a mode that let anyone but the owner write. */
 const WRITABLE_BY_OTHERS = 0o022;
 
@@ -59,7 +63,10 @@ export class ApiTokenStore {
 
   /** Creates a token; the returned `token` is the only time its secret exists outside the caller. */
   create(opts: { name: string; role: Role; teams: string[] }, now: Date = new Date()): { token: string; record: ApiTokenRecord } {
-    this.refresh();
+    return this.changing(() => this.add(opts, now));
+  }
+
+  private add(opts: { name: string; role: Role; teams: string[] }, now: Date): { token: string; record: ApiTokenRecord } {
     let id = randomBytes(8).toString('hex');
     while (this.byId.has(id)) id = randomBytes(8).toString('hex');
     const token = `ait_${id}_${randomBytes(32).toString('base64url')}`;
@@ -83,7 +90,10 @@ export class ApiTokenStore {
 
   /** Marks the token revoked (idempotent); throws {@link UnknownTokenError} for an unknown id. */
   revoke(id: string, now: Date = new Date()): ApiTokenRecord {
-    this.refresh();
+    return this.changing(() => this.markRevoked(id, now));
+  }
+
+  private markRevoked(id: string, now: Date): ApiTokenRecord {
     const record = this.byId.get(id);
     if (!record) throw new UnknownTokenError(`no API token ${JSON.stringify(id)}`);
     if (record.revoked_at !== undefined) return record;
@@ -102,6 +112,19 @@ export class ApiTokenStore {
     // Constant-time over the hashes: how much of a guess matched never shows in the timing.
     const ok = sameBytes(sha256(token), Buffer.from(record.hash, 'hex'));
     return ok && record.revoked_at === undefined ? record : null;
+  }
+
+  /**
+   * Runs a read-modify-write of the store holding its lock, on the file as it is now: two CLI commands at
+   * once (or a CLI and another host's) cannot lose each other's change.
+   */
+  private changing<T>(change: () => T): T {
+    fs.mkdirSync(path.dirname(this.file), { recursive: true });
+    return withFileLockSync(`${this.file}.lock`, { waitLimitMs: STORE_LOCK_WAIT_MS }, () => {
+      this.seen = null;
+      this.refresh();
+      return change();
+    });
   }
 
   /** Re-reads the file when its inode, size or mtime moved (a stat: microseconds per request). */
