@@ -4,7 +4,7 @@
  * Pure: the workflow builds a {@link Notification}; an activity signs and delivers it.
  */
 import { z } from 'zod';
-import { ItemKind, type TaskState } from './task';
+import { ItemKind, type InboxItemSummary, type TaskState } from './task';
 
 /** What a webhook can be told of. */
 export const NotificationEvent = z.enum(['item_opened', 'item_escalated', 'task_ended']);
@@ -53,15 +53,8 @@ export function eventsWanted(webhooks: readonly Webhook[]): NotificationEvent[] 
   return NotificationEvent.options.filter((e) => webhooks.some((w) => w.events.includes(e)));
 }
 
-/** The item a notification is about. */
-export interface NotifiedItem {
-  item_id: string;
-  kind: ItemKind;
-  title: string;
-  created_at: string;
-  due_at?: string;
-  escalated_at?: string;
-}
+/** The item a notification is about: what the inbox shows of it. */
+export type NotifiedItem = InboxItemSummary;
 
 /** What the workflow hands to delivery: plain JSON, small, no secret. */
 export interface Notification {

@@ -5,10 +5,11 @@
 import { CancellationScope, log, patched, startChild } from '@temporalio/workflow';
 import { DEFAULT_TEAM } from '../../domain/access';
 import { preview } from '../../domain/rules';
-import type { Notification, NotificationEvent, NotifiedItem } from '../../domain/notifications';
+import type { Notification, NotificationEvent } from '../../domain/notifications';
 import type { InboxItem } from '../../domain/task';
 import { notificationWorkflow } from '../notify';
 import type { TaskRun } from './state';
+import { summaryOfItem } from './visibility';
 
 /** Characters of the goal, an item's title and a task's result a notification carries. */
 const GOAL_PREVIEW_CHARS = 200;
@@ -38,7 +39,8 @@ export function notify(t: TaskRun, event: NotificationEvent, item?: InboxItem): 
     priority: currentPriority(t),
     at: new Date().toISOString(),
   };
-  if (item !== undefined) notification.item = notifiedItem(item);
+  // A title can hold a command of any length: the notification carries its ends.
+  if (item !== undefined) notification.item = { ...summaryOfItem(item), title: preview(item.title, TITLE_PREVIEW_CHARS) };
   if (event === 'task_ended') notification.result = s.result === null ? null : preview(s.result, RESULT_PREVIEW_CHARS);
   const workflowId = `${t.input.task_id}.notify-${s.notify_seq}`;
   // Not cancellable, and abandoned on cancel and close: cancelling the task must not cancel telling people it ended.
@@ -61,11 +63,4 @@ export function notify(t: TaskRun, event: NotificationEvent, item?: InboxItem): 
 /** Waits for every notification this run started to be under way (before it ends or continues as new). */
 export async function notificationsStarted(t: TaskRun): Promise<void> {
   await Promise.all(t.notifying);
-}
-
-function notifiedItem(i: InboxItem): NotifiedItem {
-  const out: NotifiedItem = { item_id: i.item_id, kind: i.kind, title: preview(i.title, TITLE_PREVIEW_CHARS), created_at: i.created_at };
-  if (i.due_at !== undefined) out.due_at = i.due_at;
-  if (i.escalated_at !== undefined) out.escalated_at = i.escalated_at;
-  return out;
 }

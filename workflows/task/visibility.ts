@@ -49,7 +49,7 @@ export function publishVisibility(t: TaskRun): void {
 }
 
 /** What the inbox memo keeps of a pending item. */
-function summaryOfItem(i: InboxItem): InboxItemSummary {
+export function summaryOfItem(i: InboxItem): InboxItemSummary {
   const out: InboxItemSummary = { item_id: i.item_id, kind: i.kind, title: i.title, created_at: i.created_at };
   if (i.due_at !== undefined) out.due_at = i.due_at;
   if (i.escalated_at !== undefined) out.escalated_at = i.escalated_at;
