@@ -147,7 +147,11 @@ export class OidcSignIn {
 function refusal(err: unknown): Error {
   if (err instanceof oidc.AuthorizationResponseError) return new OidcLoginRefusedError(`the identity provider refused the sign-in: ${err.error}${err.error_description ? ` (${err.error_description})` : ''}`, { cause: err });
   if (err instanceof oidc.ResponseBodyError) return new OidcLoginRefusedError(`the identity provider refused the code: ${err.error}${err.error_description ? ` (${err.error_description})` : ''}`, { cause: err });
-  if (err instanceof oidc.ClientError) return new OidcLoginRefusedError(`the identity provider's response did not verify: ${err.message}`, { cause: err });
+  if (err instanceof oidc.ClientError) {
+    // openid-client's message is generic ("invalid response encountered"); the check that failed is in its cause.
+    const detail = err.cause instanceof Error && err.cause.message !== err.message ? `: ${err.cause.message}` : '';
+    return new OidcLoginRefusedError(`the identity provider's response did not verify (${err.message}${detail})`, { cause: err });
+  }
   if (err instanceof TypeError) return new IdentityProviderUnreachableError(err);
   return err instanceof Error ? err : new Error(String(err));
 }
