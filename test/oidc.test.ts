@@ -14,7 +14,8 @@ import { OIDC_FLOW_COOKIE } from '../api/auth/oidc';
 import { SESSION_COOKIE } from '../api/auth/session';
 import { ApiTokenStore } from '../api/auth/tokens';
 import { ConfigError, loadConfig } from '../workers/config';
-import type { Stack } from '../workers/stack';
+import { createLogger } from '../workers/log';
+import { startStack, type Stack } from '../workers/stack';
 import type { DevServer } from '../workers/temporal-server';
 import { makeOriginRepo, tempDir } from './support/git-fixture';
 import { authorize, call, freePort } from './support/http';
@@ -325,6 +326,11 @@ describe('configuration', () => {
     refuses({ OIDC_CLIENT_SECRET: undefined, OIDC_CLIENT_SECRET_FILE: open }, /OIDC_CLIENT_SECRET_FILE: .*readable by every user/);
   });
 
+  it('refuses to start when the issuer has no discovery document there, naming OIDC_ISSUER', async () => {
+    const cfg = loadConfig(env({ OIDC_ISSUER: `${provider.issuer}/not-an-issuer`, PUBLIC_URL: base, ROLES: 'api' }));
+    await assert.rejects(startStack(cfg, createLogger({ level: 'error', component: 'test' })), (err: unknown) => err instanceof ConfigError && /OIDC_ISSUER: cannot use/.test(err.message));
+  });
+
   it('derives the redirect URI and the JWT audience, and keeps the secret out of the plain variables', () => {
     const cfg = loadConfig(env({}));
     assert.equal(cfg.oidc?.redirectUri, 'https://inbox.example.com/login/callback');
@@ -334,6 +340,7 @@ describe('configuration', () => {
     assert.equal(cfg.oidc?.clientSecret, 's3cret');
     assert.equal(cfg.OIDC_CLIENT_SECRET, undefined);
     assert.equal(loadConfig(env({ API_AUTH: 'tokens' })).oidc, null);
+    assert.equal(loadConfig(env({ ROLES: 'worker', OIDC_CLIENT_SECRET: undefined, PUBLIC_URL: undefined })).oidc, null, 'a worker needs none of it');
   });
 });
 

@@ -187,8 +187,9 @@ export const Config = z.object({
   /** External Temporal only: `true` lets the backend raise the namespace's retention to TASK_RETENTION_DAYS (default: only warn). */
   TEMPORAL_SET_RETENTION: z.enum(['true', 'false']).default('false').transform((v) => v === 'true'),
   /**
-   * The operator's team settings (grant ceilings, separation of duties),
-   * a YAML or JSON file in the shape of `AccessConfig` (domain/access.ts). Unset: no teams beyond `default`.
+   * The operator's team settings (grant ceilings, separation of duties) and, with API_AUTH=oidc, the role and
+   * teams of the provider's people (`people`, by sub or verified email) and groups (`groups`), a YAML or JSON file
+   * in the shape of `AccessConfig` (domain/access.ts). Unset: no teams beyond `default`, and every signed-in person a viewer in no team.
    */
   TEAMS_FILE: z.string().optional(),
   /**
@@ -266,7 +267,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   return {
     ...cfg,
     OIDC_CLIENT_SECRET: undefined,
-    oidc: cfg.API_AUTH === 'oidc' ? oidcSettings(cfg, dataDir) : null,
+    // Only the API signs people in; a worker-only process needs none of the provider's settings or its secret.
+    oidc: cfg.API_AUTH === 'oidc' && cfg.ROLES.includes('api') ? oidcSettings(cfg, dataDir) : null,
     access: teamsFile === undefined ? AccessConfig.parse({}) : readAccessConfig(teamsFile),
     TEAMS_FILE: teamsFile,
     DATA_DIR: dataDir,

@@ -88,7 +88,9 @@ export async function startStack(cfg: Config, log: Logger): Promise<Stack> {
       signIn = { sessions, local: { consumeLoginCode: (c) => loginCodes.consume(c), isAdminToken: (t) => sameSecret(t, adminToken) }, ...ownUrl };
     } else if (serveApi && cfg.oidc !== null) {
       // People sign in at the identity provider and then carry a session cookie; programs may send its JWTs.
-      const provider = await discoverProvider(cfg.oidc);
+      const provider = await discoverProvider(cfg.oidc).catch((err: unknown) => {
+        throw new ConfigError(`invalid configuration: OIDC_ISSUER: cannot use ${cfg.oidc!.issuer} (its discovery document): ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+      });
       const metadata = provider.serverMetadata();
       if (metadata.jwks_uri === undefined) throw new ConfigError(`invalid configuration: OIDC_ISSUER: ${cfg.oidc.issuer} names no jwks_uri in its discovery document`);
       sources.push(jwtSource({ issuer: metadata.issuer, jwksUri: metadata.jwks_uri, audience: cfg.oidc.audience, claims: cfg.oidc.claims, access: cfg.access }));
