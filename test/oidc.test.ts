@@ -202,7 +202,7 @@ describe('people sign in at the identity provider', () => {
     assert.match(decision.data.by.via, /^session:/);
   });
 
-  it('refuses a callback with a tampered or missing state, from another browser, replayed, or refused by the provider', async () => {
+  it('refuses a callback with a tampered or missing state, from another browser or provider, replayed, or refused by the provider', async () => {
     const refused = async (jar: CookieJar, url: URL, why: RegExp): Promise<void> => {
       const res = await jar.fetch(url);
       const body = (await res.json()) as any;
@@ -233,6 +233,22 @@ describe('people sign in at the identity provider', () => {
     const replayer = new CookieJar();
     replayer.cookies.set(OIDC_FLOW_COOKIE, flowCookie);
     await refused(replayer, once, /completed already/);
+
+    // A code from another provider that knows the same client: the response names the wrong issuer.
+    const elsewhere = await startTestProvider({ redirectUri: `${base}/login/callback`, apiAudience: AUDIENCE, accounts: ACCOUNTS });
+    try {
+      const foreignJar = new CookieJar();
+      const start = await foreignJar.fetch(`${base}/login/oidc`);
+      const atOther = new URL(start.headers.get('location')!.replace(provider.issuer, elsewhere.issuer));
+      const foreign = await foreignJar.followUntil(atOther.href, `${base}/login/callback`, (l) => {
+        if (l.pathname.startsWith('/interaction/')) l.searchParams.set('login', 'alice');
+        return l;
+      });
+      assert.equal(foreign.searchParams.get('iss'), elsewhere.issuer);
+      await refused(foreignJar, foreign, /"iss"/);
+    } finally {
+      await elsewhere.stop();
+    }
 
     const denyJar = new CookieJar();
     await refused(denyJar, await toCallback(denyJar, 'alice', { deny: true }), /access_denied/);
