@@ -18,6 +18,7 @@ import { createLogger } from '../workers/log';
 import { startStack, type Stack } from '../workers/stack';
 import type { DevServer } from '../workers/temporal-server';
 import { makeOriginRepo, tempDir } from './support/git-fixture';
+import { launchBrowser } from './support/browser';
 import { authorize, call, freePort } from './support/http';
 import { CookieJar, OTHER_RESOURCE, PROVIDER_KID, startTestProvider, type TestProvider } from './support/oidc-provider';
 import { stackEnv, startTestStack, startTestTemporal } from './support/stack';
@@ -252,6 +253,22 @@ describe('people sign in at the identity provider', () => {
 
     const denyJar = new CookieJar();
     await refused(denyJar, await toCallback(denyJar, 'alice', { deny: true }), /access_denied/);
+  });
+
+  it('signs a person in from the web app\'s sign-in screen in a real browser', async () => {
+    const browser = await launchBrowser();
+    try {
+      const page = await browser.newPage();
+      await page.goto(`${base}/`);
+      await page.getByRole('link', { name: `Sign in with ${new URL(provider.issuer).host}` }).click();
+      await page.getByLabel('account').fill('alice');
+      await page.getByRole('button', { name: 'Continue' }).click();
+      await page.waitForSelector('[data-testid=me]');
+      assert.equal(new URL(page.url()).origin, base);
+      assert.match((await page.textContent('[data-testid=me]')) ?? '', /Alice · approver/);
+    } finally {
+      await browser.close();
+    }
   });
 
   it('ends the local session on logout', async () => {

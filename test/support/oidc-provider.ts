@@ -1,7 +1,8 @@
 /**
  * A real OpenID Connect provider (oidc-provider) on loopback for sign-in tests: one web client with a redirect
  * URI, one program client for the client credentials grant with JWT access tokens, accounts whose claims the test
- * chooses, and an interaction the test drives by URL (`?login=<account>` signs in, `?deny=1` refuses). Its signing
+ * chooses, and an interaction the test drives by URL (`?login=<account>` signs in, `?deny=1` refuses; without
+ * either, a form asking for the account). Its signing
  * key is the test's own, so a test can also sign tokens the provider could have issued (expired, wrong issuer).
  */
 import http from 'node:http';
@@ -93,7 +94,14 @@ export async function startTestProvider(opts: { redirectUri: string; apiAudience
         await provider.interactionFinished(req, res, { error: 'access_denied', error_description: 'the person said no' }, { mergeWithLastSubmission: false });
         return;
       }
-      const accountId = url.searchParams.get('login') ?? '';
+      const accountId = url.searchParams.get('login');
+      if (accountId === null) {
+        // A browser gets a form that asks which account to sign in as and sends it back here as `?login=`.
+        res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(
+          `<!doctype html><title>Test provider</title><form method="get" action="${url.pathname}"><input name="login" aria-label="account"><button type="submit">Continue</button></form>`,
+        );
+        return;
+      }
       const grant = new provider.Grant({ accountId, clientId: details.params.client_id! });
       grant.addOIDCScope(details.params.scope ?? 'openid');
       const grantId = await grant.save();

@@ -1,8 +1,9 @@
-/** What someone who is not signed in sees: a link to sign in, at the identity provider when the backend has one. */
+/** The sign-in screen: `GET /login/options` says whether the backend signs people in at an identity provider. */
 import { useEffect, useState } from 'preact/hooks';
 import { api } from '../api';
 import type { SignInOptions } from '../types';
 
+/** What someone who is not signed in sees: a link to sign in, "Sign in with <provider>" when the backend has one. */
 export function SignIn(props: { reason?: string }) {
   const [options, setOptions] = useState<SignInOptions | null>(null);
   useEffect(() => {
