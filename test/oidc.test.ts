@@ -304,7 +304,7 @@ describe('programs send the provider JWTs', () => {
     assert.equal((await meWith(await forge())).status, 200, 'a token signed with the provider key for this API verifies');
   });
 
-  it('refuses an expired, foreign-issuer, wrong-audience, foreign-key, HS256 or unsigned JWT', async () => {
+  it('refuses an expired, unexpiring, foreign-issuer, wrong-audience, foreign-key, HS256 or unsigned JWT', async () => {
     const now = Math.floor(Date.now() / 1000);
     const other = await generateKeyPair('RS256');
     const payload = Buffer.from(JSON.stringify({ sub: 'ci-bot', iss: provider.issuer, aud: AUDIENCE, exp: now + 300 })).toString('base64url');
@@ -315,7 +315,8 @@ describe('programs send the provider JWTs', () => {
       ['another audience', await forge({ aud: 'urn:someone-else' }), /aud/],
       ['another key', await forge({}, { key: other.privateKey }), /not signed/],
       ['HS256 with the client secret', await new SignJWT({ sub: 'ci-bot' }).setProtectedHeader({ alg: 'HS256', kid: PROVIDER_KID }).setIssuer(provider.issuer).setAudience(AUDIENCE).setExpirationTime('5m').sign(new TextEncoder().encode(provider.web.clientSecret)), /algorithm/],
-      ['alg none', `${Buffer.from(JSON.stringify({ alg: 'none', typ: 'JWT' })).toString('base64url')}.${payload}.`, /./],
+      ['alg none', `${Buffer.from(JSON.stringify({ alg: 'none', typ: 'JWT' })).toString('base64url')}.${payload}.`, /algorithm/],
+      ['no expiry', await new SignJWT({ sub: 'ci-bot' }).setProtectedHeader({ alg: 'RS256', kid: PROVIDER_KID }).setIssuer(provider.issuer).setAudience(AUDIENCE).sign(provider.signingKey), /exp claim is missing/],
       ['posing as the local admin', await forge({ sub: 'local-admin' }), /reserves/],
     ];
     for (const [what, token, why] of cases) {
