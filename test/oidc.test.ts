@@ -351,6 +351,7 @@ describe('configuration', () => {
     refuses({ OIDC_CLIENT_ID: undefined }, /OIDC_CLIENT_ID/);
     refuses({ OIDC_CLIENT_SECRET: undefined }, /OIDC_CLIENT_SECRET/);
     refuses({ OIDC_ISSUER: 'http://idp.example.com' }, /OIDC_ISSUER: must be an https URL/);
+    refuses({ PUBLIC_URL: 'http://inbox.example.com' }, /PUBLIC_URL: must be an https URL/);
     refuses({ OIDC_SCOPES: 'profile email' }, /OIDC_SCOPES/);
     refuses({ OIDC_ROLE_CLAIM: 'name' }, /OIDC_ROLE_CLAIM/);
     refuses({ OIDC_GROUPS_CLAIM: 'email' }, /OIDC_GROUPS_CLAIM/);

@@ -287,6 +287,10 @@ function oidcSettings(cfg: z.infer<typeof Config>, dataDir: string): OidcSetting
   if (issuer.protocol !== 'https:' && !(issuer.protocol === 'http:' && isLoopbackHost(issuer.hostname))) throw bad('OIDC_ISSUER', 'must be an https URL (plain http only on loopback)');
   if (cfg.OIDC_CLIENT_ID === undefined) throw bad('OIDC_CLIENT_ID', 'required with API_AUTH=oidc');
   if (cfg.PUBLIC_URL === undefined) throw bad('PUBLIC_URL', 'required with API_AUTH=oidc: the redirect URI registered at the provider is PUBLIC_URL/login/callback');
+  const own = new URL(cfg.PUBLIC_URL);
+  if (own.protocol !== 'https:' && !(own.protocol === 'http:' && isLoopbackHost(own.hostname))) {
+    throw bad('PUBLIC_URL', 'must be an https URL with API_AUTH=oidc (plain http only on loopback): the session cookie and the sign-in code would cross the network in the clear');
+  }
   if (cfg.OIDC_CLIENT_SECRET !== undefined && cfg.OIDC_CLIENT_SECRET_FILE !== undefined) throw bad('OIDC_CLIENT_SECRET_FILE', 'set it or OIDC_CLIENT_SECRET, not both');
   let clientSecret = cfg.OIDC_CLIENT_SECRET;
   if (cfg.OIDC_CLIENT_SECRET_FILE !== undefined) {
