@@ -55,6 +55,8 @@ export async function startTestProvider(opts: { redirectUri: string; apiAudience
   const provider = new Provider(issuer, {
     jwks: { keys: [jwk] },
     cookies: { keys: ['test-provider-cookie-key'] },
+    // Fixed lifetimes (seconds), so the provider does not warn about its defaults; the API's tokens say their own.
+    ttl: { AccessToken: 300, ClientCredentials: 300, Grant: 600, IdToken: 300, Interaction: 600, Session: 600, AuthorizationCode: 60 },
     clients: [
       { client_id: web.clientId, client_secret: web.clientSecret, redirect_uris: [opts.redirectUri], grant_types: ['authorization_code'], response_types: ['code'] },
       { client_id: program.clientId, client_secret: program.clientSecret, redirect_uris: [], grant_types: ['client_credentials'], response_types: [] },
