@@ -158,6 +158,9 @@ export const SELF_EDITABLE_CLAIMS: readonly string[] = [
   'website', 'email', 'gender', 'birthdate', 'zoneinfo', 'locale', 'phone_number', 'address',
 ];
 
+/** Longest name kept of a claim: it goes into every trace entry the caller makes. */
+const MAX_NAME_CHARS = 100;
+
 /** Subjects this backend gives its own credentials; a provider's `sub` may not pose as one of them. */
 const RESERVED_SUBJECT = /^(local-admin$|token:)/;
 
@@ -209,5 +212,5 @@ export function identityFromClaims(
   const role = grants.reduce<Role>((best, g) => (roleAtLeast(g.role, best) ? g.role : best), 'viewer');
   const teams = [...new Set(grants.flatMap((g) => g.teams))].sort();
   const display = [claims.name, claims.email, claims.preferred_username, claims.client_id].find((v): v is string => typeof v === 'string' && v.length > 0);
-  return { subject: sub, name: display ?? sub, role, teams, via: options.via };
+  return { subject: sub, name: (display ?? sub).slice(0, MAX_NAME_CHARS), role, teams, via: options.via };
 }

@@ -302,6 +302,8 @@ describe('programs send the provider JWTs', () => {
     assert.equal((await call(base, 'GET', '/v1/tasks', undefined, { authorization: `Bearer ${token}` })).status, 200);
     assert.equal((await meWith(submitterToken)).body.via.kind, 'api_token');
     assert.equal((await meWith(await forge())).status, 200, 'a token signed with the provider key for this API verifies');
+    const unnamed = await meWith(await forge({ jti: undefined }));
+    assert.match(unnamed.body.via.id, /^[0-9a-f]{16}$/, 'a token without jti is named by its hash');
   });
 
   it('refuses an expired, unexpiring, foreign-issuer, wrong-audience, foreign-key, HS256 or unsigned JWT', async () => {

@@ -12,7 +12,9 @@ import { bearerToken } from './tokens';
 export const JWT_ALGORITHMS: readonly JWSAlgorithm[] = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519'];
 /** Seconds of clock difference with the provider allowed on `exp`, `nbf` and `iat`. */
 export const JWT_CLOCK_TOLERANCE_S = 30;
-/** Hex characters of the token's SHA-256 that name a token without a `jti`. */
+/** Longest `jti` kept as the credential's id (it goes into traces); a longer one is replaced by the token's hash. */
+const MAX_JTI_CHARS = 128;
+/** Hex characters of the token's SHA-256 that name a token without a (usable) `jti`. */
 const TOKEN_HASH_CHARS = 16;
 /** How a JWS in compact form looks: three base64url parts (the last empty for `alg: none`, refused later). */
 const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
@@ -57,7 +59,8 @@ export function jwtSource(opts: JwtSourceOptions): CredentialSource {
         if (!(err instanceof errors.JOSEError)) throw err;
         throw new UnauthenticatedError(`the JWT does not verify: ${whyRefused(err)}`, { cause: err });
       }
-      const id = typeof payload.jti === 'string' && payload.jti.length > 0 ? payload.jti : sha256(token).toString('hex').slice(0, TOKEN_HASH_CHARS);
+      const jti = payload.jti;
+      const id = typeof jti === 'string' && jti.length > 0 && jti.length <= MAX_JTI_CHARS ? jti : sha256(token).toString('hex').slice(0, TOKEN_HASH_CHARS);
       try {
         return { identity: identityFromClaims(payload, opts.access, { names: opts.claims, via: { kind: 'jwt', id } }), carrier: 'bearer' };
       } catch (err) {
