@@ -1,16 +1,21 @@
 /**
  * Cost of authenticating one request, per credential: an API token (a store holding 1,000 tokens, whose
- * file is checked for changes on every request), the local admin token, and a browser session cookie with
- * its CSRF check. Each is timed through the `/v1` authentication middleware itself, in this process.
+ * file is checked for changes on every request), the local admin token, a browser session cookie with
+ * its CSRF check, and an identity provider's JWT (RS256, its keys fetched once from a loopback JWKS URL).
+ * Each is timed through the `/v1` authentication middleware itself, in this process.
  *
  *   npm run bench:auth              # 20,000 requests per credential
  */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import type { NextFunction, Request, Response } from 'express';
 import { authenticate } from '../api/auth/authenticate';
 import type { CredentialSource } from '../api/auth/context';
+import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { csrfGuard } from '../api/auth/csrf';
+import { jwtSource } from '../api/auth/jwt';
 import { ensureAdminToken, LOCAL_ADMIN, localAdminSource } from '../api/auth/local-admin';
 import { ensureSessionSecret, Sessions, sessionSource } from '../api/auth/session';
 import { ApiTokenStore, apiTokenSource } from '../api/auth/tokens';
@@ -57,7 +62,13 @@ async function main(): Promise<void> {
   const sessions = new Sessions(await ensureSessionSecret(dataDir));
   let cookie = '';
   const sid = sessions.start({ cookie: (_n: string, v: string) => void (cookie = v) } as unknown as Response, LOCAL_ADMIN);
-  const sources: CredentialSource[] = [apiTokenSource(store), localAdminSource(admin), sessionSource(sessions)];
+  const jwks = await serveJwks();
+  const sources: CredentialSource[] = [
+    apiTokenSource(store),
+    localAdminSource(admin),
+    jwtSource({ issuer: jwks.issuer, jwksUri: `${jwks.issuer}/jwks`, audience: 'bench', claims: {}, access: { people: { 'ci-bot': { role: 'submitter', teams: ['red'] } }, groups: {} } }),
+    sessionSource(sessions),
+  ];
   const auth = authenticate(sources);
   const csrf = csrfGuard(sessions);
 
@@ -66,7 +77,9 @@ async function main(): Promise<void> {
     ['local admin token', await time([auth], { authorization: `Bearer ${admin}` })],
     ['session cookie, GET', await time([auth, csrf], { cookie: `agent_inbox_session=${cookie}` })],
     ['session cookie + CSRF token, POST', await time([auth, csrf], { cookie: `agent_inbox_session=${cookie}`, 'x-csrf-token': sessions.csrfToken(sid) }, 'POST')],
+    ['identity provider JWT (RS256)', await time([auth], { authorization: `Bearer ${await jwks.token()}` })],
   ];
+  jwks.server.close();
   console.log(`# Authentication per request (${REQUESTS} requests each; ${os.cpus().length} cores, ${os.cpus()[0]?.model ?? 'unknown CPU'}, node ${process.version}, ${new Date().toISOString().slice(0, 10)})\n`);
   console.log('| credential | p50 µs | p95 µs | max µs |');
   console.log('| --- | ---: | ---: | ---: |');
@@ -74,6 +87,18 @@ async function main(): Promise<void> {
     const s = summary(samples);
     console.log(`| ${name} | ${s.p50} | ${s.p95} | ${s.max} |`);
   }
+}
+
+/** A loopback "identity provider" serving one RS256 key at `/jwks`, and a token it signed for the `bench` audience. */
+async function serveJwks(): Promise<{ issuer: string; server: http.Server; token(): Promise<string> }> {
+  const { publicKey, privateKey } = await generateKeyPair('RS256');
+  const body = JSON.stringify({ keys: [{ ...(await exportJWK(publicKey)), kid: 'bench', alg: 'RS256', use: 'sig' }] });
+  const server = http.createServer((_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end(body));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const issuer = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const token = () =>
+    new SignJWT({ sub: 'ci-bot', jti: 'bench' }).setProtectedHeader({ alg: 'RS256', kid: 'bench' }).setIssuer(issuer).setAudience('bench').setIssuedAt().setExpirationTime('1h').sign(privateKey);
+  return { issuer, server, token };
 }
 
 main().catch((err: unknown) => {

@@ -90,9 +90,22 @@ export const TeamSettings = z.strictObject({
 });
 export type TeamSettings = z.infer<typeof TeamSettings>;
 
-/** The operator's TEAMS_FILE (YAML or JSON): the settings of each team. Who belongs to a team is said by their API token. */
+/** A role and teams the operator grants a person or a group signed in through the identity provider. */
+export const Membership = z.strictObject({
+  role: Role.default('viewer'),
+  teams: z.array(TeamName).max(100).default([]),
+});
+export type Membership = z.infer<typeof Membership>;
+
+/**
+ * The operator's TEAMS_FILE (YAML or JSON): the settings of each team, and who of the identity provider's
+ * people belongs where. An API token says its own role and teams; a signed-in person gets those of `people`
+ * (keyed by `sub`, or by an email the provider verified) and of `groups` (keyed by a name in the groups claim).
+ */
 export const AccessConfig = z.strictObject({
   teams: z.record(TeamName, TeamSettings).default({}),
+  people: z.record(z.string().min(1), Membership).default({}),
+  groups: z.record(z.string().min(1), Membership).default({}),
 });
 export type AccessConfig = z.infer<typeof AccessConfig>;
 
@@ -141,4 +154,77 @@ export function grantOverCeiling(budget: Budget, grant: BudgetGrant, ceiling: Gr
     if (after > limit) out.push({ field, after, ceiling: limit });
   }
   return out;
+}
+
+/** Which claims of an identity provider's token say a caller's role, teams and groups (unset: that claim is not read). */
+export interface ClaimNames {
+  role?: string;
+  teams?: string;
+  groups?: string;
+}
+
+/**
+ * Claims anyone may set on their own account at a typical provider: never a source of role, team or group.
+ * `email` is among them; an email counts for `people` only when the provider says it verified it.
+ */
+export const SELF_EDITABLE_CLAIMS: readonly string[] = [
+  'name', 'given_name', 'family_name', 'middle_name', 'nickname', 'preferred_username', 'profile', 'picture',
+  'website', 'email', 'gender', 'birthdate', 'zoneinfo', 'locale', 'phone_number', 'address',
+];
+
+/** Longest name kept of a claim: it goes into every trace entry the caller makes. */
+const MAX_NAME_CHARS = 100;
+
+/** Subjects this backend gives its own credentials; a provider's `sub` may not pose as one of them. */
+const RESERVED_SUBJECT = /^(local-admin$|token:)/;
+
+/** Thrown when a provider's claims cannot stand for a caller: no `sub`, or one that poses as our own credentials. */
+export class UnusableClaimsError extends Error {
+  override readonly name = 'UnusableClaimsError';
+}
+
+/** The strings a claim holds: a string (space- or comma-separated) or an array of strings; anything else is none. */
+function claimStrings(value: unknown): string[] {
+  if (typeof value === 'string') return value.split(/[\s,]+/).filter(Boolean);
+  if (Array.isArray(value)) return value.filter((v): v is string => typeof v === 'string' && v.length > 0);
+  return [];
+}
+
+/**
+ * The identity a provider's verified claims (an ID token and its userinfo, or a JWT access token) stand for.
+ * Role and teams come only from the operator's `people` and `groups` and from the claims `names` configures,
+ * the highest role and every team of any of them; with none of those, the caller is a viewer in no team and
+ * sees nothing. A claim name may not be self-editable (see {@link SELF_EDITABLE_CLAIMS}), and a team named in a
+ * claim need not have settings. Pure: the same claims and configuration always give the same identity.
+ */
+export function identityFromClaims(
+  claims: Record<string, unknown>,
+  config: Pick<AccessConfig, 'people' | 'groups'>,
+  options: { names: ClaimNames; via: Identity['via'] },
+): Identity {
+  const sub = claims.sub;
+  if (typeof sub !== 'string' || sub.length === 0) throw new UnusableClaimsError('the token has no sub claim');
+  if (RESERVED_SUBJECT.test(sub)) throw new UnusableClaimsError(`the sub claim ${JSON.stringify(sub)} is one this backend reserves for its own credentials`);
+  for (const name of Object.values(options.names)) {
+    if (name !== undefined && SELF_EDITABLE_CLAIMS.includes(name)) throw new UnusableClaimsError(`the ${name} claim is one people edit themselves; it cannot say a role, team or group`);
+  }
+  const grants: Membership[] = [];
+  const own = Object.hasOwn(config.people, sub) ? config.people[sub] : undefined;
+  if (own) grants.push(own);
+  // An email anyone can type into their profile names nobody until the provider has verified it.
+  if (claims.email_verified === true && typeof claims.email === 'string') {
+    const email = claims.email.toLowerCase();
+    const byEmail = Object.entries(config.people).find(([key]) => key !== sub && key.toLowerCase() === email);
+    if (byEmail) grants.push(byEmail[1]);
+  }
+  if (options.names.groups !== undefined) {
+    for (const group of claimStrings(claims[options.names.groups])) if (Object.hasOwn(config.groups, group)) grants.push(config.groups[group]!);
+  }
+  const claimedRole = options.names.role === undefined ? undefined : Role.safeParse(claims[options.names.role]);
+  const claimedTeams = options.names.teams === undefined ? [] : claimStrings(claims[options.names.teams]).filter((t) => TeamName.safeParse(t).success);
+  grants.push({ role: claimedRole?.success ? claimedRole.data : 'viewer', teams: claimedTeams });
+  const role = grants.reduce<Role>((best, g) => (roleAtLeast(g.role, best) ? g.role : best), 'viewer');
+  const teams = [...new Set(grants.flatMap((g) => g.teams))].sort();
+  const display = [claims.name, claims.email, claims.preferred_username, claims.client_id].find((v): v is string => typeof v === 'string' && v.length > 0);
+  return { subject: sub, name: (display ?? sub).slice(0, MAX_NAME_CHARS), role, teams, via: options.via };
 }

@@ -17,10 +17,14 @@ export interface Me {
   name?: string;
   role?: string;
   teams?: string[];
-  via?: string;
+  via?: { kind: string; id: string };
   csrf_token?: string | null;
-  idp?: string | null;
+  /** Whether people sign in at an identity provider. */
+  idp?: boolean;
 }
+
+/** `GET /login/options`, read before anyone is signed in. */
+export type { SignInOptions } from '../api/routes/login';
 
 /** `GET /v1/tasks/:id/inbox/:item_id/diff`. */
 export interface ItemDiff extends AnnotatedDiff {

@@ -6,7 +6,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
-import { AccessConfig } from '../domain/access';
+import { AccessConfig, SELF_EDITABLE_CLAIMS } from '../domain/access';
+import { isLoopbackHost } from '../api/auth/local-admin';
+import type { OidcSettings } from '../api/auth/oidc';
 import { MIN_SECRET_CHARS } from '../activities/egress/token';
 import { DEFAULT_COPY_BACK_MAX_FILES } from '../activities/sandbox/k8s';
 import { EgressHostsVar } from './egress-proxy-config';
@@ -20,6 +22,15 @@ function list(fallback: readonly string[]) {
     .string()
     .optional()
     .transform((v) => (v === undefined ? [...fallback] : v.split(/[\s,]+/).filter(Boolean)));
+}
+
+/** The name of a claim that grants role, teams or groups: never one people edit themselves; `fallback` when unset, none when empty. */
+function claimName(fallback?: string) {
+  return z
+    .string()
+    .optional()
+    .transform((v) => (v === undefined ? fallback : v.trim() === '' ? undefined : v.trim()))
+    .refine((v) => v === undefined || !SELF_EDITABLE_CLAIMS.includes(v), 'a claim people edit themselves (name, email, …) cannot grant a role, team or group');
 }
 
 /** Every environment variable the backend reads. */
@@ -176,16 +187,42 @@ export const Config = z.object({
   /** External Temporal only: `true` lets the backend raise the namespace's retention to TASK_RETENTION_DAYS (default: only warn). */
   TEMPORAL_SET_RETENTION: z.enum(['true', 'false']).default('false').transform((v) => v === 'true'),
   /**
-   * The operator's team settings (grant ceilings, separation of duties, SLA limits, webhooks),
-   * a YAML or JSON file in the shape of `AccessConfig` (domain/access.ts). Unset: no teams beyond `default`.
+   * The operator's team settings (grant ceilings, separation of duties, SLA limits, webhooks) and, with
+   * API_AUTH=oidc, the role and teams of the provider's people (`people`, by sub or verified email) and groups
+   * (`groups`), a YAML or JSON file in the shape of `AccessConfig` (domain/access.ts). Unset: no teams beyond
+   * `default`, and every signed-in person a viewer in no team.
    */
   TEAMS_FILE: z.string().optional(),
   /**
    * Who may call the API. `local` (the default): the local admin token in DATA_DIR/admin-token, a login link for
    * the web inbox, API tokens, and loopback only. `tokens`: API tokens the operator creates (`npm run tokens`)
-   * and nothing else, on any HOST, for an API other machines reach (no browser sign-in there yet).
+   * and nothing else, on any HOST, for an API other machines reach. `oidc`: people sign in at an OpenID Connect
+   * provider (OIDC_*), programs send its JWTs or API tokens, on any HOST; no local admin token.
    */
-  API_AUTH: z.enum(['local', 'tokens']).default('local'),
+  API_AUTH: z.enum(['local', 'tokens', 'oidc']).default('local'),
+  /**
+   * `API_AUTH=oidc`: people sign in with OpenID Connect at this issuer (https, or http on loopback) and programs
+   * may send its JWT access tokens; API tokens still work. Needs OIDC_CLIENT_ID, a client secret and PUBLIC_URL
+   * (the redirect URI registered at the provider is `PUBLIC_URL/login/callback`).
+   */
+  OIDC_ISSUER: z.url().optional(),
+  OIDC_CLIENT_ID: z.string().min(1).optional(),
+  /** The client secret; prefer OIDC_CLIENT_SECRET_FILE (a file others cannot read) in production. */
+  OIDC_CLIENT_SECRET: z.string().min(1).optional(),
+  OIDC_CLIENT_SECRET_FILE: z.string().min(1).optional(),
+  /** The `aud` a JWT bearer token must carry (default: OIDC_CLIENT_ID). */
+  OIDC_AUDIENCE: z.string().min(1).optional(),
+  /** Scopes asked for at sign-in; `openid` among them. */
+  OIDC_SCOPES: list(['openid', 'profile', 'email']).refine((v) => v.includes('openid'), 'must include openid'),
+  /**
+   * Claims that say a caller's role (one of viewer, submitter, approver, admin) and teams (names, an array or a
+   * space-separated string). Unset: not read, so role and teams come only from TEAMS_FILE's `people` and `groups`.
+   * Name only claims the provider's administrators set: a claim people edit themselves is refused.
+   */
+  OIDC_ROLE_CLAIM: claimName(),
+  OIDC_TEAMS_CLAIM: claimName(),
+  /** The claim listing a caller's groups, looked up in TEAMS_FILE's `groups` (default `groups`; empty: not read). */
+  OIDC_GROUPS_CLAIM: claimName('groups'),
   /** The URL people open the web inbox at (login links name it; https makes the session cookie Secure). Default: http://HOST:PORT. */
   PUBLIC_URL: z.url().optional(),
   /** The Temporal UI a task page links to (default: the embedded dev server's UI, when it runs one). */
@@ -193,9 +230,10 @@ export const Config = z.object({
   /** A process without the API role serves `/healthz` and `/livez` on this port for probes (unset: no health server). */
   HEALTH_PORT: z.coerce.number().int().min(0).max(65535).optional(),
 });
-/** The parsed configuration, with what the files it names hold. */
+/** The parsed configuration, with what the files it names hold; `oidc` is set with `API_AUTH=oidc` only. */
 export type Config = z.infer<typeof Config> & {
   access: AccessConfig;
+  oidc: OidcSettings | null;
   /** The webhook secrets TEAMS_FILE names (`secret_env`), by variable name, read from the environment once. */
   webhookSecrets: Record<string, string>;
 };
@@ -235,6 +273,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const access = teamsFile === undefined ? AccessConfig.parse({}) : readAccessConfig(teamsFile);
   return {
     ...cfg,
+    OIDC_CLIENT_SECRET: undefined,
+    // Only the API signs people in; a worker-only process needs none of the provider's settings or its secret.
+    oidc: cfg.API_AUTH === 'oidc' && cfg.ROLES.includes('api') ? oidcSettings(cfg, dataDir) : null,
     access,
     // Only workers deliver: an API-only process needs none of the secrets.
     webhookSecrets: cfg.ROLES.includes('worker') ? readWebhookSecrets(access, env) : {},
@@ -244,6 +285,42 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     TEMPORAL_CLI_CACHE: path.resolve(cfg.TEMPORAL_CLI_CACHE),
     REPO_LOCAL_ROOTS: cfg.REPO_LOCAL_ROOTS.map((r) => path.resolve(r)),
     GIT_CREDENTIALS_FILE: credentials,
+  };
+}
+
+/** The identity provider's settings for `API_AUTH=oidc`; throws a {@link ConfigError} naming a missing or bad variable. */
+function oidcSettings(cfg: z.infer<typeof Config>, dataDir: string): OidcSettings {
+  const bad = (name: string, why: string) => new ConfigError(`invalid configuration: ${name}: ${why}`);
+  if (cfg.OIDC_ISSUER === undefined) throw bad('OIDC_ISSUER', 'required with API_AUTH=oidc (the identity provider people sign in at)');
+  const issuer = new URL(cfg.OIDC_ISSUER);
+  if (issuer.protocol !== 'https:' && !(issuer.protocol === 'http:' && isLoopbackHost(issuer.hostname))) throw bad('OIDC_ISSUER', 'must be an https URL (plain http only on loopback)');
+  if (cfg.OIDC_CLIENT_ID === undefined) throw bad('OIDC_CLIENT_ID', 'required with API_AUTH=oidc');
+  if (cfg.PUBLIC_URL === undefined) throw bad('PUBLIC_URL', 'required with API_AUTH=oidc: the redirect URI registered at the provider is PUBLIC_URL/login/callback');
+  const own = new URL(cfg.PUBLIC_URL);
+  if (own.protocol !== 'https:' && !(own.protocol === 'http:' && isLoopbackHost(own.hostname))) {
+    throw bad('PUBLIC_URL', 'must be an https URL with API_AUTH=oidc (plain http only on loopback): the session cookie and the sign-in code would cross the network in the clear');
+  }
+  if (cfg.OIDC_CLIENT_SECRET !== undefined && cfg.OIDC_CLIENT_SECRET_FILE !== undefined) throw bad('OIDC_CLIENT_SECRET_FILE', 'set it or OIDC_CLIENT_SECRET, not both');
+  let clientSecret = cfg.OIDC_CLIENT_SECRET;
+  if (cfg.OIDC_CLIENT_SECRET_FILE !== undefined) {
+    const file = path.resolve(cfg.OIDC_CLIENT_SECRET_FILE);
+    // Sandboxes see what is under DATA_DIR: no secret may live there.
+    if (isWithin(file, dataDir)) throw bad('OIDC_CLIENT_SECRET_FILE', 'must not be inside DATA_DIR');
+    clientSecret = readPrivateSecret('OIDC_CLIENT_SECRET_FILE', file, 1);
+  }
+  if (clientSecret === undefined) throw bad('OIDC_CLIENT_SECRET', 'required with API_AUTH=oidc (or OIDC_CLIENT_SECRET_FILE)');
+  return {
+    issuer: cfg.OIDC_ISSUER,
+    clientId: cfg.OIDC_CLIENT_ID,
+    clientSecret,
+    audience: cfg.OIDC_AUDIENCE ?? cfg.OIDC_CLIENT_ID,
+    scopes: cfg.OIDC_SCOPES,
+    claims: {
+      ...(cfg.OIDC_ROLE_CLAIM !== undefined ? { role: cfg.OIDC_ROLE_CLAIM } : {}),
+      ...(cfg.OIDC_TEAMS_CLAIM !== undefined ? { teams: cfg.OIDC_TEAMS_CLAIM } : {}),
+      ...(cfg.OIDC_GROUPS_CLAIM !== undefined ? { groups: cfg.OIDC_GROUPS_CLAIM } : {}),
+    },
+    redirectUri: `${cfg.PUBLIC_URL.replace(/\/+$/, '')}/login/callback`,
   };
 }
 
@@ -297,7 +374,12 @@ const WORLD_READABLE = 0o004;
  * cannot read, long enough. Throws a {@link ConfigError} naming the variable otherwise.
  */
 export function readEgressProxySecret(file: string): string {
-  const bad = (why: string) => new ConfigError(`invalid configuration: EGRESS_PROXY_SECRET_FILE: ${why}`);
+  return readPrivateSecret('EGRESS_PROXY_SECRET_FILE', file, MIN_SECRET_CHARS);
+}
+
+/** The secret in the file variable `name` names (one trailing newline dropped): a regular file others cannot read, at least `minChars` long. */
+function readPrivateSecret(name: string, file: string, minChars: number): string {
+  const bad = (why: string) => new ConfigError(`invalid configuration: ${name}: ${why}`);
   let stat: fs.Stats;
   try {
     stat = fs.statSync(file);
@@ -307,7 +389,7 @@ export function readEgressProxySecret(file: string): string {
   if (!stat.isFile()) throw bad(`${file} is not a regular file`);
   if ((stat.mode & WORLD_READABLE) !== 0) throw bad(`${file} is readable by every user (mode ${(stat.mode & 0o777).toString(8)}); make it 0600 or 0440`);
   const secret = fs.readFileSync(file, 'utf8').replace(/\r?\n$/, '');
-  if (secret.length < MIN_SECRET_CHARS) throw bad(`the secret is shorter than ${MIN_SECRET_CHARS} characters`);
+  if (secret.length < minChars) throw bad(minChars <= 1 ? 'the file is empty' : `the secret is shorter than ${minChars} characters`);
   return secret;
 }
 

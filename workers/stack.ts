@@ -17,6 +17,8 @@ import { createApp } from '../api/app';
 import type { CredentialSource } from '../api/auth/context';
 import { sameSecret } from '../api/auth/digest';
 import { ensureAdminToken, isLoopbackHost, localAdminSource, OneTimeLoginCodes } from '../api/auth/local-admin';
+import { jwtSource } from '../api/auth/jwt';
+import { discoverProvider, OidcSignIn } from '../api/auth/oidc';
 import { ensureSessionSecret, Sessions, sessionSource } from '../api/auth/session';
 import type { SignInDeps } from '../api/routes/login';
 import { ApiTokenStore, apiTokenSource } from '../api/auth/tokens';
@@ -69,7 +71,7 @@ export async function startStack(cfg: Config, log: Logger): Promise<Stack> {
     // Without an identity provider the local admin token is the only credential: never serve it beyond this machine.
     if (serveApi && cfg.API_AUTH === 'local' && !isLoopbackHost(cfg.HOST)) {
       throw new ConfigError(
-        `invalid configuration: HOST: ${cfg.HOST} is not a loopback address, and with API_AUTH=local (no identity provider: a local admin token) the API serves loopback only; set HOST=127.0.0.1, or API_AUTH=tokens to admit API tokens only`,
+        `invalid configuration: HOST: ${cfg.HOST} is not a loopback address, and with API_AUTH=local (no identity provider: a local admin token) the API serves loopback only; set HOST=127.0.0.1, API_AUTH=tokens to admit API tokens only, or API_AUTH=oidc to sign people in at an identity provider`,
       );
     }
     await fs.mkdir(cfg.DATA_DIR, { recursive: true });
@@ -77,12 +79,24 @@ export async function startStack(cfg: Config, log: Logger): Promise<Stack> {
     const loginCodes = adminToken === null ? undefined : new OneTimeLoginCodes();
     const sources: CredentialSource[] = [apiTokenSource(new ApiTokenStore(cfg.DATA_DIR))];
     let signIn: SignInDeps | undefined;
+    const ownUrl = cfg.PUBLIC_URL ? { publicUrl: cfg.PUBLIC_URL } : {};
     if (adminToken !== null && loginCodes !== undefined) {
       sources.push(localAdminSource(adminToken));
       // Browser sessions: the web inbox signs in with the login link (or the token), then carries a cookie.
       const sessions = new Sessions(await ensureSessionSecret(cfg.DATA_DIR), { secure: cfg.PUBLIC_URL?.startsWith('https:') ?? false });
       sources.push(sessionSource(sessions));
-      signIn = { sessions, consumeLoginCode: (c) => loginCodes.consume(c), isAdminToken: (t) => sameSecret(t, adminToken), ...(cfg.PUBLIC_URL ? { publicUrl: cfg.PUBLIC_URL } : {}) };
+      signIn = { sessions, local: { consumeLoginCode: (c) => loginCodes.consume(c), isAdminToken: (t) => sameSecret(t, adminToken) }, ...ownUrl };
+    } else if (serveApi && cfg.oidc !== null) {
+      // People sign in at the identity provider and then carry a session cookie; programs may send its JWTs.
+      const provider = await discoverProvider(cfg.oidc).catch((err: unknown) => {
+        throw new ConfigError(`invalid configuration: OIDC_ISSUER: cannot use ${cfg.oidc!.issuer} (its discovery document): ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+      });
+      const metadata = provider.serverMetadata();
+      if (metadata.jwks_uri === undefined) throw new ConfigError(`invalid configuration: OIDC_ISSUER: ${cfg.oidc.issuer} names no jwks_uri in its discovery document`);
+      sources.push(jwtSource({ issuer: metadata.issuer, jwksUri: metadata.jwks_uri, audience: cfg.oidc.audience, claims: cfg.oidc.claims, access: cfg.access }));
+      const sessions = new Sessions(await ensureSessionSecret(cfg.DATA_DIR), { secure: cfg.PUBLIC_URL?.startsWith('https:') ?? false });
+      sources.push(sessionSource(sessions));
+      signIn = { sessions, oidc: new OidcSignIn(provider, cfg.oidc, sessions, cfg.access), ...ownUrl };
     }
     let address: string;
     const embedded = !cfg.TEMPORAL_ADDRESS;

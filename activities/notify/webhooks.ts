@@ -21,7 +21,7 @@ import { activityFailure } from '../failures';
 
 /** What delivery needs from the worker: the teams' webhooks, their secrets, and where people open a task. */
 export interface NotifyDeps {
-  access: AccessConfig;
+  access: Pick<AccessConfig, 'teams'>;
   /** Webhook secrets by the variable name `secret_env` gives. */
   secrets: Record<string, string>;
   /** The web inbox's URL (PUBLIC_URL); links are left out without it. */

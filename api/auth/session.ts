@@ -57,17 +57,8 @@ export class Sessions {
   /** Starts a session for `identity` (its `via` becomes the session) and sets the cookie; returns the session id. */
   start(res: Response, identity: Identity): string {
     const sid = randomBytes(16).toString('base64url');
-    const exp = this.now() + SESSION_TTL_MS;
-    const payload: SessionPayload = { sid, exp, identity: { ...identity, via: { kind: 'session', id: sid } } };
-    const body = Buffer.from(JSON.stringify(payload)).toString('base64url');
-    const value = `${body}.${this.mac('session', body).toString('base64url')}`;
-    res.cookie(SESSION_COOKIE, value, {
-      httpOnly: true,
-      sameSite: 'lax',
-      secure: this.opts.secure,
-      path: '/',
-      maxAge: SESSION_TTL_MS,
-    });
+    const payload: SessionPayload = { sid, exp: this.now() + SESSION_TTL_MS, identity: { ...identity, via: { kind: 'session', id: sid } } };
+    this.setSealedCookie(res, SESSION_COOKIE, 'session', payload, SESSION_TTL_MS);
     return sid;
   }
 
@@ -75,16 +66,54 @@ export class Sessions {
   read(req: Request): { sid: string; identity: Identity } | null {
     const value = cookieValue(req.headers.cookie, SESSION_COOKIE);
     if (value === null) return null;
-    const dot = value.indexOf('.');
-    if (value.length > MAX_COOKIE_CHARS || dot <= 0) throw new UnauthenticatedError('the session cookie is not valid; sign in again');
-    const body = value.slice(0, dot);
-    const given = Buffer.from(value.slice(dot + 1), 'base64url');
-    const expected = this.mac('session', body);
-    if (!sameBytes(given, expected)) throw new UnauthenticatedError('the session cookie is not valid; sign in again');
-    const payload = JSON.parse(Buffer.from(body, 'base64url').toString('utf8')) as SessionPayload;
+    const payload = this.unseal<SessionPayload>('session', value);
+    if (payload === null) throw new UnauthenticatedError('the session cookie is not valid; sign in again');
     if (payload.exp <= this.now()) throw new UnauthenticatedError('the session has expired; sign in again');
     if (this.ended.has(payload.sid)) throw new UnauthenticatedError('the session was signed out; sign in again');
     return { sid: payload.sid, identity: payload.identity };
+  }
+
+  /**
+   * Sets cookie `name` to `payload` signed for `purpose` (httpOnly, SameSite=Lax, Secure behind https), for `ttlMs`.
+   * The payload is readable by whoever holds the cookie: signed, not encrypted.
+   */
+  setSealedCookie(res: Response, name: string, purpose: string, payload: { exp: number }, ttlMs: number): void {
+    res.cookie(name, this.seal(purpose, payload), { ...this.cookieOptions(), maxAge: ttlMs });
+  }
+
+  /** The payload of cookie `name` signed for `purpose`: null when the request lacks it, or it is forged, malformed or expired. */
+  readSealedCookie<T extends { exp: number }>(req: Request, name: string, purpose: string): T | null {
+    const value = cookieValue(req.headers.cookie, name);
+    const payload = value === null ? null : this.unseal<T>(purpose, value);
+    return payload !== null && typeof payload.exp === 'number' && payload.exp > this.now() ? payload : null;
+  }
+
+  /** Tells the browser to drop cookie `name`. */
+  clearCookie(res: Response, name: string): void {
+    res.clearCookie(name, this.cookieOptions());
+  }
+
+  private cookieOptions(): { httpOnly: true; sameSite: 'lax'; secure: boolean; path: string } {
+    return { httpOnly: true, sameSite: 'lax', secure: this.opts.secure, path: '/' };
+  }
+
+  /** `payload` as `<base64url JSON>.<MAC for purpose>`. */
+  private seal(purpose: string, payload: object): string {
+    const body = Buffer.from(JSON.stringify(payload)).toString('base64url');
+    return `${body}.${this.mac(purpose, body).toString('base64url')}`;
+  }
+
+  /** The payload `seal(purpose, …)` made `value` from, or null when it is too long, malformed or not signed for `purpose`. */
+  private unseal<T>(purpose: string, value: string): T | null {
+    const dot = value.indexOf('.');
+    if (value.length > MAX_COOKIE_CHARS || dot <= 0) return null;
+    const body = value.slice(0, dot);
+    if (!sameBytes(Buffer.from(value.slice(dot + 1), 'base64url'), this.mac(purpose, body))) return null;
+    try {
+      return JSON.parse(Buffer.from(body, 'base64url').toString('utf8')) as T;
+    } catch {
+      return null;
+    }
   }
 
   /** Ends a session: its cookie is refused from now on, and the browser is told to drop it. */
@@ -92,7 +121,7 @@ export class Sessions {
     const now = this.now();
     for (const [id, until] of this.ended) if (until <= now) this.ended.delete(id);
     this.ended.set(sid, now + SESSION_TTL_MS);
-    res.clearCookie(SESSION_COOKIE, { httpOnly: true, sameSite: 'lax', secure: this.opts.secure, path: '/' });
+    this.clearCookie(res, SESSION_COOKIE);
   }
 
   /** The CSRF token of a session: a state-changing request made with its cookie must send it in `x-csrf-token`. */

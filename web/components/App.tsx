@@ -57,8 +57,8 @@ export function App() {
             {me.role ? ` · ${me.role}` : ''}
           </span>
         ) : null}
-        {me && me.via === 'session' ? (
-          <form method="post" action="/logout" class="inline" onSubmit={(e) => void logout(e)}>
+        {me && me.via?.kind === 'session' ? (
+          <form method="post" action="/v1/logout" class="inline" onSubmit={(e) => void logout(e)}>
             <button type="submit" class="link">
               sign out
             </button>
@@ -73,6 +73,6 @@ export function App() {
 /** Signs out with the CSRF header (a plain form post could not send it). */
 async function logout(e: Event): Promise<void> {
   e.preventDefault();
-  await api('POST', '/logout').catch(() => undefined);
+  await api('POST', '/v1/logout').catch(() => undefined);
   location.assign('/');
 }

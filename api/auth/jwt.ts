@@ -1,0 +1,82 @@
+/**
+ * JWT bearer tokens for programs: an access token the identity provider signed (e.g. from its client
+ * credentials grant), verified against the keys its discovery names, for this API's audience.
+ */
+import { createRemoteJWKSet, errors, jwtVerify, type JWSAlgorithm } from 'jose';
+import { identityFromClaims, UnusableClaimsError, type AccessConfig, type ClaimNames } from '../../domain/access';
+import { UnauthenticatedError, type Authenticated, type CredentialSource } from './context';
+import { sha256 } from './digest';
+import { bearerToken } from './tokens';
+
+/** Signature algorithms a provider's token may use: asymmetric only (no `none`, no HS* whose key would be the client secret). */
+export const JWT_ALGORITHMS: readonly JWSAlgorithm[] = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519'];
+/** Seconds of clock difference with the provider allowed on `exp`, `nbf` and `iat`. */
+export const JWT_CLOCK_TOLERANCE_S = 30;
+/** Longest `jti` kept as the credential's id (it goes into traces); a longer one is replaced by the token's hash. */
+const MAX_JTI_CHARS = 128;
+/** Hex characters of the token's SHA-256 that name a token without a (usable) `jti`. */
+const TOKEN_HASH_CHARS = 16;
+/** How a JWS in compact form looks: three base64url parts (the last empty for `alg: none`, refused later). */
+const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
+
+/** Whether a bearer token is shaped like a JWT (and so belongs to the JWT source, not the API token one). */
+export function looksLikeJwt(token: string): boolean {
+  return JWT_SHAPE.test(token);
+}
+
+/** What the JWT source checks tokens against and maps their claims with. */
+export interface JwtSourceOptions {
+  issuer: string;
+  /** The provider's `jwks_uri`; keys are fetched once and again when a token names an unknown `kid`. */
+  jwksUri: string;
+  audience: string;
+  claims: ClaimNames;
+  access: Pick<AccessConfig, 'people' | 'groups'>;
+}
+
+/**
+ * A credential source for `Authorization: Bearer <JWT>`: signature by one of the provider's keys with an allowed
+ * algorithm, `iss`, `aud`, `exp` (required) and `nbf` within {@link JWT_CLOCK_TOLERANCE_S}. Any other bearer token is left to the other sources.
+ */
+export function jwtSource(opts: JwtSourceOptions): CredentialSource {
+  const keys = createRemoteJWKSet(new URL(opts.jwksUri));
+  return {
+    name: 'jwt',
+    async authenticate(req): Promise<Authenticated | null> {
+      const token = bearerToken(req);
+      if (token === null || !looksLikeJwt(token)) return null;
+      let payload: Record<string, unknown>;
+      try {
+        ({ payload } = await jwtVerify(token, keys, {
+          issuer: opts.issuer,
+          audience: opts.audience,
+          algorithms: [...JWT_ALGORITHMS],
+          clockTolerance: JWT_CLOCK_TOLERANCE_S,
+          requiredClaims: ['exp', 'sub'],
+        }));
+      } catch (err) {
+        // Anything but a JOSE error (the provider's keys unreachable) is a fault of ours to log, not the caller's.
+        if (!(err instanceof errors.JOSEError)) throw err;
+        throw new UnauthenticatedError(`the JWT does not verify: ${whyRefused(err)}`, { cause: err });
+      }
+      const jti = payload.jti;
+      const id = typeof jti === 'string' && jti.length > 0 && jti.length <= MAX_JTI_CHARS ? jti : sha256(token).toString('hex').slice(0, TOKEN_HASH_CHARS);
+      try {
+        return { identity: identityFromClaims(payload, opts.access, { names: opts.claims, via: { kind: 'jwt', id } }), carrier: 'bearer' };
+      } catch (err) {
+        if (err instanceof UnusableClaimsError) throw new UnauthenticatedError(`the JWT cannot stand for a caller: ${err.message}`, { cause: err });
+        throw err;
+      }
+    },
+  };
+}
+
+/** A short reason for a refused JWT that names the failed check but none of the token's content. */
+function whyRefused(err: errors.JOSEError): string {
+  if (err instanceof errors.JWTExpired) return 'it has expired';
+  if (err instanceof errors.JWTClaimValidationFailed) return `the ${err.claim} claim ${err.reason === 'missing' ? 'is missing' : 'is not what this API expects'}`;
+  if (err instanceof errors.JOSEAlgNotAllowed) return 'its algorithm is not allowed';
+  if (err instanceof errors.JWKSNoMatchingKey || err instanceof errors.JWSSignatureVerificationFailed) return "it is not signed by the identity provider's keys";
+  if (err instanceof errors.JWKSTimeout) return "the identity provider's keys could not be read in time";
+  return 'it is malformed';
+}
