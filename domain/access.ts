@@ -212,7 +212,8 @@ export function identityFromClaims(
   const own = Object.hasOwn(config.people, sub) ? config.people[sub] : undefined;
   if (own) grants.push(own);
   // An email anyone can type into their profile names nobody until the provider has verified it.
-  if (claims.email_verified === true && typeof claims.email === 'string') {
+  // ASCII only: Unicode case folding would let a verified "\u212Aim@…" (Kelvin sign) stand for "kim@…".
+  if (claims.email_verified === true && typeof claims.email === 'string' && /^[\x21-\x7e]+$/.test(claims.email)) {
     const email = claims.email.toLowerCase();
     const byEmail = Object.entries(config.people).find(([key]) => key !== sub && key.toLowerCase() === email);
     if (byEmail) grants.push(byEmail[1]);

@@ -2,7 +2,7 @@
  * `npm start`: runs the whole backend until SIGINT or SIGTERM, or until a part of it fails (then exits 1,
  * so a supervisor or Kubernetes restarts it instead of leaving an API that answers for a dead worker).
  */
-import { loadConfig } from './config';
+import { loadConfig, secretVariables } from './config';
 import { createLogger } from './log';
 import { startStack } from './stack';
 
@@ -11,6 +11,8 @@ const EXIT_PART_FAILED = 1;
 
 async function main(): Promise<void> {
   const cfg = loadConfig();
+  // The secrets are in cfg now: child processes (git, the embedded Temporal server) need not inherit them.
+  for (const name of secretVariables(cfg)) delete process.env[name];
   const log = createLogger({ level: cfg.LOG_LEVEL, component: 'agent-inbox' });
   const stack = await startStack(cfg, log);
   let stopping = false;

@@ -15,7 +15,7 @@ import { EgressProxy } from '../activities/egress/proxy';
 import { GvisorSandboxDriver } from '../activities/sandbox/gvisor';
 import { createApp } from '../api/app';
 import type { CredentialSource } from '../api/auth/context';
-import { sameSecret } from '../api/auth/digest';
+import { sameSecret, sha256 } from '../api/auth/digest';
 import { ensureAdminToken, isLoopbackHost, localAdminSource, OneTimeLoginCodes } from '../api/auth/local-admin';
 import { jwtSource } from '../api/auth/jwt';
 import { discoverProvider, OidcSignIn } from '../api/auth/oidc';
@@ -80,10 +80,11 @@ export async function startStack(cfg: Config, log: Logger): Promise<Stack> {
     const sources: CredentialSource[] = [apiTokenSource(new ApiTokenStore(cfg.DATA_DIR))];
     let signIn: SignInDeps | undefined;
     const ownUrl = cfg.PUBLIC_URL ? { publicUrl: cfg.PUBLIC_URL } : {};
+    const secure = cfg.PUBLIC_URL !== undefined && new URL(cfg.PUBLIC_URL).protocol === 'https:';
     if (adminToken !== null && loginCodes !== undefined) {
       sources.push(localAdminSource(adminToken));
       // Browser sessions: the web inbox signs in with the login link (or the token), then carries a cookie.
-      const sessions = new Sessions(await ensureSessionSecret(cfg.DATA_DIR), { secure: cfg.PUBLIC_URL?.startsWith('https:') ?? false });
+      const sessions = new Sessions(await ensureSessionSecret(cfg.DATA_DIR), { secure, realm: 'local' });
       sources.push(sessionSource(sessions));
       signIn = { sessions, local: { consumeLoginCode: (c) => loginCodes.consume(c), isAdminToken: (t) => sameSecret(t, adminToken) }, ...ownUrl };
     } else if (serveApi && cfg.oidc !== null) {
@@ -94,7 +95,10 @@ export async function startStack(cfg: Config, log: Logger): Promise<Stack> {
       const metadata = provider.serverMetadata();
       if (metadata.jwks_uri === undefined) throw new ConfigError(`invalid configuration: OIDC_ISSUER: ${cfg.oidc.issuer} names no jwks_uri in its discovery document`);
       sources.push(jwtSource({ issuer: metadata.issuer, jwksUri: metadata.jwks_uri, audience: cfg.oidc.audience, claims: cfg.oidc.claims, access: cfg.access }));
-      const sessions = new Sessions(await ensureSessionSecret(cfg.DATA_DIR), { secure: cfg.PUBLIC_URL?.startsWith('https:') ?? false });
+      // Sessions of this provider and this mapping only: a local admin's cookie from API_AUTH=local, or one made
+      // before TEAMS_FILE's people and groups changed, signs nobody in here.
+      const realm = `oidc:${metadata.issuer}:${sha256(JSON.stringify([cfg.access.people, cfg.access.groups])).toString('hex')}`;
+      const sessions = new Sessions(await ensureSessionSecret(cfg.DATA_DIR), { secure, realm });
       sources.push(sessionSource(sessions));
       signIn = { sessions, oidc: new OidcSignIn(provider, cfg.oidc, sessions, cfg.access), ...ownUrl };
     }

@@ -4,6 +4,7 @@
  */
 import { createRemoteJWKSet, errors, jwtVerify, type JWSAlgorithm } from 'jose';
 import { identityFromClaims, UnusableClaimsError, type AccessConfig, type ClaimNames } from '../../domain/access';
+import { HttpError } from '../errors';
 import { UnauthenticatedError, type Authenticated, type CredentialSource } from './context';
 import { sha256 } from './digest';
 import { bearerToken } from './tokens';
@@ -16,6 +17,17 @@ export const JWT_CLOCK_TOLERANCE_S = 30;
 const MAX_JTI_CHARS = 128;
 /** Hex characters of the token's SHA-256 that name a token without a (usable) `jti`. */
 const TOKEN_HASH_CHARS = 16;
+/** After the provider's keys could not be fetched, how long JWTs are answered 503 without fetching again. */
+const KEYS_RETRY_MS = 5_000;
+
+/** Thrown when a JWT cannot be checked because the provider's keys cannot be read (503): not the caller's fault. */
+export class KeysUnavailableError extends HttpError {
+  override readonly name = 'KeysUnavailableError';
+  constructor(cause?: unknown) {
+    super(503, 'idp_unreachable', "the identity provider's keys cannot be read now; try again shortly", { cause });
+  }
+}
+
 /** How a JWS in compact form looks: three base64url parts (the last empty for `alg: none`, refused later). */
 const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
 
@@ -39,12 +51,16 @@ export interface JwtSourceOptions {
  * algorithm, `iss`, `aud`, `exp` (required) and `nbf` within {@link JWT_CLOCK_TOLERANCE_S}. Any other bearer token is left to the other sources.
  */
 export function jwtSource(opts: JwtSourceOptions): CredentialSource {
-  const keys = createRemoteJWKSet(new URL(opts.jwksUri));
+  // Keys kept until a token names one we lack (rotation): a provider outage does not expire the ones we have.
+  const keys = createRemoteJWKSet(new URL(opts.jwksUri), { cacheMaxAge: Infinity });
+  let keysFailedAt = -Infinity;
   return {
     name: 'jwt',
     async authenticate(req): Promise<Authenticated | null> {
       const token = bearerToken(req);
       if (token === null || !looksLikeJwt(token)) return null;
+      // With no keys yet and the last fetch failed just now, junk tokens may not make us fetch once per request.
+      if (keys.jwks() === undefined && Date.now() - keysFailedAt < KEYS_RETRY_MS) throw new KeysUnavailableError();
       let payload: Record<string, unknown>;
       try {
         ({ payload } = await jwtVerify(token, keys, {
@@ -55,10 +71,15 @@ export function jwtSource(opts: JwtSourceOptions): CredentialSource {
           requiredClaims: ['exp', 'sub'],
         }));
       } catch (err) {
-        // Anything but a JOSE error (the provider's keys unreachable) is a fault of ours to log, not the caller's.
-        if (!(err instanceof errors.JOSEError)) throw err;
+        // Anything but a JOSE error is the provider's keys unreachable: a 503, and a pause before fetching again.
+        if (!(err instanceof errors.JOSEError) || err instanceof errors.JWKSTimeout) {
+          keysFailedAt = Date.now();
+          throw new KeysUnavailableError(err);
+        }
         throw new UnauthenticatedError(`the JWT does not verify: ${whyRefused(err)}`, { cause: err });
       }
+      // An ID token (it carries our sign-in nonce) is a person's proof to this API's web sign-in, not a program's credential.
+      if (payload.nonce !== undefined) throw new UnauthenticatedError('the JWT is an ID token; send an access token');
       const jti = payload.jti;
       const id = typeof jti === 'string' && jti.length > 0 && jti.length <= MAX_JTI_CHARS ? jti : sha256(token).toString('hex').slice(0, TOKEN_HASH_CHARS);
       try {

@@ -2,7 +2,8 @@
  * Signing people in with OpenID Connect: the provider's metadata found once at start, the authorization code
  * flow with PKCE (S256), `state` and `nonce` kept in a short-lived signed cookie, and the verified claims of the
  * ID token (and userinfo) mapped to an identity. openid-client checks the code exchange, state, nonce and the
- * ID token's signature, issuer, audience and expiry.
+ * ID token's issuer, audience and expiry; the token comes straight from the provider's token endpoint over TLS,
+ * which OpenID Connect Core (3.1.3.7) lets stand for its signature.
  */
 import type { Request, Response } from 'express';
 import * as oidc from 'openid-client';
@@ -32,6 +33,8 @@ export const OIDC_FLOW_TTL_MS = 10 * 60_000;
 const PROVIDER_TIMEOUT_S = 10;
 /** The purpose the flow cookie is signed for: a session cookie can never pass for one, nor the other way round. */
 const FLOW_PURPOSE = 'oidc-login';
+/** Most spent states remembered; past it the oldest are forgotten (their flow cookies were cleared when spent anyway). */
+const SPENT_STATES_MAX = 10_000;
 
 /** What the flow cookie carries, signed. */
 interface FlowPayload {
@@ -52,8 +55,8 @@ export class OidcLoginRefusedError extends HttpError {
 /** Thrown when the identity provider cannot be reached during a sign-in (502). */
 export class IdentityProviderUnreachableError extends HttpError {
   override readonly name = 'IdentityProviderUnreachableError';
-  constructor(cause: unknown) {
-    super(502, 'idp_unreachable', 'the identity provider did not answer; try again', { cause });
+  constructor(cause: unknown, message = 'the identity provider did not answer; try again') {
+    super(502, 'idp_unreachable', message, { cause });
   }
 }
 
@@ -137,9 +140,13 @@ export class OidcSignIn {
     }
   }
 
+  /** Forgets expired states from the oldest end (insertion order is expiry order), and the oldest past the cap: constant work per callback. */
   private prune(): void {
     const now = this.now();
-    for (const [state, exp] of this.spent) if (exp <= now) this.spent.delete(state);
+    for (const [state, exp] of this.spent) {
+      if (exp > now && this.spent.size < SPENT_STATES_MAX) break;
+      this.spent.delete(state);
+    }
   }
 }
 
@@ -152,6 +159,8 @@ function refusal(err: unknown): Error {
     const detail = err.cause instanceof Error && err.cause.message !== err.message ? `: ${err.cause.message}` : '';
     return new OidcLoginRefusedError(`the identity provider's response did not verify (${err.message}${detail})`, { cause: err });
   }
+  // The provider refused our client (a wrong client secret): the operator's problem, said as such.
+  if (err instanceof oidc.WWWAuthenticateChallengeError) return new IdentityProviderUnreachableError(err, 'the identity provider refused this backend as a client; check OIDC_CLIENT_ID and its secret');
   if (err instanceof TypeError) return new IdentityProviderUnreachableError(err);
   return err instanceof Error ? err : new Error(String(err));
 }

@@ -43,7 +43,8 @@ export class Sessions {
 
   constructor(
     private readonly secret: Buffer,
-    private readonly opts: { secure: boolean; now?: () => number } = { secure: false },
+    /** `realm` names the sign-in these sessions belong to (mode, provider, mapping): a cookie signed for another never reads. */
+    private readonly opts: { secure: boolean; realm?: string; now?: () => number } = { secure: false },
   ) {}
 
   private now(): number {
@@ -51,7 +52,7 @@ export class Sessions {
   }
 
   private mac(purpose: string, value: string): Buffer {
-    return createHmac('sha256', this.secret).update(`${purpose}\n${value}`).digest();
+    return createHmac('sha256', this.secret).update(`${this.opts.realm ?? ''}\n${purpose}\n${value}`).digest();
   }
 
   /** Starts a session for `identity` (its `via` becomes the session) and sets the cookie; returns the session id. */
