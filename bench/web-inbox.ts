@@ -42,6 +42,7 @@ async function main(): Promise<void> {
 
     const cold: number[] = [];
     const warm: number[] = [];
+    const coldPhases: Phases[] = [];
     const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
     const page = await context.newPage();
     await signIn(page, stack);
@@ -51,6 +52,7 @@ async function main(): Promise<void> {
       const p = await fresh.newPage();
       await signIn(p, stack);
       cold.push(await firstCard(p, base));
+      coldPhases.push(await phasesOf(p));
       await fresh.close();
       warm.push(await firstCard(page, base));
     }
@@ -64,6 +66,15 @@ async function main(): Promise<void> {
         '|---|---|---|---|---|',
         row('cold (new browser context)', summary(cold)),
         row('warm (cached assets)', summary(warm)),
+        '',
+        'Where a cold load\'s time goes (ms from navigation start, the page\'s own resource timing):',
+        '',
+        '| phase | p50 | p95 | max |',
+        '|---|---|---|---|',
+        ...PHASES.map((k) => {
+          const s = summary(coldPhases.map((x) => x[k]).filter((v) => v >= 0));
+          return `| ${k} | ${s.p50} | ${s.p95} | ${s.max} |`;
+        }),
         '',
       ].join('\n'),
     );
@@ -82,6 +93,36 @@ async function firstCard(page: import('playwright-core').Page, base: string): Pr
   await page.goto(`${base}/`, { waitUntil: 'commit' });
   await page.locator('[data-testid="card"] [data-action="approve"]:not([disabled])').first().waitFor({ state: 'visible', timeout: 30_000 });
   return performance.now() - t0;
+}
+
+/** Milestones of one load, in ms from navigation start (-1 when the page made no such request). */
+const PHASES = ['document received', 'script received', 'fetches started (script ran)', '/v1/me sent', '/v1/me received', '/v1/inbox sent', '/v1/inbox received', '/v1/inbox server ms', 'first card (page clock)'] as const;
+type Phases = Record<(typeof PHASES)[number], number>;
+
+/** The load's milestones from the page's navigation and resource timing entries (read after the first card showed). */
+async function phasesOf(page: import('playwright-core').Page): Promise<Phases> {
+  // Runs in the page: the browser's PerformanceResourceTiming fields this reads (Node's types lack the DOM's).
+  type Timing = { name: string; startTime: number; requestStart: number; responseStart: number; responseEnd: number };
+  return page.evaluate(() => {
+    const entries = (type: string) => performance.getEntriesByType(type as never) as unknown as Timing[];
+    const nav = entries('navigation')[0]!;
+    const res = entries('resource');
+    const first = (re: RegExp) => res.find((r) => re.test(new URL(r.name).pathname + new URL(r.name).search));
+    const js = first(/^\/assets\/app-.*\.js$/);
+    const me = first(/^\/v1\/me$/);
+    const inbox = first(/^\/v1\/inbox\?/);
+    return {
+      'document received': nav.responseEnd,
+      'script received': js?.responseEnd ?? -1,
+      'fetches started (script ran)': me?.startTime ?? -1,
+      '/v1/me sent': me?.requestStart ?? -1,
+      '/v1/me received': me?.responseEnd ?? -1,
+      '/v1/inbox sent': inbox?.requestStart ?? -1,
+      '/v1/inbox received': inbox?.responseEnd ?? -1,
+      '/v1/inbox server ms': inbox ? inbox.responseStart - inbox.requestStart : -1,
+      'first card (page clock)': performance.now(),
+    };
+  });
 }
 
 main().catch((err: unknown) => {
