@@ -1,10 +1,12 @@
 /**
  * Build step of the web inbox (`npm run build`): bundles web/ with esbuild into dist/web (content-hashed
- * assets under dist/web/assets, and index.html naming them). Everything offline; nothing from a CDN.
+ * assets under dist/web/assets, each beside its brotli and gzip copies, and index.html naming them).
+ * Everything offline; nothing from a CDN.
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import zlib from 'node:zlib';
 import { build } from 'esbuild';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -31,3 +33,11 @@ const css = outputs.find((f) => /^app-.*\.css$/.test(f));
 if (!js || !css) throw new Error(`web build produced no app bundle: ${outputs.join(', ')}`);
 const html = fs.readFileSync(path.join(root, 'web', 'index.html'), 'utf8').replace('%JS%', js).replace('%CSS%', css);
 fs.writeFileSync(path.join(out, 'index.html'), html);
+
+// Compressed once here at the highest levels, so the server only picks a file (api/web.ts).
+for (const name of outputs.filter((f) => /\.(js|css)$/.test(f))) {
+  const file = path.join(out, 'assets', name);
+  const raw = fs.readFileSync(file);
+  fs.writeFileSync(`${file}.br`, zlib.brotliCompressSync(raw, { params: { [zlib.constants.BROTLI_PARAM_QUALITY]: zlib.constants.BROTLI_MAX_QUALITY, [zlib.constants.BROTLI_PARAM_SIZE_HINT]: raw.length } }));
+  fs.writeFileSync(`${file}.gz`, zlib.gzipSync(raw, { level: zlib.constants.Z_BEST_COMPRESSION }));
+}

@@ -121,6 +121,26 @@ describe('web inbox', () => {
     assert.equal((await fetch(`${base}/assets/../package.json`)).status, 404);
   });
 
+  it('preloads the first reads without letting the URL write markup, and serves assets precompressed by Accept-Encoding', async () => {
+    const hostile = `${base}/?repo=${encodeURIComponent('"><script>alert(1)</script>')}&kind=risky_action`;
+    const html = await (await fetch(hostile, { headers: { accept: 'text/html' } })).text();
+    assert.match(html, /<link rel="preload" as="fetch" href="\/v1\/me" crossorigin="anonymous" \/>/);
+    const preload = /<link rel="preload" as="fetch" href="(\/v1\/inbox\?[^"]*)"/.exec(html)?.[1];
+    assert.equal(preload, '/v1/inbox?limit=20&#38;kind=risky_action&#38;repo=%22%3E%3Cscript%3Ealert%281%29%3C%2Fscript%3E');
+    assert.doesNotMatch(html, /<script>/);
+    const asset = /src="(\/assets\/[^"]+)"/.exec(html)![1]!;
+    const plain = await (await fetch(`${base}${asset}`, { headers: { 'accept-encoding': 'identity' } })).text();
+    for (const [accept, encoding] of [['gzip, deflate, br', 'br'], ['gzip', 'gzip'], ['br;q=0, gzip', 'gzip'], ['identity', null]] as const) {
+      // Node's fetch decodes br and gzip itself, so the body must equal the plain file.
+      const res = await fetch(`${base}${asset}`, { headers: { 'accept-encoding': accept } });
+      assert.equal(res.headers.get('content-encoding'), encoding, accept);
+      assert.match(res.headers.get('vary') ?? '', /accept-encoding/i, accept);
+      assert.match(res.headers.get('content-type') ?? '', /javascript/, accept);
+      assert.match(res.headers.get('cache-control') ?? '', /immutable/, accept);
+      assert.equal(await res.text(), plain, accept);
+    }
+  });
+
   it('shows each kind on the first screen with its decision fields and exactly its buttons', async () => {
     for (const [kind, id] of Object.entries(ids)) {
       await page.goto(`${base}/?kind=${kind}`);

@@ -2,44 +2,24 @@
  * Reading the inbox: `GET /v1/inbox` with the filters the server knows, the rest applied here, so a
  * filter the backend does not support yet still narrows the list.
  */
+import { FIRST_PAGE_LIMIT, inboxQueryString, pageFilterOf, type PageFilter } from '../domain/inbox-query';
 import { api, ApiError } from './api';
 import type { InboxEntry } from './types';
 
 /** The filters a page URL names (`/?kind=risky_action&repo=…`), so a filtered view can be linked. */
-export function filterFromUrl(search: string): InboxFilter {
-  const p = new URLSearchParams(search);
-  const f: InboxFilter = {};
-  for (const k of ['kind', 'repo', 'requester', 'team', 'label', 'older_than_minutes'] as const) {
-    const v = p.get(k);
-    if (v) f[k] = v;
-  }
-  return f;
-}
+export const filterFromUrl = (search: string): InboxFilter => pageFilterOf(search);
 
 /** The inbox's filters, as strings from the form. */
-export interface InboxFilter {
-  kind?: string;
-  repo?: string;
-  requester?: string;
-  team?: string;
-  label?: string;
-  older_than_minutes?: string;
-}
+export type InboxFilter = PageFilter;
 
 /** Items a full read asks for (the API's most), and the first read of a page load (it paints the first cards sooner). */
 export const FULL_LIMIT = 1000;
-export const FIRST_LIMIT = 100;
+export const FIRST_LIMIT = FIRST_PAGE_LIMIT;
 
 const SERVER_KNOWN = ['kind', 'repo', 'requester'] as const;
 
 /** Whether the backend accepted team/label/age filters last time (they arrive with access control). */
 let extendedFilters = true;
-
-function query(f: InboxFilter, keys: readonly (keyof InboxFilter)[], limit: number): string {
-  const p = new URLSearchParams({ limit: String(limit) });
-  for (const k of keys) if (f[k]) p.set(k, f[k]!);
-  return p.toString();
-}
 
 /** A page of the inbox: items in the server's order and whether more matched than were read. */
 export interface InboxRead {
@@ -53,7 +33,7 @@ let prefetched: { key: string; page: Promise<Page> } | null = null;
 
 /** Starts the first read at once (in parallel with `/v1/me`); the first {@link loadInbox} with the same filter uses it. */
 export function prefetchInbox(f: InboxFilter): void {
-  const q = query(f, Object.keys(f) as (keyof InboxFilter)[], FIRST_LIMIT);
+  const q = inboxQueryString(f, Object.keys(f) as (keyof InboxFilter)[], FIRST_LIMIT);
   const page = api<Page>('GET', `/v1/inbox?${q}`);
   page.catch(() => undefined);
   prefetched = { key: q, page };
@@ -63,7 +43,7 @@ export function prefetchInbox(f: InboxFilter): void {
 export async function loadInbox(f: InboxFilter, limit = FULL_LIMIT): Promise<InboxRead> {
   const all = Object.keys(f) as (keyof InboxFilter)[];
   const read = (keys: readonly (keyof InboxFilter)[]): Promise<Page> => {
-    const q = query(f, keys, limit);
+    const q = inboxQueryString(f, keys, limit);
     if (prefetched?.key === q) {
       const p = prefetched.page;
       prefetched = null;

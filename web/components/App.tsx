@@ -10,12 +10,22 @@ import { TaskPage } from './TaskPage';
 
 type Session = { state: 'loading' } | { state: 'in'; me: Me | null } | { state: 'out'; reason?: string };
 
+let firstMe: Promise<Me> | null = null;
+
+/** Starts `/v1/me` at once (with the inbox's first read), before the first render; the app's first session check uses it. */
+export function prefetchMe(): void {
+  firstMe = api<Me>('GET', '/v1/me');
+  firstMe.catch(() => undefined);
+}
+
 /** The whole app. */
 export function App() {
   const path = usePath();
   const [session, setSession] = useState<Session>({ state: 'loading' });
   useEffect(() => {
-    api<Me>('GET', '/v1/me').then(
+    const me = firstMe ?? api<Me>('GET', '/v1/me');
+    firstMe = null;
+    me.then(
       (me) => {
         setCsrfToken(me.csrf_token ?? null);
         setSession({ state: 'in', me });

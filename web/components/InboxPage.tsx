@@ -9,7 +9,7 @@ import { KINDS } from '../kinds';
 import { subscribeEvents } from '../live';
 import { disableNotifications, enableNotifications, notificationsOn, notifyNewItem } from '../notify';
 import { navigate } from '../router';
-import type { InboxEntry } from '../types';
+import type { InboxEntry, TaskEvent } from '../types';
 import { Card } from './Card';
 import type { KeyCommand } from './DecisionBar';
 import { Filters } from './Filters';
@@ -26,6 +26,17 @@ const keyOf = (e: InboxEntry): string => `${e.task_id}/${e.item_id}`;
 
 /** How long a card someone just decided stays in place, showing the result, after the server stops listing it. */
 const SETTLED_SHOW_MS = 10_000;
+
+/** Events arriving this close together (one poll of the server's feed sends them back to back) become one read. */
+const EVENT_BURST_MS = 40;
+/** How long an item an event reported settled is kept out of listings read before that event reached the server. */
+const GONE_KEEP_MS = 60_000;
+
+/** The keys of a task's cards that `ev` shows are no longer pending (item ids are never reused). */
+function settledBy(ev: TaskEvent, shown: InboxEntry[]): string[] {
+  const pending = new Set(ev.ended ? [] : ev.items.map((i) => i.item_id));
+  return shown.filter((e) => e.task_id === ev.task_id && !pending.has(e.item_id)).map(keyOf);
+}
 
 /** `next` with each recently decided card the server no longer lists put back where it was in `prev`. */
 function keepSettled(next: InboxEntry[], prev: InboxEntry[], settled: Map<string, number>, now: number): InboxEntry[] {
@@ -52,6 +63,8 @@ export function InboxPage() {
   const seen = useRef<Set<string> | null>(null);
   // Cards decided here, until when they stay: a live event must not whisk away the result of one's own click.
   const settled = useRef(new Map<string, number>());
+  // Items events reported settled, until when: a listing read just before the event must not bring them back.
+  const gone = useRef(new Map<string, number>());
   const itemsRef = useRef<InboxEntry[]>([]);
   const filterRef = useRef(filter);
   filterRef.current = filter;
@@ -63,12 +76,14 @@ export function InboxPage() {
       const limit = firstRead.current ? FIRST_LIMIT : FULL_LIMIT;
       firstRead.current = false;
       const read = await loadInbox(filterRef.current, limit);
-      const next = read.items;
+      const now = Date.now();
+      for (const [k, until] of gone.current) if (until <= now) gone.current.delete(k);
+      const next = read.items.filter((e) => !gone.current.has(keyOf(e)));
       if (seen.current !== null) {
         for (const e of next) if (!seen.current.has(keyOf(e))) notifyNewItem(`New: ${e.title}`, e.repo ?? '', () => navigate(`/tasks/${e.task_id}`));
       }
       seen.current = new Set(next.map(keyOf));
-      const shownNow = keepSettled(next, itemsRef.current, settled.current, Date.now());
+      const shownNow = keepSettled(next, itemsRef.current, settled.current, now);
       itemsRef.current = shownNow;
       setItems(shownNow);
       setError(null);
@@ -88,8 +103,16 @@ export function InboxPage() {
     const unsubscribe = subscribeEvents(
       (ev) => {
         forgetTask(ev.task_id);
-        // Bursts of events become one read.
-        if (pending === null) pending = setTimeout(() => ((pending = null), void refresh()), 150);
+        // A card whose item the event shows settled goes at once (one decided here stays, with its result);
+        // new or moved items wait for the read, which knows the order and the filters.
+        const now = Date.now();
+        const drop = new Set(settledBy(ev, itemsRef.current).filter((k) => (settled.current.get(k) ?? 0) <= now));
+        if (drop.size > 0) {
+          for (const k of drop) gone.current.set(k, now + GONE_KEEP_MS);
+          itemsRef.current = itemsRef.current.filter((e) => !drop.has(keyOf(e)));
+          setItems(itemsRef.current);
+        }
+        if (pending === null) pending = setTimeout(() => ((pending = null), void refresh()), EVENT_BURST_MS);
       },
       (open) => setLive(open),
     );
