@@ -10,6 +10,7 @@ import { AccessConfig, SELF_EDITABLE_CLAIMS } from '../domain/access';
 import { Planner } from '../domain/task';
 import { isLoopbackHost } from '../api/auth/local-admin';
 import type { OidcSettings } from '../api/auth/oidc';
+import type { GithubIntakeSettings } from '../api/github/webhook';
 import { MIN_SECRET_CHARS } from '../activities/egress/token';
 import { DEFAULT_COPY_BACK_MAX_FILES } from '../activities/sandbox/k8s';
 import { EgressHostsVar } from './egress-proxy-config';
@@ -342,16 +343,6 @@ function oidcSettings(cfg: z.infer<typeof Config>, dataDir: string): OidcSetting
     },
     redirectUri: `${cfg.PUBLIC_URL.replace(/\/+$/, '')}/login/callback`,
   };
-}
-
-/** What GitHub intake needs: the webhook secret, where repositories live, the label, the planner, the bots it listens to. */
-export interface GithubIntakeSettings {
-  secret: string;
-  /** A URL or an absolute directory, without a trailing slash. */
-  gitBase: string;
-  label: string;
-  planner: Planner;
-  botAllow: string[];
 }
 
 /** GitHub intake's settings, or null when no webhook secret is set; throws a {@link ConfigError} naming a bad variable. */
