@@ -11,6 +11,7 @@ import { requestContext } from './request';
 import { decisionRoutes } from './routes/decisions';
 import { healthRoutes } from './routes/health';
 import { eventRoutes } from './routes/events';
+import { githubWebhookRoutes } from './routes/github-webhook';
 import { inboxRoutes } from './routes/inbox';
 import { reviewRoutes } from './routes/review';
 import { taskRoutes } from './routes/tasks';
@@ -26,6 +27,8 @@ export function createApp(deps: AppDeps): express.Express {
   app.set('query parser', 'simple');
   app.use(requestContext(deps.log));
   app.use(healthRoutes(deps));
+  // Authenticated by its signature, not a credential: one path and method, so it opens nothing else of /v1.
+  app.use(githubWebhookRoutes(deps));
   // Every /v1 route needs a credential; health and liveness stay open for probes.
   app.use('/v1', authenticate(deps.auth.sources));
   const signIn = deps.auth.signIn;

@@ -1,6 +1,6 @@
 /**
- * JSON request bodies: content type, size limit and syntax are checked here, so
- * a route's schema only ever sees parsed JSON (or `undefined` for no body).
+ * Request bodies: for JSON, content type, size limit and syntax are checked here, so a route's schema only
+ * ever sees parsed JSON (or `undefined` for no body); a signed body is read as bytes, bounded the same way.
  */
 import express, { type NextFunction, type Request, type RequestHandler, type Response } from 'express';
 import { HttpError, InvalidJsonError, PayloadTooLargeError, UnsupportedMediaTypeError } from './errors';
@@ -23,6 +23,22 @@ export function jsonBody(limit: number = DEFAULT_MAX_BODY_BYTES): RequestHandler
     }
     parse(req, res, (err?: unknown) => next(err === undefined ? undefined : bodyError(err, limit)));
   };
+}
+
+/**
+ * Middleware reading the body as bytes, exactly as sent (no decompression), into `req.body` as a Buffer of at most
+ * `limit` bytes (413 beyond); for a route that must check a signature over the raw body before parsing anything.
+ */
+export function rawBody(limit: number): RequestHandler {
+  const read = express.raw({ limit, type: () => true, inflate: false });
+  return function readRawBody(req: Request, res: Response, next: NextFunction): void {
+    read(req, res, (err?: unknown) => next(err === undefined ? undefined : bodyError(err, limit)));
+  };
+}
+
+/** The bytes {@link rawBody} read (empty when the request had no body). */
+export function rawBodyOf(req: Request): Buffer {
+  return Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
 }
 
 /** An empty `Content-Length: 0` body counts as none, so a bare `POST …/cancel` needs no content type. */

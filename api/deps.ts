@@ -8,6 +8,7 @@ import type { RepoRules } from '../domain/repo-policy';
 import type { TaskView, TraceEntry } from '../domain/task';
 import type { Logger } from '../workers/log';
 import type { CredentialSource } from './auth/context';
+import type { GithubIntakeSettings } from './github/webhook';
 import type { OneTimeLoginCodes } from './auth/local-admin';
 import type { SignInDeps } from './routes/login';
 import type { ProcessHealth } from './routes/health';
@@ -29,6 +30,8 @@ export interface AppDeps {
   auth: { sources: CredentialSource[]; loginCodes?: OneTimeLoginCodes; signIn?: SignInDeps };
   /** The operator's teams and team settings (TEAMS_FILE); default: none. */
   access?: AccessConfig;
+  /** GitHub intake (`POST /v1/webhooks/github`); absent: that route answers 404. */
+  github?: GithubIntakeSettings;
   /** Which repositories tasks may name (REPO_ALLOW, REPO_LOCAL_ROOTS, DATA_DIR refused); see `repoRulesOf`. */
   repoRules: RepoRules;
   /** The operator's egress ceiling (EGRESS_ALLOW): a task naming a domain outside it is refused at intake. Default: empty. */

@@ -15,6 +15,14 @@ export function idempotentTaskId(requester: string, key: string): string {
   return `t-${sha256(`${requester}\n${key}`).slice(0, 32)}`;
 }
 
+/**
+ * The task id a forge's webhook delivery names: a redelivery (same delivery id) names the same task. Hashed in a
+ * domain of its own, so no requester's `Idempotency-Key` can name it first (a key holds no newline).
+ */
+export function deliveryTaskId(forge: string, deliveryId: string): string {
+  return `t-${sha256(`delivery\n${forge}\n${deliveryId}`).slice(0, 32)}`;
+}
+
 /** Hash of the parsed spec (defaults filled, keys sorted), so a retry that spells the same task differently still matches. */
 export function requestHash(spec: TaskSpec): string {
   return sha256(canonicalJson(spec));

@@ -53,28 +53,38 @@ function egressOutsideCeiling(task: TaskSpec, ceiling: readonly string[]): { pat
   return out;
 }
 
+/** The intake rules a task must pass, whoever submits it; throws the {@link HttpError} naming the first it breaks. */
+export async function checkIntake(deps: IntakeDeps, task: TaskSpec): Promise<void> {
+  try {
+    await resolveRepo(task.repo, deps.repoRules, (p) => fs.realpath(p));
+  } catch (err) {
+    throw err instanceof RepoRefusedError ? new RepoNotAllowedError(err) : err;
+  }
+  const outside = egressOutsideCeiling(task, deps.egressCeiling ?? []);
+  if (outside.length > 0) throw new EgressNotAllowedError(outside, deps.egressCeiling ?? []);
+  if (task.planner.kind === 'llm' && Number.isFinite(task.budget.max_usd) && findPrice(deps.prices, task.planner.model) === undefined) {
+    throw new UnpricedModelError(task.planner.model, task.budget.max_usd);
+  }
+}
+
+/** What the intake rules are read from. */
+export interface IntakeDeps {
+  repoRules: RepoRules;
+  prices: PriceTable;
+  egressCeiling?: readonly string[];
+}
+
 /**
  * Middleware applying the intake rules to the body `spec` parsed. Every task has a finite `max_usd` (the schema
  * defaults it), so an LLM task whose model the price table does not know is always refused.
  */
-export function intakePolicy(deps: { repoRules: RepoRules; prices: PriceTable; egressCeiling?: readonly string[] }, spec: Validator<TaskSpec>) {
-  return async function checkIntake(req: Request, _res: Response, next: NextFunction): Promise<void> {
-    const task = valid(req, spec);
+export function intakePolicy(deps: IntakeDeps, spec: Validator<TaskSpec>) {
+  return async function checkIntakeOfBody(req: Request, _res: Response, next: NextFunction): Promise<void> {
     try {
-      await resolveRepo(task.repo, deps.repoRules, (p) => fs.realpath(p));
+      await checkIntake(deps, valid(req, spec));
+      next();
     } catch (err) {
-      next(err instanceof RepoRefusedError ? new RepoNotAllowedError(err) : err);
-      return;
+      next(err);
     }
-    const outside = egressOutsideCeiling(task, deps.egressCeiling ?? []);
-    if (outside.length > 0) {
-      next(new EgressNotAllowedError(outside, deps.egressCeiling ?? []));
-      return;
-    }
-    if (task.planner.kind === 'llm' && Number.isFinite(task.budget.max_usd) && findPrice(deps.prices, task.planner.model) === undefined) {
-      next(new UnpricedModelError(task.planner.model, task.budget.max_usd));
-      return;
-    }
-    next();
   };
 }

@@ -22,7 +22,7 @@ export const DEFAULT_TEAM = 'default';
 
 
 /** How a caller proved who they are. */
-export const CredentialKind = z.enum(['session', 'api_token', 'jwt', 'local_admin']);
+export const CredentialKind = z.enum(['session', 'api_token', 'jwt', 'local_admin', 'github_webhook']);
 export type CredentialKind = z.infer<typeof CredentialKind>;
 
 /** An authenticated caller, as the API resolves it for one request. */
@@ -97,15 +97,41 @@ export const Membership = z.strictObject({
 });
 export type Membership = z.infer<typeof Membership>;
 
+/** A GitHub repository's `owner/name`, as GitHub allows them. */
+export const GithubRepoName = z
+  .string()
+  .regex(/^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})\/[A-Za-z0-9._-]{1,100}$/, 'a GitHub repository as owner/name')
+  .refine((v) => !/\/\.{1,2}$/.test(v), 'a repository name may not be . or ..');
+
+/** What GitHub intake does with a repository's events: which team its tasks belong to. */
+export const GithubRepoSettings = z.strictObject({ team: TeamName });
+export type GithubRepoSettings = z.infer<typeof GithubRepoSettings>;
+
+/** The GitHub side of TEAMS_FILE: repositories whose labelled issues become tasks, each mapped to a team. */
+export const GithubAccess = z.strictObject({
+  repos: z.record(GithubRepoName, GithubRepoSettings).default({}),
+});
+export type GithubAccess = z.infer<typeof GithubAccess>;
+
+/** The settings of a GitHub repository (`owner/name`, matched without regard to case, as GitHub does), or undefined when unmapped. */
+export function githubRepoSettings(config: AccessConfig, repo: string): GithubRepoSettings | undefined {
+  const wanted = repo.toLowerCase();
+  const key = Object.keys(config.github.repos).find((k) => k.toLowerCase() === wanted);
+  return key === undefined ? undefined : config.github.repos[key];
+}
+
 /**
  * The operator's TEAMS_FILE (YAML or JSON): the settings of each team, and who of the identity provider's
  * people belongs where. An API token says its own role and teams; a signed-in person gets those of `people`
  * (keyed by `sub`, or by an email the provider verified) and of `groups` (keyed by a name in the groups claim).
+ * `github` maps repositories to the teams their issues' tasks belong to.
  */
 export const AccessConfig = z.strictObject({
   teams: z.record(TeamName, TeamSettings).default({}),
   people: z.record(z.string().min(1), Membership).default({}),
   groups: z.record(z.string().min(1), Membership).default({}),
+  /** Repositories whose labelled issues start tasks, and their teams (GitHub intake). */
+  github: GithubAccess.prefault({}),
 });
 export type AccessConfig = z.infer<typeof AccessConfig>;
 

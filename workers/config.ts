@@ -7,8 +7,10 @@ import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { AccessConfig, SELF_EDITABLE_CLAIMS } from '../domain/access';
+import { Planner } from '../domain/task';
 import { isLoopbackHost } from '../api/auth/local-admin';
 import type { OidcSettings } from '../api/auth/oidc';
+import type { GithubIntakeSettings } from '../api/github/webhook';
 import { MIN_SECRET_CHARS } from '../activities/egress/token';
 import { DEFAULT_COPY_BACK_MAX_FILES } from '../activities/sandbox/k8s';
 import { EgressHostsVar } from './egress-proxy-config';
@@ -227,6 +229,20 @@ export const Config = z.object({
   PUBLIC_URL: z.url().optional(),
   /** The Temporal UI a task page links to (default: the embedded dev server's UI, when it runs one). */
   TEMPORAL_UI_URL: z.url().optional(),
+  /**
+   * GitHub intake: the secret GitHub signs webhook deliveries with (`POST /v1/webhooks/github`), in a file others
+   * cannot read (or, less safely, in GITHUB_WEBHOOK_SECRET). Unset: no GitHub intake, and the route answers 404.
+   */
+  GITHUB_WEBHOOK_SECRET_FILE: z.string().min(1).optional(),
+  GITHUB_WEBHOOK_SECRET: z.string().min(1).optional(),
+  /** Where GitHub repositories are cloned from: `owner/name` is `GITHUB_GIT_BASE/owner/name.git` (a URL, or a local directory). */
+  GITHUB_GIT_BASE: z.string().min(1).default('https://github.com'),
+  /** The label that turns an issue into a task when someone adds it. */
+  GITHUB_LABEL: z.string().trim().min(1).max(100).default('agent-ready'),
+  /** The planner of tasks GitHub issues start, as JSON in the shape of the task's `planner` (required with GitHub intake). */
+  GITHUB_PLANNER: z.string().optional(),
+  /** Bot logins (e.g. `renovate[bot]`) whose events are acted on; every other bot's are ignored, so bots cannot loop. */
+  GITHUB_BOT_ALLOW: list([]),
   /** A process without the API role serves `/healthz` and `/livez` on this port for probes (unset: no health server). */
   HEALTH_PORT: z.coerce.number().int().min(0).max(65535).optional(),
 });
@@ -234,6 +250,8 @@ export const Config = z.object({
 export type Config = z.infer<typeof Config> & {
   access: AccessConfig;
   oidc: OidcSettings | null;
+  /** GitHub intake, when a webhook secret is configured and this process serves the API; else null. */
+  github: GithubIntakeSettings | null;
   /** The webhook secrets TEAMS_FILE names (`secret_env`), by variable name, read from the environment once. */
   webhookSecrets: Record<string, string>;
 };
@@ -274,9 +292,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   return {
     ...cfg,
     OIDC_CLIENT_SECRET: undefined,
+    GITHUB_WEBHOOK_SECRET: undefined,
     // Only the API signs people in; a worker-only process needs none of the provider's settings or its secret.
     oidc: cfg.API_AUTH === 'oidc' && cfg.ROLES.includes('api') ? oidcSettings(cfg, dataDir) : null,
     access,
+    // Only the API receives webhooks; a worker-only process needs neither the secret nor the planner.
+    github: cfg.ROLES.includes('api') ? githubIntakeSettings(cfg, dataDir) : null,
     // Only workers deliver: an API-only process needs none of the secrets.
     webhookSecrets: cfg.ROLES.includes('worker') ? readWebhookSecrets(access, env) : {},
     TEAMS_FILE: teamsFile,
@@ -322,6 +343,44 @@ function oidcSettings(cfg: z.infer<typeof Config>, dataDir: string): OidcSetting
     },
     redirectUri: `${cfg.PUBLIC_URL.replace(/\/+$/, '')}/login/callback`,
   };
+}
+
+/** GitHub intake's settings, or null when no webhook secret is set; throws a {@link ConfigError} naming a bad variable. */
+function githubIntakeSettings(cfg: z.infer<typeof Config>, dataDir: string): GithubIntakeSettings | null {
+  const bad = (name: string, why: string) => new ConfigError(`invalid configuration: ${name}: ${why}`);
+  if (cfg.GITHUB_WEBHOOK_SECRET !== undefined && cfg.GITHUB_WEBHOOK_SECRET_FILE !== undefined) throw bad('GITHUB_WEBHOOK_SECRET_FILE', 'set it or GITHUB_WEBHOOK_SECRET, not both');
+  let secret = cfg.GITHUB_WEBHOOK_SECRET;
+  if (cfg.GITHUB_WEBHOOK_SECRET_FILE !== undefined) {
+    const file = path.resolve(cfg.GITHUB_WEBHOOK_SECRET_FILE);
+    // Sandboxes see what is under DATA_DIR: no secret may live there.
+    if (isWithin(file, dataDir)) throw bad('GITHUB_WEBHOOK_SECRET_FILE', 'must not be inside DATA_DIR');
+    secret = readPrivateSecret('GITHUB_WEBHOOK_SECRET_FILE', file, MIN_SECRET_CHARS);
+  } else if (secret !== undefined && secret.length < MIN_SECRET_CHARS) {
+    throw bad('GITHUB_WEBHOOK_SECRET', `the secret is shorter than ${MIN_SECRET_CHARS} characters`);
+  }
+  if (secret === undefined) return null;
+  if (cfg.GITHUB_PLANNER === undefined) throw bad('GITHUB_PLANNER', 'required with GitHub intake: the planner of the tasks issues start, as JSON (e.g. {"kind":"llm","model":"gemini-2.5-flash"})');
+  let raw: unknown;
+  try {
+    raw = JSON.parse(cfg.GITHUB_PLANNER);
+  } catch {
+    throw bad('GITHUB_PLANNER', 'not JSON');
+  }
+  const planner = Planner.safeParse(raw);
+  if (!planner.success) throw bad('GITHUB_PLANNER', planner.error.issues.map((i) => `${i.path.join('.') || '(planner)'}: ${i.message}`).join('; '));
+  const base = cfg.GITHUB_GIT_BASE.replace(/\/+$/, '');
+  let gitBase: string;
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(base)) {
+    const url = new URL(base);
+    // Credentials belong in GIT_CREDENTIALS_FILE: a URL carrying them would reach every task's spec and trace.
+    if (url.username || url.password || url.search || url.hash) throw bad('GITHUB_GIT_BASE', 'a URL without credentials, query or fragment (credentials go in GIT_CREDENTIALS_FILE)');
+    gitBase = base;
+  } else if (path.isAbsolute(base)) {
+    gitBase = path.resolve(base);
+  } else {
+    throw bad('GITHUB_GIT_BASE', 'a URL (e.g. https://github.com) or an absolute directory');
+  }
+  return { secret, gitBase, label: cfg.GITHUB_LABEL, planner: planner.data, botAllow: cfg.GITHUB_BOT_ALLOW };
 }
 
 /** The TEAMS_FILE at `file`, parsed and checked; throws a {@link ConfigError} naming the variable and each bad field. */

@@ -221,6 +221,7 @@ export async function startStack(cfg: Config, log: Logger): Promise<Stack> {
       log,
       auth: { sources, ...(loginCodes ? { loginCodes } : {}), ...(signIn ? { signIn } : {}) },
       access: cfg.access,
+      ...(cfg.github === null ? {} : { github: cfg.github }),
       repoRules: repoRulesOf(cfg),
       egressCeiling: cfg.EGRESS_ALLOW,
       prices: cfg.MODEL_PRICES,

@@ -3,6 +3,7 @@
  */
 import { defineQuery, defineUpdate } from '@temporalio/workflow';
 import type { Principal } from '../domain/access';
+import type { TaskSource } from '../domain/forge';
 import type { NotificationEvent } from '../domain/notifications';
 import type { ActedBy, CancelBody, Decision, InboxItem, ItemKind, MessageBody, TaskSpec, TaskState, TaskView, TraceEntry } from '../domain/task';
 
@@ -16,6 +17,8 @@ export interface TaskWorkflowInput {
   created_at: string;
   /** Who submitted the task (absent in histories from before sign-in). */
   requested_by?: Principal;
+  /** Where on a forge the task came from, so later work can answer there (absent: submitted through the API, or from before forges). */
+  source?: TaskSource;
   /** The team's SLA when the task started: milliseconds an item of each kind may wait before it escalates (absent: none). */
   sla?: Partial<Record<ItemKind, number>>;
   /** Events the team's webhooks want, when the task started (absent: the task notifies nobody). */

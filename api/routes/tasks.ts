@@ -1,25 +1,11 @@
 /**
  * Task intake and reads: `POST /v1/tasks`, `GET /v1/tasks`, `GET /v1/tasks/:id`, its trace and artifacts.
  */
-import { WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
-import type { SearchAttributePair } from '@temporalio/common';
 import type { Response, Router } from 'express';
-import { AccessConfig, principalOf, taskNotices, teamSettings, visibleTeams } from '../../domain/access';
+import { principalOf, visibleTeams } from '../../domain/access';
 import { TaskSpec, type TraceEntry } from '../../domain/task';
-import { TASK_WORKFLOW_TYPE, traceQuery, type TaskWorkflowInput } from '../../workflows/messages';
-import {
-  MEMO_REQUEST_HASH,
-  MEMO_SUMMARY,
-  SA_LABELS,
-  SA_PENDING,
-  SA_PRIORITY,
-  SA_REPO,
-  SA_REQUESTER,
-  SA_STATE,
-  SA_TEAM,
-  SA_UPDATED_AT,
-  type SummaryMemo,
-} from '../../workflows/search-attributes';
+import { traceQuery } from '../../workflows/messages';
+import { MEMO_REQUEST_HASH, SA_LABELS, SA_PRIORITY, SA_REPO, SA_REQUESTER, SA_STATE, SA_TEAM } from '../../workflows/search-attributes';
 import { identityOf } from '../auth/context';
 import { intakeTeam, requireRole, taskAccess } from '../auth/guard';
 import { archivedTrace, readArtifact } from '../artifacts';
@@ -32,13 +18,11 @@ import { decodePageToken, encodePageToken, endedRow, fromRecord, matchesListing,
 import { CreateTaskHeaders, TaskListQuery } from '../schemas';
 import { valid, validate } from '../validate';
 import { listExecutions, summaryOf, taskRow, teamClause, visibilityQuery, where, type TaskRow } from '../visibility';
+import { startTask } from '../start-task';
 import { pathParam, taskRouter } from './params';
 
-/** Characters of the goal kept in the summary memo that listings show. */
-const GOAL_PREVIEW_CHARS = 200;
-
 /** Where a task and its trace live in this API. */
-function taskLinks(taskId: string): { self: string; trace: string } {
+export function taskLinks(taskId: string): { self: string; trace: string } {
   return { self: `/v1/tasks/${taskId}`, trace: `/v1/tasks/${taskId}/trace` };
 }
 
@@ -96,47 +80,16 @@ export function taskRoutes(deps: AppDeps): Router {
     const identity = identityOf(res);
     // The requester is who called, whatever the body says; the team is one of theirs (any, for an admin).
     const team = intakeTeam(identity, valid(req, spec).team);
-    const task: TaskSpec = { ...valid(req, spec), requester: identity.subject, team };
+    const task = { ...valid(req, spec), requester: identity.subject, team };
     const key = valid(req, headers)['idempotency-key'];
     const hash = key === undefined ? undefined : requestHash(task);
     const taskId = key === undefined ? newTaskId() : idempotentTaskId(task.requester, key);
-    const createdAt = new Date().toISOString();
     const links = taskLinks(taskId);
-    const input: TaskWorkflowInput = {
-      task_id: taskId,
-      spec: task,
-      created_at: createdAt,
-      requested_by: principalOf(identity, team),
-      // The team's SLA and webhooks as they are now: a running task keeps what it started with.
-      ...taskNotices(teamSettings(deps.access ?? AccessConfig.parse({}), team)),
-    };
-    const summary: SummaryMemo = { goal: task.goal.slice(0, GOAL_PREVIEW_CHARS), state: 'queued', created_at: createdAt, updated_at: createdAt };
-    const searchAttributes: SearchAttributePair[] = [
-      { key: SA_STATE, value: 'queued' },
-      { key: SA_REPO, value: task.repo },
-      { key: SA_REQUESTER, value: task.requester },
-      { key: SA_PRIORITY, value: task.priority },
-      { key: SA_PENDING, value: 0 },
-      { key: SA_TEAM, value: team },
-      // A queued task is a change live inboxes hear of before any worker runs it.
-      { key: SA_UPDATED_AT, value: new Date(createdAt) },
-    ];
-    if (task.labels.length > 0) searchAttributes.push({ key: SA_LABELS, value: task.labels });
-    try {
-      await client.workflow.start(TASK_WORKFLOW_TYPE, {
-        workflowId: taskId,
-        taskQueue: deps.taskQueue,
-        args: [input],
-        workflowIdReusePolicy: 'REJECT_DUPLICATE',
-        typedSearchAttributes: searchAttributes,
-        memo: { [MEMO_SUMMARY]: summary, ...(hash === undefined ? {} : { [MEMO_REQUEST_HASH]: hash }) },
-      });
-    } catch (err) {
-      // Without a key a duplicate id is a fault for the error middleware; with one it is a retry, or a reused key.
-      if (hash === undefined || !(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
-      const existing = await client.workflow.getHandle(taskId).describe();
+    const outcome = await startTask(deps, { taskId, spec: task, requestedBy: principalOf(identity, team), ...(hash === undefined ? {} : { requestHash: hash }) });
+    if (!outcome.started) {
+      const { existing } = outcome;
       if (existing.memo?.[MEMO_REQUEST_HASH] !== hash) {
-        throw new ConflictError('idempotency_key_reused', 'this Idempotency-Key was already used for a different request', err);
+        throw new ConflictError('idempotency_key_reused', 'this Idempotency-Key was already used for a different request');
       }
       res
         .status(200)
