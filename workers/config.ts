@@ -425,9 +425,9 @@ export function readWebhookSecrets(access: AccessConfig, env: NodeJS.ProcessEnv)
   return out;
 }
 
-/** Environment variables of `cfg` that hold secrets (the OIDC client secret, the webhook secrets), to drop once read. */
+/** Environment variables of `cfg` that hold secrets (the OIDC client secret, GitHub's and the teams' webhook secrets), to drop once read. */
 export function secretVariables(cfg: Config): string[] {
-  return ['OIDC_CLIENT_SECRET', ...Object.keys(cfg.webhookSecrets)];
+  return ['OIDC_CLIENT_SECRET', 'GITHUB_WEBHOOK_SECRET', ...Object.keys(cfg.webhookSecrets)];
 }
 
 /** Bits of a file mode that let users other than the owner and the group read it. */
