@@ -3,9 +3,10 @@
  * A task starts one per event as an abandoned child, so a receiver that is down for hours holds up
  * neither the task nor its end, and delivery survives worker restarts like any activity.
  */
-import { proxyActivities, workflowInfo } from '@temporalio/workflow';
+import { ActivityFailure, proxyActivities, workflowInfo } from '@temporalio/workflow';
 import type { Notification } from '../domain/notifications';
 import type { NotifyActivities } from '../activities/notify/webhooks';
+import { describeFailure } from './task/proxies';
 
 /** Finding the team's webhooks reads the worker's configuration only. */
 const lookup = proxyActivities<NotifyActivities>({ startToCloseTimeout: '30 seconds', retry: { maximumAttempts: 5 } });
@@ -36,13 +37,7 @@ export async function notificationWorkflow(notification: Notification): Promise<
   const outcome: NotificationOutcome = { delivered: [], failed: [] };
   results.forEach((r, i) => {
     if (r.status === 'fulfilled') outcome.delivered.push(targets[i]!);
-    else outcome.failed.push({ target: targets[i]!, error: failureMessage(r.reason) });
+    else outcome.failed.push({ target: targets[i]!, error: r.reason instanceof ActivityFailure ? describeFailure(r.reason) : String(r.reason) });
   });
   return outcome;
-}
-
-/** The receiver's side of a failed delivery: the activity's own message, under the SDK's wrapping. */
-function failureMessage(reason: unknown): string {
-  if (reason instanceof Error) return reason.cause instanceof Error ? reason.cause.message : reason.message;
-  return String(reason);
 }
