@@ -5,7 +5,7 @@
 import fs from 'node:fs/promises';
 import type { Server } from 'node:http';
 import path from 'node:path';
-import { Client, Connection } from '@temporalio/client';
+import { Client } from '@temporalio/client';
 import { NativeConnection } from '@temporalio/worker';
 import { createActivities } from '../activities';
 import { ArtifactStore } from '../activities/artifacts/store';
@@ -30,6 +30,7 @@ import type { Logger } from './log';
 import { reapOrphanSandboxes } from './reaper';
 import { createSandboxDriver, type SandboxInfo } from './sandbox';
 import { ensureNamespaceRetention, ensureSearchAttributes, type RetentionStatus } from './namespace-setup';
+import { connectTemporal } from './temporal-connection';
 import { resolveTemporalCli, startDevServer, TemporalCliNotFoundError, type DevServer } from './temporal-server';
 import { bundleWorkflows, createWorker, superviseWorker } from './worker';
 
@@ -111,8 +112,9 @@ export async function startStack(cfg: Config, log: Logger): Promise<Stack> {
       cleanups.push(() => server.stop());
       address = server.address;
     }
-    const connection = await Connection.connect({ address });
-    cleanups.push(() => connection.close());
+    const temporal = await connectTemporal(address);
+    cleanups.push(() => temporal.close());
+    const { connection } = temporal;
     await ensureSearchAttributes(connection, cfg.TEMPORAL_NAMESPACE, [...ALL_SEARCH_ATTRIBUTES]);
     // The embedded server is the backend's own; an external cluster's retention is its operator's unless they opt in.
     const retention: RetentionStatus = await ensureNamespaceRetention(connection, cfg.TEMPORAL_NAMESPACE, cfg.TASK_RETENTION_DAYS, {
