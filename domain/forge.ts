@@ -56,8 +56,102 @@ export interface ForgeIgnored {
   reason: string;
 }
 
+/** The agent's pull request was closed on the forge: merged, or closed without merging. */
+export interface PullRequestClosed {
+  kind: 'pr_closed';
+  delivery_id: string;
+  repo: string;
+  number: number;
+  /** The head branch (`agent/<task id>` for the agent's own). */
+  head: string;
+  merged: boolean;
+  /** When it was merged (ISO), or null. */
+  merged_at: string | null;
+  sender: ForgeSender;
+}
+
+/** A review was submitted on a pull request; only `changes_requested` sends the agent back to work. */
+export interface ReviewSubmitted {
+  kind: 'review_submitted';
+  delivery_id: string;
+  repo: string;
+  number: number;
+  head: string;
+  review_id: number;
+  state: 'approved' | 'changes_requested' | 'commented' | 'dismissed';
+  sender: ForgeSender;
+}
+
 /** What one webhook delivery stands for, once its signature is verified. */
-export type IntakeEvent = IssueReady | ForgePing | ForgeIgnored;
+export type IntakeEvent = IssueReady | PullRequestClosed | ReviewSubmitted | ForgePing | ForgeIgnored;
+
+/**
+ * A forge event about a task's own pull request, as the API hands it to the task workflow (an Update whose
+ * validator refuses an event for another pull request, and one whose delivery it has seen).
+ */
+export type TaskForgeEvent =
+  | { kind: 'pr_closed'; delivery_id: string; number: number; merged: boolean; merged_at: string | null; actor: string }
+  | { kind: 'changes_requested'; delivery_id: string; number: number; review_id: number; reviewer: string };
+
+/** The check run that reports a round's self-check on the pull request's head commit. */
+export interface SelfCheckReport {
+  conclusion: 'success' | 'failure' | 'neutral';
+  /** One line: what ran and how it ended. */
+  summary: string;
+  /** The checks' output, bounded (Markdown). */
+  text: string;
+}
+
+/** What publishing a round as a pull request takes; the branch is already pushed. */
+export interface PublishPullRequest {
+  task_id: string;
+  /** The inbox item that reviews this round, for the link in the body. */
+  item_id: string;
+  /** `owner/name`. */
+  repo: string;
+  head: string;
+  base: string;
+  /** The head commit the round pushed. */
+  commit: string;
+  title: string;
+  /** The template's body (goal, changes, risks, how to test, network, cost); the forge adds the inbox link and "Fixes #N". */
+  body: string;
+  /** The source issue the pull request closes, if the task came from one. */
+  fixes?: number;
+  self_check: SelfCheckReport;
+}
+
+/** The pull request a round is on. */
+export interface PublishedPullRequest {
+  number: number;
+  url: string;
+  /** Whether this call opened it (false: an open one for the head branch already existed and was updated). */
+  created: boolean;
+  /** Whether it is still a draft (its self-check did not pass). */
+  draft: boolean;
+}
+
+/** A review read back at the forge: whether its author may steer the agent, and its comments batched. */
+export interface ReviewFeedback {
+  /** The reviewer's permission on the repository as the forge reports it (`admin`, `write`, `read`, `none`, ...). */
+  permission: string;
+  /** Write access or more: only then does the review reach the agent. */
+  allowed: boolean;
+  body: string;
+  comments: { path: string; line: number | null; body: string }[];
+}
+
+/** One forge's pull-request side: what the worker does there for a task. Implementations retry nothing themselves beyond rate limits. */
+export interface ForgePullRequests {
+  /** Finds the open pull request of `head` or opens one as a draft, updates its text, reports the self-check, and marks it ready when that passed. */
+  publish(input: PublishPullRequest): Promise<PublishedPullRequest>;
+  /** Closes the pull request (a no-op when it is closed already), with a comment saying why. */
+  close(input: { repo: string; number: number; comment: string }): Promise<void>;
+  /** The review `review_id` on pull request `number`, with the reviewer's permission. */
+  reviewFeedback(input: { repo: string; number: number; review_id: number; reviewer: string }): Promise<ReviewFeedback>;
+  /** Comments on the pull request (a polite refusal to someone who may not steer the agent). */
+  comment(input: { repo: string; number: number; body: string }): Promise<void>;
+}
 
 /** A verified webhook delivery as a forge's HTTP edge hands it over: headers by lower-case name, the body as sent. */
 export interface WebhookDelivery {
@@ -67,7 +161,7 @@ export interface WebhookDelivery {
 
 /**
  * One forge's intake: turns a webhook delivery into an intake event, or throws when its signature does not
- * verify. The pull-request side (branches, PRs, comments) is a second interface of the same forge, added with it.
+ * verify. The pull-request side is {@link ForgePullRequests}.
  */
 export interface ForgeIntake {
   readonly forge: ForgeName;
