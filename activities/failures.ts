@@ -25,6 +25,10 @@ export const FAILURE_TYPES = [
   'WebhookRefused',
   // A webhook could not be reached, timed out, or answered 5xx, 408, 425 or 429; retried with backoff.
   'WebhookFailed',
+  // The forge refused a request (bad credentials, no access, not found, invalid), or no forge access is configured; the same request meets the same answer.
+  'ForgeRefused',
+  // The forge could not be reached, answered 5xx, or is rate limiting us past the client's own waits; retried with backoff.
+  'ForgeFailed',
 ] as const;
 
 /** One of {@link FAILURE_TYPES}. */
@@ -41,6 +45,8 @@ const NON_RETRYABLE: Readonly<Record<FailureType, boolean>> = {
   SandboxLimit: true,
   WebhookRefused: true,
   WebhookFailed: false,
+  ForgeRefused: true,
+  ForgeFailed: false,
 };
 
 /** True when Temporal should not retry a failure of this type. */

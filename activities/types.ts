@@ -6,6 +6,7 @@ import type { ArtifactRef } from '../domain/task';
 import type { RepoPolicy } from '../domain/task';
 import type { EgressGrant, EgressReport } from './egress/types';
 import type { AgentActivities } from './llm/agent';
+import type { PullRequestActivities } from './github/activities';
 import type { NotifyActivities } from './notify/webhooks';
 import type { WriteTaskRecordInput } from './records/task-record';
 import type { SandboxHandle } from './sandbox/driver';
@@ -98,8 +99,8 @@ export interface PublishResult {
   files_changed: number;
 }
 
-/** The worker's activities, as the workflow sees them (the LLM planner's come from `llm/agent.ts`, delivery's from `notify/webhooks.ts`). */
-export interface Activities extends AgentActivities, NotifyActivities {
+/** The worker's activities, as the workflow sees them (the LLM planner's come from `llm/agent.ts`, delivery's from `notify/webhooks.ts`, pull requests' from `github/activities.ts`). */
+export interface Activities extends AgentActivities, NotifyActivities, PullRequestActivities {
   /** Clone `repo` at `base_branch` into a private working copy and provision the sandbox around it; re-attaches when it exists. */
   provisionSandbox(input: {
     task_id: string;

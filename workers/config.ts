@@ -11,6 +11,8 @@ import { Planner } from '../domain/task';
 import { isLoopbackHost } from '../api/auth/local-admin';
 import type { OidcSettings } from '../api/auth/oidc';
 import type { GithubIntakeSettings } from '../api/github/webhook';
+import type { GithubAccess } from '../activities/github/client';
+import { loadGithubAccess } from './config-github';
 import { MIN_SECRET_CHARS } from '../activities/egress/token';
 import { DEFAULT_COPY_BACK_MAX_FILES } from '../activities/sandbox/k8s';
 import { EgressHostsVar } from './egress-proxy-config';
@@ -254,6 +256,8 @@ export type Config = z.infer<typeof Config> & {
   github: GithubIntakeSettings | null;
   /** The webhook secrets TEAMS_FILE names (`secret_env`), by variable name, read from the environment once. */
   webhookSecrets: Record<string, string>;
+  /** The worker's GitHub API access (workers/config-github.ts), or null: no pull requests are opened. */
+  githubAccess: GithubAccess | null;
 };
 
 /** Thrown when the environment does not parse; the message names each bad variable. */
@@ -300,6 +304,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     github: cfg.ROLES.includes('api') ? githubIntakeSettings(cfg, dataDir) : null,
     // Only workers deliver: an API-only process needs none of the secrets.
     webhookSecrets: cfg.ROLES.includes('worker') ? readWebhookSecrets(access, env) : {},
+    githubAccess: cfg.ROLES.includes('worker') ? loadGithubAccess(env, dataDir) : null,
     TEAMS_FILE: teamsFile,
     DATA_DIR: dataDir,
     EGRESS_PROXY_SECRET_FILE: secretFile,
@@ -442,7 +447,7 @@ export function readEgressProxySecret(file: string): string {
 }
 
 /** The secret in the file variable `name` names (one trailing newline dropped): a regular file others cannot read, at least `minChars` long. */
-function readPrivateSecret(name: string, file: string, minChars: number): string {
+export function readPrivateSecret(name: string, file: string, minChars: number): string {
   const bad = (why: string) => new ConfigError(`invalid configuration: ${name}: ${why}`);
   let stat: fs.Stats;
   try {

@@ -8,6 +8,7 @@ import path from 'node:path';
 import { Client } from '@temporalio/client';
 import { NativeConnection } from '@temporalio/worker';
 import { createActivities } from '../activities';
+import { githubForge } from '../activities/github/activities';
 import { ArtifactStore } from '../activities/artifacts/store';
 import { removeExpiredTasks } from '../activities/records/expiry';
 import { TaskRecordStore } from '../activities/records/task-record';
@@ -149,6 +150,7 @@ export async function startStack(cfg: Config, log: Logger): Promise<Stack> {
         prices: cfg.MODEL_PRICES,
         egressCeiling: cfg.EGRESS_ALLOW,
         notify: { access: cfg.access, secrets: cfg.webhookSecrets, publicUrl: cfg.PUBLIC_URL ?? null, log },
+        forge: cfg.githubAccess === null ? null : githubForge(cfg.githubAccess, { publicUrl: cfg.PUBLIC_URL, log }),
         setupCache:
           cfg.SETUP_CACHE_MB === 0
             ? null

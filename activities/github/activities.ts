@@ -1,0 +1,48 @@
+/**
+ * The pull-request activities the task workflow calls, over a forge's pull-request side; without forge access
+ * configured each one fails, not retried, saying what to set.
+ */
+import type { ForgePullRequests, PublishPullRequest, PublishedPullRequest, ReviewFeedback } from '../../domain/forge';
+import type { Logger } from '../../workers/log';
+import { activityFailure } from '../failures';
+import { githubClients, type GithubAccess } from './client';
+import { githubPullRequests } from './pulls';
+
+/** The activities of a task's pull request, as the workflow sees them. */
+export interface PullRequestActivities {
+  /** Opens or updates the pull request of the round's branch, reports its self-check, marks it ready when that passed; safe to repeat. */
+  publishPullRequest(input: PublishPullRequest): Promise<PublishedPullRequest>;
+  /** Closes the pull request (unless it is closed already) and says why in a comment. */
+  closePullRequest(input: { repo: string; number: number; comment: string }): Promise<void>;
+  /** The review, its comments and whether its author may steer the agent. */
+  readReviewFeedback(input: { repo: string; number: number; review_id: number; reviewer: string }): Promise<ReviewFeedback>;
+  /** Comments on the pull request. */
+  commentOnPullRequest(input: { repo: string; number: number; body: string }): Promise<void>;
+}
+
+/** The activities over `forge`, or ones that refuse when the worker has no forge access. */
+export function createPullRequestActivities(forge: ForgePullRequests | null): PullRequestActivities {
+  const use = (): ForgePullRequests => {
+    if (forge === null) throw activityFailure('ForgeRefused', 'this worker has no GitHub access: GITHUB_TOKEN_FILE or GITHUB_APP_ID (with GITHUB_APP_PRIVATE_KEY_FILE) is not set');
+    return forge;
+  };
+  return {
+    publishPullRequest: async (input) => use().publish(input),
+    closePullRequest: async (input) => use().close(input),
+    readReviewFeedback: async (input) => use().reviewFeedback(input),
+    commentOnPullRequest: async (input) => use().comment(input),
+  };
+}
+
+/**
+ * GitHub's pull-request side for `access`. An App reports the self-check as a check run; a personal access token
+ * cannot create check runs (GitHub keeps them to Apps), so with one it is a commit status of the same name.
+ */
+export function githubForge(access: GithubAccess, opts: { publicUrl?: string; log: Logger }): ForgePullRequests {
+  const clients = githubClients(access, { log: opts.log });
+  return githubPullRequests((repo) => clients.octokitFor(repo), {
+    publicUrl: opts.publicUrl,
+    selfCheckAs: access.auth.kind === 'app' ? 'check_run' : 'commit_status',
+    log: opts.log,
+  });
+}
