@@ -101,9 +101,9 @@ export function githubPullRequests(octokitFor: (repo: string) => Promise<Octokit
 
       let draft = pr.draft === true;
       if (draft && input.self_check.conclusion === 'success') {
-        const id = pr.node_id;
+        const pullRequestId = pr.node_id;
         await call('mark ready for review a pull request of', input.repo, () =>
-          octokit.graphql('mutation($id: ID!) { markPullRequestReadyForReview(input: {pullRequestId: $id}) { pullRequest { isDraft } } }', { id }),
+          octokit.graphql('mutation($pullRequestId: ID!) { markPullRequestReadyForReview(input: {pullRequestId: $pullRequestId}) { pullRequest { isDraft } } }', { pullRequestId }),
         );
         draft = false;
         log?.info('pull request marked ready', { repo: input.repo, number: pr.number, task_id: input.task_id });
