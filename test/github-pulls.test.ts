@@ -208,7 +208,9 @@ describe('GitHub pull requests', () => {
     await asApp.publishPullRequest(round('t-app', 'success'));
     assert.equal(first.draft, false);
     const seen = mock.state.requests.slice(from);
-    assert.equal(seen.filter((r) => r.path === `/repos/${REPO}/installation`).length, 1);
+    const lookups = seen.filter((r) => r.path === `/repos/${REPO}/installation`);
+    assert.equal(lookups.length, 1, 'the installation of a repository is looked up once');
+    assert.match(lookups[0]!.authorization ?? '', /^bearer \S+\.\S+\.\S+$/i, 'the installation is looked up with the App\'s JWT');
     const tokenRequests = seen.filter((r) => r.method === 'POST' && r.path === '/app/installations/1/access_tokens');
     assert.equal(tokenRequests.length, 1, 'the installation token is kept');
     assert.match(tokenRequests[0]!.authorization ?? '', /^bearer \S+\.\S+\.\S+$/i, 'the token is asked for with the App\'s JWT');
