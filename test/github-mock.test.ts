@@ -14,6 +14,9 @@ const [OWNER, NAME] = REPO.split('/');
 const BRANCH = 'agent/fix-spelling';
 const TOKEN = 'test-token';
 const STATUS_BAD_GATEWAY = 502;
+const STATUS_FORBIDDEN = 403;
+/** Seconds until a planned rate limit would lift. */
+const RATE_LIMIT_RESET_S = 60;
 /** Key size GitHub requires of an App's private key. */
 const APP_KEY_BITS = 2048;
 const APP_ID = 4242;
@@ -139,8 +142,21 @@ describe('GitHub mock', () => {
   });
 
   it('fails the next calls of an operation as planned, then serves again', async () => {
-    mock.state.failNext('GET', '/repos/{owner}/{repo}', STATUS_BAD_GATEWAY, 1);
-    await assert.rejects(octokit.repos.get({ owner: OWNER, repo: NAME }), (error: { status?: number }) => error.status === STATUS_BAD_GATEWAY);
+    mock.state.failNext('GET', '/repos/{owner}/{repo}', STATUS_BAD_GATEWAY, 2);
+    for (let attempt = 0; attempt < 2; attempt++) {
+      await assert.rejects(octokit.repos.get({ owner: OWNER, repo: NAME }), (error: { status?: number }) => error.status === STATUS_BAD_GATEWAY);
+    }
     assert.equal((await octokit.repos.get({ owner: OWNER, repo: NAME })).data.full_name, REPO);
+
+    const issue = mock.state.addIssue(REPO);
+    const reset = String(Math.floor(Date.now() / 1000) + RATE_LIMIT_RESET_S);
+    mock.state.failNext('POST', '/repos/{owner}/{repo}/issues/{issue_number}/comments', STATUS_FORBIDDEN, 1, { 'x-ratelimit-remaining': '0', 'x-ratelimit-reset': reset });
+    await assert.rejects(
+      octokit.issues.createComment({ owner: OWNER, repo: NAME, issue_number: issue, body: 'hello' }),
+      (error: { status?: number; response?: { headers: Record<string, string> } }) =>
+        error.status === STATUS_FORBIDDEN && error.response?.headers['x-ratelimit-remaining'] === '0' && error.response.headers['x-ratelimit-reset'] === reset,
+    );
+    await octokit.issues.createComment({ owner: OWNER, repo: NAME, issue_number: issue, body: 'hello' });
+    assert.deepEqual(mock.state.comments(REPO, issue).map((c) => c.body), ['hello']);
   });
 });

@@ -48,6 +48,8 @@ const PACKAGE_DIR = path.join(REPO_ROOT, 'node_modules', '@octokit', 'openapi');
 const FULL_SPEC = path.join(PACKAGE_DIR, 'generated', 'api.github.com.json');
 const CACHE_DIR = path.join(REPO_ROOT, '.cache', 'github-openapi');
 const COMPONENT_REF = /^#\/components\/([^/]+)\/(.+)$/;
+/** Bumped whenever trimming changes what it writes, so a cached file from an older trim is not reused. */
+const TRIM_REVISION = 3;
 
 /** Copies `operations` and every component they reference, transitively, out of a full description. */
 export function trimSpec(full: Json, operations: readonly Operation[]): Json {
@@ -74,8 +76,29 @@ export function trimSpec(full: Json, operations: readonly Operation[]): Json {
       pending.push(target);
     }
   }
-  return { openapi: full.openapi, info: full.info, servers: full.servers, paths, components };
+  return makeNullableUnionsCompile(structuredClone({ openapi: full.openapi, info: full.info, servers: full.servers, paths, components }));
 }
+
+/**
+ * Rewrites `{nullable: true, anyOf|oneOf: [...]}` without a `type` (GitHub's installation `account`) to the same
+ * union plus a null branch. Ajv refuses to compile `nullable` without `type`, and Prism then treats the whole
+ * response as valid without a word; rewritten, the response is checked like every other.
+ */
+function makeNullableUnionsCompile(node: Json): Json {
+  if (Array.isArray(node)) node.forEach(makeNullableUnionsCompile);
+  else if (node !== null && typeof node === 'object') {
+    const union = Array.isArray(node.anyOf) ? 'anyOf' : Array.isArray(node.oneOf) ? 'oneOf' : undefined;
+    if (node.nullable === true && node.type === undefined && union !== undefined) {
+      delete node.nullable;
+      node[union] = [...node[union], NULL_ONLY];
+    }
+    Object.values(node).forEach(makeNullableUnionsCompile);
+  }
+  return node;
+}
+
+/** An OpenAPI 3.0 schema that admits null and nothing else (Prism's conversion duplicates an `enum: [null]`, which Ajv refuses). */
+const NULL_ONLY = { type: 'object', nullable: true, not: { type: 'object' } };
 
 /** Every `$ref` string anywhere inside `node`. */
 function refsIn(node: Json, out: string[] = []): string[] {
@@ -98,7 +121,7 @@ export interface TrimmedSpec {
 /** Loads the trimmed description from the cache, writing it first when the package or the operation list changed. */
 export function loadTrimmedSpec(operations: readonly Operation[] = OPERATIONS): TrimmedSpec {
   const version = (JSON.parse(fs.readFileSync(path.join(PACKAGE_DIR, 'package.json'), 'utf8')) as { version: string }).version;
-  const key = crypto.createHash('sha256').update(JSON.stringify({ version, operations })).digest('hex');
+  const key = crypto.createHash('sha256').update(JSON.stringify({ version, revision: TRIM_REVISION, operations })).digest('hex');
   const file = path.join(CACHE_DIR, `${key}.json`);
   if (fs.existsSync(file)) return { file, spec: JSON.parse(fs.readFileSync(file, 'utf8')) };
   const spec = trimSpec(JSON.parse(fs.readFileSync(FULL_SPEC, 'utf8')), operations);
