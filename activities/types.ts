@@ -2,11 +2,11 @@
  * Inputs and outputs of every activity: the contract between the workflow
  * (which imports this file as types only) and the worker's implementations.
  */
+import type { PublishPullRequest, PublishedPullRequest, ReviewFeedback } from '../domain/forge';
 import type { ArtifactRef } from '../domain/task';
 import type { RepoPolicy } from '../domain/task';
 import type { EgressGrant, EgressReport } from './egress/types';
 import type { AgentActivities } from './llm/agent';
-import type { PullRequestActivities } from './github/activities';
 import type { NotifyActivities } from './notify/webhooks';
 import type { WriteTaskRecordInput } from './records/task-record';
 import type { SandboxHandle } from './sandbox/driver';
@@ -99,7 +99,19 @@ export interface PublishResult {
   files_changed: number;
 }
 
-/** The worker's activities, as the workflow sees them (the LLM planner's come from `llm/agent.ts`, delivery's from `notify/webhooks.ts`, pull requests' from `github/activities.ts`). */
+/** The worker's activities, as the workflow sees them (the LLM planner's come from `llm/agent.ts`, delivery's from `notify/webhooks.ts`). */
+/** A task's pull request on its forge (GitHub); each throws a non-retryable failure when the worker has no forge access configured. */
+export interface PullRequestActivities {
+  /** Opens (as a draft) or updates the round's pull request, reports its self-check, marks it ready when that passed; idempotent. */
+  publishPullRequest(input: PublishPullRequest): Promise<PublishedPullRequest>;
+  /** Closes the pull request with a comment saying why; succeeds when it is closed already. */
+  closePullRequest(input: { repo: string; number: number; comment: string }): Promise<void>;
+  /** A submitted review, its comments batched, and whether its author may steer the agent. */
+  readReviewFeedback(input: { repo: string; number: number; review_id: number; reviewer: string }): Promise<ReviewFeedback>;
+  /** Comments on the pull request. */
+  commentOnPullRequest(input: { repo: string; number: number; body: string }): Promise<void>;
+}
+
 export interface Activities extends AgentActivities, NotifyActivities, PullRequestActivities {
   /** Clone `repo` at `base_branch` into a private working copy and provision the sandbox around it; re-attaches when it exists. */
   provisionSandbox(input: {

@@ -2,23 +2,12 @@
  * The pull-request activities the task workflow calls, over a forge's pull-request side; without forge access
  * configured each one fails, not retried, saying what to set.
  */
-import type { ForgePullRequests, PublishPullRequest, PublishedPullRequest, ReviewFeedback } from '../../domain/forge';
+import type { ForgePullRequests } from '../../domain/forge';
 import type { Logger } from '../../workers/log';
 import { activityFailure } from '../failures';
+import type { PullRequestActivities } from '../types';
 import { githubClients, type GithubAccess } from './client';
 import { githubPullRequests } from './pulls';
-
-/** The activities of a task's pull request, as the workflow sees them. */
-export interface PullRequestActivities {
-  /** Opens or updates the pull request of the round's branch, reports its self-check, marks it ready when that passed; safe to repeat. */
-  publishPullRequest(input: PublishPullRequest): Promise<PublishedPullRequest>;
-  /** Closes the pull request (unless it is closed already) and says why in a comment. */
-  closePullRequest(input: { repo: string; number: number; comment: string }): Promise<void>;
-  /** The review, its comments and whether its author may steer the agent. */
-  readReviewFeedback(input: { repo: string; number: number; review_id: number; reviewer: string }): Promise<ReviewFeedback>;
-  /** Comments on the pull request. */
-  commentOnPullRequest(input: { repo: string; number: number; body: string }): Promise<void>;
-}
 
 /** The activities over `forge`, or ones that refuse when the worker has no forge access. */
 export function createPullRequestActivities(forge: ForgePullRequests | null): PullRequestActivities {
