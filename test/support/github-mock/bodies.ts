@@ -2,7 +2,7 @@
  * Response bodies built from the description's own examples, with the fields that carry the fake's state
  * written over, so every body has GitHub's full shape and Prism's response validation applies to real data.
  */
-import type { CheckRunRecord, FakeGithub, IssueCommentRecord, Permission, PullRecord, RepoRecord, ReviewCommentRecord, ReviewRecord } from './fake';
+import type { CheckRunRecord, CommitStatusRecord, FakeGithub, IssueCommentRecord, Permission, PullRecord, RepoRecord, ReviewCommentRecord, ReviewRecord } from './fake';
 import { OPERATIONS, successExample, type Operation } from './spec';
 
 /** A JSON value as the examples hold it. */
@@ -54,6 +54,15 @@ export class Bodies {
   /** The result of a merge. */
   mergeResult(pull: PullRecord): Json {
     return { ...this.example('put', '/repos/{owner}/{repo}/pulls/{pull_number}/merge'), sha: pull.mergeCommitSha, merged: true };
+  }
+
+  /** A commit status. */
+  commitStatus(repo: RepoRecord, status: CommitStatusRecord): Json {
+    return {
+      ...this.example('post', '/repos/{owner}/{repo}/statuses/{sha}'),
+      id: status.id, node_id: nodeId('SC', status.id), state: status.state, context: status.context, description: status.description, target_url: status.targetUrl,
+      url: `${this.api}/repos/${repo.fullName}/statuses/${status.sha}`,
+    };
   }
 
   /** A check run. */

@@ -47,6 +47,16 @@ export interface CheckRunRecord {
 }
 
 /** A comment on an issue or a pull request's conversation. */
+/** A commit status (what a token without the Checks API reports a self-check as). */
+export interface CommitStatusRecord {
+  id: number;
+  sha: string;
+  state: string;
+  context: string;
+  description: string | null;
+  targetUrl: string | null;
+}
+
 export interface IssueCommentRecord {
   id: number;
   issueNumber: number;
@@ -99,6 +109,7 @@ interface RepoState {
   nextNumber: number;
   pulls: PullRecord[];
   checkRuns: CheckRunRecord[];
+  statuses: CommitStatusRecord[];
   comments: IssueCommentRecord[];
   reviews: ReviewRecord[];
   reviewComments: ReviewCommentRecord[];
@@ -135,7 +146,7 @@ export class FakeGithub {
     if (!owner || !name) throw new Error(`repository must be owner/name, got ${fullName}`);
     const repo: RepoRecord = { id: this.id(), owner, name, fullName, defaultBranch: options.default_branch ?? 'main', private: options.private ?? false };
     this.repos.set(fullName, {
-      repo, nextNumber: 1, pulls: [], checkRuns: [], comments: [], reviews: [], reviewComments: [],
+      repo, nextNumber: 1, pulls: [], checkRuns: [], statuses: [], comments: [], reviews: [], reviewComments: [],
       labels: new Map(), permissions: new Map(), branches: new Map([[repo.defaultBranch, fakeSha(`${fullName}:${repo.defaultBranch}`)]]), deletedRefs: [],
     });
     return repo;
@@ -274,6 +285,18 @@ export class FakeGithub {
   }
 
   /** Records a check run. */
+  /** Records a commit status. */
+  addStatus(repo: string, status: Omit<CommitStatusRecord, 'id'>): CommitStatusRecord {
+    const record = { id: this.id(), ...status };
+    this.state(repo).statuses.push(record);
+    return record;
+  }
+
+  /** Commit statuses, oldest first. */
+  statuses(repo: string): CommitStatusRecord[] {
+    return this.state(repo).statuses;
+  }
+
   addCheckRun(repo: string, run: Omit<CheckRunRecord, 'id'>): CheckRunRecord {
     const record = { id: this.id(), ...run };
     this.state(repo).checkRuns.push(record);

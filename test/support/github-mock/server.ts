@@ -180,6 +180,10 @@ function buildRoutes(fake: FakeGithub, bodies: Bodies): Route[] {
       const runs = fake.checkRuns(repo.fullName).filter((r) => r.headSha === sha && (name === null || r.name === name));
       return { status: 200, body: bodies.checkRunList(repo, runs) };
     },
+    'post /repos/{owner}/{repo}/statuses/{sha}': ({ repo, params, body }) => {
+      const status = fake.addStatus(repo.fullName, { sha: params.sha, state: body.state, context: body.context ?? 'default', description: body.description ?? null, targetUrl: body.target_url ?? null });
+      return { status: 201, body: bodies.commitStatus(repo, status) };
+    },
     'post /repos/{owner}/{repo}/check-runs': ({ repo, body }) => {
       const run = fake.addCheckRun(repo.fullName, {
         name: body.name, headSha: body.head_sha, status: body.conclusion !== undefined ? 'completed' : body.status ?? 'queued', conclusion: body.conclusion ?? null,
