@@ -101,6 +101,8 @@ const DECISION_FAILURE_STATUS: Readonly<Record<DecisionFailure, number>> = {
   StaleDecision: 409,
   InvalidDecision: 409,
   OverCeiling: 403,
+  NotThisPullRequest: 409,
+  DuplicateDelivery: 409,
 };
 
 /** A rejected update's status: as mapped above, else 409 (the task refused it in its current state). */

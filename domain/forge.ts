@@ -90,8 +90,27 @@ export type IntakeEvent = IssueReady | PullRequestClosed | ReviewSubmitted | For
  * validator refuses an event for another pull request, and one whose delivery it has seen).
  */
 export type TaskForgeEvent =
-  | { kind: 'pr_closed'; delivery_id: string; number: number; merged: boolean; merged_at: string | null; actor: string }
-  | { kind: 'changes_requested'; delivery_id: string; number: number; review_id: number; reviewer: string };
+  | { kind: 'pr_closed'; delivery_id: string; repo: string; number: number; merged: boolean; merged_at: string | null; actor: string }
+  | { kind: 'changes_requested'; delivery_id: string; repo: string; number: number; review_id: number; reviewer: string };
+
+/** Longest review text handed to the agent as one request for changes. */
+export const MAX_REVIEW_REQUEST_CHARS = 20_000;
+
+/** One round's request for changes from a review: its body, then each comment with where it points, cut to {@link MAX_REVIEW_REQUEST_CHARS}. */
+export function reviewRequest(feedback: Pick<ReviewFeedback, 'body' | 'comments'>): string {
+  const lines: string[] = [];
+  if (feedback.body.trim() !== '') lines.push(feedback.body.trim());
+  for (const c of feedback.comments) lines.push(`- ${c.path}${c.line === null ? '' : `:${c.line}`}: ${c.body.trim()}`);
+  const text = lines.length === 0 ? '(the review has no text)' : lines.join('\n');
+  if (text.length <= MAX_REVIEW_REQUEST_CHARS) return text;
+  const note = '\n[the rest of the review is cut]';
+  return text.slice(0, MAX_REVIEW_REQUEST_CHARS - note.length) + note;
+}
+
+/** The reply a review gets from someone who may not steer the agent. */
+export function notAllowedReply(reviewer: string): string {
+  return `Thanks for the review, @${reviewer}. Only people with write access to this repository can send the agent back to work, so this review was not passed on to it.`;
+}
 
 /** The check run that reports a round's self-check on the pull request's head commit. */
 export interface SelfCheckReport {
@@ -104,9 +123,8 @@ export interface SelfCheckReport {
 
 /** What publishing a round as a pull request takes; the branch is already pushed. */
 export interface PublishPullRequest {
+  /** The task, for the link to it in the inbox. */
   task_id: string;
-  /** The inbox item that reviews this round, for the link in the body. */
-  item_id: string;
   /** `owner/name`. */
   repo: string;
   head: string;

@@ -323,6 +323,8 @@ export interface TaskView {
   result: string | null;
   /** The task's network: absent for tasks that never had any allowlist, grant or refusal. */
   egress?: EgressView;
+  /** The task's pull request on its forge: absent until a round opened one. */
+  pull_request?: { repo: string; number: number; url: string; draft: boolean; closed: boolean; merged_at: string | null };
 }
 
 /** The contents of a repo's `.agent/policy.yaml`: every field optional, same meaning as the task's. */

@@ -22,9 +22,10 @@ import type { DevServer } from '../workers/temporal-server';
 import { makeOriginRepo, tempDir } from './support/git-fixture';
 import { call } from './support/http';
 import { stackEnv, startTestStack, startTestTemporal } from './support/stack';
+import { deliver as deliverTo, exampleDelivery, sign, WEBHOOK_SECRET, type DeliveryOptions } from './support/github-deliveries';
 import { taskApi } from './support/task-api';
 
-const SECRET = 'github-webhook-test-secret-0123456789abcdef';
+const SECRET = WEBHOOK_SECRET;
 const PLANNER = { kind: 'recipe', steps: [{ run: 'echo fixed > spelling.txt', name: 'fix' }] };
 
 let temporal: DevServer;
@@ -37,11 +38,9 @@ let teamsFile: string;
 const opened: string[] = [];
 const api = taskApi(() => base);
 
-/** GitHub's example `issues.labeled` delivery (with an organization), the first of its kind in @octokit/webhooks-examples. */
+/** GitHub's example `issues.labeled` delivery (with an organization). */
 function exampleLabeled(): any {
-  const index = JSON.parse(fs.readFileSync(require.resolve('@octokit/webhooks-examples/api.github.com/index.json'), 'utf8')) as any[];
-  const examples = index.find((e) => e.name === 'issues').examples as any[];
-  return structuredClone(examples.find((e) => e.action === 'labeled' && e.organization !== undefined));
+  return exampleDelivery('issues', (e) => e.action === 'labeled' && e.organization !== undefined);
 }
 
 /** The example adjusted: our repository and label, an issue with a budget label, labelled by `login`. */
@@ -59,23 +58,9 @@ function labeled(opts: { repo?: string; label?: string; login?: string; type?: s
   return p;
 }
 
-/** `sha256=` and the HMAC of `body` under `secret`, as GitHub signs. */
-function sign(body: string, secret = SECRET): string {
-  return `sha256=${crypto.createHmac('sha256', secret).update(body).digest('hex')}`;
-}
-
-/** Delivers `payload` as GitHub would: JSON, signed (unless `signature` overrides it), no bearer token. */
-async function deliver(payload: unknown, opts: { event?: string; delivery?: string; signature?: string | null; body?: string; url?: string } = {}) {
-  const body = opts.body ?? JSON.stringify(payload);
-  const headers: Record<string, string> = {
-    authorization: '',
-    'content-type': 'application/json',
-    'x-github-event': opts.event ?? 'issues',
-    'x-github-delivery': opts.delivery ?? crypto.randomUUID(),
-  };
-  const signature = opts.signature === undefined ? sign(JSON.stringify(payload)) : opts.signature;
-  if (signature !== null) headers['x-hub-signature-256'] = signature;
-  return call(opts.url ?? base, 'POST', '/v1/webhooks/github', body, headers);
+/** Delivers `payload` to this file's backend (or `opts.url`). */
+function deliver(payload: unknown, opts: DeliveryOptions = {}) {
+  return deliverTo(base, payload, opts);
 }
 
 /** Asserts that no task exists for the delivery `id`. */
@@ -202,7 +187,8 @@ describe('deliveries intake has nothing to do with', () => {
     const cases: { what: string; payload: unknown; event?: string; reason: RegExp }[] = [
       { what: 'another label', payload: labeled({ label: 'bug' }), reason: /label "bug" is not "agent-ready"/ },
       { what: 'another action', payload: openedIssue, reason: /issues action opened/ },
-      { what: 'another event', payload: labeled(), event: 'pull_request', reason: /event pull_request/ },
+      { what: 'another event', payload: labeled(), event: 'push', reason: /event push/ },
+      { what: 'an opened pull request', payload: exampleDelivery('pull_request', (e) => e.action === 'opened'), event: 'pull_request', reason: /pull_request action opened/ },
       { what: 'an unmapped repository', payload: labeled({ repo: 'octo-org/elsewhere' }), reason: /octo-org\/elsewhere is not mapped/ },
       { what: 'a bot', payload: labeled({ login: 'renovate[bot]', type: 'Bot' }), reason: /renovate\[bot\] is a bot not in GITHUB_BOT_ALLOW/ },
     ];

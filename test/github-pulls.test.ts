@@ -46,7 +46,6 @@ function activitiesFor(access: GithubAccess): PullRequestActivities {
 function round(task: string, conclusion: 'success' | 'failure', extra: Partial<PublishPullRequest> = {}): PublishPullRequest {
   return {
     task_id: task,
-    item_id: `${task}-review-1`,
     repo: REPO,
     head: `agent/${task}`,
     base: 'main',

@@ -30,6 +30,10 @@ it('replays them too when their input names an SLA and webhooks: a newer API sta
   await replayAll(recordedHistories((input) => ({ ...input, sla: { risky_action: 1_000, pr_review: 1_000, budget_request: 1_000 }, notify: ['item_opened', 'item_escalated', 'task_ended'] })));
 });
 
+it('replays them too when their task came from a GitHub issue: one an older worker ran opened no pull request', async () => {
+  await replayAll(recordedHistories((input) => ({ ...input, source: input['source'] ?? { forge: 'github', repo: 'octo-org/hello', issue: 7, delivery_id: 'replayed' } })));
+});
+
 async function replayAll(histories: ReturnType<typeof recordedHistories>): Promise<void> {
   let replayed = 0;
   for await (const result of Worker.runReplayHistories({ workflowsPath: WORKFLOWS_PATH }, histories)) {

@@ -3,7 +3,7 @@
  */
 import { defineQuery, defineUpdate } from '@temporalio/workflow';
 import type { Principal } from '../domain/access';
-import type { TaskSource } from '../domain/forge';
+import type { TaskForgeEvent, TaskSource } from '../domain/forge';
 import type { NotificationEvent } from '../domain/notifications';
 import type { ActedBy, CancelBody, Decision, InboxItem, ItemKind, MessageBody, TaskSpec, TaskState, TaskView, TraceEntry } from '../domain/task';
 
@@ -44,7 +44,7 @@ export interface DecisionAck {
 }
 
 /** Failure types the workflow raises from update validators; the API maps them to HTTP statuses. */
-export const DECISION_FAILURES = ['TaskEnded', 'UnknownItem', 'StaleDecision', 'InvalidDecision', 'OverCeiling'] as const;
+export const DECISION_FAILURES = ['TaskEnded', 'UnknownItem', 'StaleDecision', 'InvalidDecision', 'OverCeiling', 'NotThisPullRequest', 'DuplicateDelivery'] as const;
 
 /** Decide a pending inbox item (approve, reject, answer, request_changes, grant_budget, message, cancel). */
 export const decideUpdate = defineUpdate<DecisionAck, [Decision]>('decide');
@@ -52,6 +52,8 @@ export const decideUpdate = defineUpdate<DecisionAck, [Decision]>('decide');
 export const messageUpdate = defineUpdate<DecisionAck, [Omit<MessageBody, 'actor'> & ActedBy]>('message');
 /** Cancel the task: the running step stops, the sandbox is torn down, a pushed branch is deleted. */
 export const cancelUpdate = defineUpdate<DecisionAck, [Omit<CancelBody, 'actor'> & ActedBy]>('cancel');
+/** An event about the task's own pull request on its forge (merged, closed, changes requested); refused for another pull request or a delivery already taken. */
+export const forgeEventUpdate = defineUpdate<DecisionAck, [TaskForgeEvent]>('forge_event');
 /** The task as the workflow sees it now. */
 export const taskQuery = defineQuery<TaskView>('task');
 /** The trace entries still held in workflow state (older ones are in the trace artifact), from `offset` on. */

@@ -6,7 +6,7 @@ import { createHmac } from 'node:crypto';
 import path from 'node:path';
 import { z } from 'zod';
 import { GithubRepoName } from '../../domain/access';
-import type { ForgeIntake, IntakeEvent, WebhookDelivery } from '../../domain/forge';
+import type { ForgeIntake, IntakeEvent, ReviewSubmitted, WebhookDelivery } from '../../domain/forge';
 import type { Planner } from '../../domain/task';
 import { sameBytes } from '../auth/digest';
 import { HttpError, InvalidJsonError, RequestValidationError, UnsupportedMediaTypeError } from '../errors';
@@ -62,6 +62,44 @@ const IssuesPayload = z.object({
   sender: z.object({ login: Login, type: z.string().optional() }),
 });
 
+const Sender = z.object({ login: Login, type: z.string().optional() });
+/** A pull request's head: its branch, and the repository it lives in (null when a fork was deleted). */
+const Head = z.object({ ref: z.string().min(1).max(255), repo: z.object({ full_name: GithubRepoName }).nullable() });
+
+/** The fields of a `pull_request` delivery a closed pull request needs. */
+const PullRequestPayload = z.object({
+  action: z.string(),
+  pull_request: z.object({
+    number: z.number().int().positive(),
+    merged: z.boolean().nullable().optional(),
+    merged_at: z.string().nullable().optional(),
+    merged_by: Sender.nullable().optional(),
+    head: Head,
+  }),
+  repository: z.object({ full_name: GithubRepoName }),
+  sender: Sender,
+});
+
+/** The fields of a `pull_request_review` delivery. */
+const ReviewPayload = z.object({
+  action: z.string(),
+  review: z.object({ id: z.number().int().positive(), state: z.string(), user: Sender.nullable() }),
+  pull_request: z.object({ number: z.number().int().positive(), head: Head }),
+  repository: z.object({ full_name: GithubRepoName }),
+  sender: Sender,
+});
+
+const REVIEW_STATES = ['approved', 'changes_requested', 'commented', 'dismissed'] as const;
+
+function senderOf(s: z.infer<typeof Sender>): { login: string; bot: boolean } {
+  return { login: s.login, bot: s.type === 'Bot' || s.login.endsWith('[bot]') };
+}
+
+/** The head branch, or null when it lives in another repository (a fork): a fork's branch is never the agent's. */
+function ownHead(head: z.infer<typeof Head>, repo: string): string | null {
+  return head.repo !== null && head.repo.full_name.toLowerCase() === repo.toLowerCase() ? head.ref : null;
+}
+
 /** The value of header `name`, or undefined (a repeated header counts as absent: GitHub sends each once). */
 function header(delivery: WebhookDelivery, name: string): string | undefined {
   const v = delivery.headers[name];
@@ -100,6 +138,8 @@ export function githubIntake(opts: { secret: string; label: string }): ForgeInta
       if (event === undefined || !EVENT_NAME.test(event)) throw new BadDeliveryError('X-GitHub-Event', 'expected the event name GitHub sends');
       const payload = payloadOf(delivery);
       if (event === 'ping') return { kind: 'ping', delivery_id: deliveryId };
+      if (event === 'pull_request') return pullRequestEvent(deliveryId, payload);
+      if (event === 'pull_request_review') return reviewEvent(deliveryId, payload);
       if (event !== 'issues') return { kind: 'ignored', delivery_id: deliveryId, reason: `event ${event}` };
       const parsed = IssuesPayload.safeParse(payload);
       if (!parsed.success) throw new RequestValidationError('issues payload', parsed.error);
@@ -116,9 +156,53 @@ export function githubIntake(opts: { secret: string; label: string }): ForgeInta
         body: p.issue.body ?? '',
         labels: p.issue.labels.map((l) => l.name),
         label: p.label.name,
-        sender: { login: p.sender.login, bot: p.sender.type === 'Bot' || p.sender.login.endsWith('[bot]') },
+        sender: senderOf(p.sender),
       };
     },
+  };
+}
+
+/** A `pull_request` delivery: only `closed` on a branch of the repository itself matters. */
+function pullRequestEvent(deliveryId: string, payload: unknown): IntakeEvent {
+  const parsed = PullRequestPayload.safeParse(payload);
+  if (!parsed.success) throw new RequestValidationError('pull_request payload', parsed.error);
+  const p = parsed.data;
+  if (p.action !== 'closed') return { kind: 'ignored', delivery_id: deliveryId, reason: `pull_request action ${p.action}` };
+  const head = ownHead(p.pull_request.head, p.repository.full_name);
+  if (head === null) return { kind: 'ignored', delivery_id: deliveryId, reason: 'the pull request comes from another repository' };
+  const merged = p.pull_request.merged === true;
+  return {
+    kind: 'pr_closed',
+    delivery_id: deliveryId,
+    repo: p.repository.full_name,
+    number: p.pull_request.number,
+    head,
+    merged,
+    merged_at: merged ? (p.pull_request.merged_at ?? null) : null,
+    // Who merged it, when GitHub says; else who closed it.
+    sender: senderOf(merged && p.pull_request.merged_by ? p.pull_request.merged_by : p.sender),
+  };
+}
+
+/** A `pull_request_review` delivery: a submitted review on a branch of the repository itself. */
+function reviewEvent(deliveryId: string, payload: unknown): IntakeEvent {
+  const parsed = ReviewPayload.safeParse(payload);
+  if (!parsed.success) throw new RequestValidationError('pull_request_review payload', parsed.error);
+  const p = parsed.data;
+  if (p.action !== 'submitted') return { kind: 'ignored', delivery_id: deliveryId, reason: `pull_request_review action ${p.action}` };
+  const head = ownHead(p.pull_request.head, p.repository.full_name);
+  if (head === null) return { kind: 'ignored', delivery_id: deliveryId, reason: 'the pull request comes from another repository' };
+  const state = p.review.state.toLowerCase();
+  if (!(REVIEW_STATES as readonly string[]).includes(state)) return { kind: 'ignored', delivery_id: deliveryId, reason: `review state ${p.review.state}` };
+  return {
+    kind: 'review_submitted',
+    delivery_id: deliveryId,
+    repo: p.repository.full_name,
+    number: p.pull_request.number,
+    head,
+    review_id: p.review.id,
+    state: state as ReviewSubmitted['state'],
+    sender: senderOf(p.review.user ?? p.sender),
   };
 }
 

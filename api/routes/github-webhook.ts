@@ -11,6 +11,7 @@ import { MEMO_REQUEST_HASH } from '../../workflows/search-attributes';
 import { rawBody, rawBodyOf } from '../body';
 import type { AppDeps } from '../deps';
 import { ConflictError, HttpError, unknownRoute } from '../errors';
+import { forwardPullRequestEvent } from '../github/pull-request-events';
 import { githubIntake, githubRepoUrl, type GithubIntakeSettings } from '../github/webhook';
 import { checkIntake } from '../intake';
 import { deliveryTaskId, requestHash } from '../idempotency';
@@ -81,11 +82,19 @@ export function githubWebhookRoutes(deps: AppDeps): Router {
       return;
     }
     if (event.kind === 'ignored') return ignore(res, event.delivery_id, event.reason);
-    if (event.sender.bot && !settings.botAllow.includes(event.sender.login)) {
+    // Bots do not steer the agent (their comments could loop); a merge by one (a merge queue) still ends the task.
+    if (event.kind !== 'pr_closed' && event.sender.bot && !settings.botAllow.includes(event.sender.login)) {
       return ignore(res, event.delivery_id, `sender ${event.sender.login} is a bot not in GITHUB_BOT_ALLOW`);
     }
     const mapped = deps.access === undefined ? undefined : githubRepoSettings(deps.access, event.repo);
     if (mapped === undefined) return ignore(res, event.delivery_id, `repository ${event.repo} is not mapped to a team in TEAMS_FILE`);
+    if (event.kind !== 'issue_ready') {
+      const forwarded = await forwardPullRequestEvent(deps.client, event);
+      if (!forwarded.taken) return ignore(res, event.delivery_id, forwarded.reason);
+      log.info('github pull request event taken', { delivery_id: event.delivery_id, task_id: forwarded.task_id, kind: event.kind, number: event.number });
+      res.status(202).json({ task_id: forwarded.task_id, taken: event.kind });
+      return;
+    }
 
     const spec = issueSpec(event, settings, mapped.team);
     try {

@@ -5,6 +5,13 @@ import { LogView } from './LogView';
 
 type Detail = Record<string, unknown>;
 
+/** The review's pull request, when it has one at an http(s) address (never a `javascript:` link). */
+function pullRequestLink(d: Detail): { number: number; url: string; draft: boolean } | null {
+  const pr = d['pull_request'] as { number?: unknown; url?: unknown; draft?: unknown } | undefined;
+  if (!pr || typeof pr.number !== 'number' || typeof pr.url !== 'string' || !/^https?:\/\//i.test(pr.url)) return null;
+  return { number: pr.number, url: pr.url, draft: pr.draft === true };
+}
+
 /** Kind-specific detail of an item, short enough for a card. */
 export function KeyDetail(props: { taskId: string; kind: ItemKind; detail: Detail }) {
   const d = props.detail;
@@ -24,13 +31,21 @@ export function KeyDetail(props: { taskId: string; kind: ItemKind; detail: Detai
           {str(d, 'question') ?? '(no question text)'}
         </div>
       );
-    case 'pr_review':
+    case 'pr_review': {
+      const pr = pullRequestLink(d);
       return (
         <div class="key" data-testid="key-detail">
+          {pr ? (
+            <a href={pr.url} target="_blank" rel="noopener noreferrer" data-testid="pull-request-link">
+              pull request #{pr.number}
+              {pr.draft ? ' (draft)' : ''}
+            </a>
+          ) : null}{' '}
           {str(d, 'branch') ? <code>{str(d, 'branch')}</code> : null} {d['files_changed'] !== undefined ? <span>{String(d['files_changed'])} file(s) changed</span> : null}
           {str(d, 'diff_stat') ? <pre class="stat">{lastLines(str(d, 'diff_stat')!, 4)}</pre> : null}
         </div>
       );
+    }
     case 'plan_approval': {
       const steps = Array.isArray(d['steps']) ? (d['steps'] as { name?: string | null; run?: string }[]) : [];
       return (

@@ -52,7 +52,8 @@ function byData(by: Principal | undefined): Record<string, unknown> | undefined 
   return by === undefined ? undefined : { by };
 }
 
-function assertOpen(t: TaskRun): void {
+/** Refuses a message to a task that has ended or is ending. */
+export function assertOpen(t: TaskRun): void {
   if (t.endRequest || t.finished || isTerminal(t.s.state)) {
     throw ApplicationFailure.create({
       type: 'TaskEnded',

@@ -12,6 +12,7 @@ import { installHandlers } from './handlers';
 import { mainLine } from './main-line';
 import { notificationsStarted } from './notify';
 import { finish } from './output';
+import { installForgeHandler } from './pull-request';
 import { describeFailure } from './proxies';
 import { slaGuard } from './sla';
 import { TaskRun, type End } from './state';
@@ -21,6 +22,7 @@ import { flushTrace, publishVisibility, trace } from './visibility';
 export async function taskWorkflow(input: TaskWorkflowInput): Promise<TaskOutcome> {
   const t = new TaskRun(input);
   installHandlers(t);
+  installForgeHandler(t);
   if (!t.input.carried) {
     trace(t, 'created', `task created by ${t.input.spec.requester}`, {
       repo: t.input.spec.repo,

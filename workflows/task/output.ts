@@ -10,6 +10,7 @@ import { egressView } from './egress';
 import { waitFor, raise } from './inbox';
 import { notificationsStarted, notify } from './notify';
 import { describeFailure, io } from './proxies';
+import { closePullRequest, mergedResult, mergeLatencyMs, openPullRequest, PULL_REQUEST_PATCH, waitForReview } from './pull-request';
 import { firstLine, type End, type TaskRun } from './state';
 import { flushTrace, setState, trace, view } from './visibility';
 
@@ -40,6 +41,9 @@ export async function publish(t: TaskRun): Promise<End | undefined> {
   } else {
     trace(t, 'note', `round ${s.round} changed nothing since ${s.commit}`);
   }
+  const summary = prSummary(t, pub.stat);
+  // The pull request first, so its review item names it from the start.
+  const pullRequest = t.input.source !== undefined && patched(PULL_REQUEST_PATCH) ? await openPullRequest(t, summary) : {};
   const item = raise(t, 'pr_review', `Review ${pub.branch}: ${preview(firstLine(spec.goal), 100)}`, 'pr_open', {
     branch: pub.branch,
     commit: pub.commit,
@@ -50,8 +54,9 @@ export async function publish(t: TaskRun): Promise<End | undefined> {
     diff_preview: pub.diff_preview,
     diff_ref: pub.diff?.ref ?? null,
     outputs: s.step_outputs.map((o) => ({ step: o.name, exit_code: o.exit_code, output_preview: o.preview, output_ref: o.output_ref })),
-    summary: prSummary(t, pub.stat),
+    summary,
     ...networkDetail(t),
+    ...pullRequest,
   });
   s.review_item = item.item_id;
   s.phase = 'review';
@@ -63,9 +68,14 @@ export async function awaitReview(t: TaskRun): Promise<End | undefined> {
   const s = t.s;
   const item = s.items.find((i) => i.item_id === s.review_item);
   if (!item) throw new Error(`review item ${s.review_item} missing from state`);
-  const r = await waitFor(t, item);
+  const r = s.pr === undefined ? await waitFor(t, item) : await waitForReview(t, item);
+  if (r.action === 'approve' && s.pr?.merged_at) {
+    const latency = mergeLatencyMs(t, item);
+    trace(t, 'merged', `pull request #${s.pr.number} merged at ${s.pr.merged_at}`, { number: s.pr.number, merged_at: s.pr.merged_at, review_to_merge_ms: latency }, r.actor);
+    return { state: 'done', result: `${mergedResult(t, item)} by ${r.actor}` };
+  }
   if (r.action === 'approve') return { state: 'done', result: `approved by ${r.actor}; branch ${s.branch} at ${s.commit}` };
-  if (r.action === 'reject') return { state: 'rejected', result: `pull request rejected by ${r.actor}` };
+  if (r.action === 'reject') return { state: 'rejected', result: s.pr?.closed ? `pull request #${s.pr.number} closed without merging by ${r.actor}` : `pull request rejected by ${r.actor}` };
   // request_changes: run the planner again with the reviewer's comment, then offer a new review.
   setState(t, 'changes_requested');
   s.round += 1;
@@ -199,6 +209,7 @@ export async function finish(t: TaskRun, end: End): Promise<TaskOutcome> {
       log.error('sandbox teardown failed', { task_id: t.input.task_id, error: String(err) });
       trace(t, 'health', `sandbox teardown failed: ${err instanceof ActivityFailure ? describeFailure(err) : String(err)}`);
     }
+    if (end.state === 'rejected' || end.state === 'cancelled') await closePullRequest(t, end);
     if ((end.state === 'rejected' || end.state === 'cancelled') && s.pushed && s.branch) {
       try {
         await io.deleteBranch({ repo: t.input.spec.repo, branch: s.branch });

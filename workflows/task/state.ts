@@ -6,6 +6,7 @@ import type { ProvisionResult } from '../../activities/types';
 import type { ModelMessage, ToolCall } from '../../activities/llm/types';
 import type { Budget, InboxItem, Policy, TaskState, TraceEntry, Usage } from '../../domain/task';
 import type { TaskWorkflowInput } from '../messages';
+import type { TaskForgeEvent } from '../../domain/forge';
 import type { EgressState } from './egress';
 
 /** Where the main line stands in a round: running the planner, publishing, or waiting for review. */
@@ -50,6 +51,12 @@ export interface State {
   notify_seq?: number;
   /** The task's priority after escalations raised it; absent while it is the spec's. */
   priority?: number;
+  /** The task's pull request on its forge, once a round opened it (absent: no forge, or none yet). */
+  pr?: TaskPullRequest;
+  /** Forge events taken and not yet acted on (reviews requesting changes), oldest first. */
+  forge_queue?: TaskForgeEvent[];
+  /** Forge deliveries taken, newest last, bounded: a redelivered event is refused. */
+  forge_seen?: string[];
 }
 
 /** The setup phase's progress: commands done, and whether its result came from (or went to) the cache. */
@@ -97,6 +104,17 @@ export interface AgentState {
 export interface End {
   state: Extract<TaskState, 'done' | 'rejected' | 'failed' | 'cancelled' | 'timed_out'>;
   result: string;
+}
+
+/** The task's pull request as the workflow keeps it. */
+export interface TaskPullRequest {
+  repo: string;
+  number: number;
+  url: string;
+  draft: boolean;
+  /** Set when the forge said it was closed (merged or not): nothing closes it again. */
+  closed: boolean;
+  merged_at: string | null;
 }
 
 /** One run of the task workflow: its state, the scope the work runs in, and how it was asked to end. */

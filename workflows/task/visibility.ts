@@ -96,6 +96,7 @@ export function view(t: TaskRun): TaskView {
     trace_count: s.trace_offset + s.trace.length,
     result: s.result,
     ...egressPart(t),
+    ...(s.pr === undefined ? {} : { pull_request: { ...s.pr } }),
   };
 }
 

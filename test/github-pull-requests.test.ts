@@ -1,0 +1,228 @@
+/**
+ * GitHub pull requests end to end: a labelled issue's task pushes to a local bare repository under
+ * GITHUB_GIT_BASE and opens one pull request through the real Octokit client, every call checked against
+ * GitHub's OpenAPI description by Prism; GitHub's own example deliveries, adjusted and signed, then steer it:
+ * a reader's review gets a polite reply, a writer's review with two comments is one round of changes on the
+ * same pull request, a merge ends the task done with its review-to-merge latency, a close rejects it and
+ * deletes the branch, and a reject in the inbox closes the pull request. Recipe tasks on the process driver.
+ */
+import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import type { Stack } from '../workers/stack';
+import type { DevServer } from '../workers/temporal-server';
+import { branchCommit, makeOriginRepo, tempDir } from './support/git-fixture';
+import { deliver as deliverTo, exampleDelivery, WEBHOOK_SECRET, type DeliveryOptions } from './support/github-deliveries';
+import { startGithubMock, type GithubMock } from './support/github-mock';
+import { eventually } from './support/http';
+import { startTestStack, startTestTemporal } from './support/stack';
+import { ENDED_STATES, taskApi } from './support/task-api';
+
+const REPO = 'octo-org/hello';
+const TOKEN = 'ghp_pullRequestTestToken0123456789abcdef';
+const PLANNER = { kind: 'recipe', steps: [{ run: 'printf "Please commit often.\\n" > README.md', name: 'fix spelling' }] };
+
+let temporal: DevServer;
+let stack: Stack;
+let github: GithubMock;
+let base: string;
+let root: string;
+let bare: string;
+const opened: string[] = [];
+const api = taskApi(() => base);
+
+function deliver(payload: unknown, opts: DeliveryOptions = {}) {
+  return deliverTo(base, payload, opts);
+}
+
+/** A labelled issue `number` of {@link REPO}, labelled by octocat. */
+function labeled(number: number): any {
+  const p = exampleDelivery('issues', (e) => e.action === 'labeled' && e.organization !== undefined);
+  p.repository.full_name = REPO;
+  p.repository.name = 'hello';
+  p.repository.default_branch = 'main';
+  p.label = { ...p.label, name: 'agent-ready' };
+  p.issue.number = number;
+  p.issue.title = 'Spelling error in the README file';
+  p.issue.body = "It looks like you accidently spelled 'commit' with three 'm's.";
+  p.issue.labels = [{ ...p.issue.labels[0], name: 'agent-ready' }];
+  p.sender = { ...p.sender, login: 'octocat', type: 'User' };
+  return p;
+}
+
+/** Points an example payload's pull request at the task's: its number, its head branch in `headRepo`. */
+function onPullRequest(p: any, number: number, taskId: string, headRepo = REPO): any {
+  p.repository.full_name = REPO;
+  p.repository.name = 'hello';
+  p.pull_request.number = number;
+  p.pull_request.head.ref = `agent/${taskId}`;
+  p.pull_request.head.repo = { ...p.pull_request.head.repo, full_name: headRepo };
+  return p;
+}
+
+/** GitHub's example of a submitted review, as `reviewer` requesting changes in review `reviewId`. */
+function reviewed(number: number, taskId: string, reviewId: number, reviewer: string): any {
+  const p = onPullRequest(exampleDelivery('pull_request_review', (e) => e.action === 'submitted'), number, taskId);
+  p.review.id = reviewId;
+  p.review.state = 'changes_requested';
+  p.review.user = { ...p.review.user, login: reviewer, type: 'User' };
+  p.sender = { ...p.sender, login: reviewer, type: 'User' };
+  return p;
+}
+
+/** GitHub's example of a closed pull request, merged by `actor` or not. */
+function closed(number: number, taskId: string, merged: boolean, actor: string, headRepo = REPO): any {
+  const p = onPullRequest(exampleDelivery('pull_request', (e) => e.action === 'closed'), number, taskId, headRepo);
+  p.pull_request.merged = merged;
+  p.pull_request.merged_at = merged ? new Date().toISOString() : null;
+  p.pull_request.merged_by = merged ? { ...p.sender, login: actor, type: 'User' } : null;
+  p.sender = { ...p.sender, login: actor, type: 'User' };
+  return p;
+}
+
+/** Starts a task from issue `number` and waits for its pull request; returns the task, its review item and the PR number. */
+async function taskWithPullRequest(number: number): Promise<{ id: string; item: any; pr: number }> {
+  const res = await deliver(labeled(number));
+  assert.equal(res.status, 202, JSON.stringify(res.body));
+  const id = res.body.task_id as string;
+  opened.push(id);
+  const item = await api.nextItem(id, ['pr_review']);
+  assert.ok(item.detail.pull_request, `the review item names its pull request: ${JSON.stringify((await api.trace(id)).filter((e) => e.type === 'health'))}`);
+  return { id, item, pr: item.detail.pull_request.number };
+}
+
+before(async () => {
+  temporal = await startTestTemporal();
+  github = await startGithubMock();
+  github.state.addRepo(REPO, { default_branch: 'main' });
+  github.state.setPermission(REPO, 'writer-wendy', 'write');
+  github.state.setPermission(REPO, 'reader-rob', 'read');
+  root = tempDir('github-prs');
+  const gitBase = path.join(root, 'git');
+  bare = makeOriginRepo(path.join(gitBase, 'octo-org'), { 'README.md': 'Please commmit often.\n' });
+  fs.renameSync(bare, path.join(gitBase, 'octo-org', 'hello.git'));
+  bare = path.join(gitBase, 'octo-org', 'hello.git');
+  const secretFile = path.join(root, 'github-secret');
+  fs.writeFileSync(secretFile, `${WEBHOOK_SECRET}\n`, { mode: 0o600 });
+  const tokenFile = path.join(root, 'github-token');
+  fs.writeFileSync(tokenFile, `${TOKEN}\n`, { mode: 0o600 });
+  const teamsFile = path.join(root, 'teams.yaml');
+  fs.writeFileSync(teamsFile, ['teams:', '  platform: {}', 'github:', '  repos:', `    ${REPO}: { team: platform }`, ''].join('\n'));
+  stack = await startTestStack(temporal, path.join(root, 'data'), `github-prs-${process.pid}`, {
+    TEAMS_FILE: teamsFile,
+    SANDBOX_DRIVER: 'process',
+    GITHUB_WEBHOOK_SECRET_FILE: secretFile,
+    GITHUB_GIT_BASE: gitBase,
+    GITHUB_PLANNER: JSON.stringify(PLANNER),
+    GITHUB_API_URL: github.apiUrl,
+    GITHUB_TOKEN_FILE: tokenFile,
+    PUBLIC_URL: 'https://inbox.example.test',
+    REPO_LOCAL_ROOTS: path.join(gitBase, 'octo-org'),
+  });
+  base = stack.url!;
+});
+
+after(async () => {
+  if (base) await api.cancelOpen(opened);
+  await stack?.stop();
+  await github?.stop();
+  await temporal?.stop();
+  if (root) fs.rmSync(root, { recursive: true, force: true });
+});
+
+describe('a task from a GitHub issue', () => {
+  it('opens one pull request, takes a writer’s review as one round of changes on it, ignores a reader’s, and ends done when merged', async () => {
+    const { id, item, pr } = await taskWithPullRequest(7);
+    const view = await api.task(id);
+    let pulls = github.state.pulls(REPO);
+    assert.equal(pulls.length, 1, 'one pull request');
+    const pull = pulls[0]!;
+    assert.equal(pull.number, pr);
+    assert.equal(pull.head.ref, `agent/${id}`);
+    assert.equal(pull.base.ref, 'main');
+    assert.equal(pull.draft, false, 'the recipe passed: ready for review');
+    assert.match(pull.body ?? '', /Fixes #7/);
+    assert.ok((pull.body ?? '').includes(`https://inbox.example.test/tasks/${id}`), 'the body links the task in the inbox');
+    assert.match(pull.body ?? '', /## Risks/);
+    assert.equal(view.pull_request.number, pr);
+    // A token cannot use the Checks API (GitHub keeps it for apps): the self-check is the commit's status.
+    const statuses = github.state.statuses(REPO).filter((c) => c.sha === view.commit);
+    assert.deepEqual(statuses.map((c) => [c.context, c.state]), [['agent self-check', 'success']]);
+
+    // A reader's review does not reach the agent: a polite reply, and the item still waits.
+    const byReader = github.state.addReview(REPO, pr, { reviewer: 'reader-rob', state: 'CHANGES_REQUESTED', body: 'Rewrite it all.' });
+    const fromReader = await deliver(reviewed(pr, id, byReader, 'reader-rob'), { event: 'pull_request_review' });
+    assert.equal(fromReader.status, 202, JSON.stringify(fromReader.body));
+    await eventually(async () => github.state.comments(REPO, pr), (cs: any[]) => cs.some((c) => /write access/.test(c.body)), 'a reply to the reader');
+    assert.equal((await api.task(id)).items.find((i: any) => i.item_id === item.item_id).status, 'pending');
+
+    // A writer's review with two comments: one round of changes, on the same pull request.
+    const byWriter = github.state.addReview(REPO, pr, {
+      reviewer: 'writer-wendy',
+      state: 'CHANGES_REQUESTED',
+      body: 'Two things.',
+      comments: [
+        { path: 'README.md', line: 1, body: 'Say "commit" once.' },
+        { path: 'README.md', line: 2, body: 'Add a newline at the end.' },
+      ],
+    });
+    const delivery = crypto.randomUUID();
+    const fromWriter = await deliver(reviewed(pr, id, byWriter, 'writer-wendy'), { event: 'pull_request_review', delivery });
+    assert.equal(fromWriter.status, 202, JSON.stringify(fromWriter.body));
+    const again = await deliver(reviewed(pr, id, byWriter, 'writer-wendy'), { event: 'pull_request_review', delivery });
+    assert.equal(again.status, 200, 'a redelivered review is ignored');
+    assert.match(again.body.ignored, /taken already/);
+    const resent = await deliver(reviewed(pr, id, byWriter, 'writer-wendy'), { event: 'pull_request_review' });
+    assert.equal(resent.status, 200, 'the same review re-sent under a new delivery id is ignored too');
+    assert.match(resent.body.ignored, /taken already/);
+    const second = await eventually(() => api.task(id), (t) => t.round === 2 && t.items.some((i: any) => i.kind === 'pr_review' && i.status === 'pending'), 'round 2 up for review', 60_000);
+    const first = second.items.find((i: any) => i.item_id === item.item_id);
+    assert.equal(first.resolution.action, 'request_changes');
+    assert.equal(first.resolution.actor, 'github:writer-wendy');
+    assert.match(first.resolution.comment, /Two things\.\n- README\.md:1: Say "commit" once\.\n- README\.md:2: Add a newline at the end\./);
+    pulls = github.state.pulls(REPO);
+    assert.equal(pulls.length, 1, 'still one pull request after the second round');
+
+    // Merged on GitHub: the task is done, with the time from review to merge.
+    const merged = await deliver(closed(pr, id, true, 'writer-wendy'), { event: 'pull_request' });
+    assert.equal(merged.status, 202, JSON.stringify(merged.body));
+    const done = await api.ended(id);
+    assert.equal(done.state, 'done');
+    assert.match(done.result, new RegExp(`pull request #${pr} merged; review to merge \\d+ s by github:writer-wendy`));
+    const entry = (await api.trace(id)).find((e) => e.type === 'merged');
+    assert.equal(typeof entry.data.review_to_merge_ms, 'number');
+    assert.deepEqual(github.violations(), []);
+  });
+
+  it('is rejected, its branch deleted, when its pull request is closed unmerged; a fork’s branch of the same name is not it', async () => {
+    const { id, pr } = await taskWithPullRequest(8);
+    const spoof = await deliver(closed(pr, id, true, 'mallory', 'mallory/hello'), { event: 'pull_request' });
+    assert.equal(spoof.status, 200);
+    assert.match(spoof.body.ignored, /another repository/);
+    const other = await deliver(closed(pr + 1000, id, true, 'mallory'), { event: 'pull_request' });
+    assert.equal(other.status, 200);
+    assert.match(other.body.ignored, /not octo-org\/hello#/);
+    assert.ok(!ENDED_STATES.includes((await api.task(id)).state));
+
+    const res = await deliver(closed(pr, id, false, 'writer-wendy'), { event: 'pull_request' });
+    assert.equal(res.status, 202, JSON.stringify(res.body));
+    const ended = await api.ended(id);
+    assert.equal(ended.state, 'rejected');
+    assert.match(ended.result, /closed without merging by github:writer-wendy/);
+    assert.equal(branchCommit(bare, `agent/${id}`), null, 'the branch is deleted');
+    assert.deepEqual(github.violations(), []);
+  });
+
+  it('closes its pull request when rejected in the inbox, and no token reaches a task', async () => {
+    const { id, item, pr } = await taskWithPullRequest(9);
+    await api.decide(id, item, { action: 'reject', comment: 'not needed' });
+    const ended = await api.ended(id);
+    assert.equal(ended.state, 'rejected');
+    await eventually(async () => github.state.pulls(REPO).find((p: any) => p.number === pr), (p: any) => p?.state === 'closed', 'the pull request closed');
+    const everything = JSON.stringify([ended, await api.trace(id)]);
+    assert.ok(!everything.includes(TOKEN), 'the token appears in no task or trace');
+    assert.deepEqual(github.violations(), []);
+  });
+});

@@ -1,0 +1,224 @@
+/**
+ * The task's pull request on its forge: opened (or updated) after each round's push, fed by the forge's own
+ * events (merged, closed, changes requested by someone with write access), and closed when the task is rejected.
+ *
+ * Forge events arrive as an Update whose validator refuses another pull request's event and a delivery already
+ * taken; its handler never blocks: what needs the forge (a review's comments, the reviewer's permission) is
+ * queued for the main line, which reads it through an activity while it waits for the review.
+ */
+import { ActivityFailure, condition, setHandler, ApplicationFailure } from '@temporalio/workflow';
+import { notAllowedReply, reviewRequest, type SelfCheckReport, type TaskForgeEvent } from '../../domain/forge';
+import { preview } from '../../domain/rules';
+import type { InboxItem, Resolution } from '../../domain/task';
+import { forgeEventUpdate, type DecisionAck } from '../messages';
+import { assertOpen } from './handlers';
+import { settle } from './inbox';
+import { describeFailure, io } from './proxies';
+import { firstLine, type End, type TaskRun } from './state';
+import { publishVisibility, trace } from './visibility';
+
+/** Patch before which a task from a forge issue opened no pull request. */
+export const PULL_REQUEST_PATCH = 'forge-pull-request';
+
+/** Deliveries a task remembers, to refuse a redelivered event. */
+const SEEN_DELIVERIES_KEEP = 200;
+/** Longest step output a check run and the pull request's test log carry per step. */
+const CHECK_OUTPUT_CHARS = 4_000;
+
+/** Whether this task opens pull requests: it came from a forge issue, and its history is from after pull requests. */
+function opensPullRequests(t: TaskRun): boolean {
+  return t.input.source?.forge === 'github';
+}
+
+/** What the round's self-check was, as the check run on the pull request reports it. */
+export function selfCheckOf(t: TaskRun): SelfCheckReport {
+  const s = t.s;
+  if (t.input.spec.planner.kind === 'llm') {
+    const checks = s.agent?.check_commands ?? [];
+    if (checks.length === 0) return { conclusion: 'neutral', summary: 'the agent had no check commands to run', text: '' };
+    return {
+      conclusion: 'success',
+      summary: `${checks.length} check command(s) passed after the agent finished`,
+      text: checks.map((c) => `- \`${preview(c, 200)}\``).join('\n'),
+    };
+  }
+  const failed = s.step_outputs.filter((o) => o.exit_code !== 0);
+  return {
+    conclusion: s.step_outputs.length === 0 ? 'neutral' : failed.length === 0 ? 'success' : 'failure',
+    summary:
+      failed.length === 0 ? `${s.step_outputs.length} recipe step(s) exited 0` : `${failed.length} of ${s.step_outputs.length} recipe step(s) failed: ${failed.map((o) => o.name).join(', ')}`,
+    text: s.step_outputs.map((o) => `### ${o.name} (exit ${o.exit_code})\n\`\`\`\n${preview(o.preview, CHECK_OUTPUT_CHARS)}\n\`\`\``).join('\n\n'),
+  };
+}
+
+/** The pull request's body: the review template, the test log folded, and what the task cost so far. */
+function pullRequestBody(t: TaskRun, summary: string, check: SelfCheckReport): string {
+  const u = t.s.usage;
+  const cost = `- ${u.steps} step(s), ${u.tokens} model token(s), $${u.usd.toFixed(4)}`;
+  const log = check.text === '' ? [] : ['', '<details><summary>Self-check</summary>', '', check.summary, '', check.text, '', '</details>'];
+  return [summary, '', '## Cost', cost, ...log].join('\n');
+}
+
+/** Opens or updates the round's pull request after its push; returns what the review item says of it, or nothing (a failure is traced, and the review goes on without it). */
+export async function openPullRequest(t: TaskRun, summary: string): Promise<Record<string, unknown>> {
+  const s = t.s;
+  const source = t.input.source;
+  if (!opensPullRequests(t) || source === undefined || s.branch === null || s.commit === null) return {};
+  const check = selfCheckOf(t);
+  try {
+    const pr = await io.publishPullRequest({
+      task_id: t.input.task_id,
+      repo: source.repo,
+      head: s.branch,
+      base: t.input.spec.base_branch,
+      commit: s.commit,
+      title: preview(firstLine(t.input.spec.goal), 100),
+      body: pullRequestBody(t, summary, check),
+      fixes: source.issue,
+      self_check: check,
+    });
+    s.pr = { repo: source.repo, number: pr.number, url: pr.url, draft: pr.draft, closed: false, merged_at: null };
+    trace(t, pr.created ? 'pr_opened' : 'pr_updated', `${pr.created ? 'opened' : 'updated'} pull request #${pr.number}${pr.draft ? ' (draft)' : ''}: ${pr.url}`, {
+      number: pr.number,
+      url: pr.url,
+      draft: pr.draft,
+      self_check: check.conclusion,
+    });
+    return { pull_request: { number: pr.number, url: pr.url, draft: pr.draft } };
+  } catch (err) {
+    if (!(err instanceof ActivityFailure)) throw err;
+    trace(t, 'health', `no pull request for ${s.branch}: ${describeFailure(err)}; the branch is pushed and the review is in the inbox`);
+    return {};
+  }
+}
+
+/** Closes the pull request of a rejected or cancelled task, unless the forge closed it already. */
+export async function closePullRequest(t: TaskRun, end: End): Promise<void> {
+  const pr = t.s.pr;
+  if (pr === undefined || pr.closed) return;
+  try {
+    await io.closePullRequest({ repo: pr.repo, number: pr.number, comment: `The task ended ${end.state}: ${preview(end.result, 1_000)}` });
+    pr.closed = true;
+    trace(t, 'pr_closed', `closed pull request #${pr.number}`, { number: pr.number });
+  } catch (err) {
+    if (!(err instanceof ActivityFailure)) throw err;
+    trace(t, 'health', `could not close pull request #${pr.number}: ${describeFailure(err)}`);
+  }
+}
+
+/** Installs the forge event Update. */
+export function installForgeHandler(t: TaskRun): void {
+  setHandler(forgeEventUpdate, (e) => takeForgeEvent(t, e), { validator: (e) => validateForgeEvent(t, e) });
+}
+
+/** How a taken review is remembered beside delivery ids. */
+function reviewKey(reviewId: number): string {
+  return `review:${reviewId}`;
+}
+
+function validateForgeEvent(t: TaskRun, e: TaskForgeEvent): void {
+  assertOpen(t);
+  const pr = t.s.pr;
+  // Forge repository names are case-insensitive.
+  if (pr === undefined || pr.repo.toLowerCase() !== e.repo.toLowerCase() || pr.number !== e.number) {
+    throw ApplicationFailure.create({
+      type: 'NotThisPullRequest',
+      message: `task ${t.input.task_id} ${pr === undefined ? 'has no pull request' : `is on ${pr.repo}#${pr.number}`}, not ${e.repo}#${e.number}`,
+      nonRetryable: true,
+    });
+  }
+  // GitHub's signature does not cover the delivery id: the same review re-sent under a new id is refused by its own id.
+  const seen = t.s.forge_seen ?? [];
+  if (seen.includes(e.delivery_id) || (e.kind === 'changes_requested' && seen.includes(reviewKey(e.review_id)))) {
+    throw ApplicationFailure.create({ type: 'DuplicateDelivery', message: `delivery ${e.delivery_id} was taken already`, nonRetryable: true });
+  }
+}
+
+/** Takes a validated forge event: a close settles the review (or ends the round in progress); a review is queued. */
+function takeForgeEvent(t: TaskRun, e: TaskForgeEvent): DecisionAck {
+  const s = t.s;
+  const seen = (s.forge_seen ??= []);
+  seen.push(e.delivery_id);
+  if (e.kind === 'changes_requested') seen.push(reviewKey(e.review_id));
+  if (seen.length > SEEN_DELIVERIES_KEEP) seen.splice(0, seen.length - SEEN_DELIVERIES_KEEP);
+  const item = s.items.find((i) => i.item_id === s.review_item && i.status === 'pending') ?? null;
+  if (e.kind === 'changes_requested') {
+    trace(t, 'forge_event', `review ${e.review_id} by ${e.reviewer} requested changes on #${e.number}`, { delivery_id: e.delivery_id, review_id: e.review_id }, `github:${e.reviewer}`);
+    (s.forge_queue ??= []).push(e);
+    return { task_id: t.input.task_id, item: null, state: s.state };
+  }
+  const pr = s.pr!;
+  pr.closed = true;
+  pr.merged_at = e.merged ? e.merged_at : null;
+  const what = e.merged ? 'merged' : 'closed without merging';
+  trace(t, 'forge_event', `pull request #${e.number} ${what} by ${e.actor}`, { delivery_id: e.delivery_id, merged: e.merged, merged_at: e.merged_at }, e.actor);
+  if (item !== null) {
+    const resolution: Resolution = { action: e.merged ? 'approve' : 'reject', actor: e.actor, at: new Date().toISOString(), comment: `pull request #${e.number} ${what}` };
+    settle(t, item, resolution);
+  } else {
+    // The agent is working on a round: the forge's decision ends it.
+    t.requestEnd(e.merged ? { state: 'done', result: mergedResult(t, null) } : { state: 'rejected', result: `pull request #${e.number} closed without merging by ${e.actor}` });
+  }
+  publishVisibility(t);
+  return { task_id: t.input.task_id, item, state: s.state };
+}
+
+/** The result of a task whose pull request was merged, with the time from the review item to the merge when it waited on one. */
+export function mergedResult(t: TaskRun, item: InboxItem | null): string {
+  const latency = item === null ? null : mergeLatencyMs(t, item);
+  return `pull request #${t.s.pr!.number} merged${latency === null ? '' : `; review to merge ${Math.round(latency / 1000)} s`}`;
+}
+
+/** Review-to-merge latency in ms, when the pull request was merged while its review item waited; else null. */
+export function mergeLatencyMs(t: TaskRun, item: InboxItem): number | null {
+  const at = t.s.pr?.merged_at;
+  if (at === null || at === undefined) return null;
+  const ms = Date.parse(at) - Date.parse(item.created_at);
+  return Number.isFinite(ms) ? Math.max(0, ms) : null;
+}
+
+/**
+ * Waits until the review item is settled, by a human in the inbox or by the forge: a review requesting changes
+ * is read back (its comments batched, its author's permission checked) and, from someone with write access,
+ * settles the item as request_changes; anyone else gets a polite reply and the wait goes on.
+ */
+export async function waitForReview(t: TaskRun, item: InboxItem): Promise<Resolution> {
+  const s = t.s;
+  for (;;) {
+    await condition(() => item.status !== 'pending' || (s.forge_queue?.length ?? 0) > 0);
+    if (item.status !== 'pending') break;
+    const e = s.forge_queue!.shift()!;
+    if (e.kind === 'changes_requested') await takeReview(t, item, e);
+  }
+  if (!item.resolution) throw new Error(`item ${item.item_id} closed without a resolution`);
+  return item.resolution;
+}
+
+async function takeReview(t: TaskRun, item: InboxItem, e: Extract<TaskForgeEvent, { kind: 'changes_requested' }>): Promise<void> {
+  const pr = t.s.pr!;
+  const actor = `github:${e.reviewer}`;
+  let feedback;
+  try {
+    feedback = await io.readReviewFeedback({ repo: pr.repo, number: pr.number, review_id: e.review_id, reviewer: e.reviewer });
+  } catch (err) {
+    if (!(err instanceof ActivityFailure)) throw err;
+    trace(t, 'health', `could not read review ${e.review_id} on #${pr.number}: ${describeFailure(err)}`);
+    return;
+  }
+  if (!feedback.allowed) {
+    trace(t, 'note', `review ${e.review_id} by ${e.reviewer} ignored: their permission is ${feedback.permission}, not write`, { review_id: e.review_id }, actor);
+    try {
+      await io.commentOnPullRequest({ repo: pr.repo, number: pr.number, body: notAllowedReply(e.reviewer) });
+    } catch (err) {
+      if (!(err instanceof ActivityFailure)) throw err;
+      trace(t, 'health', `could not reply on #${pr.number}: ${describeFailure(err)}`);
+    }
+    return;
+  }
+  // A human may have decided in the inbox while the review was read: theirs stands.
+  if (item.status !== 'pending') return;
+  const comment = reviewRequest(feedback);
+  settle(t, item, { action: 'request_changes', actor, at: new Date().toISOString(), comment });
+  trace(t, 'decision', `request_changes on pr_review ${item.item_id} from review ${e.review_id}: ${preview(comment, 500)}`, { item_id: item.item_id, action: 'request_changes', review_id: e.review_id, comments: feedback.comments.length }, actor);
+  publishVisibility(t);
+}
