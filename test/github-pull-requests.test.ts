@@ -16,6 +16,7 @@ import type { DevServer } from '../workers/temporal-server';
 import { branchCommit, makeOriginRepo, tempDir } from './support/git-fixture';
 import { deliver as deliverTo, exampleDelivery, WEBHOOK_SECRET, type DeliveryOptions } from './support/github-deliveries';
 import { startGithubMock, type GithubMock } from './support/github-mock';
+import { recordHistory } from './support/histories';
 import { eventually } from './support/http';
 import { startTestStack, startTestTemporal } from './support/stack';
 import { ENDED_STATES, taskApi } from './support/task-api';
@@ -194,6 +195,7 @@ describe('a task from a GitHub issue', () => {
     const entry = (await api.trace(id)).find((e) => e.type === 'merged');
     assert.equal(typeof entry.data.review_to_merge_ms, 'number');
     assert.deepEqual(github.violations(), []);
+    await recordHistory(stack.client, id, 'github-pr-reviewed-merged');
   });
 
   it('is rejected, its branch deleted, when its pull request is closed unmerged; a fork’s branch of the same name is not it', async () => {
