@@ -18,7 +18,7 @@ import { ConfigError } from '../workers/config';
 import { loadGithubAccess } from '../workers/config-github';
 import type { Logger } from '../workers/log';
 import { tempDir } from './support/git-fixture';
-import { startGithubMock, type GithubMock } from './support/github-mock';
+import { ACTOR_LOGIN, startGithubMock, type GithubMock } from './support/github-mock';
 
 const REPO = 'octo-org/hello';
 const PUBLIC_URL = 'https://inbox.example';
@@ -39,7 +39,7 @@ const log: Logger = Object.fromEntries(
 /** The activities over `access`, reaching the mock without write pacing and with short backoff. */
 function activitiesFor(access: GithubAccess): PullRequestActivities {
   const clients = githubClients(access, { log, paceWrites: false, retryUnitMs: RETRY_UNIT_MS });
-  return createPullRequestActivities(githubPullRequests((repo) => clients.octokitFor(repo), { publicUrl: PUBLIC_URL, selfCheckAs: 'check_run', log }));
+  return createPullRequestActivities(githubPullRequests((repo) => clients.octokitFor(repo), { selfLogin: () => clients.selfLogin(), publicUrl: PUBLIC_URL, selfCheckAs: 'check_run', log }));
 }
 
 /** A round of task `task` on `agent/<task>` at `commit`. */
@@ -152,6 +152,7 @@ describe('GitHub pull requests', () => {
     assert.deepEqual(writer, {
       permission: 'write',
       allowed: true,
+      state: 'changes_requested',
       body: 'Please also fix the CONTRIBUTING file.',
       comments: [
         { path: 'README.md', line: 3, body: 'commit, not committ' },
@@ -160,11 +161,27 @@ describe('GitHub pull requests', () => {
     });
     // The event naming a writer does not lend the reader's review the writer's permission.
     const reader = await pulls.readReviewFeedback({ repo: REPO, number, review_id: byReader, reviewer: 'alice' });
-    assert.deepEqual(reader, { permission: 'read', allowed: false, body: '', comments: [] });
+    assert.deepEqual(reader, { permission: 'read', allowed: false, state: 'changes_requested', body: '', comments: [] });
     assert.equal(mock.state.requests.some((r) => r.path.endsWith(`/reviews/${byReader}/comments`)), false);
 
     await pulls.commentOnPullRequest({ repo: REPO, number, body: 'Only people with write access can steer the agent.' });
     assert.deepEqual(mock.state.comments(REPO, number).map((c) => c.body), ['Only people with write access can steer the agent.']);
+  });
+
+  it('takes no pull request someone else opened from its branch, and keeps to the task\'s own once it has one', async () => {
+    // Into the same base: GitHub refuses a second one, and the stranger's is not adopted.
+    const theirs = mock.state.openPull(REPO, { title: 'mine now', head: 'agent/t-stranger', base: 'main', user: 'mallory' });
+    const refused = await failureOf(pulls.publishPullRequest(round('t-stranger', 'success')));
+    assert.equal(refused.type, 'ForgeRefused');
+    assert.match(refused.message, /not opened by this worker/);
+    assert.equal(mock.state.pull(REPO, theirs.number)!.body, null, 'nothing written to theirs');
+    // Into another base: the task opens its own; a later round names it and updates exactly that one.
+    mock.state.openPull(REPO, { title: 'mine now', head: 'agent/t-pinned', base: 'release', user: 'mallory' });
+    const first = await pulls.publishPullRequest(round('t-pinned', 'success'));
+    assert.equal(mock.state.pull(REPO, first.number)!.user, ACTOR_LOGIN);
+    const again = await pulls.publishPullRequest(round('t-pinned', 'success', { number: first.number }));
+    assert.equal(again.number, first.number);
+    assert.equal(again.created, false);
   });
 
   it('waits out a primary rate limit and logs it without the token', async () => {

@@ -30,6 +30,7 @@ export function createPullRequestActivities(forge: ForgePullRequests | null): Pu
 export function githubForge(access: GithubAccess, opts: { publicUrl?: string; log: Logger }): ForgePullRequests {
   const clients = githubClients(access, { log: opts.log });
   return githubPullRequests((repo) => clients.octokitFor(repo), {
+    selfLogin: () => clients.selfLogin(),
     publicUrl: opts.publicUrl,
     selfCheckAs: access.auth.kind === 'app' ? 'check_run' : 'commit_status',
     log: opts.log,

@@ -53,6 +53,22 @@ const DO_NOT_RETRY = [400, 401, 403, 404, 410, 422, 451];
 export interface GithubClients {
   /** The client that may act on `repo` (`owner/name`); with an App, its installation on that repository is looked up once and kept. */
   octokitFor(repo: string): Promise<GithubOctokit>;
+  /** The login the worker acts as (the token's user, or the App's `<slug>[bot]`): pull requests it opened carry it. Asked once. */
+  selfLogin(): Promise<string>;
+}
+
+/** `fn`'s answer, asked the first time it is wanted and kept; a failure is not kept. */
+function once<T>(fn: () => Promise<T>): () => Promise<T> {
+  let kept: Promise<T> | null = null;
+  return () => {
+    if (kept === null) {
+      kept = fn();
+      kept.catch(() => {
+        kept = null;
+      });
+    }
+    return kept;
+  };
 }
 
 /** Builds the clients of `access`; no request is sent until one is used. */
@@ -62,7 +78,7 @@ export function githubClients(access: GithubAccess, opts: GithubClientOptions): 
 
   if (access.auth.kind === 'token') {
     const client = build({ auth: access.auth.token });
-    return { octokitFor: async () => client };
+    return { octokitFor: async () => client, selfLogin: once(async () => (await client.rest.users.getAuthenticated()).data.login) };
   }
 
   const { appId, privateKey } = access.auth;
@@ -82,6 +98,11 @@ export function githubClients(access: GithubAccess, opts: GithubClientOptions): 
     return client;
   };
   return {
+    selfLogin: once(async () => {
+      const { data } = await app.rest.apps.getAuthenticated();
+      if (!data?.slug) throw new Error('GitHub named no slug for this App');
+      return `${data.slug}[bot]`;
+    }),
     octokitFor(repo) {
       let client = byRepo.get(repo);
       if (client === undefined) {

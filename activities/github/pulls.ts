@@ -5,7 +5,7 @@
  */
 import type { Octokit } from '@octokit/rest';
 import { ApplicationFailure } from '@temporalio/common';
-import type { ForgePullRequests, PublishPullRequest, ReviewFeedback, SelfCheckReport } from '../../domain/forge';
+import { MAX_REVIEW_REQUEST_CHARS, type ForgePullRequests, type PublishPullRequest, type ReviewFeedback, type SelfCheckReport } from '../../domain/forge';
 import type { Logger } from '../../workers/log';
 import { activityFailure } from '../failures';
 import { InvalidRepoNameError, splitRepo } from './client';
@@ -24,6 +24,9 @@ export const SELF_CHECK_NAME = 'agent self-check';
 const STEERING_PERMISSIONS = new Set(['admin', 'maintain', 'write']);
 /** Longest part of GitHub's own error message an error of ours repeats. */
 const GITHUB_MESSAGE_CHARS = 300;
+/** Most comments of one review handed on, and the longest path kept of each. */
+const MAX_REVIEW_COMMENTS = 500;
+const MAX_PATH_CHARS = 1_000;
 /** Results per page when listing (GitHub's maximum). */
 const PER_PAGE = 100;
 
@@ -36,11 +39,16 @@ export interface GithubPullRequestOptions {
   publicUrl?: string;
   /** Default `check_run`. */
   selfCheckAs?: SelfCheckAs;
+  /**
+   * The login the worker acts as: only a pull request it opened is taken as the task's (anyone who can read a
+   * public repository can open one from the agent's branch).
+   */
+  selfLogin: () => Promise<string>;
   log?: Logger;
 }
 
 /** GitHub's pull-request side, reaching each repository with the client `octokitFor` gives for it. */
-export function githubPullRequests(octokitFor: (repo: string) => Promise<Octokit>, opts: GithubPullRequestOptions = {}): ForgePullRequests {
+export function githubPullRequests(octokitFor: (repo: string) => Promise<Octokit>, opts: GithubPullRequestOptions): ForgePullRequests {
   const publicUrl = opts.publicUrl?.replace(/\/+$/, '');
   const selfCheckAs = opts.selfCheckAs ?? 'check_run';
   const log = opts.log;
@@ -59,11 +67,21 @@ export function githubPullRequests(octokitFor: (repo: string) => Promise<Octokit
       const body = pullRequestBody(input, publicUrl);
       const title = cut(input.title, MAX_TITLE_CHARS, '…');
 
+      const self = await call('find the login of the worker on', input.repo, opts.selfLogin);
+      const ours = (pr: { head: { ref: string }; base: { ref: string }; user: { login: string } | null; state: string }) =>
+        pr.state === 'open' && pr.head.ref === input.head && pr.base.ref === input.base && pr.user?.login === self;
       const findOpen = async () => {
+        // The task's own pull request once it has one; else the open one the worker opened from this head into this base.
+        if (input.number !== undefined) {
+          const { data } = await call('read pull request of', input.repo, () => octokit.rest.pulls.get({ ...at, pull_number: input.number! }));
+          if (ours(data)) return data;
+          // Closed on GitHub (its event never reached the task): no second pull request is opened behind it.
+          throw activityFailure('ForgeRefused', `GitHub: pull request #${input.number} of ${input.repo} is ${data.merged ? 'merged' : data.state}; no other is opened for the task`);
+        }
         const { data } = await call('list open pull requests of', input.repo, () =>
-          octokit.rest.pulls.list({ ...at, state: 'open', head: `${owner}:${input.head}`, per_page: PER_PAGE }),
+          octokit.rest.pulls.list({ ...at, state: 'open', head: `${owner}:${input.head}`, base: input.base, per_page: PER_PAGE }),
         );
-        return data.find((pr) => pr.head.ref === input.head) ?? null;
+        return data.find(ours) ?? null;
       };
 
       let created = false;
@@ -80,7 +98,8 @@ export function githubPullRequests(octokitFor: (repo: string) => Promise<Octokit
           if (statusOf(err) === 422 && /already exists/i.test(message)) {
             // An earlier attempt opened it (its answer lost to a crash or a 5xx): the open one is ours.
             pr = await findOpen();
-            if (pr === null) throw forgeFailure('open a pull request on', input.repo, err);
+            // Someone else's pull request holds the branch: never the task's to write to or to be ended by.
+            if (pr === null) throw activityFailure('ForgeRefused', `GitHub: an open pull request from ${input.head} into ${input.base} on ${input.repo} was not opened by this worker; close it and retry`);
           } else if (statusOf(err) === 422 && /draft/i.test(message)) {
             // Repositories on plans without drafts refuse them: open it ready, the failing check says the rest.
             ({ data: pr } = await call('open a pull request on', input.repo, () => open(false)));
@@ -135,15 +154,18 @@ export function githubPullRequests(octokitFor: (repo: string) => Promise<Octokit
       const author = review.user?.login ?? reviewer;
       const permission = await permissionOf(octokit, at, full, author);
       const allowed = STEERING_PERMISSIONS.has(permission);
-      if (!allowed) return { permission, allowed, body: '', comments: [] } satisfies ReviewFeedback;
+      const state = review.state.toLowerCase();
+      if (!allowed) return { permission, allowed, state, body: '', comments: [] } satisfies ReviewFeedback;
       const comments = await call('list review comments of', full, () =>
         octokit.paginate(octokit.rest.pulls.listCommentsForReview, { ...at, pull_number: number, review_id, per_page: PER_PAGE }),
       );
       return {
         permission,
         allowed,
+        state,
         body: review.body ?? '',
-        comments: comments.map((c) => ({ path: c.path, line: lineOf(c), body: c.body })),
+        // Bounded: the request for changes is cut to its own limit anyway, and the answer must fit a Temporal payload.
+        comments: comments.slice(0, MAX_REVIEW_COMMENTS).map((c) => ({ path: c.path.slice(0, MAX_PATH_CHARS), line: lineOf(c), body: cut(c.body, MAX_REVIEW_REQUEST_CHARS, '…') })),
       };
     },
 

@@ -147,6 +147,16 @@ export class Bodies {
     }));
   }
 
+  /** The authenticated user (`GET /user`). */
+  authenticatedUser(login: string): Json {
+    return { ...this.user(this.example('get', '/user'), login), type: login.endsWith('[bot]') ? 'Bot' : 'User' };
+  }
+
+  /** The authenticated App (`GET /app`). */
+  app(slug: string): Json {
+    return { ...this.example('get', '/app'), slug };
+  }
+
   /** The GitHub App installation of a repository. */
   installation(repo: RepoRecord, id: number): Json {
     const body = this.example('get', '/repos/{owner}/{repo}/installation');
@@ -195,7 +205,7 @@ export class Bodies {
   }
 
   private user(template: Json, login: string): Json {
-    return { ...template, login, html_url: `${this.web}/${login}`, url: `${this.api}/users/${login}` };
+    return { ...template, login, html_url: `${this.web}/${encodeURIComponent(login)}`, url: `${this.api}/users/${encodeURIComponent(login)}` };
   }
 
   private example(method: Operation['method'], path: string): Json {

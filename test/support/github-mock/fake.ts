@@ -121,6 +121,10 @@ interface RepoState {
 
 /** Login the fake attributes created pull requests, comments and check runs to (the token's owner). */
 export const ACTOR_LOGIN = 'agent-inbox-bot';
+/** The App's slug; an installation token acts as `<slug>[bot]`. */
+export const APP_SLUG = 'agent-inbox';
+/** Who an installation token acts as. */
+export const APP_BOT_LOGIN = `${APP_SLUG}[bot]`;
 /** Installation id the fake reports for every repository. */
 export const INSTALLATION_ID = 1;
 /** Lifetime of an installation access token, as GitHub issues them. */
@@ -271,14 +275,14 @@ export class FakeGithub {
   }
 
   /** Opens a pull request. */
-  openPull(repo: string, input: { title: string; head: string; base: string; body?: string | null; draft?: boolean }): PullRecord {
+  openPull(repo: string, input: { title: string; head: string; base: string; body?: string | null; draft?: boolean; user?: string }): PullRecord {
     const s = this.state(repo);
     const [headOwner, headRef] = input.head.includes(':') ? input.head.split(':', 2) : [s.repo.owner, input.head];
     const now = new Date().toISOString();
     const pull: PullRecord = {
       id: this.id(), number: s.nextNumber++, title: input.title, body: input.body ?? null, state: 'open', draft: input.draft ?? false,
       merged: false, mergeCommitSha: null, head: { ref: headRef, sha: this.branchSha(repo, headRef), owner: headOwner }, base: { ref: input.base },
-      user: ACTOR_LOGIN, createdAt: now, updatedAt: now,
+      user: input.user ?? ACTOR_LOGIN, createdAt: now, updatedAt: now,
     };
     s.pulls.push(pull);
     return pull;

@@ -17,7 +17,7 @@ import { startFrontRouter, type Violation } from './router';
 import { startFakeServer } from './server';
 import { loadTrimmedSpec } from './spec';
 
-export { ACTOR_LOGIN, FakeGithub, INSTALLATION_ID, type Permission } from './fake';
+export { ACTOR_LOGIN, APP_BOT_LOGIN, FakeGithub, INSTALLATION_ID, type Permission } from './fake';
 export type { Violation } from './router';
 
 /** A running GitHub mock. */

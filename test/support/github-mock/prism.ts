@@ -2,8 +2,8 @@
  * Prism, Stoplight's OpenAPI validating proxy, run as a child process in front of the fake GitHub.
  */
 import { spawn } from 'node:child_process';
-import net from 'node:net';
 import path from 'node:path';
+import { freePort } from '../http';
 import { REPO_ROOT } from '../stack';
 
 /** A running Prism proxy. */
@@ -60,16 +60,4 @@ export async function startPrism(specFile: string, upstream: string): Promise<Pr
       clearTimeout(timer);
     },
   };
-}
-
-/** A loopback port nobody listens on right now (Prism takes a port number, not a listening socket). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = net.createServer();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const { port } = probe.address() as net.AddressInfo;
-      probe.close(() => resolve(port));
-    });
-  });
 }

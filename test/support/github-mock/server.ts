@@ -6,7 +6,7 @@ import crypto from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Bodies, pullIdOfNode, pullNodeId } from './bodies';
-import { fakeSha, INSTALLATION_ID, INSTALLATION_TOKEN_TTL_MS, type FakeGithub, type PullRecord, type RepoRecord } from './fake';
+import { APP_BOT_LOGIN, APP_SLUG, fakeSha, INSTALLATION_ID, ACTOR_LOGIN, INSTALLATION_TOKEN_TTL_MS, type FakeGithub, type PullRecord, type RepoRecord } from './fake';
 import { OPERATIONS, type Operation } from './spec';
 
 /** A JSON value as requests and responses carry it. */
@@ -25,6 +25,8 @@ interface Call {
   query: URLSearchParams;
   body: Json;
   repo: RepoRecord;
+  /** Who the request's credential acts as. */
+  actor: string;
 }
 
 /** A GitHub error answer; thrown by handlers, turned into `{message, documentation_url}` in one place. */
@@ -62,6 +64,11 @@ export async function startFakeServer(fake: FakeGithub, spec: Json): Promise<Fak
 }
 
 type Handler = (call: Call) => Reply;
+
+/** Who a request acts as: an installation token (`ghs_…`) is the App's bot, any other credential the token's owner. */
+function actorOf(authorization: string | undefined): string {
+  return /^(token|bearer) ghs_/i.test(authorization ?? '') ? APP_BOT_LOGIN : ACTOR_LOGIN;
+}
 interface Route { method: string; pattern: RegExp; names: string[]; handler: Handler }
 
 async function serve(fake: FakeGithub, routes: Route[], req: http.IncomingMessage): Promise<Reply> {
@@ -85,7 +92,7 @@ async function serve(fake: FakeGithub, routes: Route[], req: http.IncomingMessag
       const params = Object.fromEntries(route.names.map((name, i) => [name, decodeURIComponent(match[i + 1])]));
       const repo = params.owner === undefined ? undefined : fake.repo(`${params.owner}/${params.repo}`);
       if (params.owner !== undefined && repo === undefined) throw new GithubError(404, 'Not Found');
-      return route.handler({ params, query: url.searchParams, body, repo: repo as RepoRecord });
+      return route.handler({ params, query: url.searchParams, body, repo: repo as RepoRecord, actor: actorOf(req.headers.authorization) });
     }
     throw new GithubError(404, 'Not Found');
   } catch (error) {
@@ -148,12 +155,14 @@ function buildRoutes(fake: FakeGithub, bodies: Bodies): Route[] {
         && (head === null || `${p.head.owner}:${p.head.ref}` === head) && (base === null || p.base.ref === base));
       return { status: 200, body: found.map((p) => bodies.pullItem(repo, p)) };
     },
-    'post /repos/{owner}/{repo}/pulls': ({ repo, body }) => {
+    'get /user': ({ actor }) => ({ status: 200, body: bodies.authenticatedUser(actor) }),
+    'get /app': () => ({ status: 200, body: bodies.app(APP_SLUG) }),
+    'post /repos/{owner}/{repo}/pulls': ({ repo, body, actor }) => {
       const head = String(body.head);
       const headRef = head.includes(':') ? head.split(':', 2)[1] : head;
       const open = fake.pulls(repo.fullName).find((p) => p.state === 'open' && p.head.ref === headRef && p.base.ref === body.base);
       if (open !== undefined) throw new GithubError(422, `A pull request already exists for ${repo.owner}:${headRef}.`);
-      const pull = fake.openPull(repo.fullName, { title: body.title, head, base: body.base, body: body.body, draft: body.draft });
+      const pull = fake.openPull(repo.fullName, { title: body.title, head, base: body.base, body: body.body, draft: body.draft, user: actor });
       return { status: 201, body: bodies.pull(repo, pull), headers: { location: `${bodies.pull(repo, pull).url}` } };
     },
     'get /repos/{owner}/{repo}/pulls/{pull_number}': (call) => ({ status: 200, body: bodies.pull(call.repo, pullOf(call)) }),

@@ -17,6 +17,8 @@ export interface Operation {
 
 /** The operations the fake serves; the trimmed description holds these and nothing else, so Prism refuses the rest. */
 export const OPERATIONS: readonly Operation[] = [
+  { method: 'get', path: '/user' },
+  { method: 'get', path: '/app' },
   { method: 'get', path: '/repos/{owner}/{repo}' },
   { method: 'get', path: '/repos/{owner}/{repo}/pulls' },
   { method: 'post', path: '/repos/{owner}/{repo}/pulls' },
