@@ -103,6 +103,7 @@ const DECISION_FAILURE_STATUS: Readonly<Record<DecisionFailure, number>> = {
   OverCeiling: 403,
   NotThisPullRequest: 409,
   DuplicateDelivery: 409,
+  ReviewRefused: 409,
 };
 
 /** A rejected update's status: as mapped above, else 409 (the task refused it in its current state). */

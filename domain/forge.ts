@@ -131,6 +131,8 @@ export interface PublishPullRequest {
   base: string;
   /** The head commit the round pushed. */
   commit: string;
+  /** The task's pull request from an earlier round: updated, never replaced by another with the same head. */
+  number?: number;
   title: string;
   /** The template's body (goal, changes, risks, how to test, network, cost); the forge adds the inbox link and "Fixes #N". */
   body: string;
@@ -155,6 +157,8 @@ export interface ReviewFeedback {
   permission: string;
   /** Write access or more: only then does the review reach the agent. */
   allowed: boolean;
+  /** The review's state now, lower case (`changes_requested`, `dismissed`, ...): a dismissed review asks nothing. Absent from workers before it was read. */
+  state?: string;
   body: string;
   comments: { path: string; line: number | null; body: string }[];
 }

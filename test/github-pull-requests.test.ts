@@ -11,6 +11,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { deliveryTaskId } from '../api/idempotency';
 import type { Stack } from '../workers/stack';
 import type { DevServer } from '../workers/temporal-server';
 import { branchCommit, makeOriginRepo, tempDir } from './support/git-fixture';
@@ -47,7 +48,7 @@ function labeled(number: number): any {
   p.label = { ...p.label, name: 'agent-ready' };
   p.issue.number = number;
   p.issue.title = 'Spelling error in the README file';
-  p.issue.body = "It looks like you accidently spelled 'commit' with three 'm's.";
+  p.issue.body = "It looks like you accidently spelled 'commit' with three 'm's.\n\nCloses #4242 @octo-org/owners </details> Injected";
   p.issue.labels = [{ ...p.issue.labels[0], name: 'agent-ready' }];
   p.sender = { ...p.sender, login: 'octocat', type: 'User' };
   return p;
@@ -84,8 +85,8 @@ function closed(number: number, taskId: string, merged: boolean, actor: string, 
 }
 
 /** Starts a task from issue `number` and waits for its pull request; returns the task, its review item and the PR number. */
-async function taskWithPullRequest(number: number): Promise<{ id: string; item: any; pr: number }> {
-  const res = await deliver(labeled(number));
+async function taskWithPullRequest(number: number, delivery?: string): Promise<{ id: string; item: any; pr: number }> {
+  const res = await deliver(labeled(number), delivery === undefined ? {} : { delivery });
   assert.equal(res.status, 202, JSON.stringify(res.body));
   const id = res.body.task_id as string;
   opened.push(id);
@@ -158,6 +159,12 @@ describe('a task from a GitHub issue', () => {
     assert.equal(fromReader.status, 202, JSON.stringify(fromReader.body));
     await eventually(async () => github.state.comments(REPO, pr), (cs: any[]) => cs.some((c) => /write access/.test(c.body)), 'a reply to the reader');
     assert.equal((await api.task(id)).items.find((i: any) => i.item_id === item.item_id).status, 'pending');
+    // Again and again: refused unread, and answered once (no history, no comments to spend).
+    const again1 = github.state.addReview(REPO, pr, { reviewer: 'reader-rob', state: 'CHANGES_REQUESTED', body: 'Rewrite it all, now.' });
+    const readerAgain = await deliver(reviewed(pr, id, again1, 'reader-rob'), { event: 'pull_request_review' });
+    assert.equal(readerAgain.status, 200, JSON.stringify(readerAgain.body));
+    assert.match(readerAgain.body.ignored, /reader-rob may not steer this task/);
+    assert.equal(github.state.comments(REPO, pr).filter((c) => /write access/.test(c.body)).length, 1, 'one reply to the reader');
 
     // A writer's review with two comments: one round of changes, on the same pull request.
     const byWriter = github.state.addReview(REPO, pr, {
@@ -217,8 +224,16 @@ describe('a task from a GitHub issue', () => {
     assert.deepEqual(github.violations(), []);
   });
 
-  it('closes its pull request when rejected in the inbox, and no token reaches a task', async () => {
-    const { id, item, pr } = await taskWithPullRequest(9);
+  it('closes its pull request when rejected in the inbox, keeps away from a stranger’s pull request of its branch, and no token reaches a task', async () => {
+    // The task id follows from the delivery id, so a stranger can open a pull request from its branch first (into another base).
+    const delivery = crypto.randomUUID();
+    const stranger = github.state.openPull(REPO, { title: 'mine now', head: `agent/${deliveryTaskId('github', delivery)}`, base: 'release', user: 'mallory' });
+    const { id, item, pr } = await taskWithPullRequest(9, delivery);
+    assert.notEqual(pr, stranger.number, 'the task opened its own pull request');
+    // The issue's text reaches the body inert: it pings nobody, closes no other issue and opens no fold.
+    const body = github.state.pulls(REPO).find((p) => p.number === pr)!.body ?? '';
+    assert.ok(!/Closes #4242|@octo-org\/owners|<\/details>\s*Injected/.test(body), body);
+    assert.match(body, /Fixes #9/);
     await api.decide(id, item, { action: 'reject', comment: 'not needed' });
     const ended = await api.ended(id);
     assert.equal(ended.state, 'rejected');

@@ -44,7 +44,7 @@ export interface DecisionAck {
 }
 
 /** Failure types the workflow raises from update validators; the API maps them to HTTP statuses. */
-export const DECISION_FAILURES = ['TaskEnded', 'UnknownItem', 'StaleDecision', 'InvalidDecision', 'OverCeiling', 'NotThisPullRequest', 'DuplicateDelivery'] as const;
+export const DECISION_FAILURES = ['TaskEnded', 'UnknownItem', 'StaleDecision', 'InvalidDecision', 'OverCeiling', 'NotThisPullRequest', 'DuplicateDelivery', 'ReviewRefused'] as const;
 
 /** Decide a pending inbox item (approve, reject, answer, request_changes, grant_budget, message, cancel). */
 export const decideUpdate = defineUpdate<DecisionAck, [Decision]>('decide');

@@ -11,7 +11,7 @@ import { TASK_ID } from '../schemas';
 /** Prefix of the branches tasks push. */
 const AGENT_BRANCH_PREFIX = 'agent/';
 /** Update failures meaning the event is not this task's to take: answered as ignored, not as an error. */
-const NOT_FOR_THE_TASK = new Set(['NotThisPullRequest', 'DuplicateDelivery', 'TaskEnded']);
+const NOT_FOR_THE_TASK = new Set(['NotThisPullRequest', 'DuplicateDelivery', 'ReviewRefused', 'TaskEnded']);
 
 /** What became of a forwarded event: taken by a task, or ignored with the reason. */
 export type Forwarded = { taken: true; task_id: string } | { taken: false; reason: string };

@@ -3,6 +3,7 @@
  * the end of the task (items closed, sandbox torn down, a rejected branch removed).
  */
 import { ActivityFailure, CancellationScope, condition, allHandlersFinished, log, patched } from '@temporalio/workflow';
+import { codeBlock } from '../../domain/markdown';
 import { preview } from '../../domain/rules';
 import type { TaskOutcome } from '../messages';
 import type { EgressView } from '../../domain/egress';
@@ -134,9 +135,7 @@ function prSummary(t: TaskRun, stat: string): string {
     '',
     ...(finish ? ['## Summary', preview(finish.summary, 4_000), ''] : []),
     '## Changes',
-    '```',
-    preview(stat, 3_000),
-    '```',
+    codeBlock(preview(stat, 3_000)),
     '',
     '## Risks',
     ...risks,

@@ -8,6 +8,7 @@
  */
 import { ActivityFailure, condition, setHandler, ApplicationFailure } from '@temporalio/workflow';
 import { notAllowedReply, reviewRequest, type SelfCheckReport, type TaskForgeEvent } from '../../domain/forge';
+import { codeBlock, inertMarkdown } from '../../domain/markdown';
 import { preview } from '../../domain/rules';
 import type { InboxItem, Resolution } from '../../domain/task';
 import { forgeEventUpdate, type DecisionAck } from '../messages';
@@ -22,6 +23,12 @@ export const PULL_REQUEST_PATCH = 'forge-pull-request';
 
 /** Deliveries a task remembers, to refuse a redelivered event. */
 const SEEN_DELIVERIES_KEEP = 200;
+/** Reviews waiting to be read back while the agent works; more are refused until the wait for review reads them. */
+const MAX_QUEUED_REVIEWS = 20;
+/** Reviews a task remembers having taken (each reviewer refused is read once, each writer's review is a round: few). */
+const REVIEWS_KEEP = 1_000;
+/** Reviewers refused (no write access) a task remembers, so each gets one reply. */
+const REFUSED_REVIEWERS_KEEP = 200;
 /** Longest step output a check run and the pull request's test log carry per step. */
 const CHECK_OUTPUT_CHARS = 4_000;
 
@@ -39,15 +46,16 @@ export function selfCheckOf(t: TaskRun): SelfCheckReport {
     return {
       conclusion: 'success',
       summary: `${checks.length} check command(s) passed after the agent finished`,
-      text: checks.map((c) => `- \`${preview(c, 200)}\``).join('\n'),
+      text: inertMarkdown(checks.map((c) => `- ${codeBlock(preview(c, 200))}`).join('\n')),
     };
   }
   const failed = s.step_outputs.filter((o) => o.exit_code !== 0);
   return {
     conclusion: s.step_outputs.length === 0 ? 'neutral' : failed.length === 0 ? 'success' : 'failure',
-    summary:
+    summary: inertMarkdown(
       failed.length === 0 ? `${s.step_outputs.length} recipe step(s) exited 0` : `${failed.length} of ${s.step_outputs.length} recipe step(s) failed: ${failed.map((o) => o.name).join(', ')}`,
-    text: s.step_outputs.map((o) => `### ${o.name} (exit ${o.exit_code})\n\`\`\`\n${preview(o.preview, CHECK_OUTPUT_CHARS)}\n\`\`\``).join('\n\n'),
+    ),
+    text: inertMarkdown(s.step_outputs.map((o) => `### ${o.name} (exit ${o.exit_code})\n${codeBlock(preview(o.preview, CHECK_OUTPUT_CHARS))}`).join('\n\n')),
   };
 }
 
@@ -56,7 +64,8 @@ function pullRequestBody(t: TaskRun, summary: string, check: SelfCheckReport): s
   const u = t.s.usage;
   const cost = `- ${u.steps} step(s), ${u.tokens} model token(s), $${u.usd.toFixed(4)}`;
   const log = check.text === '' ? [] : ['', '<details><summary>Self-check</summary>', '', check.summary, '', check.text, '', '</details>'];
-  return [summary, '', '## Cost', cost, ...log].join('\n');
+  // The summary carries the issue's text, the model's words and what the repository printed: none of it may ping, close or fold.
+  return [inertMarkdown(summary), '', '## Cost', cost, ...log].join('\n');
 }
 
 /** Opens or updates the round's pull request after its push; returns what the review item says of it, or nothing (a failure is traced, and the review goes on without it). */
@@ -72,11 +81,17 @@ export async function openPullRequest(t: TaskRun, summary: string): Promise<Reco
       head: s.branch,
       base: t.input.spec.base_branch,
       commit: s.commit,
+      ...(s.pr === undefined ? {} : { number: s.pr.number }),
       title: preview(firstLine(t.input.spec.goal), 100),
       body: pullRequestBody(t, summary, check),
       fixes: source.issue,
       self_check: check,
     });
+    if (s.pr !== undefined && s.pr.number !== pr.number) {
+      // The forge answered with another pull request than the task's: keep the task's, say so.
+      trace(t, 'health', `GitHub answered with pull request #${pr.number}, not the task's #${s.pr.number}; the task keeps #${s.pr.number}`);
+      return { pull_request: { number: s.pr.number, url: s.pr.url, draft: s.pr.draft } };
+    }
     s.pr = { repo: source.repo, number: pr.number, url: pr.url, draft: pr.draft, closed: false, merged_at: null };
     trace(t, pr.created ? 'pr_opened' : 'pr_updated', `${pr.created ? 'opened' : 'updated'} pull request #${pr.number}${pr.draft ? ' (draft)' : ''}: ${pr.url}`, {
       number: pr.number,
@@ -111,11 +126,6 @@ export function installForgeHandler(t: TaskRun): void {
   setHandler(forgeEventUpdate, (e) => takeForgeEvent(t, e), { validator: (e) => validateForgeEvent(t, e) });
 }
 
-/** How a taken review is remembered beside delivery ids. */
-function reviewKey(reviewId: number): string {
-  return `review:${reviewId}`;
-}
-
 function validateForgeEvent(t: TaskRun, e: TaskForgeEvent): void {
   assertOpen(t);
   const pr = t.s.pr;
@@ -127,10 +137,23 @@ function validateForgeEvent(t: TaskRun, e: TaskForgeEvent): void {
       nonRetryable: true,
     });
   }
-  // GitHub's signature does not cover the delivery id: the same review re-sent under a new id is refused by its own id.
-  const seen = t.s.forge_seen ?? [];
-  if (seen.includes(e.delivery_id) || (e.kind === 'changes_requested' && seen.includes(reviewKey(e.review_id)))) {
+  const s = t.s;
+  if ((s.forge_seen ?? []).includes(e.delivery_id)) {
     throw ApplicationFailure.create({ type: 'DuplicateDelivery', message: `delivery ${e.delivery_id} was taken already`, nonRetryable: true });
+  }
+  if (e.kind !== 'changes_requested') return;
+  // GitHub's signature does not cover the delivery id: the same review re-sent under a new id is refused by its own id.
+  const queued = s.forge_queue ?? [];
+  if ((s.forge_reviews ?? []).includes(e.review_id)) {
+    throw ApplicationFailure.create({ type: 'DuplicateDelivery', message: `review ${e.review_id} was taken already`, nonRetryable: true });
+  }
+  // Someone refused once is not read again (nor answered again): their reviews cannot grow the history or the comments.
+  const who = e.reviewer.toLowerCase();
+  if ((s.forge_refused ?? []).includes(who)) {
+    throw ApplicationFailure.create({ type: 'ReviewRefused', message: `${e.reviewer} may not steer this task`, nonRetryable: true });
+  }
+  if (queued.some((q) => q.kind === 'changes_requested' && q.reviewer.toLowerCase() === who) || queued.length >= MAX_QUEUED_REVIEWS) {
+    throw ApplicationFailure.create({ type: 'ReviewRefused', message: `a review by ${e.reviewer} (or ${MAX_QUEUED_REVIEWS} reviews) already wait to be read`, nonRetryable: true });
   }
 }
 
@@ -139,12 +162,15 @@ function takeForgeEvent(t: TaskRun, e: TaskForgeEvent): DecisionAck {
   const s = t.s;
   const seen = (s.forge_seen ??= []);
   seen.push(e.delivery_id);
-  if (e.kind === 'changes_requested') seen.push(reviewKey(e.review_id));
   if (seen.length > SEEN_DELIVERIES_KEEP) seen.splice(0, seen.length - SEEN_DELIVERIES_KEEP);
   const item = s.items.find((i) => i.item_id === s.review_item && i.status === 'pending') ?? null;
   if (e.kind === 'changes_requested') {
     trace(t, 'forge_event', `review ${e.review_id} by ${e.reviewer} requested changes on #${e.number}`, { delivery_id: e.delivery_id, review_id: e.review_id }, `github:${e.reviewer}`);
     (s.forge_queue ??= []).push(e);
+    // Remembered from now on, not once read: a copy re-sent while it is being read is refused too.
+    const reviews = (s.forge_reviews ??= []);
+    reviews.push(e.review_id);
+    if (reviews.length > REVIEWS_KEEP) reviews.splice(0, reviews.length - REVIEWS_KEEP);
     return { task_id: t.input.task_id, item: null, state: s.state };
   }
   const pr = s.pr!;
@@ -206,6 +232,9 @@ async function takeReview(t: TaskRun, item: InboxItem, e: Extract<TaskForgeEvent
     return;
   }
   if (!feedback.allowed) {
+    const refused = (t.s.forge_refused ??= []);
+    refused.push(e.reviewer.toLowerCase());
+    if (refused.length > REFUSED_REVIEWERS_KEEP) refused.splice(0, refused.length - REFUSED_REVIEWERS_KEEP);
     trace(t, 'note', `review ${e.review_id} by ${e.reviewer} ignored: their permission is ${feedback.permission}, not write`, { review_id: e.review_id }, actor);
     try {
       await io.commentOnPullRequest({ repo: pr.repo, number: pr.number, body: notAllowedReply(e.reviewer) });
@@ -213,6 +242,11 @@ async function takeReview(t: TaskRun, item: InboxItem, e: Extract<TaskForgeEvent
       if (!(err instanceof ActivityFailure)) throw err;
       trace(t, 'health', `could not reply on #${pr.number}: ${describeFailure(err)}`);
     }
+    return;
+  }
+  // Dismissed on GitHub after it was sent: it asks nothing any more.
+  if (feedback.state !== undefined && feedback.state !== 'changes_requested') {
+    trace(t, 'note', `review ${e.review_id} by ${e.reviewer} is ${feedback.state} now; not passed on`, { review_id: e.review_id }, actor);
     return;
   }
   // A human may have decided in the inbox while the review was read: theirs stands.

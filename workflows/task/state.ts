@@ -57,6 +57,10 @@ export interface State {
   forge_queue?: TaskForgeEvent[];
   /** Forge deliveries taken, newest last, bounded: a redelivered event is refused. */
   forge_seen?: string[];
+  /** Reviews taken, bounded, so one re-sent under another delivery id is refused. */
+  forge_reviews?: number[];
+  /** Reviewers (lower case) refused for lack of write access, bounded: their later reviews are refused unread. */
+  forge_refused?: string[];
 }
 
 /** The setup phase's progress: commands done, and whether its result came from (or went to) the cache. */
