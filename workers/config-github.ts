@@ -4,12 +4,10 @@
  * read and kept out of the environment children inherit. Neither set: tasks publish their branch and nothing else.
  */
 import crypto from 'node:crypto';
-import path from 'node:path';
 import { z } from 'zod';
 import type { GithubAccess } from '../activities/github/client';
-import { isWithin } from '../domain/repo-policy';
 import { isLoopbackHost } from '../api/auth/local-admin';
-import { ConfigError, readPrivateSecret } from './config';
+import { ConfigError, readSecretFile } from './config';
 
 /** The variables GitHub access is configured from. */
 export const GithubAccessEnv = z.object({
@@ -37,17 +35,10 @@ export function loadGithubAccess(env: NodeJS.ProcessEnv, dataDir: string): Githu
   const apiUrl = apiUrlOf(v.GITHUB_API_URL);
   if (typeof apiUrl !== 'string') throw bad('GITHUB_API_URL', apiUrl.error);
 
-  /** The file variable `name` names, resolved, refused inside DATA_DIR (sandboxes see what is there). */
-  const fileOf = (name: string, value: string): string => {
-    const file = path.resolve(value);
-    if (isWithin(file, dataDir)) throw bad(name, 'must not be inside DATA_DIR');
-    return file;
-  };
-
   const app = v.GITHUB_APP_ID !== undefined || v.GITHUB_APP_PRIVATE_KEY_FILE !== undefined;
   if (v.GITHUB_TOKEN_FILE !== undefined && app) throw bad('GITHUB_TOKEN_FILE', 'set it or GITHUB_APP_ID with GITHUB_APP_PRIVATE_KEY_FILE, not both');
   if (v.GITHUB_TOKEN_FILE !== undefined) {
-    const token = readPrivateSecret('GITHUB_TOKEN_FILE', fileOf('GITHUB_TOKEN_FILE', v.GITHUB_TOKEN_FILE), MIN_TOKEN_CHARS);
+    const token = readSecretFile('GITHUB_TOKEN_FILE', v.GITHUB_TOKEN_FILE, dataDir, MIN_TOKEN_CHARS);
     if (/\s/.test(token)) throw bad('GITHUB_TOKEN_FILE', 'the file must hold the token alone, on one line');
     return { apiUrl, auth: { kind: 'token', token } };
   }
@@ -55,7 +46,7 @@ export function loadGithubAccess(env: NodeJS.ProcessEnv, dataDir: string): Githu
   if (v.GITHUB_APP_ID === undefined) throw bad('GITHUB_APP_ID', 'required with GITHUB_APP_PRIVATE_KEY_FILE: the App the key belongs to');
   if (v.GITHUB_APP_PRIVATE_KEY_FILE === undefined) throw bad('GITHUB_APP_PRIVATE_KEY_FILE', 'required with GITHUB_APP_ID: the App signs its requests with it');
   if (!/^[1-9][0-9]{0,15}$/.test(v.GITHUB_APP_ID.trim())) throw bad('GITHUB_APP_ID', 'the App\'s numeric id (its settings page shows it as "App ID")');
-  const privateKey = readPrivateSecret('GITHUB_APP_PRIVATE_KEY_FILE', fileOf('GITHUB_APP_PRIVATE_KEY_FILE', v.GITHUB_APP_PRIVATE_KEY_FILE), 1);
+  const privateKey = readSecretFile('GITHUB_APP_PRIVATE_KEY_FILE', v.GITHUB_APP_PRIVATE_KEY_FILE, dataDir, 1);
   try {
     crypto.createPrivateKey(privateKey);
   } catch {

@@ -329,10 +329,7 @@ function oidcSettings(cfg: z.infer<typeof Config>, dataDir: string): OidcSetting
   if (cfg.OIDC_CLIENT_SECRET !== undefined && cfg.OIDC_CLIENT_SECRET_FILE !== undefined) throw bad('OIDC_CLIENT_SECRET_FILE', 'set it or OIDC_CLIENT_SECRET, not both');
   let clientSecret = cfg.OIDC_CLIENT_SECRET;
   if (cfg.OIDC_CLIENT_SECRET_FILE !== undefined) {
-    const file = path.resolve(cfg.OIDC_CLIENT_SECRET_FILE);
-    // Sandboxes see what is under DATA_DIR: no secret may live there.
-    if (isWithin(file, dataDir)) throw bad('OIDC_CLIENT_SECRET_FILE', 'must not be inside DATA_DIR');
-    clientSecret = readPrivateSecret('OIDC_CLIENT_SECRET_FILE', file, 1);
+    clientSecret = readSecretFile('OIDC_CLIENT_SECRET_FILE', cfg.OIDC_CLIENT_SECRET_FILE, dataDir, 1);
   }
   if (clientSecret === undefined) throw bad('OIDC_CLIENT_SECRET', 'required with API_AUTH=oidc (or OIDC_CLIENT_SECRET_FILE)');
   return {
@@ -356,10 +353,7 @@ function githubIntakeSettings(cfg: z.infer<typeof Config>, dataDir: string): Git
   if (cfg.GITHUB_WEBHOOK_SECRET !== undefined && cfg.GITHUB_WEBHOOK_SECRET_FILE !== undefined) throw bad('GITHUB_WEBHOOK_SECRET_FILE', 'set it or GITHUB_WEBHOOK_SECRET, not both');
   let secret = cfg.GITHUB_WEBHOOK_SECRET;
   if (cfg.GITHUB_WEBHOOK_SECRET_FILE !== undefined) {
-    const file = path.resolve(cfg.GITHUB_WEBHOOK_SECRET_FILE);
-    // Sandboxes see what is under DATA_DIR: no secret may live there.
-    if (isWithin(file, dataDir)) throw bad('GITHUB_WEBHOOK_SECRET_FILE', 'must not be inside DATA_DIR');
-    secret = readPrivateSecret('GITHUB_WEBHOOK_SECRET_FILE', file, MIN_SECRET_CHARS);
+    secret = readSecretFile('GITHUB_WEBHOOK_SECRET_FILE', cfg.GITHUB_WEBHOOK_SECRET_FILE, dataDir, MIN_SECRET_CHARS);
   } else if (secret !== undefined && secret.length < MIN_SECRET_CHARS) {
     throw bad('GITHUB_WEBHOOK_SECRET', `the secret is shorter than ${MIN_SECRET_CHARS} characters`);
   }
@@ -446,8 +440,15 @@ export function readEgressProxySecret(file: string): string {
   return readPrivateSecret('EGRESS_PROXY_SECRET_FILE', file, MIN_SECRET_CHARS);
 }
 
+/** The secret in the file variable `name` names as `value`, refused inside DATA_DIR (sandboxes see what is there), read as {@link readPrivateSecret} reads it. */
+export function readSecretFile(name: string, value: string, dataDir: string, minChars: number): string {
+  const file = path.resolve(value);
+  if (isWithin(file, dataDir)) throw new ConfigError(`invalid configuration: ${name}: must not be inside DATA_DIR`);
+  return readPrivateSecret(name, file, minChars);
+}
+
 /** The secret in the file variable `name` names (one trailing newline dropped): a regular file others cannot read, at least `minChars` long. */
-export function readPrivateSecret(name: string, file: string, minChars: number): string {
+function readPrivateSecret(name: string, file: string, minChars: number): string {
   const bad = (why: string) => new ConfigError(`invalid configuration: ${name}: ${why}`);
   let stat: fs.Stats;
   try {

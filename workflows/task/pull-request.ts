@@ -32,11 +32,6 @@ const REFUSED_REVIEWERS_KEEP = 200;
 /** Longest step output a check run and the pull request's test log carry per step. */
 const CHECK_OUTPUT_CHARS = 4_000;
 
-/** Whether this task opens pull requests: it came from a forge issue, and its history is from after pull requests. */
-function opensPullRequests(t: TaskRun): boolean {
-  return t.input.source?.forge === 'github';
-}
-
 /** What the round's self-check was, as the check run on the pull request reports it. */
 export function selfCheckOf(t: TaskRun): SelfCheckReport {
   const s = t.s;
@@ -72,7 +67,7 @@ function pullRequestBody(t: TaskRun, summary: string, check: SelfCheckReport): s
 export async function openPullRequest(t: TaskRun, summary: string): Promise<Record<string, unknown>> {
   const s = t.s;
   const source = t.input.source;
-  if (!opensPullRequests(t) || source === undefined || s.branch === null || s.commit === null) return {};
+  if (source?.forge !== 'github' || s.branch === null || s.commit === null) return {};
   const check = selfCheckOf(t);
   try {
     const pr = await io.publishPullRequest({
