@@ -278,7 +278,9 @@ describe('budgets and guards', () => {
   });
 
   it('raises a stuck alert when no step succeeds within the idle cap, and retries after a message', async () => {
-    const id = await submit([{ run: '[ -n "${AGENT_MESSAGE:-}" ] || sleep 120; echo "$AGENT_MESSAGE" > msg.txt' }], { budget: { max_idle_minutes: 0.05 } });
+    // The same cap also runs from the message to the retried step's push, which takes several
+    // seconds on a loaded machine: 12 s leaves that room without a long first wait.
+    const id = await submit([{ run: '[ -n "${AGENT_MESSAGE:-}" ] || sleep 120; echo "$AGENT_MESSAGE" > msg.txt' }], { budget: { max_idle_minutes: 0.2 } });
     const item = await pendingItem(id, 'health_alert');
     assert.equal((await task(id)).state, 'stuck');
     assert.equal(item.detail.reason, 'idle');
