@@ -8,6 +8,7 @@ import type { RepoRules } from '../domain/repo-policy';
 import type { TaskView, TraceEntry } from '../domain/task';
 import type { Logger } from '../workers/log';
 import type { CredentialSource } from './auth/context';
+import type { ForgeLookup } from '../domain/forge-comments';
 import type { GithubIntakeSettings } from './github/webhook';
 import type { OneTimeLoginCodes } from './auth/local-admin';
 import type { SignInDeps } from './routes/login';
@@ -32,6 +33,8 @@ export interface AppDeps {
   access?: AccessConfig;
   /** GitHub intake (`POST /v1/webhooks/github`); absent: that route answers 404. */
   github?: GithubIntakeSettings;
+  /** GitHub look-ups for comments that speak to the agent (who may steer it, which branch a pull request is from); absent without GitHub access: such comments are ignored. */
+  forgeLookup?: ForgeLookup;
   /** Which repositories tasks may name (REPO_ALLOW, REPO_LOCAL_ROOTS, DATA_DIR refused); see `repoRulesOf`. */
   repoRules: RepoRules;
   /** The operator's egress ceiling (EGRESS_ALLOW): a task naming a domain outside it is refused at intake. Default: empty. */

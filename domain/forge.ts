@@ -4,6 +4,7 @@
  *
  * Pure module: no I/O, so the workflow bundle may import it.
  */
+import type { IssueCommented } from './forge-comments';
 
 /** The forges tasks can come from. */
 export type ForgeName = 'github';
@@ -83,7 +84,7 @@ export interface ReviewSubmitted {
 }
 
 /** What one webhook delivery stands for, once its signature is verified. */
-export type IntakeEvent = IssueReady | PullRequestClosed | ReviewSubmitted | ForgePing | ForgeIgnored;
+export type IntakeEvent = IssueReady | IssueCommented | PullRequestClosed | ReviewSubmitted | ForgePing | ForgeIgnored;
 
 /**
  * A forge event about a task's own pull request, as the API hands it to the task workflow (an Update whose

@@ -245,6 +245,13 @@ export const Config = z.object({
   GITHUB_PLANNER: z.string().optional(),
   /** Bot logins (e.g. `renovate[bot]`) whose events are acted on; every other bot's are ignored, so bots cannot loop. */
   GITHUB_BOT_ALLOW: list([]),
+  /** A login (e.g. the App's `my-agent`) whose mention in a comment speaks to the agent, as `/agent` at a line's start always does. */
+  GITHUB_MENTION: z
+    .string()
+    .trim()
+    .regex(/^@?[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})(?:\[bot\])?$/, 'a GitHub login')
+    .transform((v) => v.replace(/^@/, ''))
+    .optional(),
   /** A process without the API role serves `/healthz` and `/livez` on this port for probes (unset: no health server). */
   HEALTH_PORT: z.coerce.number().int().min(0).max(65535).optional(),
 });
@@ -304,7 +311,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     github: cfg.ROLES.includes('api') ? githubIntakeSettings(cfg, dataDir) : null,
     // Only workers deliver: an API-only process needs none of the secrets.
     webhookSecrets: cfg.ROLES.includes('worker') ? readWebhookSecrets(access, env) : {},
-    githubAccess: cfg.ROLES.includes('worker') ? loadGithubAccess(env, dataDir) : null,
+    // Workers open pull requests with it; the API looks up who may steer the agent from a comment.
+    githubAccess: cfg.ROLES.includes('worker') || (cfg.ROLES.includes('api') && (cfg.GITHUB_WEBHOOK_SECRET !== undefined || cfg.GITHUB_WEBHOOK_SECRET_FILE !== undefined)) ? loadGithubAccess(env, dataDir) : null,
     TEAMS_FILE: teamsFile,
     DATA_DIR: dataDir,
     EGRESS_PROXY_SECRET_FILE: secretFile,
@@ -379,7 +387,7 @@ function githubIntakeSettings(cfg: z.infer<typeof Config>, dataDir: string): Git
   } else {
     throw bad('GITHUB_GIT_BASE', 'a URL (e.g. https://github.com) or an absolute directory');
   }
-  return { secret, gitBase, label: cfg.GITHUB_LABEL, planner: planner.data, botAllow: cfg.GITHUB_BOT_ALLOW };
+  return { secret, gitBase, label: cfg.GITHUB_LABEL, planner: planner.data, botAllow: cfg.GITHUB_BOT_ALLOW, mention: cfg.GITHUB_MENTION ?? null };
 }
 
 /** The TEAMS_FILE at `file`, parsed and checked; throws a {@link ConfigError} naming the variable and each bad field. */

@@ -9,6 +9,7 @@ import { Client } from '@temporalio/client';
 import { NativeConnection } from '@temporalio/worker';
 import { createActivities } from '../activities';
 import { githubForge } from '../activities/github/activities';
+import { githubLookup } from '../activities/github/lookup';
 import { ArtifactStore } from '../activities/artifacts/store';
 import { removeExpiredTasks } from '../activities/records/expiry';
 import { TaskRecordStore } from '../activities/records/task-record';
@@ -226,6 +227,7 @@ export async function startStack(cfg: Config, log: Logger): Promise<Stack> {
       auth: { sources, ...(loginCodes ? { loginCodes } : {}), ...(signIn ? { signIn } : {}) },
       access: cfg.access,
       ...(cfg.github === null ? {} : { github: cfg.github }),
+      ...(cfg.github === null || cfg.githubAccess === null ? {} : { forgeLookup: githubLookup(cfg.githubAccess, { log }) }),
       repoRules: repoRulesOf(cfg),
       egressCeiling: cfg.EGRESS_ALLOW,
       prices: cfg.MODEL_PRICES,

@@ -5,6 +5,7 @@
  */
 import type { Octokit } from '@octokit/rest';
 import { ApplicationFailure } from '@temporalio/common';
+import { STEERING_PERMISSIONS } from '../../domain/forge-comments';
 import { MAX_REVIEW_REQUEST_CHARS, type ForgePullRequests, type PublishPullRequest, type ReviewFeedback, type SelfCheckReport } from '../../domain/forge';
 import type { Logger } from '../../workers/log';
 import { activityFailure } from '../failures';
@@ -20,8 +21,6 @@ export const MAX_CHECK_OUTPUT_CHARS = 65_535;
 export const MAX_STATUS_DESCRIPTION_CHARS = 140;
 /** The check run (or commit status context) a round's self-check is reported as; found again by this name. */
 export const SELF_CHECK_NAME = 'agent self-check';
-/** Permissions (`permission` of the collaborator permission endpoint) that may steer the agent: write access or more. */
-const STEERING_PERMISSIONS = new Set(['admin', 'maintain', 'write']);
 /** Longest part of GitHub's own error message an error of ours repeats. */
 const GITHUB_MESSAGE_CHARS = 300;
 /** Most comments of one review handed on, and the longest path kept of each. */
@@ -245,7 +244,7 @@ async function reportCommitStatus(octokit: Octokit, at: RepoAt, input: PublishPu
 }
 
 /** The base permission GitHub reports for `user` (`admin`, `write`, `read`, `none`); someone GitHub does not know has `none`. */
-async function permissionOf(octokit: Octokit, at: RepoAt, full: string, user: string): Promise<string> {
+export async function permissionOf(octokit: Octokit, at: RepoAt, full: string, user: string): Promise<string> {
   try {
     const { data } = await octokit.rest.repos.getCollaboratorPermissionLevel({ ...at, username: user });
     // `permission` is the base role (maintain counts as write, triage as read); `role_name` may be a custom role's name, which says nothing by itself.

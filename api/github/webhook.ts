@@ -8,6 +8,8 @@ import { z } from 'zod';
 import { GithubRepoName } from '../../domain/access';
 import type { ForgeIntake, IntakeEvent, ReviewSubmitted, WebhookDelivery } from '../../domain/forge';
 import type { Planner } from '../../domain/task';
+import { commentEvent } from './comment-events';
+import { Label, Sender, senderOf } from './payload';
 import { sameBytes } from '../auth/digest';
 import { HttpError, InvalidJsonError, RequestValidationError, UnsupportedMediaTypeError } from '../errors';
 
@@ -19,6 +21,8 @@ export interface GithubIntakeSettings {
   label: string;
   planner: Planner;
   botAllow: string[];
+  /** The login a comment mentions to speak to the agent (besides the `/agent` command); null: the command only. */
+  mention: string | null;
 }
 
 /** Thrown when a delivery's signature is missing, malformed or wrong (401): nothing of it is read. */
@@ -44,9 +48,6 @@ const DELIVERY_ID = /^[A-Za-z0-9-]{1,100}$/;
 /** An event name (`issues`, `ping`, `pull_request`, …). */
 const EVENT_NAME = /^[a-z_]{1,64}$/;
 
-/** A GitHub login; apps end in `[bot]`. */
-const Login = z.string().regex(/^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})(?:\[bot\])?$/, 'a GitHub login');
-const Label = z.object({ name: z.string() });
 
 /** The fields of an `issues` delivery intake reads; GitHub's other fields are ignored. */
 const IssuesPayload = z.object({
@@ -59,10 +60,9 @@ const IssuesPayload = z.object({
     labels: z.array(Label).default([]),
   }),
   repository: z.object({ full_name: GithubRepoName, default_branch: z.string().min(1) }),
-  sender: z.object({ login: Login, type: z.string().optional() }),
+  sender: Sender,
 });
 
-const Sender = z.object({ login: Login, type: z.string().optional() });
 /** A pull request's head: its branch, and the repository it lives in (null when a fork was deleted). */
 const Head = z.object({ ref: z.string().min(1).max(255), repo: z.object({ full_name: GithubRepoName }).nullable() });
 
@@ -91,9 +91,6 @@ const ReviewPayload = z.object({
 
 const REVIEW_STATES = ['approved', 'changes_requested', 'commented', 'dismissed'] as const;
 
-function senderOf(s: z.infer<typeof Sender>): { login: string; bot: boolean } {
-  return { login: s.login, bot: s.type === 'Bot' || s.login.endsWith('[bot]') };
-}
 
 /** The head branch, or null when it lives in another repository (a fork): a fork's branch is never the agent's. */
 function ownHead(head: z.infer<typeof Head>, repo: string): string | null {
@@ -127,7 +124,7 @@ function payloadOf(delivery: WebhookDelivery): unknown {
 }
 
 /** GitHub intake over `secret`: an `issues` delivery whose action adds `label` is an issue ready for an agent. */
-export function githubIntake(opts: { secret: string; label: string }): ForgeIntake {
+export function githubIntake(opts: { secret: string; label: string; mention?: string | null }): ForgeIntake {
   return {
     forge: 'github',
     receive(delivery: WebhookDelivery): IntakeEvent {
@@ -140,6 +137,7 @@ export function githubIntake(opts: { secret: string; label: string }): ForgeInta
       if (event === 'ping') return { kind: 'ping', delivery_id: deliveryId };
       if (event === 'pull_request') return pullRequestEvent(deliveryId, payload);
       if (event === 'pull_request_review') return reviewEvent(deliveryId, payload);
+      if (event === 'issue_comment') return commentEvent(deliveryId, payload, opts.mention ?? null);
       if (event !== 'issues') return { kind: 'ignored', delivery_id: deliveryId, reason: `event ${event}` };
       const parsed = IssuesPayload.safeParse(payload);
       if (!parsed.success) throw new RequestValidationError('issues payload', parsed.error);

@@ -5,12 +5,14 @@
 import { Router, type Response } from 'express';
 import { githubRepoSettings, principalOf, type Identity } from '../../domain/access';
 import { BUDGET_PRESETS, budgetPresetOf } from '../../domain/budget-presets';
-import { issueGoal, type IssueReady } from '../../domain/forge';
+import { issueGoal } from '../../domain/forge';
+import { commentGoal, notAllowedCommentReply, STEERING_PERMISSIONS, type IssueCommented } from '../../domain/forge-comments';
 import { TaskSpec } from '../../domain/task';
 import { MEMO_REQUEST_HASH } from '../../workflows/search-attributes';
 import { rawBody, rawBodyOf } from '../body';
 import type { AppDeps } from '../deps';
 import { ConflictError, HttpError, unknownRoute } from '../errors';
+import { steerFromComment } from '../github/comment-events';
 import { forwardPullRequestEvent } from '../github/pull-request-events';
 import { githubIntake, githubRepoUrl, type GithubIntakeSettings } from '../github/webhook';
 import { checkIntake } from '../intake';
@@ -37,17 +39,26 @@ export class IntakeRefusedError extends HttpError {
   }
 }
 
-/** The task spec a ready issue asks for, or an {@link IntakeRefusedError} naming what the task schema refuses. */
-function issueSpec(event: IssueReady, settings: GithubIntakeSettings, team: string): TaskSpec & { team: string } {
-  const preset = budgetPresetOf(event.labels);
+/** What a task started from an issue is made of: the issue's repository and labels, its goal, who asked. */
+interface IssueAsk {
+  repo: string;
+  default_branch: string;
+  goal: string;
+  labels: string[];
+  login: string;
+}
+
+/** The task spec an issue asks for, or an {@link IntakeRefusedError} naming what the task schema refuses. */
+function issueSpec(ask: IssueAsk, settings: GithubIntakeSettings, team: string): TaskSpec & { team: string } {
+  const preset = budgetPresetOf(ask.labels);
   const parsed = TaskSpec.safeParse({
-    repo: githubRepoUrl(settings.gitBase, event.repo),
-    base_branch: event.default_branch,
-    goal: issueGoal(event.title, event.body),
+    repo: githubRepoUrl(settings.gitBase, ask.repo),
+    base_branch: ask.default_branch,
+    goal: ask.goal,
     planner: settings.planner,
-    labels: event.labels.filter((l) => l.length > 0 && l.length <= MAX_LABEL_CHARS).slice(0, MAX_LABELS),
+    labels: ask.labels.filter((l) => l.length > 0 && l.length <= MAX_LABEL_CHARS).slice(0, MAX_LABELS),
     ...(preset === null ? {} : { budget: BUDGET_PRESETS[preset] }),
-    requester: `github:${event.sender.login}`,
+    requester: `github:${ask.login}`,
     team,
   });
   if (!parsed.success) {
@@ -88,6 +99,7 @@ export function githubWebhookRoutes(deps: AppDeps): Router {
     }
     const mapped = deps.access === undefined ? undefined : githubRepoSettings(deps.access, event.repo);
     if (mapped === undefined) return ignore(res, event.delivery_id, `repository ${event.repo} is not mapped to a team in TEAMS_FILE`);
+    if (event.kind === 'issue_commented') return takeComment(res, event, mapped.team);
     if (event.kind !== 'issue_ready') {
       const forwarded = await forwardPullRequestEvent(deps.client, event);
       if (!forwarded.taken) return ignore(res, event.delivery_id, forwarded.reason);
@@ -96,38 +108,94 @@ export function githubWebhookRoutes(deps: AppDeps): Router {
       return;
     }
 
-    const spec = issueSpec(event, settings, mapped.team);
+    await startIssueTask(res, {
+      ask: { repo: event.repo, default_branch: event.default_branch, goal: issueGoal(event.title, event.body), labels: event.labels, login: event.sender.login },
+      team: mapped.team,
+      issue: event.number,
+      deliveryId: event.delivery_id,
+      taskId: deliveryTaskId('github', event.delivery_id),
+    });
+  });
+
+  /** Starts the task an issue asks for (once: a repeated delivery answers with the task it started). */
+  async function startIssueTask(res: Response, a: { ask: IssueAsk; team: string; issue: number; deliveryId: string; taskId: string }): Promise<void> {
+    const spec = issueSpec(a.ask, settings!, a.team);
     try {
       await checkIntake(deps, spec);
     } catch (err) {
       throw err instanceof HttpError ? new IntakeRefusedError(err.message, { cause: err, ...(err.details ? { details: err.details } : {}) }) : err;
     }
-    const identity: Identity = {
-      subject: spec.requester,
-      name: event.sender.login,
-      role: 'submitter',
-      teams: [mapped.team],
-      via: { kind: 'github_webhook', id: event.delivery_id },
-    };
-    const taskId = deliveryTaskId('github', event.delivery_id);
-    const links = taskLinks(taskId);
+    const identity = githubIdentity(a.ask.login, a.team, a.deliveryId);
+    const links = taskLinks(a.taskId);
     const hash = requestHash(spec);
     const outcome = await startTask(deps, {
-      taskId,
+      taskId: a.taskId,
       spec,
-      requestedBy: principalOf(identity, mapped.team),
-      source: { forge: 'github', repo: event.repo, issue: event.number, delivery_id: event.delivery_id },
+      requestedBy: principalOf(identity, a.team),
+      source: { forge: 'github', repo: a.ask.repo, issue: a.issue, delivery_id: a.deliveryId },
       requestHash: hash,
     });
     if (!outcome.started) {
       // Only a holder of the secret can sign a different body under a delivery id already used.
-      if (outcome.existing.memo?.[MEMO_REQUEST_HASH] !== hash) throw new ConflictError('delivery_reused', `delivery ${event.delivery_id} already started a different task`);
-      log.info('github delivery repeated', { delivery_id: event.delivery_id, task_id: taskId });
-      res.status(200).location(links.self).json({ task_id: taskId, state: taskRow(outcome.existing).state, links, duplicate: true });
+      if (outcome.existing.memo?.[MEMO_REQUEST_HASH] !== hash) throw new ConflictError('delivery_reused', `delivery ${a.deliveryId} already started a different task`);
+      log.info('github delivery repeated', { delivery_id: a.deliveryId, task_id: a.taskId });
+      res.status(200).location(links.self).json({ task_id: a.taskId, state: taskRow(outcome.existing).state, links, duplicate: true });
       return;
     }
-    log.info('github issue started a task', { delivery_id: event.delivery_id, task_id: taskId, repo: event.repo, issue: event.number, requester: spec.requester });
-    res.status(202).location(links.self).json({ task_id: taskId, state: 'queued', links });
-  });
+    log.info('github issue started a task', { delivery_id: a.deliveryId, task_id: a.taskId, repo: a.ask.repo, issue: a.issue, requester: spec.requester });
+    res.status(202).location(links.self).json({ task_id: a.taskId, state: 'queued', links });
+  }
+
+  /** A comment speaking to the agent, from someone GitHub says has write access: a task on an issue, a round or a message on the agent's pull request. */
+  async function takeComment(res: Response, event: IssueCommented, team: string): Promise<void> {
+    const lookup = deps.forgeLookup;
+    if (lookup === undefined) return ignore(res, event.delivery_id, 'no GitHub access (GITHUB_TOKEN_FILE or GITHUB_APP_ID) to check who commented');
+    const permission = await atGithub('read the permission of the commenter on', event.repo, () => lookup.permission(event.repo, event.sender.login));
+    if (!STEERING_PERMISSIONS.has(permission)) {
+      await atGithub('reply on', event.repo, () => lookup.comment(event.repo, event.number, notAllowedCommentReply(event.sender.login)));
+      return ignore(res, event.delivery_id, `${event.sender.login} has ${permission} permission on ${event.repo}, not write`);
+    }
+    if (event.on_pull_request) {
+      const by = principalOf(githubIdentity(event.sender.login, team, event.delivery_id), team);
+      const steered = await atGithub('read the pull request of', event.repo, () => steerFromComment(deps.client, lookup, event, by), true);
+      if (steered.taken === false) return ignore(res, event.delivery_id, steered.reason);
+      log.info('github comment steered a task', { delivery_id: event.delivery_id, task_id: steered.task_id, as: steered.taken, number: event.number });
+      res.status(202).json({ task_id: steered.task_id, taken: steered.taken });
+      return;
+    }
+    await startIssueTask(res, {
+      ask: { repo: event.repo, default_branch: event.default_branch, goal: commentGoal(issueGoal(event.title, event.body), event.request, event.sender.login), labels: event.labels, login: event.sender.login },
+      team,
+      issue: event.number,
+      deliveryId: event.delivery_id,
+      // The comment's id is in the signed body: the same comment re-sent under another delivery id starts nothing new.
+      taskId: deliveryTaskId('github', `comment-${event.comment_id}`),
+    });
+  }
+
   return router;
+}
+
+/** Who a GitHub delivery acts as: the login, a submitter of the repository's team, through this delivery. */
+function githubIdentity(login: string, team: string, deliveryId: string): Identity {
+  return { subject: `github:${login}`, name: login, role: 'submitter', teams: [team], via: { kind: 'github_webhook', id: deliveryId } };
+}
+
+/** Thrown when GitHub could not be asked what a delivery needs (502): the delivery can be redelivered from GitHub's settings. */
+export class ForgeUnavailableError extends HttpError {
+  override readonly name = 'ForgeUnavailableError';
+  constructor(message: string, cause: unknown) {
+    super(502, 'forge_unavailable', message, { cause });
+  }
+}
+
+/** `fn`'s answer, or a {@link ForgeUnavailableError} naming what could not be done at GitHub (with `passOthers`, errors that carry no HTTP status (ours) pass unchanged). */
+async function atGithub<T>(what: string, repo: string, fn: () => Promise<T>, passOthers = false): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    const status = (err as { status?: unknown } | null)?.status;
+    if (passOthers && typeof status !== 'number') throw err;
+    throw new ForgeUnavailableError(`GitHub: could not ${what} ${repo}${typeof status === 'number' ? ` (HTTP ${status})` : ''}`, err);
+  }
 }
