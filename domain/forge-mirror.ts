@@ -79,12 +79,15 @@ export function mirrorOf(src: MirrorSource): IssueMirror {
   }
   // A review with no pull request on the forge (opening it failed) is taken in the inbox.
   if (review !== undefined) return { label: 'agent:needs-input', state: src.state, headline: `Round ${src.round} is waiting for review in the inbox` };
-  return withPr({ label: 'agent:working', state: src.state, headline: `Working on round ${src.round} (${src.state.replace(/_/g, ' ')})` });
+  return withPr({ label: 'agent:working', state: src.state, headline: src.round === 1 ? 'Working on it' : `Working on round ${src.round}` });
 }
 
-/** A stable key of what a mirror shows: equal keys need no write. */
+/**
+ * A stable key of what a mirror shows: equal keys need no write. The state itself is left out (the label and the
+ * headline say what the issue shows of it), so moving between working states writes nothing.
+ */
 export function mirrorKey(m: IssueMirror): string {
-  return JSON.stringify([m.label, m.state, m.headline, m.pr_url ?? null, m.inbox_url ?? null]);
+  return JSON.stringify([m.label, m.headline, m.pr_url ?? null, m.inbox_url ?? null]);
 }
 
 /** The hidden first line of a task's status comment, by which the comment is found again. */

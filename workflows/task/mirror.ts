@@ -4,13 +4,21 @@
  * the task ends. Showing the task never holds it up: a write that fails is traced once and the task goes on.
  */
 import { ActivityFailure, condition, patched } from '@temporalio/workflow';
-import { mirrorKey, mirrorOf, type IssueMirror } from '../../domain/forge-mirror';
+import { mirrorKey, mirrorOf, type IssueMirror, type MirrorLabel } from '../../domain/forge-mirror';
 import { describeFailure, mirrorActs } from './proxies';
 import type { TaskRun } from './state';
 import { trace } from './visibility';
 
 /** Marks the workflows that mirror their task onto its source issue: one an older worker started never grows the writes on replay. */
 export const MIRROR_PATCH = 'forge-issue-mirror';
+
+/**
+ * How long the mirror waits after a change before writing it (ms): GitHub asks integrations to space their writes
+ * (about one a second), and the forge client queues them, so each write spared is a pull request update not delayed.
+ */
+const MIRROR_SETTLE_MS = 5_000;
+/** Labels written without waiting: they ask a human for something. */
+const SHOWN_AT_ONCE: ReadonlySet<MirrorLabel | null> = new Set<MirrorLabel | null>(['agent:needs-input', 'agent:pr-open']);
 
 /** Whether this run mirrors: the task came from a GitHub issue and this run's history is one with mirror writes. Decided once, when the run starts. */
 function mirrorOn(t: TaskRun): boolean {
@@ -33,11 +41,15 @@ export function desiredMirror(t: TaskRun): IssueMirror {
 /** Keeps the source issue mirroring the task until the run ends; starts nothing for a task not from a GitHub issue. */
 export async function issueMirror(t: TaskRun): Promise<void> {
   if (!mirrorOn(t)) return;
+  const changed = () => mirrorKey(desiredMirror(t)) !== t.s.mirror?.key;
   for (;;) {
-    await condition(() => t.finished || mirrorKey(desiredMirror(t)) !== t.s.mirror?.key);
+    await condition(() => t.finished || changed());
+    // A burst of changes (provisioning, then running; a review answered and the next round under way) is one write of
+    // where it ended up; a human being needed is shown at once.
+    if (!t.finished && !SHOWN_AT_ONCE.has(desiredMirror(t).label)) await condition(() => t.finished, MIRROR_SETTLE_MS);
     // The end's mirror is written by flushMirror; a run continuing as new leaves the rest to the next run.
     if (t.finished) return;
-    await writeTracked(t);
+    if (changed()) await writeTracked(t);
   }
 }
 
