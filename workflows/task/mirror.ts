@@ -46,7 +46,8 @@ export async function issueMirror(t: TaskRun): Promise<void> {
     await condition(() => t.finished || changed());
     // A burst of changes (provisioning, then running; a review answered and the next round under way) is one write of
     // where it ended up; a human being needed is shown at once.
-    if (!t.finished && !SHOWN_AT_ONCE.has(desiredMirror(t).label)) await condition(() => t.finished, MIRROR_SETTLE_MS);
+    const asksHuman = () => SHOWN_AT_ONCE.has(desiredMirror(t).label);
+    if (!t.finished && !asksHuman()) await condition(() => t.finished || asksHuman(), MIRROR_SETTLE_MS);
     // The end's mirror is written by flushMirror; a run continuing as new leaves the rest to the next run.
     if (t.finished) return;
     if (changed()) await writeTracked(t);
