@@ -238,7 +238,8 @@ describe('a task from a GitHub issue', () => {
     const unmirrored = (await api.trace(id)).filter((e) => e.type === 'health' && /could not update/.test(e.message));
     assert.deepEqual(unmirrored, [], 'every mirror write went through');
     assert.deepEqual(github.violations(), []);
-    await recordHistory(stack.client, id, 'github-pr-reviewed-merged');
+    // Recorded under a name of its own: github-pr-reviewed-merged.json stays the history of a worker before the issue mirror.
+    await recordHistory(stack.client, id, 'github-pr-mirrored-merged');
   });
 
   it('is rejected, its branch deleted, when its pull request is closed unmerged; a fork’s branch of the same name is not it', async () => {
