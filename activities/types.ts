@@ -3,6 +3,7 @@
  * (which imports this file as types only) and the worker's implementations.
  */
 import type { PublishPullRequest, PublishedPullRequest, ReviewFeedback } from '../domain/forge';
+import type { MirrorIssue } from '../domain/forge-mirror';
 import type { ArtifactRef } from '../domain/task';
 import type { RepoPolicy } from '../domain/task';
 import type { EgressGrant, EgressReport } from './egress/types';
@@ -110,6 +111,8 @@ export interface PullRequestActivities {
   readReviewFeedback(input: { repo: string; number: number; review_id: number; reviewer: string }): Promise<ReviewFeedback>;
   /** Comments on the pull request. */
   commentOnPullRequest(input: { repo: string; number: number; body: string }): Promise<void>;
+  /** Sets the source issue's one `agent:*` label and edits (or posts) the task's status comment there; idempotent. */
+  mirrorIssue(input: MirrorIssue): Promise<{ comment_id: number }>;
 }
 
 export interface Activities extends AgentActivities, NotifyActivities, PullRequestActivities {

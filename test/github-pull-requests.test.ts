@@ -12,11 +12,12 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { deliveryTaskId } from '../api/idempotency';
+import { MIRROR_LABELS, statusMarker } from '../domain/forge-mirror';
 import type { Stack } from '../workers/stack';
 import type { DevServer } from '../workers/temporal-server';
 import { branchCommit, makeOriginRepo, tempDir } from './support/git-fixture';
 import { deliver as deliverTo, exampleDelivery, WEBHOOK_SECRET, type DeliveryOptions } from './support/github-deliveries';
-import { startGithubMock, type GithubMock } from './support/github-mock';
+import { ACTOR_LOGIN, startGithubMock, type GithubMock } from './support/github-mock';
 import { recordHistory } from './support/histories';
 import { eventually } from './support/http';
 import { startTestStack, startTestTemporal } from './support/stack';
@@ -24,6 +25,9 @@ import { ENDED_STATES, taskApi } from './support/task-api';
 
 const REPO = 'octo-org/hello';
 const TOKEN = 'ghp_pullRequestTestToken0123456789abcdef';
+const PUBLIC_URL = 'https://inbox.example.test';
+/** The highest issue number a test's delivery names: the fake holds issues up to it, so the mirror can label and comment on them. */
+const LAST_ISSUE = 9;
 const PLANNER = { kind: 'recipe', steps: [{ run: 'printf "Please commit often.\\n" > README.md', name: 'fix spelling' }] };
 
 let temporal: DevServer;
@@ -84,6 +88,21 @@ function closed(number: number, taskId: string, merged: boolean, actor: string, 
   return p;
 }
 
+/** The issue's labels of the backend's own five. */
+function agentLabels(issue: number): string[] {
+  return github.state.labels(REPO, issue).filter((l) => (MIRROR_LABELS as readonly string[]).includes(l));
+}
+
+/** The worker's status comments on the issue for task `id`. */
+function statusComments(issue: number, id: string) {
+  return github.state.comments(REPO, issue).filter((c) => c.user === ACTOR_LOGIN && c.body.startsWith(statusMarker(id)));
+}
+
+/** The task workflow's own end: the final mirror is written before it returns. */
+async function workflowEnded(id: string): Promise<void> {
+  await stack.client.workflow.getHandle(id).result();
+}
+
 /** Starts a task from issue `number` and waits for its pull request; returns the task, its review item and the PR number. */
 async function taskWithPullRequest(number: number, delivery?: string): Promise<{ id: string; item: any; pr: number }> {
   const res = await deliver(labeled(number), delivery === undefined ? {} : { delivery });
@@ -101,6 +120,8 @@ before(async () => {
   github.state.addRepo(REPO, { default_branch: 'main' });
   github.state.setPermission(REPO, 'writer-wendy', 'write');
   github.state.setPermission(REPO, 'reader-rob', 'read');
+  while (!github.state.hasIssue(REPO, LAST_ISSUE)) github.state.addIssue(REPO);
+  github.state.labels(REPO, 7).push('agent-ready', 'bug');
   root = tempDir('github-prs');
   const gitBase = path.join(root, 'git');
   bare = makeOriginRepo(path.join(gitBase, 'octo-org'), { 'README.md': 'Please commmit often.\n' });
@@ -120,7 +141,7 @@ before(async () => {
     GITHUB_PLANNER: JSON.stringify(PLANNER),
     GITHUB_API_URL: github.apiUrl,
     GITHUB_TOKEN_FILE: tokenFile,
-    PUBLIC_URL: 'https://inbox.example.test',
+    PUBLIC_URL,
     REPO_LOCAL_ROOTS: path.join(gitBase, 'octo-org'),
   });
   base = stack.url!;
@@ -165,6 +186,9 @@ describe('a task from a GitHub issue', () => {
     assert.equal(readerAgain.status, 200, JSON.stringify(readerAgain.body));
     assert.match(readerAgain.body.ignored, /reader-rob may not steer this task/);
     assert.equal(github.state.comments(REPO, pr).filter((c) => /write access/.test(c.body)).length, 1, 'one reply to the reader');
+    // While the review waits, the source issue says so; the human's labels stay.
+    await eventually(async () => agentLabels(7), (ls: string[]) => ls.length === 1 && ls[0] === 'agent:pr-open', 'the issue labelled agent:pr-open');
+    assert.deepEqual(github.state.labels(REPO, 7).filter((l) => !l.startsWith('agent:')), ['agent-ready', 'bug']);
 
     // A writer's review with two comments: one round of changes, on the same pull request.
     const byWriter = github.state.addReview(REPO, pr, {
@@ -201,8 +225,21 @@ describe('a task from a GitHub issue', () => {
     assert.match(done.result, new RegExp(`pull request #${pr} merged; review to merge \\d+ s by github:writer-wendy`));
     const entry = (await api.trace(id)).find((e) => e.type === 'merged');
     assert.equal(typeof entry.data.review_to_merge_ms, 'number');
+    // The issue ends mirroring a done task: one label, one status comment edited in place, naming the task and linking the inbox.
+    await workflowEnded(id);
+    assert.deepEqual(agentLabels(7), ['agent:done']);
+    assert.deepEqual(github.state.labels(REPO, 7).filter((l) => !l.startsWith('agent:')), ['agent-ready', 'bug']);
+    const status = statusComments(7, id);
+    assert.equal(status.length, 1, 'one status comment');
+    assert.equal(github.state.comments(REPO, 7).length, 1, 'no other comment on the issue');
+    assert.match(status[0]!.body, /`agent:done`/);
+    assert.ok(status[0]!.body.includes(`${PUBLIC_URL}/tasks/${id}`), status[0]!.body);
+    assert.ok(status[0]!.body.includes(`task \`${id}\``), status[0]!.body);
+    const unmirrored = (await api.trace(id)).filter((e) => e.type === 'health' && /could not update/.test(e.message));
+    assert.deepEqual(unmirrored, [], 'every mirror write went through');
     assert.deepEqual(github.violations(), []);
-    await recordHistory(stack.client, id, 'github-pr-reviewed-merged');
+    // Recorded under a name of its own: github-pr-reviewed-merged.json stays the history of a worker before the issue mirror.
+    await recordHistory(stack.client, id, 'github-pr-mirrored-merged');
   });
 
   it('is rejected, its branch deleted, when its pull request is closed unmerged; a fork’s branch of the same name is not it', async () => {
@@ -221,6 +258,10 @@ describe('a task from a GitHub issue', () => {
     assert.equal(ended.state, 'rejected');
     assert.match(ended.result, /closed without merging by github:writer-wendy/);
     assert.equal(branchCommit(bare, `agent/${id}`), null, 'the branch is deleted');
+    // Ended other than done: no agent label, and the status comment says how it ended.
+    await workflowEnded(id);
+    assert.deepEqual(agentLabels(8), []);
+    assert.match(statusComments(8, id)[0]?.body ?? '', /ended \(rejected\)/);
     assert.deepEqual(github.violations(), []);
   });
 

@@ -1,21 +1,33 @@
 /**
- * The pull-request activities the task workflow calls, over a forge's pull-request side; without forge access
+ * The forge activities the task workflow calls, over a forge's pull-request and issue sides; without forge access
  * configured each one fails, not retried, saying what to set.
  */
 import type { ForgePullRequests } from '../../domain/forge';
+import type { ForgeIssues } from '../../domain/forge-mirror';
 import type { Logger } from '../../workers/log';
 import { activityFailure } from '../failures';
 import type { PullRequestActivities } from '../types';
 import { githubClients, type GithubAccess } from './client';
+import { githubIssues } from './issues';
 import { githubPullRequests } from './pulls';
 
-/** The activities over `forge`, or ones that refuse when the worker has no forge access. */
-export function createPullRequestActivities(forge: ForgePullRequests | null): PullRequestActivities {
+/** Why a forge activity refuses on a worker without forge access. */
+const NO_ACCESS = 'this worker has no GitHub access: GITHUB_TOKEN_FILE or GITHUB_APP_ID (with GITHUB_APP_PRIVATE_KEY_FILE) is not set';
+
+/** A forge's pull-request and issue sides together, as a worker with forge access has them. */
+export type Forge = ForgePullRequests & ForgeIssues;
+
+/** The activities over `forge` (its issue side `issues`), or ones that refuse when the worker has no forge access. */
+export function createPullRequestActivities(forge: ForgePullRequests | null, issues: ForgeIssues | null = null): PullRequestActivities {
   const use = (): ForgePullRequests => {
-    if (forge === null) throw activityFailure('ForgeRefused', 'this worker has no GitHub access: GITHUB_TOKEN_FILE or GITHUB_APP_ID (with GITHUB_APP_PRIVATE_KEY_FILE) is not set');
+    if (forge === null) throw activityFailure('ForgeRefused', NO_ACCESS);
     return forge;
   };
   return {
+    mirrorIssue: async (input) => {
+      if (issues === null) throw activityFailure('ForgeRefused', NO_ACCESS);
+      return issues.mirrorIssue(input);
+    },
     publishPullRequest: async (input) => use().publish(input),
     closePullRequest: async (input) => use().close(input),
     readReviewFeedback: async (input) => use().reviewFeedback(input),
@@ -27,12 +39,15 @@ export function createPullRequestActivities(forge: ForgePullRequests | null): Pu
  * GitHub's pull-request side for `access`. An App reports the self-check as a check run; a personal access token
  * cannot create check runs (GitHub keeps them to Apps), so with one it is a commit status of the same name.
  */
-export function githubForge(access: GithubAccess, opts: { publicUrl?: string; log: Logger }): ForgePullRequests {
+export function githubForge(access: GithubAccess, opts: { publicUrl?: string; log: Logger }): Forge {
   const clients = githubClients(access, { log: opts.log });
-  return githubPullRequests((repo) => clients.octokitFor(repo), {
-    selfLogin: () => clients.selfLogin(),
+  const octokitFor = (repo: string) => clients.octokitFor(repo);
+  const selfLogin = () => clients.selfLogin();
+  const pulls = githubPullRequests(octokitFor, {
+    selfLogin,
     publicUrl: opts.publicUrl,
     selfCheckAs: access.auth.kind === 'app' ? 'check_run' : 'commit_status',
     log: opts.log,
   });
+  return { ...pulls, ...githubIssues(octokitFor, { selfLogin, publicUrl: opts.publicUrl, log: opts.log }) };
 }

@@ -10,6 +10,7 @@ import type { TaskOutcome, TaskWorkflowInput } from '../messages';
 import { wallClockGuard } from './guards';
 import { installHandlers } from './handlers';
 import { mainLine } from './main-line';
+import { issueMirror, mirrorSettled } from './mirror';
 import { notificationsStarted } from './notify';
 import { finish } from './output';
 import { installForgeHandler } from './pull-request';
@@ -36,12 +37,15 @@ export async function taskWorkflow(input: TaskWorkflowInput): Promise<TaskOutcom
   // Rejects only when the whole workflow is cancelled from outside; the catch below handles that.
   void wallClockGuard(t).catch(() => undefined);
   void slaGuard(t).catch(() => undefined);
+  void issueMirror(t).catch(() => undefined);
 
   let end: End;
   try {
     const outcome = await t.work.run(() => mainLine(t));
     if (outcome === 'continue') {
       t.finished = true;
+      // The mirror loop stops on `finished`; a write it has under way is finished, not left to the next run.
+      await mirrorSettled(t);
       await flushTrace(t);
       await notificationsStarted(t);
       await condition(allHandlersFinished);

@@ -8,6 +8,7 @@ import { preview } from '../../domain/rules';
 import type { TaskOutcome } from '../messages';
 import type { EgressView } from '../../domain/egress';
 import { egressView } from './egress';
+import { flushMirror } from './mirror';
 import { waitFor, raise } from './inbox';
 import { notificationsStarted, notify } from './notify';
 import { describeFailure, io } from './proxies';
@@ -223,6 +224,8 @@ export async function finish(t: TaskRun, end: End): Promise<TaskOutcome> {
   setState(t, end.state);
   notify(t, 'task_ended');
   await CancellationScope.nonCancellable(async () => {
+    // The source issue shows how the task ended before the workflow returns.
+    await flushMirror(t);
     await notificationsStarted(t);
     await flushTrace(t);
     if (patched(TASK_RECORD_PATCH)) await writeRecord(t);

@@ -10,6 +10,12 @@ export const RETRY: RetryPolicy = { initialInterval: '1s', backoffCoefficient: 2
 /** Sandbox, git and artifact work outside commands. */
 export const io = proxyActivities<Activities>({ startToCloseTimeout: '10 minutes', retry: RETRY });
 
+/** Forge calls that only show the task (the source issue's mirror): short, a few tries, never worth holding the task up. */
+export const mirrorActs = proxyActivities<Activities>({
+  startToCloseTimeout: '30 seconds',
+  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '10s', maximumAttempts: 3 },
+});
+
 /** One model call: retried with backoff (429s and 5xx); a bad key or unknown model is not retried. */
 export const modelActs = proxyActivities<Activities>({
   startToCloseTimeout: '5 minutes',

@@ -61,6 +61,18 @@ export interface State {
   forge_reviews?: number[];
   /** Reviewers (lower case) refused for lack of write access, bounded: their later reviews are refused unread. */
   forge_refused?: string[];
+  /** What the source issue was last asked to show (see `mirror.ts`); absent until the first write, and for tasks not from a forge issue. */
+  mirror?: MirrorState;
+}
+
+/** The source issue's mirror as last written: the key of what it shows, and the status comment. */
+export interface MirrorState {
+  /** `mirrorKey` of the last mirror written (or tried: a failed write is not repeated until the mirror changes). */
+  key: string;
+  /** The status comment, once a write made or found it. */
+  comment_id?: number;
+  /** Set once a write failed, so the trace says so once, not once per change. */
+  failed?: boolean;
 }
 
 /** The setup phase's progress: commands done, and whether its result came from (or went to) the cache. */
@@ -132,6 +144,10 @@ export class TaskRun {
   slaActive: boolean | undefined = undefined;
   /** Notification workflows being started; awaited before the run ends or continues as new. */
   readonly notifying: Promise<void>[] = [];
+  /** Whether this run mirrors the task onto its source issue (decided when it starts; see `mirror.ts`). */
+  mirrorActive: boolean | undefined = undefined;
+  /** The mirror write in flight, if any: awaited before the run ends or continues as new, so none is left half-done. */
+  mirroring: Promise<void> | null = null;
 
   constructor(readonly input: TaskWorkflowInput) {
     this.s = (input.carried as State | undefined) ?? initialState(input);

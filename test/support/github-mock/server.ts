@@ -227,7 +227,7 @@ function buildRoutes(fake: FakeGithub, bodies: Bodies): Route[] {
       return { status: 200, body: fake.reviewComments(call.repo.fullName).filter((c) => c.pullNumber === number).map((c) => bodies.reviewComment(call.repo, c, 'pull')) };
     },
     'get /repos/{owner}/{repo}/issues/{issue_number}/comments': (call) => ({ status: 200, body: fake.comments(call.repo.fullName, issueOf(call)).map((c) => bodies.issueComment(call.repo, c)) }),
-    'post /repos/{owner}/{repo}/issues/{issue_number}/comments': (call) => ({ status: 201, body: bodies.issueComment(call.repo, fake.addComment(call.repo.fullName, issueOf(call), call.body.body)) }),
+    'post /repos/{owner}/{repo}/issues/{issue_number}/comments': (call) => ({ status: 201, body: bodies.issueComment(call.repo, fake.addComment(call.repo.fullName, issueOf(call), call.body.body, call.actor)) }),
     'patch /repos/{owner}/{repo}/issues/comments/{comment_id}': ({ repo, params, body }) => {
       const comment = fake.allComments(repo.fullName).find((c) => c.id === Number(params.comment_id));
       if (comment === undefined) throw new GithubError(404, 'Not Found');
