@@ -8,33 +8,25 @@
  */
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
-import fs from 'node:fs';
-import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { deliveryTaskId } from '../api/idempotency';
 import { MIRROR_LABELS, statusMarker } from '../domain/forge-mirror';
-import type { Stack } from '../workers/stack';
-import type { DevServer } from '../workers/temporal-server';
-import { branchCommit, makeOriginRepo, tempDir } from './support/git-fixture';
-import { deliver as deliverTo, exampleDelivery, WEBHOOK_SECRET, type DeliveryOptions } from './support/github-deliveries';
-import { ACTOR_LOGIN, startGithubMock, type GithubMock } from './support/github-mock';
+import { branchCommit } from './support/git-fixture';
+import { deliver as deliverTo, exampleDelivery, type DeliveryOptions } from './support/github-deliveries';
+import { ACTOR_LOGIN, type GithubMock } from './support/github-mock';
+import { GITHUB_TEST_PUBLIC_URL as PUBLIC_URL, GITHUB_TEST_TOKEN as TOKEN, startGithubStack, type GithubStack } from './support/github-stack';
 import { recordHistory } from './support/histories';
 import { eventually } from './support/http';
-import { startTestStack, startTestTemporal } from './support/stack';
 import { ENDED_STATES, taskApi } from './support/task-api';
 
 const REPO = 'octo-org/hello';
-const TOKEN = 'ghp_pullRequestTestToken0123456789abcdef';
-const PUBLIC_URL = 'https://inbox.example.test';
 /** The highest issue number a test's delivery names: the fake holds issues up to it, so the mirror can label and comment on them. */
 const LAST_ISSUE = 9;
 const PLANNER = { kind: 'recipe', steps: [{ run: 'printf "Please commit often.\\n" > README.md', name: 'fix spelling' }] };
 
-let temporal: DevServer;
-let stack: Stack;
+let env: GithubStack;
 let github: GithubMock;
 let base: string;
-let root: string;
 let bare: string;
 const opened: string[] = [];
 const api = taskApi(() => base);
@@ -100,7 +92,7 @@ function statusComments(issue: number, id: string) {
 
 /** The task workflow's own end: the final mirror is written before it returns. */
 async function workflowEnded(id: string): Promise<void> {
-  await stack.client.workflow.getHandle(id).result();
+  await env.stack.client.workflow.getHandle(id).result();
 }
 
 /** Starts a task from issue `number` and waits for its pull request; returns the task, its review item and the PR number. */
@@ -115,44 +107,17 @@ async function taskWithPullRequest(number: number, delivery?: string): Promise<{
 }
 
 before(async () => {
-  temporal = await startTestTemporal();
-  github = await startGithubMock();
-  github.state.addRepo(REPO, { default_branch: 'main' });
+  env = await startGithubStack('github-prs', { repo: REPO, readme: 'Please commmit often.\n', planner: PLANNER });
+  ({ github, base, bare } = env);
   github.state.setPermission(REPO, 'writer-wendy', 'write');
   github.state.setPermission(REPO, 'reader-rob', 'read');
   while (!github.state.hasIssue(REPO, LAST_ISSUE)) github.state.addIssue(REPO);
   github.state.labels(REPO, 7).push('agent-ready', 'bug');
-  root = tempDir('github-prs');
-  const gitBase = path.join(root, 'git');
-  bare = makeOriginRepo(path.join(gitBase, 'octo-org'), { 'README.md': 'Please commmit often.\n' });
-  fs.renameSync(bare, path.join(gitBase, 'octo-org', 'hello.git'));
-  bare = path.join(gitBase, 'octo-org', 'hello.git');
-  const secretFile = path.join(root, 'github-secret');
-  fs.writeFileSync(secretFile, `${WEBHOOK_SECRET}\n`, { mode: 0o600 });
-  const tokenFile = path.join(root, 'github-token');
-  fs.writeFileSync(tokenFile, `${TOKEN}\n`, { mode: 0o600 });
-  const teamsFile = path.join(root, 'teams.yaml');
-  fs.writeFileSync(teamsFile, ['teams:', '  platform: {}', 'github:', '  repos:', `    ${REPO}: { team: platform }`, ''].join('\n'));
-  stack = await startTestStack(temporal, path.join(root, 'data'), `github-prs-${process.pid}`, {
-    TEAMS_FILE: teamsFile,
-    SANDBOX_DRIVER: 'process',
-    GITHUB_WEBHOOK_SECRET_FILE: secretFile,
-    GITHUB_GIT_BASE: gitBase,
-    GITHUB_PLANNER: JSON.stringify(PLANNER),
-    GITHUB_API_URL: github.apiUrl,
-    GITHUB_TOKEN_FILE: tokenFile,
-    PUBLIC_URL,
-    REPO_LOCAL_ROOTS: path.join(gitBase, 'octo-org'),
-  });
-  base = stack.url!;
 });
 
 after(async () => {
   if (base) await api.cancelOpen(opened);
-  await stack?.stop();
-  await github?.stop();
-  await temporal?.stop();
-  if (root) fs.rmSync(root, { recursive: true, force: true });
+  await env?.stop();
 });
 
 describe('a task from a GitHub issue', () => {
@@ -239,7 +204,7 @@ describe('a task from a GitHub issue', () => {
     assert.deepEqual(unmirrored, [], 'every mirror write went through');
     assert.deepEqual(github.violations(), []);
     // Recorded under a name of its own: github-pr-reviewed-merged.json stays the history of a worker before the issue mirror.
-    await recordHistory(stack.client, id, 'github-pr-mirrored-merged');
+    await recordHistory(env.stack.client, id, 'github-pr-mirrored-merged');
   });
 
   it('is rejected, its branch deleted, when its pull request is closed unmerged; a fork’s branch of the same name is not it', async () => {
