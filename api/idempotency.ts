@@ -23,6 +23,11 @@ export function deliveryTaskId(forge: string, deliveryId: string): string {
   return `t-${sha256(`delivery\n${forge}\n${deliveryId}`).slice(0, 32)}`;
 }
 
+/** The task of a labelled issue whose signed delivery body has SHA-256 `bodySha256` (hex). */
+export function labelledIssueTaskId(bodySha256: string): string {
+  return deliveryTaskId('github', `labeled-${bodySha256}`);
+}
+
 /** Hash of the parsed spec (defaults filled, keys sorted), so a retry that spells the same task differently still matches. */
 export function requestHash(spec: TaskSpec): string {
   return sha256(canonicalJson(spec));

@@ -42,6 +42,11 @@ export interface IssueReady {
   /** The label whose adding this event is. */
   label: string;
   sender: ForgeSender;
+  /**
+   * What names the event's task: the signed body's SHA-256. GitHub's signature covers the body, not the delivery id,
+   * so the same body re-sent under another delivery id (a redelivery, or a replay) names the same task.
+   */
+  body_sha256: string;
 }
 
 /** The forge checking that its webhook reaches us. */

@@ -9,7 +9,7 @@
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { deliveryTaskId } from '../api/idempotency';
+import { labelledIssueTaskId } from '../api/idempotency';
 import { MIRROR_LABELS, statusMarker } from '../domain/forge-mirror';
 import { branchCommit } from './support/git-fixture';
 import { deliver as deliverTo, exampleDelivery, type DeliveryOptions } from './support/github-deliveries';
@@ -96,8 +96,8 @@ async function workflowEnded(id: string): Promise<void> {
 }
 
 /** Starts a task from issue `number` and waits for its pull request; returns the task, its review item and the PR number. */
-async function taskWithPullRequest(number: number, delivery?: string): Promise<{ id: string; item: any; pr: number }> {
-  const res = await deliver(labeled(number), delivery === undefined ? {} : { delivery });
+async function taskWithPullRequest(number: number): Promise<{ id: string; item: any; pr: number }> {
+  const res = await deliver(labeled(number));
   assert.equal(res.status, 202, JSON.stringify(res.body));
   const id = res.body.task_id as string;
   opened.push(id);
@@ -231,10 +231,11 @@ describe('a task from a GitHub issue', () => {
   });
 
   it('closes its pull request when rejected in the inbox, keeps away from a stranger’s pull request of its branch, and no token reaches a task', async () => {
-    // The task id follows from the delivery id, so a stranger can open a pull request from its branch first (into another base).
-    const delivery = crypto.randomUUID();
-    const stranger = github.state.openPull(REPO, { title: 'mine now', head: `agent/${deliveryTaskId('github', delivery)}`, base: 'release', user: 'mallory' });
-    const { id, item, pr } = await taskWithPullRequest(9, delivery);
+    // The task id follows from the delivery's body, so a stranger can open a pull request from its branch first (into another base).
+    const taskId = labelledIssueTaskId(crypto.createHash('sha256').update(JSON.stringify(labeled(9))).digest('hex'));
+    const stranger = github.state.openPull(REPO, { title: 'mine now', head: `agent/${taskId}`, base: 'release', user: 'mallory' });
+    const { id, item, pr } = await taskWithPullRequest(9);
+    assert.equal(id, taskId);
     assert.notEqual(pr, stranger.number, 'the task opened its own pull request');
     // The issue's text reaches the body inert: it pings nobody, closes no other issue and opens no fold.
     const body = github.state.pulls(REPO).find((p) => p.number === pr)!.body ?? '';

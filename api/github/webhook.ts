@@ -2,7 +2,7 @@
  * GitHub's side of forge intake: a webhook delivery's signature (`X-Hub-Signature-256`, HMAC-SHA256 over the raw
  * body) checked in constant time before anything reads the body, then the few payload fields intake needs.
  */
-import { createHmac } from 'node:crypto';
+import { createHash, createHmac } from 'node:crypto';
 import path from 'node:path';
 import { z } from 'zod';
 import { GithubRepoName } from '../../domain/access';
@@ -155,6 +155,7 @@ export function githubIntake(opts: { secret: string; label: string; mention?: st
         labels: p.issue.labels.map((l) => l.name),
         label: p.label.name,
         sender: senderOf(p.sender),
+        body_sha256: createHash('sha256').update(delivery.body).digest('hex'),
       };
     },
   };

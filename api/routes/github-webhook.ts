@@ -16,7 +16,7 @@ import { steerFromComment } from '../github/comment-events';
 import { forwardPullRequestEvent } from '../github/pull-request-events';
 import { githubIntake, githubRepoUrl, type GithubIntakeSettings } from '../github/webhook';
 import { checkIntake } from '../intake';
-import { deliveryTaskId, requestHash } from '../idempotency';
+import { deliveryTaskId, labelledIssueTaskId, requestHash } from '../idempotency';
 import { startTask } from '../start-task';
 import { taskRow } from '../visibility';
 import { taskLinks } from './tasks';
@@ -113,7 +113,8 @@ export function githubWebhookRoutes(deps: AppDeps): Router {
       team: mapped.team,
       issue: event.number,
       deliveryId: event.delivery_id,
-      taskId: deliveryTaskId('github', event.delivery_id),
+      // The body is what GitHub signs: the same labelling re-sent under another delivery id is the same task.
+      taskId: labelledIssueTaskId(event.body_sha256),
     });
   });
 
@@ -136,8 +137,8 @@ export function githubWebhookRoutes(deps: AppDeps): Router {
       requestHash: hash,
     });
     if (!outcome.started) {
-      // Only a holder of the secret can sign a different body under a delivery id already used.
-      if (outcome.existing.memo?.[MEMO_REQUEST_HASH] !== hash) throw new ConflictError('delivery_reused', `delivery ${a.deliveryId} already started a different task`);
+      // The same signed event asks for another task only when the operator's intake settings changed since.
+      if (outcome.existing.memo?.[MEMO_REQUEST_HASH] !== hash) throw new ConflictError('delivery_reused', `this event (delivery ${a.deliveryId}) already started task ${a.taskId}, with other settings`);
       log.info('github delivery repeated', { delivery_id: a.deliveryId, task_id: a.taskId });
       res.status(200).location(links.self).json({ task_id: a.taskId, state: taskRow(outcome.existing).state, links, duplicate: true });
       return;
