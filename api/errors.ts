@@ -101,6 +101,7 @@ const DECISION_FAILURE_STATUS: Readonly<Record<DecisionFailure, number>> = {
   StaleDecision: 409,
   InvalidDecision: 409,
   OverCeiling: 403,
+  NeedsApprover: 403,
   NotThisPullRequest: 409,
   DuplicateDelivery: 409,
   ReviewRefused: 409,

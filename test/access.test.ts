@@ -192,6 +192,23 @@ describe('roles and teams', () => {
     assert.match(ended.result, /cancelled by submitter-red: mine/);
   });
 
+  it('lets only an approver retry a health alert by message: the requester\'s message is refused and settles nothing', async () => {
+    const id = await submit('submitter-red', { planner: { kind: 'recipe', steps: [{ run: 'echo broken >&2; exit 3' }] } });
+    const alert = await api.nextItem(id, ['health_alert']);
+    const refused = await call(base, 'POST', `/v1/tasks/${id}/messages`, { text: 'just retry' }, as('submitter-red'));
+    assert.equal(refused.status, 403, JSON.stringify(refused.body));
+    assert.equal(refused.body.error.code, 'needs_approver');
+    const after = await api.task(id);
+    assert.equal(after.items.find((i: any) => i.item_id === alert.item_id).status, 'pending', 'the alert still waits for an approver');
+    const traced = await call(base, 'GET', `/v1/tasks/${id}/trace`, undefined, as('approver-red'));
+    assert.equal(traced.status, 200);
+    assert.equal(traced.body.entries.some((e: any) => e.kind === 'message'), false, 'the refused message is not in the trace');
+    const ok = await call(base, 'POST', `/v1/tasks/${id}/messages`, { text: 'retry, the fix is in' }, as('approver-red'));
+    assert.equal(ok.status, 200, JSON.stringify(ok.body));
+    assert.equal(ok.body.item?.item_id, alert.item_id, 'the approver\'s message settles the alert');
+    await call(base, 'POST', `/v1/tasks/${id}/cancel`, {}, as('approver-red'));
+  });
+
   it('lists and shows in the inbox only the tasks of the caller\'s teams; tasks of no team are for admins', async () => {
     const red = await risky('submitter-red', { labels: ['iso'] });
     const blue = await risky('submitter-blue', { labels: ['iso'] });

@@ -44,12 +44,14 @@ export interface DecisionAck {
 }
 
 /** Failure types the workflow raises from update validators; the API maps them to HTTP statuses. */
-export const DECISION_FAILURES = ['TaskEnded', 'UnknownItem', 'StaleDecision', 'InvalidDecision', 'OverCeiling', 'NotThisPullRequest', 'DuplicateDelivery', 'ReviewRefused'] as const;
+export const DECISION_FAILURES = ['TaskEnded', 'UnknownItem', 'StaleDecision', 'InvalidDecision', 'OverCeiling', 'NeedsApprover', 'NotThisPullRequest', 'DuplicateDelivery', 'ReviewRefused'] as const;
 
 /** Decide a pending inbox item (approve, reject, answer, request_changes, grant_budget, message, cancel). */
 export const decideUpdate = defineUpdate<DecisionAck, [Decision]>('decide');
 /** Send a message to the task; it also settles a pending `health_alert`. */
-export const messageUpdate = defineUpdate<DecisionAck, [Omit<MessageBody, 'actor'> & ActedBy]>('message');
+/** A message to the task, as the API sends it: `may_settle` false when its sender may not decide a pending health alert (absent in histories from before roles: it may). */
+export type TaskMessage = Omit<MessageBody, 'actor'> & ActedBy & { may_settle?: boolean };
+export const messageUpdate = defineUpdate<DecisionAck, [TaskMessage]>('message');
 /** Cancel the task: the running step stops, the sandbox is torn down, a pushed branch is deleted. */
 export const cancelUpdate = defineUpdate<DecisionAck, [Omit<CancelBody, 'actor'> & ActedBy]>('cancel');
 /** An event about the task's own pull request on its forge (merged, closed, changes requested); refused for another pull request or a delivery already taken. */

@@ -4,7 +4,7 @@
  */
 import type { WorkflowHandle } from '@temporalio/client';
 import type { Response, Router } from 'express';
-import { AccessConfig, principalOf, teamSettings } from '../../domain/access';
+import { AccessConfig, principalOf, roleAtLeast, teamSettings } from '../../domain/access';
 import { CancelBody, DecisionBody, MessageBody, type ActedBy } from '../../domain/task';
 import { cancelUpdate, decideUpdate, messageUpdate, taskQuery } from '../../workflows/messages';
 import { identityOf } from '../auth/context';
@@ -62,7 +62,9 @@ export function decisionRoutes(deps: AppDeps): Router {
   router.post('/v1/tasks/:id/messages', requireRole('submitter'), body, message, access, async function sendMessage(req, res) {
     const m = valid(req, message);
     const handle = client.workflow.getHandle(pathParam(req, 'id'));
-    res.json(await endedAs409(handle, () => handle.executeUpdate(messageUpdate, { args: [{ ...withoutActor(m), ...actedBy(res) }] })));
+    // A message retries a pending health alert: that is a decision, and needs an approver.
+    const args = { ...withoutActor(m), ...actedBy(res), may_settle: roleAtLeast(identityOf(res).role, 'approver') };
+    res.json(await endedAs409(handle, () => handle.executeUpdate(messageUpdate, { args: [args] })));
   });
 
   router.post('/v1/tasks/:id/cancel', body, cancel, access, mayCancel(), async function cancelTask(req, res) {

@@ -5,7 +5,7 @@ import { ApplicationFailure, setHandler } from '@temporalio/workflow';
 import { ACTIONS_BY_KIND, isTerminal, preview } from '../../domain/rules';
 import { grantOverCeiling, type Principal } from '../../domain/access';
 import type { Decision, InboxItem, Resolution } from '../../domain/task';
-import { cancelUpdate, decideUpdate, messageUpdate, taskQuery, traceQuery, type DecisionAck } from '../messages';
+import { cancelUpdate, decideUpdate, messageUpdate, taskQuery, traceQuery, type DecisionAck, type TaskMessage } from '../messages';
 import { settle } from './inbox';
 import { grant } from './limits';
 import type { TaskRun } from './state';
@@ -34,7 +34,7 @@ export function installHandlers(t: TaskRun): void {
       publishVisibility(t);
       return ack(t, settled);
     },
-    { validator: (_m) => assertOpen(t) },
+    { validator: (m) => validateMessage(t, m) },
   );
   setHandler(
     cancelUpdate,
@@ -45,6 +45,18 @@ export function installHandlers(t: TaskRun): void {
     },
     { validator: (_c) => assertOpen(t) },
   );
+}
+
+/** Refuses a message to an ended task, and one that would settle a health alert from someone who may not decide it. */
+function validateMessage(t: TaskRun, m: TaskMessage): void {
+  assertOpen(t);
+  if (m.may_settle === false && t.s.items.some((i) => i.status === 'pending' && i.kind === 'health_alert')) {
+    throw ApplicationFailure.create({
+      type: 'NeedsApprover',
+      message: `a message to task ${t.input.task_id} would retry its pending health alert, which needs the approver role`,
+      nonRetryable: true,
+    });
+  }
 }
 
 /** Trace data naming who acted, when the API said (histories from before sign-in have no `by`). */
