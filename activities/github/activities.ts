@@ -6,6 +6,7 @@ import type { ForgePullRequests } from '../../domain/forge';
 import type { ForgeIssues } from '../../domain/forge-mirror';
 import type { Logger } from '../../workers/log';
 import { activityFailure } from '../failures';
+import { activityScope, whileBeating } from '../scope';
 import type { PullRequestActivities } from '../types';
 import { githubClients, type GithubAccess } from './client';
 import { githubIssues } from './issues';
@@ -23,15 +24,17 @@ export function createPullRequestActivities(forge: ForgePullRequests | null, iss
     if (forge === null) throw activityFailure('ForgeRefused', NO_ACCESS);
     return forge;
   };
+  const beating = <T>(work: () => Promise<T>): Promise<T> => whileBeating(activityScope().heartbeat, work);
   return {
     mirrorIssue: async (input) => {
       if (issues === null) throw activityFailure('ForgeRefused', NO_ACCESS);
       return issues.mirrorIssue(input);
     },
-    publishPullRequest: async (input) => use().publish(input),
-    closePullRequest: async (input) => use().close(input),
-    readReviewFeedback: async (input) => use().reviewFeedback(input),
-    commentOnPullRequest: async (input) => use().comment(input),
+    // The task waits on these: each heartbeats while GitHub is called, so a worker that died mid-call is seen in seconds.
+    publishPullRequest: async (input) => beating(() => use().publish(input)),
+    closePullRequest: async (input) => beating(() => use().close(input)),
+    readReviewFeedback: async (input) => beating(() => use().reviewFeedback(input)),
+    commentOnPullRequest: async (input) => beating(() => use().comment(input)),
   };
 }
 

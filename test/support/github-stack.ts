@@ -11,7 +11,7 @@ import type { DevServer } from '../../workers/temporal-server';
 import { makeOriginRepo, tempDir } from './git-fixture';
 import { WEBHOOK_SECRET } from './github-deliveries';
 import { startGithubMock, type GithubMock } from './github-mock';
-import { startTestStack, startTestTemporal } from './stack';
+import { stackEnv, startTestStack, startTestTemporal } from './stack';
 
 /** The token the backend calls the mock with (a personal access token's shape). */
 export const GITHUB_TEST_TOKEN = 'ghp_pullRequestTestToken0123456789abcdef';
@@ -27,11 +27,13 @@ export interface GithubStack {
   base: string;
   /** The repository's bare origin. */
   bare: string;
+  /** The environment of a worker-only backend process for this stack (same Temporal, task queue, data and GitHub). */
+  workerEnv: Record<string, string>;
   stop(): Promise<void>;
 }
 
-/** Starts the backend for repository `repo` (`owner/name`, whose README the origin holds) with tasks from issues on `planner`. */
-export async function startGithubStack(name: string, opts: { repo: string; readme: string; planner: unknown; env?: Record<string, string> }): Promise<GithubStack> {
+/** Starts the backend for repository `repo` (`owner/name`, whose README the origin holds) with tasks from issues on `planner`; `workers: false` starts the API alone. */
+export async function startGithubStack(name: string, opts: { repo: string; readme: string; planner: unknown; env?: Record<string, string>; workers?: boolean }): Promise<GithubStack> {
   const [owner, repoName] = opts.repo.split('/') as [string, string];
   const temporal = await startTestTemporal();
   const github = await startGithubMock();
@@ -47,7 +49,9 @@ export async function startGithubStack(name: string, opts: { repo: string; readm
   fs.writeFileSync(tokenFile, `${GITHUB_TEST_TOKEN}\n`, { mode: 0o600 });
   const teamsFile = path.join(root, 'teams.yaml');
   fs.writeFileSync(teamsFile, ['teams:', '  platform: {}', 'github:', '  repos:', `    ${opts.repo}: { team: platform }`, ''].join('\n'));
-  const stack = await startTestStack(temporal, path.join(root, 'data'), `${name}-${process.pid}`, {
+  const dataDir = path.join(root, 'data');
+  const queue = `${name}-${process.pid}`;
+  const extra: Record<string, string> = {
     TEAMS_FILE: teamsFile,
     SANDBOX_DRIVER: 'process',
     GITHUB_WEBHOOK_SECRET_FILE: secretFile,
@@ -58,13 +62,15 @@ export async function startGithubStack(name: string, opts: { repo: string; readm
     PUBLIC_URL: GITHUB_TEST_PUBLIC_URL,
     REPO_LOCAL_ROOTS: path.join(gitBase, owner),
     ...opts.env,
-  });
+  };
+  const stack = await startTestStack(temporal, dataDir, queue, opts.workers === false ? { ...extra, ROLES: 'api' } : extra);
   return {
     temporal,
     stack,
     github,
     base: stack.url!,
     bare,
+    workerEnv: stackEnv(temporal, dataDir, queue, { ...extra, ROLES: 'worker' }),
     async stop() {
       await stack.stop();
       await github.stop();

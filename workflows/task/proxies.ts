@@ -10,6 +10,14 @@ export const RETRY: RetryPolicy = { initialInterval: '1s', backoffCoefficient: 2
 /** Sandbox, git and artifact work outside commands. */
 export const io = proxyActivities<Activities>({ startToCloseTimeout: '10 minutes', retry: RETRY });
 
+/** How long a worker may go silent in a forge call before Temporal hands the call to another worker. */
+const FORGE_HEARTBEAT_TIMEOUT = '10 seconds';
+/**
+ * Forge calls the task waits on (its pull request, a review's comments): paced writes can take minutes, so the
+ * worker heartbeats, and a worker that died mid-call is noticed in seconds, not at the call's timeout.
+ */
+export const forgeActs = proxyActivities<Activities>({ startToCloseTimeout: '10 minutes', heartbeatTimeout: FORGE_HEARTBEAT_TIMEOUT, retry: RETRY });
+
 /** Forge calls that only show the task (the source issue's mirror): short, a few tries, never worth holding the task up. */
 export const mirrorActs = proxyActivities<Activities>({
   startToCloseTimeout: '30 seconds',

@@ -14,7 +14,7 @@ import type { InboxItem, Resolution } from '../../domain/task';
 import { forgeEventUpdate, type DecisionAck } from '../messages';
 import { assertOpen } from './handlers';
 import { settle } from './inbox';
-import { describeFailure, io } from './proxies';
+import { describeFailure, forgeActs } from './proxies';
 import { firstLine, type End, type TaskRun } from './state';
 import { publishVisibility, trace } from './visibility';
 
@@ -70,7 +70,7 @@ export async function openPullRequest(t: TaskRun, summary: string): Promise<Reco
   if (source?.forge !== 'github' || s.branch === null || s.commit === null) return {};
   const check = selfCheckOf(t);
   try {
-    const pr = await io.publishPullRequest({
+    const pr = await forgeActs.publishPullRequest({
       task_id: t.input.task_id,
       repo: source.repo,
       head: s.branch,
@@ -107,7 +107,7 @@ export async function closePullRequest(t: TaskRun, end: End): Promise<void> {
   const pr = t.s.pr;
   if (pr === undefined || pr.closed) return;
   try {
-    await io.closePullRequest({ repo: pr.repo, number: pr.number, comment: `The task ended ${end.state}: ${preview(end.result, 1_000)}` });
+    await forgeActs.closePullRequest({ repo: pr.repo, number: pr.number, comment: `The task ended ${end.state}: ${preview(end.result, 1_000)}` });
     pr.closed = true;
     trace(t, 'pr_closed', `closed pull request #${pr.number}`, { number: pr.number });
   } catch (err) {
@@ -220,7 +220,7 @@ async function takeReview(t: TaskRun, item: InboxItem, e: Extract<TaskForgeEvent
   const actor = `github:${e.reviewer}`;
   let feedback;
   try {
-    feedback = await io.readReviewFeedback({ repo: pr.repo, number: pr.number, review_id: e.review_id, reviewer: e.reviewer });
+    feedback = await forgeActs.readReviewFeedback({ repo: pr.repo, number: pr.number, review_id: e.review_id, reviewer: e.reviewer });
   } catch (err) {
     if (!(err instanceof ActivityFailure)) throw err;
     trace(t, 'health', `could not read review ${e.review_id} on #${pr.number}: ${describeFailure(err)}`);
@@ -232,7 +232,7 @@ async function takeReview(t: TaskRun, item: InboxItem, e: Extract<TaskForgeEvent
     if (refused.length > REFUSED_REVIEWERS_KEEP) refused.splice(0, refused.length - REFUSED_REVIEWERS_KEEP);
     trace(t, 'note', `review ${e.review_id} by ${e.reviewer} ignored: their permission is ${feedback.permission}, not write`, { review_id: e.review_id }, actor);
     try {
-      await io.commentOnPullRequest({ repo: pr.repo, number: pr.number, body: notAllowedReply(e.reviewer) });
+      await forgeActs.commentOnPullRequest({ repo: pr.repo, number: pr.number, body: notAllowedReply(e.reviewer) });
     } catch (err) {
       if (!(err instanceof ActivityFailure)) throw err;
       trace(t, 'health', `could not reply on #${pr.number}: ${describeFailure(err)}`);

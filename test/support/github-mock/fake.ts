@@ -142,6 +142,7 @@ export class FakeGithub {
   readonly requests: RecordedRequest[] = [];
   private readonly repos = new Map<string, RepoState>();
   private readonly failures: PlannedFailure[] = [];
+  private readonly lostAnswers: { method: string; pattern: RegExp; remaining: number }[] = [];
   private nextId = FIRST_ID;
 
   /** Adds a repository (`owner/name`); its default branch exists with a stable head commit. */
@@ -188,6 +189,22 @@ export class FakeGithub {
   failNext(method: string, pathPattern: string | RegExp, status: number, count = 1, headers: Record<string, string> = {}): void {
     const pattern = typeof pathPattern === 'string' ? new RegExp(`^${pathPattern.replace(/[.*+?^$()|[\]\\]/g, '\\$&').replace(/\{[^}]+\}/g, '[^/]+')}$`) : pathPattern;
     this.failures.push({ method: method.toUpperCase(), pattern, status, headers, remaining: count });
+  }
+
+  /**
+   * Makes the next call of `method` on a path matching `pathPattern` take effect and never be answered: the answer
+   * lost as when the caller dies while GitHub works (the connection stays open until the caller goes away).
+   */
+  loseAnswerNext(method: string, pathPattern: RegExp): void {
+    this.lostAnswers.push({ method: method.toUpperCase(), pattern: pathPattern, remaining: 1 });
+  }
+
+  /** Whether this call's answer is to be lost, counting it down. */
+  takeLostAnswer(method: string, path: string): boolean {
+    const lost = this.lostAnswers.find((f) => f.remaining > 0 && f.method === method && f.pattern.test(path));
+    if (lost === undefined) return false;
+    lost.remaining -= 1;
+    return true;
   }
 
   /** The planned failure for this call, if any, counting it down. */

@@ -72,6 +72,13 @@ function actorOf(authorization: string | undefined): string {
 interface Route { method: string; pattern: RegExp; names: string[]; handler: Handler }
 
 async function serve(fake: FakeGithub, routes: Route[], req: http.IncomingMessage): Promise<Reply> {
+  const reply = await answer(fake, routes, req);
+  // Done, and never told: the caller waits until it gives up or dies.
+  if (fake.takeLostAnswer(req.method ?? 'GET', new URL(req.url ?? '/', 'http://fake').pathname)) return new Promise<never>(() => undefined);
+  return reply;
+}
+
+async function answer(fake: FakeGithub, routes: Route[], req: http.IncomingMessage): Promise<Reply> {
   const url = new URL(req.url ?? '/', 'http://fake');
   const method = req.method ?? 'GET';
   const raw = await readBody(req);
