@@ -3,7 +3,7 @@
  * mid-step, and the whole backend stopped and started again on the same DATA_DIR.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -12,23 +12,8 @@ import type { Stack } from '../workers/stack';
 import type { DevServer } from '../workers/temporal-server';
 import { branchCommit, git, makeOriginRepo, tempDir } from './support/git-fixture';
 import { authorize, call, eventually, freePort } from './support/http';
-import { adminTokenOf, REPO_ROOT, removeSandboxes, stackEnv, startTestStack, startTestTemporal } from './support/stack';
-
-const MAIN = path.join(REPO_ROOT, 'dist', 'workers', 'main.js');
-
-/** Starts the compiled backend entry point as its own process, logging to a file. */
-function spawnBackend(env: Record<string, string>, logFile: string): ChildProcess {
-  const out = fs.openSync(logFile, 'a');
-  const child = spawn(process.execPath, [MAIN], { cwd: REPO_ROOT, env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', out, out] });
-  fs.closeSync(out);
-  return child;
-}
-
-function exited(child: ChildProcess): Promise<number | null> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(child.exitCode);
-  return new Promise((resolve) => child.once('exit', (code) => resolve(code)));
-}
-
+import { backendHealthy, exited, spawnBackend } from './support/backend-process';
+import { adminTokenOf, removeSandboxes, stackEnv, startTestStack, startTestTemporal } from './support/stack';
 
 async function portOpen(port: number): Promise<boolean> {
   return new Promise((resolve) => {
@@ -126,15 +111,13 @@ describe('the whole stack restarted on the same DATA_DIR', () => {
       PORT: String(apiPort),
       TEMPORAL_PORT: String(temporalPort),
       TEMPORAL_UI_PORT: String(uiPort),
-      LOG_LEVEL: 'warn',
+      LOG_LEVEL: 'info',
       SANDBOX_DRIVER: 'gvisor',
     };
     const base = `http://127.0.0.1:${apiPort}`;
     const logFile = path.join(root, 'stack.log');
-    const healthy = () => eventually(() => call(base, 'GET', '/healthz'), (r) => r.status === 200, 'the backend to be healthy', 120_000);
-
     child = spawnBackend(env, logFile);
-    const health = await healthy();
+    const health = await backendHealthy(child, base, logFile);
     // A restart keeps the admin token: read it from the file at each call.
     authorize(base, () => adminTokenOf(data));
     assert.equal(health.body.sandbox.driver, 'gvisor');
@@ -149,7 +132,7 @@ describe('the whole stack restarted on the same DATA_DIR', () => {
     assert.equal(await portOpen(temporalPort), false, 'the embedded Temporal server stopped with the stack');
 
     child = spawnBackend(env, logFile);
-    await healthy();
+    await backendHealthy(child, base, logFile);
     const inbox = await eventually(() => call(base, 'GET', '/v1/inbox'), (r) => r.body.items?.some((i: any) => i.task_id === id), 'the item after the restart', 60_000);
     const item = inbox.body.items.find((i: any) => i.task_id === id);
     assert.equal(item.kind, 'pr_review');
