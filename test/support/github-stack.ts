@@ -9,6 +9,7 @@ import path from 'node:path';
 import type { Stack } from '../../workers/stack';
 import type { DevServer } from '../../workers/temporal-server';
 import { makeOriginRepo, tempDir } from './git-fixture';
+import { startGitHttpServer, type GitHttpServer } from './git-http-server';
 import { WEBHOOK_SECRET } from './github-deliveries';
 import { startGithubMock, type GithubMock } from './github-mock';
 import { startTestStack, startTestTemporal } from './stack';
@@ -27,11 +28,31 @@ export interface GithubStack {
   base: string;
   /** The repository's bare origin. */
   bare: string;
+  /** The smart-HTTP server in front of GITHUB_GIT_BASE, when the stack was asked for one. */
+  gitServer: GitHttpServer | null;
   stop(): Promise<void>;
 }
 
+/** What a GitHub stack may run with instead of the defaults (a token, a local GITHUB_GIT_BASE). */
+export interface GithubStackOptions {
+  repo: string;
+  readme: string;
+  planner: unknown;
+  env?: Record<string, string>;
+  /**
+   * Act as this GitHub App instead of with the token: the mock knows `publicKey` as App `appId`'s, the backend is
+   * given `privateKey` (which may be another key, to see a wrong one refused).
+   */
+  app?: { appId: number; publicKey: string; privateKey: string };
+  /**
+   * Serve GITHUB_GIT_BASE over smart HTTP, requiring user `x-access-token` with the token (or, with `app`, an
+   * installation token the mock issued and that has not expired), as GitHub's git does.
+   */
+  gitOverHttp?: boolean;
+}
+
 /** Starts the backend for repository `repo` (`owner/name`, whose README the origin holds) with tasks from issues on `planner`. */
-export async function startGithubStack(name: string, opts: { repo: string; readme: string; planner: unknown; env?: Record<string, string> }): Promise<GithubStack> {
+export async function startGithubStack(name: string, opts: GithubStackOptions): Promise<GithubStack> {
   const [owner, repoName] = opts.repo.split('/') as [string, string];
   const temporal = await startTestTemporal();
   const github = await startGithubMock();
@@ -45,18 +66,31 @@ export async function startGithubStack(name: string, opts: { repo: string; readm
   fs.writeFileSync(secretFile, `${WEBHOOK_SECRET}\n`, { mode: 0o600 });
   const tokenFile = path.join(root, 'github-token');
   fs.writeFileSync(tokenFile, `${GITHUB_TEST_TOKEN}\n`, { mode: 0o600 });
+  let auth: Record<string, string> = { GITHUB_TOKEN_FILE: tokenFile };
+  if (opts.app !== undefined) {
+    github.state.setApp(opts.app.appId, opts.app.publicKey);
+    const keyFile = path.join(root, 'github-app-key.pem');
+    fs.writeFileSync(keyFile, opts.app.privateKey, { mode: 0o600 });
+    auth = { GITHUB_APP_ID: String(opts.app.appId), GITHUB_APP_PRIVATE_KEY_FILE: keyFile };
+  }
+  let gitServer: GitHttpServer | null = null;
+  let git: Record<string, string> = { GITHUB_GIT_BASE: gitBase, REPO_LOCAL_ROOTS: path.join(gitBase, owner) };
+  if (opts.gitOverHttp) {
+    const accepts = opts.app === undefined ? (given: string) => given === GITHUB_TEST_TOKEN : (given: string) => github.state.acceptsInstallationToken(given);
+    gitServer = await startGitHttpServer(gitBase, 'x-access-token', accepts);
+    git = { GITHUB_GIT_BASE: gitServer.origin, REPO_ALLOW: `${gitServer.origin}/**` };
+  }
   const teamsFile = path.join(root, 'teams.yaml');
   fs.writeFileSync(teamsFile, ['teams:', '  platform: {}', 'github:', '  repos:', `    ${opts.repo}: { team: platform }`, ''].join('\n'));
   const stack = await startTestStack(temporal, path.join(root, 'data'), `${name}-${process.pid}`, {
     TEAMS_FILE: teamsFile,
     SANDBOX_DRIVER: 'process',
     GITHUB_WEBHOOK_SECRET_FILE: secretFile,
-    GITHUB_GIT_BASE: gitBase,
     GITHUB_PLANNER: JSON.stringify(opts.planner),
     GITHUB_API_URL: github.apiUrl,
-    GITHUB_TOKEN_FILE: tokenFile,
     PUBLIC_URL: GITHUB_TEST_PUBLIC_URL,
-    REPO_LOCAL_ROOTS: path.join(gitBase, owner),
+    ...auth,
+    ...git,
     ...opts.env,
   });
   return {
@@ -65,8 +99,10 @@ export async function startGithubStack(name: string, opts: { repo: string; readm
     github,
     base: stack.url!,
     bare,
+    gitServer,
     async stop() {
       await stack.stop();
+      await gitServer?.stop();
       await github.stop();
       await temporal.stop();
       fs.rmSync(root, { recursive: true, force: true });
