@@ -25,6 +25,7 @@ import type { ForgePullRequests } from '../domain/forge';
 import type { ForgeIssues } from '../domain/forge-mirror';
 import type { ModelClient, ModelProvider } from './llm/client';
 import {
+  GitCredentialsError,
   GitError,
   InvalidGitArgumentError,
   branchTip,
@@ -65,8 +66,11 @@ export interface ActivityDeps {
   modelEnv?: NodeJS.ProcessEnv;
   /** Model prices (default: built-in and `modelEnv.MODEL_PRICES`). */
   prices?: PriceTable;
-  /** Which repositories may be reached and the worker's git credentials file (default rules: see `defaultRepoRules`); `dataDir` is always refused. */
-  repos?: Pick<RemoteOptions, 'rules' | 'credentialsFile'>;
+  /**
+   * Which repositories may be reached, the worker's git credentials file and its own credentials (GitHub's tokens
+   * for GITHUB_GIT_BASE); default rules: see `defaultRepoRules`; `dataDir` is always refused.
+   */
+  repos?: Pick<RemoteOptions, 'rules' | 'credentialsFile' | 'credentials'>;
   /** The operator's egress ceiling (EGRESS_ALLOW): no command reaches anything outside it, whatever a workflow asks. Default: nothing. */
   egressCeiling?: string[];
   /** Where setup caches live and their bounds; null turns caching off. Default: `<dataDir>/setup-cache`, see {@link DEFAULT_SETUP_CACHE_MB}. */
@@ -118,6 +122,7 @@ export function createActivities(deps: ActivityDeps): Activities {
   const remote = (): RemoteOptions => ({
     rules: { ...rules, forbidden: [...rules.forbidden, path.resolve(deps.dataDir)] },
     credentialsFile: deps.repos?.credentialsFile,
+    credentials: deps.repos?.credentials,
     signal: activityScope().signal,
   });
 
@@ -390,6 +395,7 @@ function toFailure(err: unknown): unknown {
     const type = err.reason === 'unavailable' ? 'RepoUnavailable' : err.reason === 'rejected' ? 'PushRejected' : 'GitFailed';
     return activityFailure(type, err.message, { cause: err });
   }
+  if (err instanceof GitCredentialsError) return activityFailure(err.retryable ? 'GitFailed' : 'RepoUnavailable', err.message, { cause: err });
   if (
     err instanceof InvalidArtifactNameError ||
     err instanceof InvalidGitArgumentError ||

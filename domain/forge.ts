@@ -76,7 +76,11 @@ export interface PullRequestClosed {
   sender: ForgeSender;
 }
 
-/** A review was submitted on a pull request; only `changes_requested` sends the agent back to work. */
+/**
+ * A review was submitted on a pull request; `changes_requested` sends the agent back to work, and so does
+ * `commented` (every line comment belongs to a review: a lone one is a review in that state) when it has line
+ * comments or a body that speaks to the agent.
+ */
 export interface ReviewSubmitted {
   kind: 'review_submitted';
   delivery_id: string;
@@ -85,6 +89,8 @@ export interface ReviewSubmitted {
   head: string;
   review_id: number;
   state: 'approved' | 'changes_requested' | 'commented' | 'dismissed';
+  /** Whether the review's body speaks to the agent (`/agent …`, or a mention of the configured login). */
+  addressed: boolean;
   sender: ForgeSender;
 }
 
@@ -97,7 +103,12 @@ export type IntakeEvent = IssueReady | IssueCommented | PullRequestClosed | Revi
  */
 export type TaskForgeEvent =
   | { kind: 'pr_closed'; delivery_id: string; repo: string; number: number; merged: boolean; merged_at: string | null; actor: string }
-  | { kind: 'changes_requested'; delivery_id: string; repo: string; number: number; review_id: number; reviewer: string };
+  | { kind: 'changes_requested'; delivery_id: string; repo: string; number: number; review_id: number; reviewer: string }
+  /** A `commented` review: a round when it has line comments or `addressed` (its body speaks to the agent), else nothing. */
+  | { kind: 'review_commented'; delivery_id: string; repo: string; number: number; review_id: number; reviewer: string; addressed: boolean };
+
+/** A forge event carrying a review, which the task reads back at the forge before it may become a round. */
+export type TaskReviewEvent = Exclude<TaskForgeEvent, { kind: 'pr_closed' }>;
 
 /** Longest review text handed to the agent as one request for changes. */
 export const MAX_REVIEW_REQUEST_CHARS = 20_000;
@@ -167,6 +178,8 @@ export interface ReviewFeedback {
   state?: string;
   body: string;
   comments: { path: string; line: number | null; body: string }[];
+  /** Whether the review has line comments, also when they were not read (someone without write access); absent from workers before it was read. */
+  has_comments?: boolean;
 }
 
 /** One forge's pull-request side: what the worker does there for a task. Implementations retry nothing themselves beyond rate limits. */

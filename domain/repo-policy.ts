@@ -55,7 +55,7 @@ const SCP_LIKE = /^(?:([^@/:]+)@)?([^/:@]+):(.*)$/;
 const CONTROL = /[\u0000-\u001f\u007f]/;
 // Encoded dots and slashes could be decoded by a server after the allowlist matched the encoded form.
 const ENCODED_SEPARATOR = /%2e|%2f|%5c/i;
-const CREDENTIALS_HINT = 'put no credentials in the repository URL: the worker supplies them to its own git from GIT_CREDENTIALS_FILE';
+const CREDENTIALS_HINT = 'put no credentials in the repository URL: the worker supplies them to its own git from GIT_CREDENTIALS_FILE, or GitHub access for GITHUB_GIT_BASE';
 
 /** Parse `repo` into a location without touching the file system; throws {@link RepoRefusedError} for a malformed or unsupported one. */
 export function parseRepo(repo: string): RepoLocation {

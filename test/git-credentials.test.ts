@@ -10,7 +10,7 @@ import { after, before, describe, it } from 'node:test';
 import { GitError, gitDirOf } from '../activities/git/workspace';
 import type { Stack } from '../workers/stack';
 import type { DevServer } from '../workers/temporal-server';
-import { branchCommit, makeOriginRepo, tempDir } from './support/git-fixture';
+import { branchCommit, filesHolding, makeOriginRepo, tempDir } from './support/git-fixture';
 import { startGitHttpServer, type GitHttpServer } from './support/git-http-server';
 import { call, eventually } from './support/http';
 import { startTestStack, startTestTemporal } from './support/stack';
@@ -51,30 +51,6 @@ after(async () => {
   await strict?.stop();
   await temporal?.stop();
 });
-
-/** Every regular file under `dir` whose bytes contain `needle` (runsc keeps namespace files there that cannot be read: EINVAL). */
-function filesHolding(dir: string, needle: string): string[] {
-  const found: string[] = [];
-  const walk = (d: string): void => {
-    for (const e of fs.readdirSync(d, { withFileTypes: true })) {
-      const p = path.join(d, e.name);
-      if (e.isDirectory()) walk(p);
-      // A working copy's disk image holds the files this walk reads through its mount under workspaces/.
-      else if (e.isFile() && e.name !== 'workspace.img' && contents(p)?.includes(needle)) found.push(p);
-    }
-  };
-  if (fs.existsSync(dir)) walk(dir);
-  return found;
-}
-
-function contents(p: string): Buffer | null {
-  try {
-    return fs.readFileSync(p);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EINVAL') throw err;
-    return null;
-  }
-}
 
 describe('credentials of a task\'s repository', () => {
   it('refuses a URL that carries them, without echoing the secret', async () => {

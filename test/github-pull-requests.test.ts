@@ -60,11 +60,12 @@ function onPullRequest(p: any, number: number, taskId: string, headRepo = REPO):
   return p;
 }
 
-/** GitHub's example of a submitted review, as `reviewer` requesting changes in review `reviewId`. */
-function reviewed(number: number, taskId: string, reviewId: number, reviewer: string): any {
+/** GitHub's example of a submitted review, as `reviewer` requesting changes (or in `state`, with `body`) in review `reviewId`. */
+function reviewed(number: number, taskId: string, reviewId: number, reviewer: string, state = 'changes_requested', body?: string): any {
   const p = onPullRequest(exampleDelivery('pull_request_review', (e) => e.action === 'submitted'), number, taskId);
   p.review.id = reviewId;
-  p.review.state = 'changes_requested';
+  p.review.state = state;
+  if (body !== undefined) p.review.body = body;
   p.review.user = { ...p.review.user, login: reviewer, type: 'User' };
   p.sender = { ...p.sender, login: reviewer, type: 'User' };
   return p;
@@ -205,6 +206,50 @@ describe('a task from a GitHub issue', () => {
     assert.deepEqual(github.violations(), []);
     // Recorded under a name of its own: github-pr-reviewed-merged.json stays the history of a worker before the issue mirror.
     await recordHistory(env.stack.client, id, 'github-pr-mirrored-merged');
+  });
+
+  it('takes a writer’s comment review with line comments as one round, acknowledges review comment events without taking them, and ignores a comment review with nothing for the agent', async () => {
+    const { id, item, pr } = await taskWithPullRequest(6);
+    const pending = async () => (await api.task(id)).items.find((i: any) => i.item_id === item.item_id).status;
+    const notes = async (reviewId: number) => (await api.trace(id)).filter((e) => e.type === 'note' && e.data?.review_id === reviewId);
+    const replies = () => github.state.comments(REPO, pr).filter((c) => /write access/.test(c.body)).length;
+
+    // A review comment's own event: acknowledged, never taken (its review's event carries it).
+    const lone = github.state.addReview(REPO, pr, { reviewer: 'writer-wendy', state: 'COMMENTED', comments: [{ path: 'README.md', line: 1, body: 'Say "commit" once.' }] });
+    const comment = onPullRequest(exampleDelivery('pull_request_review_comment', (e) => e.action === 'created'), pr, id);
+    comment.comment.pull_request_review_id = lone;
+    comment.sender = { ...comment.sender, login: 'writer-wendy', type: 'User' };
+    const fromComment = await deliver(comment, { event: 'pull_request_review_comment' });
+    assert.equal(fromComment.status, 200, JSON.stringify(fromComment.body));
+    assert.match(fromComment.body.ignored, /taken with its review/);
+
+    // A writer's note to other reviewers: no line comment, no word to the agent. Read, passed on to nobody, answered by nobody.
+    const note = github.state.addReview(REPO, pr, { reviewer: 'writer-wendy', state: 'COMMENTED', body: 'Looks sane so far, @reader-rob what do you think?' });
+    const fromNote = await deliver(reviewed(pr, id, note, 'writer-wendy', 'commented', 'Looks sane so far, @reader-rob what do you think?'), { event: 'pull_request_review' });
+    assert.equal(fromNote.status, 202, JSON.stringify(fromNote.body));
+    await eventually(() => notes(note), (n: any[]) => n.some((e) => /does not speak to the agent/.test(e.message)), 'the note read and set aside');
+    assert.equal(await pending(), 'pending');
+    // A reader's comment review with a line comment: the polite reply, as for a review requesting changes.
+    const byReader = github.state.addReview(REPO, pr, { reviewer: 'reader-rob', state: 'COMMENTED', comments: [{ path: 'README.md', line: 1, body: 'Rewrite it all.' }] });
+    const fromReader = await deliver(reviewed(pr, id, byReader, 'reader-rob', 'commented', ''), { event: 'pull_request_review' });
+    assert.equal(fromReader.status, 202, JSON.stringify(fromReader.body));
+    await eventually(async () => replies(), (n: number) => n === 1, 'a reply to the reader');
+    assert.equal(await pending(), 'pending');
+
+    // The writer's lone line comment is a review in state commented: one round, the comment batched as a review's are.
+    const fromWriter = await deliver(reviewed(pr, id, lone, 'writer-wendy', 'commented', ''), { event: 'pull_request_review' });
+    assert.equal(fromWriter.status, 202, JSON.stringify(fromWriter.body));
+    const resent = await deliver(reviewed(pr, id, lone, 'writer-wendy', 'commented', ''), { event: 'pull_request_review' });
+    assert.equal(resent.status, 200, 'the same review re-sent under a new delivery id is ignored');
+    assert.match(resent.body.ignored, /taken already/);
+    const second = await eventually(() => api.task(id), (t) => t.round === 2 && t.items.some((i: any) => i.kind === 'pr_review' && i.status === 'pending'), 'round 2 up for review', 60_000);
+    const first = second.items.find((i: any) => i.item_id === item.item_id);
+    assert.equal(first.resolution.action, 'request_changes');
+    assert.equal(first.resolution.actor, 'github:writer-wendy');
+    assert.equal(first.resolution.comment, '- README.md:1: Say "commit" once.');
+    assert.equal(github.state.pulls(REPO).filter((p) => p.head.ref === `agent/${id}`).length, 1, 'the round is on the same pull request');
+    assert.equal(replies(), 1, 'the writer got no refusal');
+    assert.deepEqual(github.violations(), []);
   });
 
   it('is rejected, its branch deleted, when its pull request is closed unmerged; a fork’s branch of the same name is not it', async () => {

@@ -265,6 +265,8 @@ export type Config = z.infer<typeof Config> & {
   webhookSecrets: Record<string, string>;
   /** The worker's GitHub API access (workers/config-github.ts), or null: no pull requests are opened. */
   githubAccess: GithubAccess | null;
+  /** GITHUB_GIT_BASE checked (no trailing slash), for a worker with GitHub access: its git gets GitHub's token there. Else null. */
+  githubGitBase: string | null;
 };
 
 /** Thrown when the environment does not parse; the message names each bad variable. */
@@ -300,6 +302,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   }
   const teamsFile = cfg.TEAMS_FILE === undefined ? undefined : path.resolve(cfg.TEAMS_FILE);
   const access = teamsFile === undefined ? AccessConfig.parse({}) : readAccessConfig(teamsFile);
+  // Workers open pull requests with it; the API looks up who may steer the agent from a comment.
+  const githubAccess =
+    cfg.ROLES.includes('worker') || (cfg.ROLES.includes('api') && (cfg.GITHUB_WEBHOOK_SECRET !== undefined || cfg.GITHUB_WEBHOOK_SECRET_FILE !== undefined)) ? loadGithubAccess(env, dataDir) : null;
   return {
     ...cfg,
     OIDC_CLIENT_SECRET: undefined,
@@ -311,8 +316,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     github: cfg.ROLES.includes('api') ? githubIntakeSettings(cfg, dataDir) : null,
     // Only workers deliver: an API-only process needs none of the secrets.
     webhookSecrets: cfg.ROLES.includes('worker') ? readWebhookSecrets(access, env) : {},
-    // Workers open pull requests with it; the API looks up who may steer the agent from a comment.
-    githubAccess: cfg.ROLES.includes('worker') || (cfg.ROLES.includes('api') && (cfg.GITHUB_WEBHOOK_SECRET !== undefined || cfg.GITHUB_WEBHOOK_SECRET_FILE !== undefined)) ? loadGithubAccess(env, dataDir) : null,
+    githubAccess,
+    githubGitBase: githubAccess !== null && cfg.ROLES.includes('worker') ? gitBaseOf(cfg) : null,
     TEAMS_FILE: teamsFile,
     DATA_DIR: dataDir,
     EGRESS_PROXY_SECRET_FILE: secretFile,
@@ -375,19 +380,21 @@ function githubIntakeSettings(cfg: z.infer<typeof Config>, dataDir: string): Git
   }
   const planner = Planner.safeParse(raw);
   if (!planner.success) throw bad('GITHUB_PLANNER', planner.error.issues.map((i) => `${i.path.join('.') || '(planner)'}: ${i.message}`).join('; '));
+  return { secret, gitBase: gitBaseOf(cfg), label: cfg.GITHUB_LABEL, planner: planner.data, botAllow: cfg.GITHUB_BOT_ALLOW, mention: cfg.GITHUB_MENTION ?? null };
+}
+
+/** GITHUB_GIT_BASE without its trailing slash: a URL without credentials, or an absolute directory; throws a {@link ConfigError}. */
+function gitBaseOf(cfg: z.infer<typeof Config>): string {
+  const bad = (why: string) => new ConfigError(`invalid configuration: GITHUB_GIT_BASE: ${why}`);
   const base = cfg.GITHUB_GIT_BASE.replace(/\/+$/, '');
-  let gitBase: string;
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(base)) {
     const url = new URL(base);
-    // Credentials belong in GIT_CREDENTIALS_FILE: a URL carrying them would reach every task's spec and trace.
-    if (url.username || url.password || url.search || url.hash) throw bad('GITHUB_GIT_BASE', 'a URL without credentials, query or fragment (credentials go in GIT_CREDENTIALS_FILE)');
-    gitBase = base;
-  } else if (path.isAbsolute(base)) {
-    gitBase = path.resolve(base);
-  } else {
-    throw bad('GITHUB_GIT_BASE', 'a URL (e.g. https://github.com) or an absolute directory');
+    // The worker's git gets GitHub's token (or GIT_CREDENTIALS_FILE's): a URL carrying one would reach every task's spec and trace.
+    if (url.username || url.password || url.search || url.hash) throw bad('a URL without credentials, query or fragment (the worker supplies them: GITHUB_TOKEN_FILE, the App, or GIT_CREDENTIALS_FILE)');
+    return base;
   }
-  return { secret, gitBase, label: cfg.GITHUB_LABEL, planner: planner.data, botAllow: cfg.GITHUB_BOT_ALLOW, mention: cfg.GITHUB_MENTION ?? null };
+  if (path.isAbsolute(base)) return path.resolve(base);
+  throw bad('a URL (e.g. https://github.com) or an absolute directory');
 }
 
 /** The TEAMS_FILE at `file`, parsed and checked; throws a {@link ConfigError} naming the variable and each bad field. */

@@ -9,6 +9,8 @@ import { Client } from '@temporalio/client';
 import { NativeConnection } from '@temporalio/worker';
 import { createActivities } from '../activities';
 import { githubForge } from '../activities/github/activities';
+import { githubClients } from '../activities/github/client';
+import { githubGitCredentials } from '../activities/github/git-credentials';
 import { githubLookup } from '../activities/github/lookup';
 import { ArtifactStore } from '../activities/artifacts/store';
 import { removeExpiredTasks } from '../activities/records/expiry';
@@ -142,16 +144,19 @@ export async function startStack(cfg: Config, log: Logger): Promise<Stack> {
       sandboxInfo = chosen.info;
       if (sandboxInfo.warning) log.warn(`sandbox driver ${sandboxInfo.driver}: ${sandboxInfo.warning}`, { ...sandboxInfo });
       else log.info(`sandbox driver ${sandboxInfo.driver}`, { ...sandboxInfo });
+      // One set of GitHub clients for the pull requests and the worker's git: installation look-ups and tokens are shared.
+      const github = cfg.githubAccess === null ? null : githubClients(cfg.githubAccess, { log });
+      const githubGit = github === null || cfg.githubGitBase === null ? {} : { credentials: githubGitCredentials(cfg.githubGitBase, github) };
       const activities = createActivities({
         sandbox,
         artifacts,
         dataDir: cfg.DATA_DIR,
         log,
-        repos: { rules: repoRulesOf(cfg), credentialsFile: cfg.GIT_CREDENTIALS_FILE },
+        repos: { rules: repoRulesOf(cfg), credentialsFile: cfg.GIT_CREDENTIALS_FILE, ...githubGit },
         prices: cfg.MODEL_PRICES,
         egressCeiling: cfg.EGRESS_ALLOW,
         notify: { access: cfg.access, secrets: cfg.webhookSecrets, publicUrl: cfg.PUBLIC_URL ?? null, log },
-        forge: cfg.githubAccess === null ? null : githubForge(cfg.githubAccess, { publicUrl: cfg.PUBLIC_URL, log }),
+        forge: cfg.githubAccess === null || github === null ? null : githubForge(cfg.githubAccess, { publicUrl: cfg.PUBLIC_URL, log, clients: github }),
         setupCache:
           cfg.SETUP_CACHE_MB === 0
             ? null

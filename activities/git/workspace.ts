@@ -19,7 +19,7 @@ import path from 'node:path';
 import { target, type RemoteOptions } from './remote';
 import { GIT_TIMEOUT_MS, GitAbortedError, GitError, InvalidGitArgumentError, run, type GitCallOptions, type GitFailureReason, type RunOptions } from './runner';
 
-export { defaultRepoRules, type RemoteOptions } from './remote';
+export { defaultRepoRules, GitCredentialsError, type GitCredential, type GitCredentials, type RemoteOptions } from './remote';
 export { AGENT_AUTHOR, GIT_TIMEOUT_MS, GitAbortedError, GitError, InvalidGitArgumentError, type GitCallOptions, type GitFailureReason } from './runner';
 
 /** A bounded view of the difference between two trees or commits. */
@@ -88,7 +88,6 @@ function clonePrefix(dest: string): string {
  */
 export async function clone(repo: string, baseBranch: string, dest: string, opts: RemoteOptions = {}): Promise<void> {
   checkBranch(baseBranch);
-  const t = await target(repo, opts);
   const parent = path.dirname(path.resolve(dest));
   const gitDir = gitDirOf(dest);
   await fs.mkdir(path.dirname(gitDir), { recursive: true });
@@ -96,6 +95,7 @@ export async function clone(repo: string, baseBranch: string, dest: string, opts
   // Without its work tree a repository is a leftover of a clone that died before the rename below.
   await fs.rm(gitDir, { recursive: true, force: true });
   const tmp = path.join(parent, `${clonePrefix(dest)}${randomBytes(6).toString('hex')}`);
+  const t = await target(repo, opts);
   try {
     // --no-local: a local origin is read through upload-pack like any remote, never hard-linked or copied file by file.
     const args = ['clone', '--quiet', '--no-local', ...t.uploadPack, '--branch', baseBranch, '--single-branch', '--no-tags', `--separate-git-dir=${gitDir}`];
@@ -107,6 +107,8 @@ export async function clone(repo: string, baseBranch: string, dest: string, opts
     await fs.rm(tmp, { recursive: true, force: true });
     await fs.rm(gitDir, { recursive: true, force: true });
     classify(err, UNAVAILABLE, 'unavailable');
+  } finally {
+    await t.release();
   }
 }
 
@@ -277,6 +279,8 @@ export async function remoteBranchTip(remote: string, branch: string, opts: Remo
     out = (await run(['ls-remote', ...t.uploadPack, '--', t.url, ref], { config: t.config, timeoutMs: opts.timeoutMs ?? GIT_TIMEOUT_MS.query, signal: opts.signal })).stdout;
   } catch (err) {
     classify(err, UNAVAILABLE, 'unavailable');
+  } finally {
+    await t.release();
   }
   for (const line of out.split('\n')) {
     const [id, name] = line.split('\t');
@@ -298,6 +302,8 @@ export async function push(dir: string, remote: string, commit: string, branch: 
     await git(dir, args, { config: t.config, timeoutMs: opts.timeoutMs ?? GIT_TIMEOUT_MS.push, signal: opts.signal });
   } catch (err) {
     classify(err, REJECTED, 'rejected');
+  } finally {
+    await t.release();
   }
   return 'pushed';
 }
@@ -305,9 +311,12 @@ export async function push(dir: string, remote: string, commit: string, branch: 
 /** Delete `branch` from `remote`; succeeds when it is already absent. Needs no working copy. */
 export async function deleteRemoteBranch(remote: string, branch: string, opts: RemoteOptions = {}): Promise<void> {
   if ((await remoteBranchTip(remote, branch, opts)) === null) return;
-  const t = await target(remote, opts);
   // `git push` needs some repository to run in; an empty one is enough for a deletion.
   const scratch = await fs.mkdtemp(path.join(os.tmpdir(), 'agent-inbox-git-'));
+  const t = await target(remote, opts).catch(async (err: unknown) => {
+    await fs.rm(scratch, { recursive: true, force: true });
+    throw err;
+  });
   try {
     await run(['init', '--quiet', '--bare', scratch], { signal: opts.signal });
     const args = ['--git-dir', scratch, 'push', '--quiet', '--no-verify', ...t.receivePack, '--', t.url, `:refs/heads/${checkBranch(branch)}`];
@@ -317,6 +326,7 @@ export async function deleteRemoteBranch(remote: string, branch: string, opts: R
     // Someone else deleted it between our look and our push: the outcome we wanted.
     if ((await remoteBranchTip(remote, branch, opts)) !== null) classify(err, REJECTED, 'rejected');
   } finally {
+    await t.release();
     await fs.rm(scratch, { recursive: true, force: true });
   }
 }

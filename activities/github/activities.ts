@@ -8,7 +8,7 @@ import type { Logger } from '../../workers/log';
 import { activityFailure } from '../failures';
 import { activityScope, whileBeating } from '../scope';
 import type { PullRequestActivities } from '../types';
-import { githubClients, type GithubAccess } from './client';
+import { githubClients, type GithubAccess, type GithubClients } from './client';
 import { githubIssues } from './issues';
 import { githubPullRequests } from './pulls';
 
@@ -42,8 +42,9 @@ export function createPullRequestActivities(forge: ForgePullRequests | null, iss
  * GitHub's pull-request side for `access`. An App reports the self-check as a check run; a personal access token
  * cannot create check runs (GitHub keeps them to Apps), so with one it is a commit status of the same name.
  */
-export function githubForge(access: GithubAccess, opts: { publicUrl?: string; log: Logger }): Forge {
-  const clients = githubClients(access, { log: opts.log });
+export function githubForge(access: GithubAccess, opts: { publicUrl?: string; log: Logger; clients?: GithubClients }): Forge {
+  // Shared with the worker's git when given: one installation look-up and one token per repository for both.
+  const clients = opts.clients ?? githubClients(access, { log: opts.log });
   const octokitFor = (repo: string) => clients.octokitFor(repo);
   const selfLogin = () => clients.selfLogin();
   const pulls = githubPullRequests(octokitFor, {

@@ -10,6 +10,7 @@ import { retry } from '@octokit/plugin-retry';
 import { throttling } from '@octokit/plugin-throttling';
 import { Octokit } from '@octokit/rest';
 import type { Logger } from '../../workers/log';
+import { GitCredentialsError } from '../git/remote';
 
 /** Octokit with the throttling and retry plugins, as every GitHub call of the worker uses it. */
 export const GithubOctokit = Octokit.plugin(throttling, retry);
@@ -55,6 +56,19 @@ export interface GithubClients {
   octokitFor(repo: string): Promise<GithubOctokit>;
   /** The login the worker acts as (the token's user, or the App's `<slug>[bot]`): pull requests it opened carry it. Asked once. */
   selfLogin(): Promise<string>;
+  /**
+   * The token the worker's git presents for `repo`: the personal access token, or the installation's token (kept,
+   * and renewed once it has less than {@link INSTALLATION_TOKEN_RENEW_MS} left); throws {@link GitCredentialsError}.
+   */
+  gitToken(repo: string): Promise<string>;
+}
+
+/** An installation token with less time left than this is renewed before git gets it: a clone or push must not outlive it. */
+export const INSTALLATION_TOKEN_RENEW_MS = 5 * 60_000;
+
+/** Whether a failure to get a token can pass by asking again: GitHub unreachable, failing or limiting, not refusing. */
+function retryableStatus(status: unknown): boolean {
+  return typeof status !== 'number' || status >= 500 || status === 429;
 }
 
 /** `fn`'s answer, asked the first time it is wanted and kept; a failure is not kept. */
@@ -78,7 +92,8 @@ export function githubClients(access: GithubAccess, opts: GithubClientOptions): 
 
   if (access.auth.kind === 'token') {
     const client = build({ auth: access.auth.token });
-    return { octokitFor: async () => client, selfLogin: once(async () => (await client.rest.users.getAuthenticated()).data.login) };
+    const token = access.auth.token;
+    return { octokitFor: async () => client, selfLogin: once(async () => (await client.rest.users.getAuthenticated()).data.login), gitToken: async () => token };
   }
 
   const { appId, privateKey } = access.auth;
@@ -97,21 +112,40 @@ export function githubClients(access: GithubAccess, opts: GithubClientOptions): 
     }
     return client;
   };
+  const octokitFor = (repo: string): Promise<GithubOctokit> => {
+    let client = byRepo.get(repo);
+    if (client === undefined) {
+      client = lookUp(repo);
+      byRepo.set(repo, client);
+      // A failed look-up is not kept: the App may be installed on the repository by the next call.
+      client.catch(() => byRepo.delete(repo));
+    }
+    return client;
+  };
+  type InstallationToken = { token: string; expiresAt: string };
   return {
     selfLogin: once(async () => {
       const { data } = await app.rest.apps.getAuthenticated();
       if (!data?.slug) throw new Error('GitHub named no slug for this App');
       return `${data.slug}[bot]`;
     }),
-    octokitFor(repo) {
-      let client = byRepo.get(repo);
-      if (client === undefined) {
-        client = lookUp(repo);
-        byRepo.set(repo, client);
-        // A failed look-up is not kept: the App may be installed on the repository by the next call.
-        client.catch(() => byRepo.delete(repo));
+    octokitFor,
+    async gitToken(repo) {
+      try {
+        const client = await octokitFor(repo);
+        // auth-app keeps the token it made for the installation's API calls; the same one serves git.
+        const kept = (await client.auth({ type: 'installation' })) as InstallationToken;
+        if (Date.parse(kept.expiresAt) - Date.now() > INSTALLATION_TOKEN_RENEW_MS) return kept.token;
+        return ((await client.auth({ type: 'installation', refresh: true })) as InstallationToken).token;
+      } catch (err) {
+        // Only the status is taken: the failure's request and response stay out of messages and traces.
+        const status = (err as { status?: unknown } | null)?.status;
+        const why = status === 404 ? 'is it installed on the repository?' : 'check GITHUB_APP_ID and GITHUB_APP_PRIVATE_KEY_FILE';
+        throw new GitCredentialsError(
+          `GitHub App ${appId} could not get an installation token for ${repo}${typeof status === 'number' ? ` (HTTP ${status})` : ' (GitHub unreachable)'}: ${why}`,
+          retryableStatus(status),
+        );
       }
-      return client;
     },
   };
 }

@@ -154,7 +154,11 @@ export function githubPullRequests(octokitFor: (repo: string) => Promise<Octokit
       const permission = await permissionOf(octokit, at, full, author);
       const allowed = STEERING_PERMISSIONS.has(permission);
       const state = review.state.toLowerCase();
-      if (!allowed) return { permission, allowed, state, body: '', comments: [] } satisfies ReviewFeedback;
+      if (!allowed) {
+        // One comment at most is asked for, and none is read: only whether a refusal has something to answer.
+        const { data: some } = await call('list review comments of', full, () => octokit.rest.pulls.listCommentsForReview({ ...at, pull_number: number, review_id, per_page: 1 }));
+        return { permission, allowed, state, body: '', comments: [], has_comments: some.length > 0 } satisfies ReviewFeedback;
+      }
       const comments = await call('list review comments of', full, () =>
         octokit.paginate(octokit.rest.pulls.listCommentsForReview, { ...at, pull_number: number, review_id, per_page: PER_PAGE }),
       );
@@ -165,6 +169,7 @@ export function githubPullRequests(octokitFor: (repo: string) => Promise<Octokit
         body: review.body ?? '',
         // Bounded: the request for changes is cut to its own limit anyway, and the answer must fit a Temporal payload.
         comments: comments.slice(0, MAX_REVIEW_COMMENTS).map((c) => ({ path: c.path.slice(0, MAX_PATH_CHARS), line: lineOf(c), body: cut(c.body, MAX_REVIEW_REQUEST_CHARS, '…') })),
+        has_comments: comments.length > 0,
       };
     },
 

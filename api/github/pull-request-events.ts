@@ -23,13 +23,18 @@ export function taskOfBranch(head: string): string | null {
   return TASK_ID.test(id) ? id : null;
 }
 
-/** The event as the task takes it; a review that does not request changes is nothing for the agent. */
+/**
+ * The event as the task takes it. A review requesting changes is one; so is a `commented` one, whose line comments
+ * only the task reads back (the payload has none); an approval or a dismissal is nothing for the agent.
+ */
 function taskEvent(event: PullRequestClosed | ReviewSubmitted): TaskForgeEvent | string {
   if (event.kind === 'pr_closed') {
     return { kind: 'pr_closed', delivery_id: event.delivery_id, repo: event.repo, number: event.number, merged: event.merged, merged_at: event.merged_at, actor: `github:${event.sender.login}` };
   }
+  const review = { delivery_id: event.delivery_id, repo: event.repo, number: event.number, review_id: event.review_id, reviewer: event.sender.login };
+  if (event.state === 'commented') return { kind: 'review_commented', ...review, addressed: event.addressed };
   if (event.state !== 'changes_requested') return `a review that is ${event.state}`;
-  return { kind: 'changes_requested', delivery_id: event.delivery_id, repo: event.repo, number: event.number, review_id: event.review_id, reviewer: event.sender.login };
+  return { kind: 'changes_requested', ...review };
 }
 
 /** Hands `event` to the task its head branch names. */

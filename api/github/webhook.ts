@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { GithubRepoName } from '../../domain/access';
 import type { ForgeIntake, IntakeEvent, ReviewSubmitted, WebhookDelivery } from '../../domain/forge';
 import type { Planner } from '../../domain/task';
+import { agentRequest } from '../../domain/forge-comments';
 import { commentEvent } from './comment-events';
 import { Label, Sender, senderOf } from './payload';
 import { sameBytes } from '../auth/digest';
@@ -83,13 +84,16 @@ const PullRequestPayload = z.object({
 /** The fields of a `pull_request_review` delivery. */
 const ReviewPayload = z.object({
   action: z.string(),
-  review: z.object({ id: z.number().int().positive(), state: z.string(), user: Sender.nullable() }),
+  review: z.object({ id: z.number().int().positive(), state: z.string(), body: z.string().nullable().optional(), user: Sender.nullable() }),
   pull_request: z.object({ number: z.number().int().positive(), head: Head }),
   repository: z.object({ full_name: GithubRepoName }),
   sender: Sender,
 });
 
 const REVIEW_STATES = ['approved', 'changes_requested', 'commented', 'dismissed'] as const;
+
+/** Why a `pull_request_review_comment` delivery is only acknowledged: its comment reaches the agent with its review. */
+export const REVIEW_COMMENT_REASON = 'a review comment is taken with its review (the pull_request_review event it belongs to), not on its own';
 
 
 /** The head branch, or null when it lives in another repository (a fork): a fork's branch is never the agent's. */
@@ -136,7 +140,9 @@ export function githubIntake(opts: { secret: string; label: string; mention?: st
       const payload = payloadOf(delivery);
       if (event === 'ping') return { kind: 'ping', delivery_id: deliveryId };
       if (event === 'pull_request') return pullRequestEvent(deliveryId, payload);
-      if (event === 'pull_request_review') return reviewEvent(deliveryId, payload);
+      if (event === 'pull_request_review') return reviewEvent(deliveryId, payload, opts.mention ?? null);
+      // Every review comment belongs to a review (a lone one makes a review of its own), whose submitted event carries it.
+      if (event === 'pull_request_review_comment') return { kind: 'ignored', delivery_id: deliveryId, reason: REVIEW_COMMENT_REASON };
       if (event === 'issue_comment') return commentEvent(deliveryId, payload, opts.mention ?? null);
       if (event !== 'issues') return { kind: 'ignored', delivery_id: deliveryId, reason: `event ${event}` };
       const parsed = IssuesPayload.safeParse(payload);
@@ -184,7 +190,7 @@ function pullRequestEvent(deliveryId: string, payload: unknown): IntakeEvent {
 }
 
 /** A `pull_request_review` delivery: a submitted review on a branch of the repository itself. */
-function reviewEvent(deliveryId: string, payload: unknown): IntakeEvent {
+function reviewEvent(deliveryId: string, payload: unknown, mention: string | null): IntakeEvent {
   const parsed = ReviewPayload.safeParse(payload);
   if (!parsed.success) throw new RequestValidationError('pull_request_review payload', parsed.error);
   const p = parsed.data;
@@ -201,6 +207,7 @@ function reviewEvent(deliveryId: string, payload: unknown): IntakeEvent {
     head,
     review_id: p.review.id,
     state: state as ReviewSubmitted['state'],
+    addressed: agentRequest(p.review.body ?? '', mention) !== null,
     sender: senderOf(p.review.user ?? p.sender),
   };
 }

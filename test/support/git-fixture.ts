@@ -47,3 +47,28 @@ export function branchCommit(repo: string, branch: string): string | null {
     return null;
   }
 }
+
+/** Every regular file under `dir` whose bytes contain `needle` (runsc keeps namespace files there that cannot be read: EINVAL). */
+export function filesHolding(dir: string, needle: string): string[] {
+  const found: string[] = [];
+  const walk = (d: string): void => {
+    for (const e of fs.readdirSync(d, { withFileTypes: true })) {
+      const p = path.join(d, e.name);
+      if (e.isDirectory()) walk(p);
+      // A working copy's disk image holds the files this walk reads through its mount under workspaces/.
+      else if (e.isFile() && e.name !== 'workspace.img' && contents(p)?.includes(needle)) found.push(p);
+    }
+  };
+  if (fs.existsSync(dir)) walk(dir);
+  return found;
+}
+
+/** The bytes of file `p`, or null for a file the kernel will not read (EINVAL). */
+function contents(p: string): Buffer | null {
+  try {
+    return fs.readFileSync(p);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EINVAL') throw err;
+    return null;
+  }
+}

@@ -15,13 +15,13 @@ export interface GitHttpServer {
   stop(): Promise<void>;
 }
 
-/** Serves the repositories under `projectRoot` to `user:password` only. */
-export function startGitHttpServer(projectRoot: string, user: string, password: string): Promise<GitHttpServer> {
-  const expected = `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
+/** Serves the repositories under `projectRoot` to `user` with `password` only (or a password `password` accepts when it is asked each time). */
+export function startGitHttpServer(projectRoot: string, user: string, password: string | ((given: string) => boolean)): Promise<GitHttpServer> {
+  const accepts = typeof password === 'string' ? (given: string) => given === password : password;
   const counts = { unauthorized: 0, served: 0 };
   const sockets = new Set<Socket>();
   const server = http.createServer((req, res) => {
-    if (req.headers.authorization !== expected) {
+    if (!authorized(req.headers.authorization, user, accepts)) {
       counts.unauthorized++;
       res.writeHead(401, { 'WWW-Authenticate': 'Basic realm="git"' }).end();
       return;
@@ -88,4 +88,13 @@ export function startGitHttpServer(projectRoot: string, user: string, password: 
       });
     });
   });
+}
+
+/** Whether a Basic `authorization` header names `user` with a password `accepts` takes. */
+function authorized(authorization: string | undefined, user: string, accepts: (given: string) => boolean): boolean {
+  const m = /^Basic ([A-Za-z0-9+/=]+)$/.exec(authorization ?? '');
+  if (m === null) return false;
+  const decoded = Buffer.from(m[1]!, 'base64').toString('utf8');
+  const colon = decoded.indexOf(':');
+  return colon >= 0 && decoded.slice(0, colon) === user && accepts(decoded.slice(colon + 1));
 }

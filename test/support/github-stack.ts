@@ -9,6 +9,7 @@ import path from 'node:path';
 import type { Stack } from '../../workers/stack';
 import type { DevServer } from '../../workers/temporal-server';
 import { makeOriginRepo, tempDir } from './git-fixture';
+import { startGitHttpServer, type GitHttpServer } from './git-http-server';
 import { WEBHOOK_SECRET } from './github-deliveries';
 import { startGithubMock, type GithubMock } from './github-mock';
 import { stackEnv, startTestStack, startTestTemporal } from './stack';
@@ -27,13 +28,35 @@ export interface GithubStack {
   base: string;
   /** The repository's bare origin. */
   bare: string;
+  /** The smart-HTTP server in front of GITHUB_GIT_BASE, when the stack was asked for one. */
+  gitServer: GitHttpServer | null;
   /** The environment of a worker-only backend process for this stack (same Temporal, task queue, data and GitHub). */
   workerEnv: Record<string, string>;
   stop(): Promise<void>;
 }
 
-/** Starts the backend for repository `repo` (`owner/name`, whose README the origin holds) with tasks from issues on `planner`; `workers: false` starts the API alone. */
-export async function startGithubStack(name: string, opts: { repo: string; readme: string; planner: unknown; env?: Record<string, string>; workers?: boolean }): Promise<GithubStack> {
+/** What a GitHub stack may run with instead of the defaults (a token, a local GITHUB_GIT_BASE). */
+export interface GithubStackOptions {
+  repo: string;
+  readme: string;
+  planner: unknown;
+  env?: Record<string, string>;
+  /**
+   * Act as this GitHub App instead of with the token: the mock knows `publicKey` as App `appId`'s, the backend is
+   * given `privateKey` (which may be another key, to see a wrong one refused).
+   */
+  app?: { appId: number; publicKey: string; privateKey: string };
+  /**
+   * Serve GITHUB_GIT_BASE over smart HTTP, requiring user `x-access-token` with the token (or, with `app`, an
+   * installation token the mock issued and that has not expired), as GitHub's git does.
+   */
+  gitOverHttp?: boolean;
+  /** false: the API alone, its workers started by the test as processes of their own with `workerEnv`. */
+  workers?: boolean;
+}
+
+/** Starts the backend for repository `repo` (`owner/name`, whose README the origin holds) with tasks from issues on `planner`. */
+export async function startGithubStack(name: string, opts: GithubStackOptions): Promise<GithubStack> {
   const [owner, repoName] = opts.repo.split('/') as [string, string];
   const temporal = await startTestTemporal();
   const github = await startGithubMock();
@@ -47,6 +70,20 @@ export async function startGithubStack(name: string, opts: { repo: string; readm
   fs.writeFileSync(secretFile, `${WEBHOOK_SECRET}\n`, { mode: 0o600 });
   const tokenFile = path.join(root, 'github-token');
   fs.writeFileSync(tokenFile, `${GITHUB_TEST_TOKEN}\n`, { mode: 0o600 });
+  let auth: Record<string, string> = { GITHUB_TOKEN_FILE: tokenFile };
+  if (opts.app !== undefined) {
+    github.state.setApp(opts.app.appId, opts.app.publicKey);
+    const keyFile = path.join(root, 'github-app-key.pem');
+    fs.writeFileSync(keyFile, opts.app.privateKey, { mode: 0o600 });
+    auth = { GITHUB_APP_ID: String(opts.app.appId), GITHUB_APP_PRIVATE_KEY_FILE: keyFile };
+  }
+  let gitServer: GitHttpServer | null = null;
+  let git: Record<string, string> = { GITHUB_GIT_BASE: gitBase, REPO_LOCAL_ROOTS: path.join(gitBase, owner) };
+  if (opts.gitOverHttp) {
+    const accepts = opts.app === undefined ? (given: string) => given === GITHUB_TEST_TOKEN : (given: string) => github.state.acceptsInstallationToken(given);
+    gitServer = await startGitHttpServer(gitBase, 'x-access-token', accepts);
+    git = { GITHUB_GIT_BASE: gitServer.origin, REPO_ALLOW: `${gitServer.origin}/**` };
+  }
   const teamsFile = path.join(root, 'teams.yaml');
   fs.writeFileSync(teamsFile, ['teams:', '  platform: {}', 'github:', '  repos:', `    ${opts.repo}: { team: platform }`, ''].join('\n'));
   const dataDir = path.join(root, 'data');
@@ -55,12 +92,11 @@ export async function startGithubStack(name: string, opts: { repo: string; readm
     TEAMS_FILE: teamsFile,
     SANDBOX_DRIVER: 'process',
     GITHUB_WEBHOOK_SECRET_FILE: secretFile,
-    GITHUB_GIT_BASE: gitBase,
     GITHUB_PLANNER: JSON.stringify(opts.planner),
     GITHUB_API_URL: github.apiUrl,
-    GITHUB_TOKEN_FILE: tokenFile,
     PUBLIC_URL: GITHUB_TEST_PUBLIC_URL,
-    REPO_LOCAL_ROOTS: path.join(gitBase, owner),
+    ...auth,
+    ...git,
     ...opts.env,
   };
   const stack = await startTestStack(temporal, dataDir, queue, opts.workers === false ? { ...extra, ROLES: 'api' } : extra);
@@ -71,8 +107,10 @@ export async function startGithubStack(name: string, opts: { repo: string; readm
     base: stack.url!,
     bare,
     workerEnv: stackEnv(temporal, dataDir, queue, { ...extra, ROLES: 'worker' }),
+    gitServer,
     async stop() {
       await stack.stop();
+      await gitServer?.stop();
       await github.stop();
       await temporal.stop();
       fs.rmSync(root, { recursive: true, force: true });

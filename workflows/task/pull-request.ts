@@ -6,8 +6,8 @@
  * taken; its handler never blocks: what needs the forge (a review's comments, the reviewer's permission) is
  * queued for the main line, which reads it through an activity while it waits for the review.
  */
-import { ActivityFailure, condition, setHandler, ApplicationFailure } from '@temporalio/workflow';
-import { notAllowedReply, reviewRequest, type SelfCheckReport, type TaskForgeEvent } from '../../domain/forge';
+import { ActivityFailure, condition, patched, setHandler, ApplicationFailure } from '@temporalio/workflow';
+import { notAllowedReply, reviewRequest, type SelfCheckReport, type TaskForgeEvent, type TaskReviewEvent } from '../../domain/forge';
 import { codeBlock, inertMarkdown } from '../../domain/markdown';
 import { preview } from '../../domain/rules';
 import type { InboxItem, Resolution } from '../../domain/task';
@@ -20,6 +20,8 @@ import { publishVisibility, trace } from './visibility';
 
 /** Patch before which a task from a forge issue opened no pull request. */
 export const PULL_REQUEST_PATCH = 'forge-pull-request';
+/** Patch before which a `commented` review never reached a task (the API ignored it); from it on, one is read back like a review requesting changes. */
+export const COMMENTED_REVIEW_PATCH = 'forge-commented-review';
 
 /** Deliveries a task remembers, to refuse a redelivered event. */
 const SEEN_DELIVERIES_KEEP = 200;
@@ -136,7 +138,7 @@ function validateForgeEvent(t: TaskRun, e: TaskForgeEvent): void {
   if ((s.forge_seen ?? []).includes(e.delivery_id)) {
     throw ApplicationFailure.create({ type: 'DuplicateDelivery', message: `delivery ${e.delivery_id} was taken already`, nonRetryable: true });
   }
-  if (e.kind !== 'changes_requested') return;
+  if (e.kind === 'pr_closed') return;
   // GitHub's signature does not cover the delivery id: the same review re-sent under a new id is refused by its own id.
   const queued = s.forge_queue ?? [];
   if ((s.forge_reviews ?? []).includes(e.review_id)) {
@@ -147,7 +149,7 @@ function validateForgeEvent(t: TaskRun, e: TaskForgeEvent): void {
   if ((s.forge_refused ?? []).includes(who)) {
     throw ApplicationFailure.create({ type: 'ReviewRefused', message: `${e.reviewer} may not steer this task`, nonRetryable: true });
   }
-  if (queued.some((q) => q.kind === 'changes_requested' && q.reviewer.toLowerCase() === who) || queued.length >= MAX_QUEUED_REVIEWS) {
+  if (queued.some((q) => q.kind !== 'pr_closed' && q.reviewer.toLowerCase() === who) || queued.length >= MAX_QUEUED_REVIEWS) {
     throw ApplicationFailure.create({ type: 'ReviewRefused', message: `a review by ${e.reviewer} (or ${MAX_QUEUED_REVIEWS} reviews) already wait to be read`, nonRetryable: true });
   }
 }
@@ -159,8 +161,9 @@ function takeForgeEvent(t: TaskRun, e: TaskForgeEvent): DecisionAck {
   seen.push(e.delivery_id);
   if (seen.length > SEEN_DELIVERIES_KEEP) seen.splice(0, seen.length - SEEN_DELIVERIES_KEEP);
   const item = s.items.find((i) => i.item_id === s.review_item && i.status === 'pending') ?? null;
-  if (e.kind === 'changes_requested') {
-    trace(t, 'forge_event', `review ${e.review_id} by ${e.reviewer} requested changes on #${e.number}`, { delivery_id: e.delivery_id, review_id: e.review_id }, `github:${e.reviewer}`);
+  if (e.kind !== 'pr_closed') {
+    const what = e.kind === 'changes_requested' ? 'requested changes' : 'commented';
+    trace(t, 'forge_event', `review ${e.review_id} by ${e.reviewer} ${what} on #${e.number}`, { delivery_id: e.delivery_id, review_id: e.review_id }, `github:${e.reviewer}`);
     (s.forge_queue ??= []).push(e);
     // Remembered from now on, not once read: a copy re-sent while it is being read is refused too.
     const reviews = (s.forge_reviews ??= []);
@@ -199,9 +202,10 @@ export function mergeLatencyMs(t: TaskRun, item: InboxItem): number | null {
 }
 
 /**
- * Waits until the review item is settled, by a human in the inbox or by the forge: a review requesting changes
- * is read back (its comments batched, its author's permission checked) and, from someone with write access,
- * settles the item as request_changes; anyone else gets a polite reply and the wait goes on.
+ * Waits until the review item is settled, by a human in the inbox or by the forge: a review requesting changes,
+ * or a comment review with line comments or words to the agent, is read back (its comments batched, its author's
+ * permission checked) and, from someone with write access, settles the item as request_changes; anyone else gets
+ * a polite reply and the wait goes on.
  */
 export async function waitForReview(t: TaskRun, item: InboxItem): Promise<Resolution> {
   const s = t.s;
@@ -209,13 +213,13 @@ export async function waitForReview(t: TaskRun, item: InboxItem): Promise<Resolu
     await condition(() => item.status !== 'pending' || (s.forge_queue?.length ?? 0) > 0);
     if (item.status !== 'pending') break;
     const e = s.forge_queue!.shift()!;
-    if (e.kind === 'changes_requested') await takeReview(t, item, e);
+    if (e.kind === 'changes_requested' || (e.kind === 'review_commented' && patched(COMMENTED_REVIEW_PATCH))) await takeReview(t, item, e);
   }
   if (!item.resolution) throw new Error(`item ${item.item_id} closed without a resolution`);
   return item.resolution;
 }
 
-async function takeReview(t: TaskRun, item: InboxItem, e: Extract<TaskForgeEvent, { kind: 'changes_requested' }>): Promise<void> {
+async function takeReview(t: TaskRun, item: InboxItem, e: TaskReviewEvent): Promise<void> {
   const pr = t.s.pr!;
   const actor = `github:${e.reviewer}`;
   let feedback;
@@ -224,6 +228,11 @@ async function takeReview(t: TaskRun, item: InboxItem, e: Extract<TaskForgeEvent
   } catch (err) {
     if (!(err instanceof ActivityFailure)) throw err;
     trace(t, 'health', `could not read review ${e.review_id} on #${pr.number}: ${describeFailure(err)}`);
+    return;
+  }
+  // A comment review with no line comment and no word to the agent (a reviewer's note to others) asks nothing: not even a refusal.
+  if (e.kind === 'review_commented' && !e.addressed && !(feedback.has_comments ?? feedback.comments.length > 0)) {
+    trace(t, 'note', `review ${e.review_id} by ${e.reviewer} has no line comments and does not speak to the agent; not passed on`, { review_id: e.review_id }, actor);
     return;
   }
   if (!feedback.allowed) {
@@ -240,7 +249,8 @@ async function takeReview(t: TaskRun, item: InboxItem, e: Extract<TaskForgeEvent
     return;
   }
   // Dismissed on GitHub after it was sent: it asks nothing any more.
-  if (feedback.state !== undefined && feedback.state !== 'changes_requested') {
+  const sent = e.kind === 'changes_requested' ? 'changes_requested' : 'commented';
+  if (feedback.state !== undefined && feedback.state !== sent) {
     trace(t, 'note', `review ${e.review_id} by ${e.reviewer} is ${feedback.state} now; not passed on`, { review_id: e.review_id }, actor);
     return;
   }

@@ -136,10 +136,22 @@ export function fakeSha(seed: string): string {
   return crypto.createHash('sha1').update(seed).digest('hex');
 }
 
+/** An installation access token the fake issued, and when it stops working (ms since the epoch). */
+export interface IssuedToken {
+  token: string;
+  expiresAt: number;
+}
+
 /** The fake's state; the HTTP side reads and changes it, tests seed and inspect it. */
 export class FakeGithub {
   /** Every request the fake served, in order. */
   readonly requests: RecordedRequest[] = [];
+  /** Installation tokens issued, oldest first. */
+  readonly issuedTokens: IssuedToken[] = [];
+  /** How long a token issued from now on lasts (GitHub: an hour). */
+  installationTokenTtlMs = INSTALLATION_TOKEN_TTL_MS;
+  /** The App whose JWT the App's own endpoints require, once {@link setApp} named it; before that any bearer passes. */
+  app: { id: number; publicKey: crypto.KeyObject } | null = null;
   private readonly repos = new Map<string, RepoState>();
   private readonly failures: PlannedFailure[] = [];
   private readonly lostAnswers: { method: string; pattern: RegExp; remaining: number }[] = [];
@@ -329,6 +341,23 @@ export class FakeGithub {
     const record = { id: this.id(), issueNumber, body, user };
     this.state(repo).comments.push(record);
     return record;
+  }
+
+  /** Makes the App's own endpoints require a JWT signed by `publicKeyPem`'s private key with `iss` = `id`, as GitHub does. */
+  setApp(id: number, publicKeyPem: string): void {
+    this.app = { id, publicKey: crypto.createPublicKey(publicKeyPem) };
+  }
+
+  /** Issues an installation token lasting {@link installationTokenTtlMs}. */
+  issueInstallationToken(): IssuedToken {
+    const issued = { token: `ghs_${crypto.randomBytes(18).toString('hex')}`, expiresAt: Date.now() + this.installationTokenTtlMs };
+    this.issuedTokens.push(issued);
+    return issued;
+  }
+
+  /** Whether `token` is an installation token the fake issued that has not expired. */
+  acceptsInstallationToken(token: string): boolean {
+    return this.issuedTokens.some((t) => t.token === token && t.expiresAt > Date.now());
   }
 
   /** A fresh id, unique across everything the fake holds. */

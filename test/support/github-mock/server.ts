@@ -6,7 +6,7 @@ import crypto from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Bodies, pullIdOfNode, pullNodeId } from './bodies';
-import { APP_BOT_LOGIN, APP_SLUG, fakeSha, INSTALLATION_ID, ACTOR_LOGIN, INSTALLATION_TOKEN_TTL_MS, type FakeGithub, type PullRecord, type RepoRecord } from './fake';
+import { APP_BOT_LOGIN, APP_SLUG, fakeSha, INSTALLATION_ID, ACTOR_LOGIN, type FakeGithub, type PullRecord, type RepoRecord } from './fake';
 import { OPERATIONS, type Operation } from './spec';
 
 /** A JSON value as requests and responses carry it. */
@@ -92,6 +92,7 @@ async function answer(fake: FakeGithub, routes: Route[], req: http.IncomingMessa
   const failure = fake.takeFailure(method, url.pathname);
   if (failure !== undefined) return { status: failure.status, headers: failure.headers, body: { message: `planned failure ${failure.status}`, documentation_url: DOCS_URL } };
   try {
+    if (APP_JWT_PATHS.test(url.pathname)) checkAppJwt(fake, req.headers.authorization);
     if (method === 'POST' && url.pathname === GRAPHQL_PATH) return graphql(fake, body);
     for (const route of routes) {
       const match = route.method === method ? route.pattern.exec(url.pathname) : null;
@@ -106,6 +107,23 @@ async function answer(fake: FakeGithub, routes: Route[], req: http.IncomingMessa
     if (error instanceof GithubError) return errorReply(error);
     throw error;
   }
+}
+
+/** The endpoints only the App itself (its JWT) may call: `/app…` and a repository's installation. */
+const APP_JWT_PATHS = /^\/app(\/|$)|^\/repos\/[^/]+\/[^/]+\/installation$/;
+
+/** Refuses (401, as GitHub words it) a request to an App endpoint without a JWT the configured App signed (RS256) and that has not expired. */
+function checkAppJwt(fake: FakeGithub, authorization: string | undefined): void {
+  if (fake.app === null) return;
+  const refused = new GithubError(401, 'A JSON web token could not be decoded');
+  const m = /^bearer ([\w-]+)\.([\w-]+)\.([\w-]+)$/i.exec(authorization ?? '');
+  if (m === null) throw refused;
+  const [, head, claims, signature] = m as unknown as [string, string, string, string];
+  const ok = crypto.verify('RSA-SHA256', Buffer.from(`${head}.${claims}`), fake.app.publicKey, Buffer.from(signature, 'base64url'));
+  if (!ok) throw refused;
+  const payload = JSON.parse(Buffer.from(claims, 'base64url').toString('utf8')) as { iss?: unknown; exp?: unknown };
+  if (String(payload.iss) !== String(fake.app.id)) throw new GithubError(401, `'Issuer' claim ('iss') must be an Integer`);
+  if (typeof payload.exp !== 'number' || payload.exp * 1000 < Date.now()) throw new GithubError(401, "'Expiration time' claim ('exp') must be a numeric value representing the future time at which the assertion expires");
 }
 
 function errorReply(error: GithubError): Reply {
@@ -262,8 +280,8 @@ function buildRoutes(fake: FakeGithub, bodies: Bodies): Route[] {
     'get /repos/{owner}/{repo}/installation': ({ repo }) => ({ status: 200, body: bodies.installation(repo, INSTALLATION_ID) }),
     'post /app/installations/{installation_id}/access_tokens': ({ params }) => {
       if (Number(params.installation_id) !== INSTALLATION_ID) throw new GithubError(404, 'Not Found');
-      const expiresAt = new Date(Date.now() + INSTALLATION_TOKEN_TTL_MS).toISOString().replace(/\.\d{3}Z$/, 'Z');
-      return { status: 201, body: bodies.installationToken(`ghs_${crypto.randomBytes(18).toString('hex')}`, expiresAt) };
+      const issued = fake.issueInstallationToken();
+      return { status: 201, body: bodies.installationToken(issued.token, new Date(issued.expiresAt).toISOString().replace(/\.\d{3}Z$/, 'Z')) };
     },
   };
   return OPERATIONS.map((op) => route(op, handlers[`${op.method} ${op.path}`]));
