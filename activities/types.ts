@@ -4,6 +4,7 @@
  */
 import type { PublishPullRequest, PublishedPullRequest, ReviewFeedback } from '../domain/forge';
 import type { MirrorIssue } from '../domain/forge-mirror';
+import type { MergeAttempt, MergePullRequest } from '../domain/merge';
 import type { ArtifactRef } from '../domain/task';
 import type { RepoPolicy } from '../domain/task';
 import type { EgressGrant, EgressReport } from './egress/types';
@@ -111,6 +112,8 @@ export interface PullRequestActivities {
   readReviewFeedback(input: { repo: string; number: number; review_id: number; reviewer: string }): Promise<ReviewFeedback>;
   /** Comments on the pull request. */
   commentOnPullRequest(input: { repo: string; number: number; body: string }): Promise<void>;
+  /** Merges the approved pull request at exactly the approved commit, or says why not yet or not at all; one merged or closed already is reported. */
+  mergePullRequest(input: MergePullRequest): Promise<MergeAttempt>;
   /** Sets the source issue's one `agent:*` label and edits (or posts) the task's status comment there; idempotent. */
   mirrorIssue(input: MirrorIssue): Promise<{ comment_id: number }>;
 }

@@ -62,7 +62,7 @@ const NEEDS_INPUT_STATES: ReadonlySet<TaskState> = new Set(['awaiting_approval',
 /** States a task has ended in other than done: the issue keeps no `agent:*` label, the comment says how it ended. */
 const ENDED_OTHERWISE: ReadonlySet<TaskState> = new Set(['rejected', 'failed', 'cancelled', 'timed_out']);
 
-/** The mirror of a task: queued, working, waiting for input, its pull request up for review, done, or ended otherwise. */
+/** The mirror of a task: queued, working, waiting for input, its pull request up for review or approved and waiting to be merged, done, or ended otherwise. */
 export function mirrorOf(src: MirrorSource): IssueMirror {
   const withPr = (m: IssueMirror): IssueMirror => (src.pr === undefined ? m : { ...m, pr_url: src.pr.url });
   if (src.state === 'done') return withPr({ label: 'agent:done', state: src.state, headline: bounded(`Done: ${quote(src.result ?? 'the task ended done')}`) });
@@ -72,6 +72,10 @@ export function mirrorOf(src: MirrorSource): IssueMirror {
   if (asks !== undefined || NEEDS_INPUT_STATES.has(src.state)) {
     const what = asks === undefined ? 'a decision' : `${asks.kind.replace(/_/g, ' ')}: ${quote(asks.title)}`;
     return withPr({ label: 'agent:needs-input', state: src.state, headline: bounded(`Waiting for input in the inbox (${what})`) });
+  }
+  // Approved in the inbox: the pull request is still open on the forge, now waiting to be merged.
+  if (src.state === 'awaiting_merge' && src.pr?.open === true) {
+    return withPr({ label: 'agent:pr-open', state: src.state, headline: `Pull request #${src.pr.number} is approved and waiting to be merged` });
   }
   const review = src.pending.find((i) => i.kind === 'pr_review');
   if (review !== undefined && src.pr?.open === true) {

@@ -5,6 +5,7 @@
  * Pure module: no I/O, so the workflow bundle may import it.
  */
 import type { IssueCommented } from './forge-comments';
+import type { MergeMethod } from './merge';
 
 /** The forges tasks can come from. */
 export type ForgeName = 'github';
@@ -18,6 +19,11 @@ export interface TaskSource {
   issue: number;
   /** The delivery that started the task. */
   delivery_id: string;
+  /**
+   * How the worker merges the task's pull request once it is approved in the inbox (GITHUB_MERGE_ON_APPROVE when the
+   * task started); absent: it waits for the pull request to be merged on the forge.
+   */
+  merge_method?: MergeMethod;
 }
 
 /** Who made a forge event happen. */

@@ -140,7 +140,7 @@ export type TaskSpec = z.infer<typeof TaskSpec>;
 /** A task before defaults are applied, as a client writes it. */
 export type TaskSpecInput = z.input<typeof TaskSpec>;
 
-/** Every state a task passes through; the last six are terminal. */
+/** Every state a task passes through; the last five are terminal. */
 export const TaskState = z.enum([
   'queued',
   'provisioning',
@@ -152,6 +152,8 @@ export const TaskState = z.enum([
   'stuck',
   'pr_open',
   'changes_requested',
+  /** Approved in the inbox; its pull request is being merged, or waits to be merged on the forge. */
+  'awaiting_merge',
   'done',
   'rejected',
   'failed',
@@ -324,7 +326,9 @@ export interface TaskView {
   /** The task's network: absent for tasks that never had any allowlist, grant or refusal. */
   egress?: EgressView;
   /** The task's pull request on its forge: absent until a round opened one. */
-  pull_request?: { repo: string; number: number; url: string; draft: boolean; closed: boolean; merged_at: string | null };
+  pull_request?: { repo: string; number: number; url: string; draft: boolean; closed: boolean; merged_at: string | null; closed_by?: string };
+  /** Once the pull request was approved in the inbox: who approved which commit, how it is merged (absent: on the forge), attempts so far. */
+  merge?: { approved_by: string; approved_at: string; sha: string; method: string | null; attempts: number };
 }
 
 /** The contents of a repo's `.agent/policy.yaml`: every field optional, same meaning as the task's. */

@@ -281,7 +281,10 @@ describe('GitHub intake configuration', () => {
     const badTeams = path.join(root, 'bad-teams.yaml');
     fs.writeFileSync(badTeams, 'github:\n  repos:\n    "../etc": { team: platform }\n');
     rejects({ TEAMS_FILE: badTeams }, /TEAMS_FILE: github\.repos/);
+    rejects({ GITHUB_WEBHOOK_SECRET: SECRET, ...planner, GITHUB_MERGE_ON_APPROVE: 'fast-forward' }, /GITHUB_MERGE_ON_APPROVE/);
+    assert.equal(loadConfig(env({ GITHUB_WEBHOOK_SECRET: SECRET, ...planner, GITHUB_MERGE_ON_APPROVE: 'rebase' })).github?.mergeMethod, 'rebase');
     const cfg = loadConfig(env({ GITHUB_WEBHOOK_SECRET: SECRET, ...planner }));
+    assert.equal(cfg.github?.mergeMethod, null, 'merging is off unless turned on');
     assert.equal(cfg.github?.label, 'agent-ready');
     assert.equal(cfg.github?.gitBase, 'https://github.com');
     assert.equal((cfg as any).GITHUB_WEBHOOK_SECRET, undefined, 'the secret is kept only where intake reads it');

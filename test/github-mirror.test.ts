@@ -67,6 +67,8 @@ describe('the source issue mirroring its task', () => {
       [mirror('pr_open', [{ kind: 'pr_review', title: 'Review' }], { pr: { ...PR, open: true } }), 'agent:pr-open'],
       [mirror('pr_open', [{ kind: 'pr_review', title: 'Review' }, { kind: 'health_alert', title: 'Stuck' }], { pr: { ...PR, open: true } }), 'agent:needs-input'],
       [mirror('changes_requested', [], { pr: { ...PR, open: true } }), 'agent:working'],
+      [mirror('awaiting_merge', [], { pr: { ...PR, open: true } }), 'agent:pr-open'],
+      [mirror('awaiting_merge', [{ kind: 'health_alert', title: 'Not merged' }], { pr: { ...PR, open: true } }), 'agent:needs-input'],
       [mirror('done', [], { pr: { ...PR, open: false }, result: 'pull request #42 merged' }), 'agent:done'],
     ];
     let comment_id: number | undefined;

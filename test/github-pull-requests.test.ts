@@ -4,7 +4,8 @@
  * GitHub's OpenAPI description by Prism; GitHub's own example deliveries, adjusted and signed, then steer it:
  * a reader's review gets a polite reply, a writer's review with two comments is one round of changes on the
  * same pull request, a merge ends the task done with its review-to-merge latency, a close rejects it and
- * deletes the branch, and a reject in the inbox closes the pull request. Recipe tasks on the process driver.
+ * deletes the branch, and a reject in the inbox closes the pull request. With merging off (the default), an approval in
+ * the inbox leaves the task waiting for the merge on GitHub, with nothing in the inbox. Recipe tasks on the process driver.
  */
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
@@ -16,12 +17,12 @@ import { deliver as deliverTo, exampleDelivery, type DeliveryOptions } from './s
 import { ACTOR_LOGIN, type GithubMock } from './support/github-mock';
 import { GITHUB_TEST_PUBLIC_URL as PUBLIC_URL, GITHUB_TEST_TOKEN as TOKEN, startGithubStack, type GithubStack } from './support/github-stack';
 import { recordHistory } from './support/histories';
-import { eventually } from './support/http';
+import { call, eventually } from './support/http';
 import { ENDED_STATES, taskApi } from './support/task-api';
 
 const REPO = 'octo-org/hello';
 /** The highest issue number a test's delivery names: the fake holds issues up to it, so the mirror can label and comment on them. */
-const LAST_ISSUE = 9;
+const LAST_ISSUE = 11;
 const PLANNER = { kind: 'recipe', steps: [{ run: 'printf "Please commit often.\\n" > README.md', name: 'fix spelling' }] };
 
 let env: GithubStack;
@@ -272,6 +273,50 @@ describe('a task from a GitHub issue', () => {
     await workflowEnded(id);
     assert.deepEqual(agentLabels(8), []);
     assert.match(statusComments(8, id)[0]?.body ?? '', /ended \(rejected\)/);
+    assert.deepEqual(github.violations(), []);
+  });
+
+  it('waits, once approved in the inbox, for the merge on GitHub with nothing in the inbox: merged it ends done, closed unmerged rejected', async () => {
+    const merged = await taskWithPullRequest(10);
+    const closedOne = await taskWithPullRequest(11);
+    for (const t of [merged, closedOne]) await api.decide(t.id, t.item, { action: 'approve' });
+    for (const t of [merged, closedOne]) {
+      const waiting = await eventually(() => api.task(t.id), (v) => v.state === 'awaiting_merge', `${t.id} waiting for the merge`);
+      assert.equal(waiting.items.find((i: any) => i.item_id === t.item.item_id).resolution.action, 'approve', 'the review is settled on our side');
+      assert.equal(waiting.items.filter((i: any) => i.status === 'pending').length, 0);
+      assert.equal(waiting.merge.sha, waiting.commit, 'the approved commit is the one the task pushed');
+      assert.equal(waiting.merge.method, null, 'merging is off: GitHub merges it');
+      assert.equal(waiting.pull_request.closed, false);
+    }
+    const inbox = await call(base, 'GET', '/v1/inbox');
+    assert.deepEqual(inbox.body.items.filter((i: any) => i.task_id === merged.id || i.task_id === closedOne.id), [], 'nothing of theirs in the inbox');
+    // The issue still shows an open pull request, now approved.
+    await eventually(async () => agentLabels(10), (ls: string[]) => ls.length === 1 && ls[0] === 'agent:pr-open', 'the issue still labelled agent:pr-open');
+    await eventually(async () => statusComments(10, merged.id)[0]?.body ?? '', (b: string) => /approved and waiting to be merged/.test(b), 'the status comment saying it waits for the merge');
+    // Approved: a review requesting changes on GitHub now starts no round.
+    const late = github.state.addReview(REPO, merged.pr, { reviewer: 'writer-wendy', state: 'CHANGES_REQUESTED', body: 'One more thing.' });
+    const lateRes = await deliver(reviewed(merged.pr, merged.id, late, 'writer-wendy'), { event: 'pull_request_review' });
+    assert.equal(lateRes.status, 200, JSON.stringify(lateRes.body));
+    assert.match(lateRes.body.ignored, /approved by .* and waits to be merged/);
+    assert.equal(github.state.merges(REPO).length, 0, 'the worker merges nothing');
+
+    assert.equal((await deliver(closed(merged.pr, merged.id, true, 'writer-wendy'), { event: 'pull_request' })).status, 202);
+    const done = await api.ended(merged.id);
+    assert.equal(done.state, 'done');
+    assert.match(done.result, new RegExp(`pull request #${merged.pr} merged by github:writer-wendy after approval by .+; review to merge \\d+ s, approval to merge \\d+ s`));
+    const entry = (await api.trace(merged.id)).find((e) => e.type === 'merged');
+    assert.equal(typeof entry.data.review_to_merge_ms, 'number');
+    assert.equal(typeof entry.data.approval_to_merge_ms, 'number');
+    assert.ok(entry.data.review_to_merge_ms >= entry.data.approval_to_merge_ms, 'the review item opened before the approval');
+    assert.equal(entry.actor, 'github:writer-wendy');
+
+    assert.equal((await deliver(closed(closedOne.pr, closedOne.id, false, 'writer-wendy'), { event: 'pull_request' })).status, 202);
+    const rejected = await api.ended(closedOne.id);
+    assert.equal(rejected.state, 'rejected');
+    assert.match(rejected.result, /closed without merging by github:writer-wendy after approval by/);
+    assert.equal(branchCommit(bare, `agent/${closedOne.id}`), null, 'the branch is deleted');
+    await workflowEnded(merged.id);
+    assert.deepEqual(agentLabels(10), ['agent:done']);
     assert.deepEqual(github.violations(), []);
   });
 

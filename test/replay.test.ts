@@ -34,6 +34,10 @@ it('replays them too when their task came from a GitHub issue: one an older work
   await replayAll(recordedHistories((input) => ({ ...input, source: input['source'] ?? { forge: 'github', repo: 'octo-org/hello', issue: 7, delivery_id: 'replayed' } })));
 });
 
+it('replays them too when their task came from a GitHub issue with merging on: one an older worker ran merges nothing', async () => {
+  await replayAll(recordedHistories((input) => ({ ...input, source: { ...((input['source'] as object | undefined) ?? { forge: 'github', repo: 'octo-org/hello', issue: 7, delivery_id: 'replayed' }), merge_method: 'squash' } })));
+});
+
 async function replayAll(histories: ReturnType<typeof recordedHistories>): Promise<void> {
   let replayed = 0;
   for await (const result of Worker.runReplayHistories({ workflowsPath: WORKFLOWS_PATH }, histories)) {

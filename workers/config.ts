@@ -13,6 +13,7 @@ import type { OidcSettings } from '../api/auth/oidc';
 import type { GithubIntakeSettings } from '../api/github/webhook';
 import type { GithubAccess } from '../activities/github/client';
 import { loadGithubAccess } from './config-github';
+import { MERGE_METHODS } from '../domain/merge';
 import { MIN_SECRET_CHARS } from '../activities/egress/token';
 import { DEFAULT_COPY_BACK_MAX_FILES } from '../activities/sandbox/k8s';
 import { EgressHostsVar } from './egress-proxy-config';
@@ -252,6 +253,12 @@ export const Config = z.object({
     .regex(/^@?[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})(?:\[bot\])?$/, 'a GitHub login')
     .transform((v) => v.replace(/^@/, ''))
     .optional(),
+  /**
+   * Whether the worker merges a task's pull request once it is approved in the inbox, and how: `squash`, `merge` or
+   * `rebase` (at exactly the approved commit, once GitHub's required checks allow it), or `off`: the task waits for
+   * the pull request to be merged on GitHub. Copied into each task when it starts.
+   */
+  GITHUB_MERGE_ON_APPROVE: z.enum(['off', ...MERGE_METHODS]).default('off'),
   /** A process without the API role serves `/healthz` and `/livez` on this port for probes (unset: no health server). */
   HEALTH_PORT: z.coerce.number().int().min(0).max(65535).optional(),
 });
@@ -380,7 +387,8 @@ function githubIntakeSettings(cfg: z.infer<typeof Config>, dataDir: string): Git
   }
   const planner = Planner.safeParse(raw);
   if (!planner.success) throw bad('GITHUB_PLANNER', planner.error.issues.map((i) => `${i.path.join('.') || '(planner)'}: ${i.message}`).join('; '));
-  return { secret, gitBase: gitBaseOf(cfg), label: cfg.GITHUB_LABEL, planner: planner.data, botAllow: cfg.GITHUB_BOT_ALLOW, mention: cfg.GITHUB_MENTION ?? null };
+  const mergeMethod = cfg.GITHUB_MERGE_ON_APPROVE === 'off' ? null : cfg.GITHUB_MERGE_ON_APPROVE;
+  return { secret, gitBase: gitBaseOf(cfg), label: cfg.GITHUB_LABEL, planner: planner.data, botAllow: cfg.GITHUB_BOT_ALLOW, mention: cfg.GITHUB_MENTION ?? null, mergeMethod };
 }
 
 /** GITHUB_GIT_BASE without its trailing slash: a URL without credentials, or an absolute directory; throws a {@link ConfigError}. */

@@ -4,22 +4,24 @@
  */
 import type { ForgePullRequests } from '../../domain/forge';
 import type { ForgeIssues } from '../../domain/forge-mirror';
+import type { ForgeMerges } from '../../domain/merge';
 import type { Logger } from '../../workers/log';
 import { activityFailure } from '../failures';
 import { activityScope, whileBeating } from '../scope';
 import type { PullRequestActivities } from '../types';
 import { githubClients, type GithubAccess, type GithubClients } from './client';
 import { githubIssues } from './issues';
+import { githubMerges } from './merge';
 import { githubPullRequests } from './pulls';
 
 /** Why a forge activity refuses on a worker without forge access. */
 const NO_ACCESS = 'this worker has no GitHub access: GITHUB_TOKEN_FILE or GITHUB_APP_ID (with GITHUB_APP_PRIVATE_KEY_FILE) is not set';
 
-/** A forge's pull-request and issue sides together, as a worker with forge access has them. */
-export type Forge = ForgePullRequests & ForgeIssues;
+/** A forge's pull-request, issue and merge sides together, as a worker with forge access has them. */
+export type Forge = ForgePullRequests & ForgeIssues & ForgeMerges;
 
-/** The activities over `forge` (its issue side `issues`), or ones that refuse when the worker has no forge access. */
-export function createPullRequestActivities(forge: ForgePullRequests | null, issues: ForgeIssues | null = null): PullRequestActivities {
+/** The activities over `forge` (its issue side `issues`, its merge side `merges`), or ones that refuse when the worker has no forge access. */
+export function createPullRequestActivities(forge: ForgePullRequests | null, issues: ForgeIssues | null = null, merges: ForgeMerges | null = null): PullRequestActivities {
   const use = (): ForgePullRequests => {
     if (forge === null) throw activityFailure('ForgeRefused', NO_ACCESS);
     return forge;
@@ -35,6 +37,10 @@ export function createPullRequestActivities(forge: ForgePullRequests | null, iss
     closePullRequest: async (input) => beating(() => use().close(input)),
     readReviewFeedback: async (input) => beating(() => use().reviewFeedback(input)),
     commentOnPullRequest: async (input) => beating(() => use().comment(input)),
+    mergePullRequest: async (input) => {
+      if (merges === null) throw activityFailure('ForgeRefused', NO_ACCESS);
+      return beating(() => merges.merge(input));
+    },
   };
 }
 
@@ -53,5 +59,5 @@ export function githubForge(access: GithubAccess, opts: { publicUrl?: string; lo
     selfCheckAs: access.auth.kind === 'app' ? 'check_run' : 'commit_status',
     log: opts.log,
   });
-  return { ...pulls, ...githubIssues(octokitFor, { selfLogin, publicUrl: opts.publicUrl, log: opts.log }) };
+  return { ...pulls, ...githubIssues(octokitFor, { selfLogin, publicUrl: opts.publicUrl, log: opts.log }), ...githubMerges(octokitFor, { log: opts.log }) };
 }

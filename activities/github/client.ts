@@ -47,8 +47,11 @@ export const MAX_RATE_LIMIT_RETRIES = 2;
 export const MAX_RATE_LIMIT_WAIT_S = 120;
 /** Times a request that failed with a 5xx or did not reach GitHub is sent again (after 1, 4 and 9 units of backoff). */
 export const MAX_TRANSIENT_RETRIES = 3;
-/** Statuses the retry plugin never retries: the same request meets the same answer (403 and 429 rate limits are the throttling plugin's). */
-const DO_NOT_RETRY = [400, 401, 403, 404, 410, 422, 451];
+/**
+ * Statuses the retry plugin never retries: the same request meets the same answer (403 and 429 rate limits are the
+ * throttling plugin's), and a merge refused for now (405) or for a moved head (409) is the workflow's to retry, on its timer.
+ */
+const DO_NOT_RETRY = [400, 401, 403, 404, 405, 409, 410, 422, 451];
 
 /** Clients for GitHub, one per repository as its installation requires (the same one for every repository with a token). */
 export interface GithubClients {

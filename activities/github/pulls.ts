@@ -309,7 +309,8 @@ function isRateLimited(err: unknown, message: string): boolean {
   return headers['x-ratelimit-remaining'] === '0' || /rate limit/i.test(message);
 }
 
-function statusOf(err: unknown): number | undefined {
+/** The HTTP status of a GitHub error, when it has one. */
+export function statusOf(err: unknown): number | undefined {
   const s = (err as { status?: unknown } | null)?.status;
   return typeof s === 'number' ? s : undefined;
 }

@@ -7,6 +7,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import { GithubRepoName } from '../../domain/access';
 import type { ForgeIntake, IntakeEvent, ReviewSubmitted, WebhookDelivery } from '../../domain/forge';
+import type { MergeMethod } from '../../domain/merge';
 import type { Planner } from '../../domain/task';
 import { agentRequest } from '../../domain/forge-comments';
 import { commentEvent } from './comment-events';
@@ -24,6 +25,8 @@ export interface GithubIntakeSettings {
   botAllow: string[];
   /** The login a comment mentions to speak to the agent (besides the `/agent` command); null: the command only. */
   mention: string | null;
+  /** How the worker merges an approved pull request (GITHUB_MERGE_ON_APPROVE); null or absent: it waits for a merge on GitHub. */
+  mergeMethod?: MergeMethod | null;
 }
 
 /** Thrown when a delivery's signature is missing, malformed or wrong (401): nothing of it is read. */

@@ -133,7 +133,8 @@ export function githubWebhookRoutes(deps: AppDeps): Router {
       taskId: a.taskId,
       spec,
       requestedBy: principalOf(identity, a.team),
-      source: { forge: 'github', repo: a.ask.repo, issue: a.issue, delivery_id: a.deliveryId },
+      // The merge setting as it is now: a worker restarted with another one does not change a task under way.
+      source: { forge: 'github', repo: a.ask.repo, issue: a.issue, delivery_id: a.deliveryId, ...(settings!.mergeMethod ? { merge_method: settings!.mergeMethod } : {}) },
       requestHash: hash,
     });
     if (!outcome.started) {

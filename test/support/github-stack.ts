@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Stack } from '../../workers/stack';
 import type { DevServer } from '../../workers/temporal-server';
-import { makeOriginRepo, tempDir } from './git-fixture';
+import { branchCommit, makeOriginRepo, tempDir } from './git-fixture';
 import { startGitHttpServer, type GitHttpServer } from './git-http-server';
 import { WEBHOOK_SECRET } from './github-deliveries';
 import { startGithubMock, type GithubMock } from './github-mock';
@@ -66,6 +66,8 @@ export async function startGithubStack(name: string, opts: GithubStackOptions): 
   const made = makeOriginRepo(path.join(gitBase, owner), { 'README.md': opts.readme });
   const bare = path.join(gitBase, owner, `${repoName}.git`);
   fs.renameSync(made, bare);
+  // GitHub knows where a branch is: a pull request's head follows what is pushed to the bare repository.
+  github.state.followGit(opts.repo, (branch) => branchCommit(bare, branch));
   const secretFile = path.join(root, 'github-secret');
   fs.writeFileSync(secretFile, `${WEBHOOK_SECRET}\n`, { mode: 0o600 });
   const tokenFile = path.join(root, 'github-token');

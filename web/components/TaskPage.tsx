@@ -77,6 +77,20 @@ export function TaskPage(props: { taskId: string }) {
             {view.commit ? <code> @ {view.commit.slice(0, 10)}</code> : null}
           </span>
         ) : null}
+        {view.state === 'awaiting_merge' && view.merge ? (
+          <span data-testid="awaiting-merge">
+            approved by {view.merge.approved_by};{' '}
+            {view.merge.method ? `merging (${view.merge.method}) once GitHub allows it` : 'waiting for the merge on GitHub'}
+            {view.pull_request ? (
+              <>
+                {': '}
+                <a href={view.pull_request.url} target="_blank" rel="noopener noreferrer">
+                  #{view.pull_request.number}
+                </a>
+              </>
+            ) : null}
+          </span>
+        ) : null}
         {link ? (
           <a href={link} target="_blank" rel="noopener noreferrer" data-testid="temporal-link">
             workflow in Temporal

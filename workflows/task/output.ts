@@ -8,6 +8,7 @@ import { preview } from '../../domain/rules';
 import type { TaskOutcome } from '../messages';
 import type { EgressView } from '../../domain/egress';
 import { egressView } from './egress';
+import { awaitMerge, waitsForMerge } from './merge';
 import { flushMirror } from './mirror';
 import { waitFor, raise } from './inbox';
 import { notificationsStarted, notify } from './notify';
@@ -65,7 +66,7 @@ export async function publish(t: TaskRun): Promise<End | undefined> {
   return undefined;
 }
 
-/** Waits for the human's review: approve or reject ends the task, request_changes starts another round. */
+/** Waits for the human's review: reject ends the task, approve too (or waits for the merge of its pull request), request_changes starts another round. */
 export async function awaitReview(t: TaskRun): Promise<End | undefined> {
   const s = t.s;
   const item = s.items.find((i) => i.item_id === s.review_item);
@@ -76,6 +77,8 @@ export async function awaitReview(t: TaskRun): Promise<End | undefined> {
     trace(t, 'merged', `pull request #${s.pr.number} merged at ${s.pr.merged_at}`, { number: s.pr.number, merged_at: s.pr.merged_at, review_to_merge_ms: latency }, r.actor);
     return { state: 'done', result: `${mergedResult(t, item)} by ${r.actor}` };
   }
+  // Approving a pull request is ours; merging it is the forge's (or the worker's, where the operator turned that on).
+  if (r.action === 'approve' && waitsForMerge(t)) return awaitMerge(t, item, r);
   if (r.action === 'approve') return { state: 'done', result: `approved by ${r.actor}; branch ${s.branch} at ${s.commit}` };
   if (r.action === 'reject') return { state: 'rejected', result: s.pr?.closed ? `pull request #${s.pr.number} closed without merging by ${r.actor}` : `pull request rejected by ${r.actor}` };
   // request_changes: run the planner again with the reviewer's comment, then offer a new review.

@@ -9,6 +9,7 @@
 import { ActivityFailure, condition, patched, setHandler, ApplicationFailure } from '@temporalio/workflow';
 import { notAllowedReply, reviewRequest, type SelfCheckReport, type TaskForgeEvent, type TaskReviewEvent } from '../../domain/forge';
 import { codeBlock, inertMarkdown } from '../../domain/markdown';
+import { msBetween } from '../../domain/merge';
 import { preview } from '../../domain/rules';
 import type { InboxItem, Resolution } from '../../domain/task';
 import { forgeEventUpdate, type DecisionAck } from '../messages';
@@ -139,6 +140,10 @@ function validateForgeEvent(t: TaskRun, e: TaskForgeEvent): void {
     throw ApplicationFailure.create({ type: 'DuplicateDelivery', message: `delivery ${e.delivery_id} was taken already`, nonRetryable: true });
   }
   if (e.kind === 'pr_closed') return;
+  // Approved in the inbox: no more rounds, whatever is asked on the forge; the pull request waits to be merged or closed.
+  if (s.merge !== undefined) {
+    throw ApplicationFailure.create({ type: 'ReviewRefused', message: `the task's pull request was approved by ${s.merge.approved_by} and waits to be merged`, nonRetryable: true });
+  }
   // GitHub's signature does not cover the delivery id: the same review re-sent under a new id is refused by its own id.
   const queued = s.forge_queue ?? [];
   if ((s.forge_reviews ?? []).includes(e.review_id)) {
@@ -174,13 +179,14 @@ function takeForgeEvent(t: TaskRun, e: TaskForgeEvent): DecisionAck {
   const pr = s.pr!;
   pr.closed = true;
   pr.merged_at = e.merged ? e.merged_at : null;
+  pr.closed_by = e.actor;
   const what = e.merged ? 'merged' : 'closed without merging';
   trace(t, 'forge_event', `pull request #${e.number} ${what} by ${e.actor}`, { delivery_id: e.delivery_id, merged: e.merged, merged_at: e.merged_at }, e.actor);
   if (item !== null) {
     const resolution: Resolution = { action: e.merged ? 'approve' : 'reject', actor: e.actor, at: new Date().toISOString(), comment: `pull request #${e.number} ${what}` };
     settle(t, item, resolution);
-  } else {
-    // The agent is working on a round: the forge's decision ends it.
+  } else if (s.merge === undefined) {
+    // The agent is working on a round: the forge's decision ends it. (Approved and waiting to be merged, the wait sees it.)
     t.requestEnd(e.merged ? { state: 'done', result: mergedResult(t, null) } : { state: 'rejected', result: `pull request #${e.number} closed without merging by ${e.actor}` });
   }
   publishVisibility(t);
@@ -197,8 +203,7 @@ export function mergedResult(t: TaskRun, item: InboxItem | null): string {
 export function mergeLatencyMs(t: TaskRun, item: InboxItem): number | null {
   const at = t.s.pr?.merged_at;
   if (at === null || at === undefined) return null;
-  const ms = Date.parse(at) - Date.parse(item.created_at);
-  return Number.isFinite(ms) ? Math.max(0, ms) : null;
+  return msBetween(item.created_at, at);
 }
 
 /**

@@ -63,6 +63,22 @@ export interface State {
   forge_refused?: string[];
   /** What the source issue was last asked to show (see `mirror.ts`); absent until the first write, and for tasks not from a forge issue. */
   mirror?: MirrorState;
+  /** Set once the task's pull request was approved in the inbox and the task waits for it to be merged (see `merge.ts`). */
+  merge?: MergeWait;
+}
+
+/** An approved pull request waiting to be merged: who approved which commit, and the worker's merge attempts. */
+export interface MergeWait {
+  approved_by: string;
+  approved_at: string;
+  /** The commit approved: the only one the worker ever merges. */
+  sha: string;
+  /** Merge attempts the worker made (none when merging is off). */
+  attempts: number;
+  /** The health alert raised when the worker gave up merging, if it did. */
+  alert?: string;
+  /** Set when the worker's own merge call merged it (not someone on the forge). */
+  merged_here?: boolean;
 }
 
 /** The source issue's mirror as last written: the key of what it shows, and the status comment. */
@@ -131,6 +147,8 @@ export interface TaskPullRequest {
   /** Set when the forge said it was closed (merged or not): nothing closes it again. */
   closed: boolean;
   merged_at: string | null;
+  /** Who the forge (or the worker's merge) says closed or merged it; absent in state from before it was kept. */
+  closed_by?: string;
 }
 
 /** One run of the task workflow: its state, the scope the work runs in, and how it was asked to end. */

@@ -97,6 +97,7 @@ export function view(t: TaskRun): TaskView {
     result: s.result,
     ...egressPart(t),
     ...(s.pr === undefined ? {} : { pull_request: { ...s.pr } }),
+    ...(s.merge === undefined ? {} : { merge: { approved_by: s.merge.approved_by, approved_at: s.merge.approved_at, sha: s.merge.sha, method: t.input.source?.merge_method ?? null, attempts: s.merge.attempts } }),
   };
 }
 

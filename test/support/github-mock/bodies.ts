@@ -189,6 +189,7 @@ export class Bodies {
       requested_reviewers: [], requested_teams: [], assignee: null, assignees: [], milestone: null,
     });
     if ('merged' in body) body.merged = pull.merged;
+    if ('merged_by' in body) body.merged_by = pull.mergedBy === null ? null : this.user(body.merged_by ?? body.user, pull.mergedBy);
     body.user = this.user(body.user, pull.user);
     Object.assign(body.head, { ref: pull.head.ref, sha: pull.head.sha, label: `${pull.head.owner}:${pull.head.ref}` });
     Object.assign(body.base, { ref: pull.base.ref, sha: this.fake.branchSha(repo.fullName, pull.base.ref), label: `${repo.owner}:${pull.base.ref}` });

@@ -27,6 +27,8 @@ export interface PullRecord {
   draft: boolean;
   merged: boolean;
   mergeCommitSha: string | null;
+  /** Who merged it (the credential's login), once merged through the API. */
+  mergedBy: string | null;
   head: { ref: string; sha: string; owner: string };
   base: { ref: string };
   user: string;
@@ -85,6 +87,14 @@ export interface ReviewRecord {
   commitId: string;
 }
 
+/** A merge the fake performed: which pull request, at which head, how. */
+export interface MergeRecord {
+  number: number;
+  sha: string;
+  method: string;
+  by: string;
+}
+
 /** A request the fake served, as it arrived (after Prism let it through). */
 export interface RecordedRequest {
   method: string;
@@ -117,6 +127,13 @@ interface RepoState {
   permissions: Map<string, Permission>;
   branches: Map<string, string>;
   deletedRefs: string[];
+  /** Where branch heads really are (a git repository), when a test follows one; else `branches`. */
+  gitHeads?: (branch: string) => string | null;
+  merges: MergeRecord[];
+  /** Merge attempts still refused per pull request number, with the refusal GitHub gives (required checks pending). */
+  heldMerges: Map<number, { remaining: number; message: string }>;
+  /** Merge methods the repository allows (GitHub's "Allow merge commits / squash / rebase" settings). */
+  mergeMethods: string[];
 }
 
 /** Login the fake attributes created pull requests, comments and check runs to (the token's owner). */
@@ -165,6 +182,7 @@ export class FakeGithub {
     this.repos.set(fullName, {
       repo, nextNumber: 1, pulls: [], checkRuns: [], statuses: [], comments: [], reviews: [], reviewComments: [],
       labels: new Map(), permissions: new Map(), branches: new Map([[repo.defaultBranch, fakeSha(`${fullName}:${repo.defaultBranch}`)]]), deletedRefs: [],
+      merges: [], heldMerges: new Map(), mergeMethods: ['merge', 'squash', 'rebase'],
     });
     return repo;
   }
@@ -177,6 +195,42 @@ export class FakeGithub {
   /** Sets the head commit of a branch (pull requests opened from it carry this sha). */
   setBranch(repo: string, branch: string, sha: string): void {
     this.state(repo).branches.set(branch, sha);
+  }
+
+  /**
+   * Takes the repository's branch heads from `heads` (a git repository's refs) instead of the seeded ones, and keeps
+   * each open pull request's head on its branch, as GitHub does when someone pushes to it.
+   */
+  followGit(repo: string, heads: (branch: string) => string | null): void {
+    this.state(repo).gitHeads = heads;
+  }
+
+  /** Makes the next `attempts` merges of pull request `number` answer 405 with `message`, as GitHub does while required checks are pending. */
+  holdMerges(repo: string, number: number, attempts: number, message = 'Required status check "ci" is expected.'): void {
+    this.state(repo).heldMerges.set(number, { remaining: attempts, message });
+  }
+
+  /** Takes one held merge attempt of pull request `number`: the refusal to answer, or undefined when it is not held. */
+  takeHeldMerge(repo: string, number: number): string | undefined {
+    const held = this.state(repo).heldMerges.get(number);
+    if (held === undefined || held.remaining <= 0) return undefined;
+    held.remaining -= 1;
+    return held.message;
+  }
+
+  /** Sets the merge methods the repository allows; a merge with another is refused (405) for good. */
+  setMergeMethods(repo: string, methods: string[]): void {
+    this.state(repo).mergeMethods = methods;
+  }
+
+  /** The merge methods the repository allows. */
+  mergeMethods(repo: string): string[] {
+    return this.state(repo).mergeMethods;
+  }
+
+  /** Merges performed through the API, in order. */
+  merges(repo: string): MergeRecord[] {
+    return this.state(repo).merges;
   }
 
   /** Adds an issue number (for comments and labels on an issue that is not a pull request). */
@@ -234,12 +288,17 @@ export class FakeGithub {
 
   /** Pull requests of a repository, oldest first. */
   pulls(repo: string): PullRecord[] {
-    return this.state(repo).pulls;
+    const s = this.state(repo);
+    for (const p of s.pulls) this.followHead(s, p);
+    return s.pulls;
   }
 
   /** One pull request by number. */
   pull(repo: string, number: number): PullRecord | undefined {
-    return this.state(repo).pulls.find((p) => p.number === number);
+    const s = this.state(repo);
+    const pull = s.pulls.find((p) => p.number === number);
+    if (pull !== undefined) this.followHead(s, pull);
+    return pull;
   }
 
   /** A pull request of any repository by its database id. */
@@ -298,9 +357,17 @@ export class FakeGithub {
     return number >= 1 && number < this.state(repo).nextNumber;
   }
 
-  /** Head commit of a branch; a branch never seeded gets a stable made-up commit. */
+  /** Head commit of a branch (from the followed git repository, if any); a branch never seeded gets a stable made-up commit. */
   branchSha(repo: string, branch: string): string {
-    return this.state(repo).branches.get(branch) ?? fakeSha(`${repo}:${branch}`);
+    const s = this.state(repo);
+    return s.gitHeads?.(branch) ?? s.branches.get(branch) ?? fakeSha(`${repo}:${branch}`);
+  }
+
+  /** Moves an open pull request's head to where its branch is in the followed git repository. */
+  private followHead(s: RepoState, pull: PullRecord): void {
+    if (s.gitHeads === undefined || pull.state !== 'open' || pull.head.owner !== s.repo.owner) return;
+    const sha = s.gitHeads(pull.head.ref);
+    if (sha !== null) pull.head.sha = sha;
   }
 
   /** Opens a pull request. */
@@ -310,7 +377,7 @@ export class FakeGithub {
     const now = new Date().toISOString();
     const pull: PullRecord = {
       id: this.id(), number: s.nextNumber++, title: input.title, body: input.body ?? null, state: 'open', draft: input.draft ?? false,
-      merged: false, mergeCommitSha: null, head: { ref: headRef, sha: this.branchSha(repo, headRef), owner: headOwner }, base: { ref: input.base },
+      merged: false, mergeCommitSha: null, mergedBy: null, head: { ref: headRef, sha: this.branchSha(repo, headRef), owner: headOwner }, base: { ref: input.base },
       user: input.user ?? ACTOR_LOGIN, createdAt: now, updatedAt: now,
     };
     s.pulls.push(pull);

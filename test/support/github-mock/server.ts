@@ -202,10 +202,16 @@ function buildRoutes(fake: FakeGithub, bodies: Bodies): Route[] {
     },
     'put /repos/{owner}/{repo}/pulls/{pull_number}/merge': (call) => {
       const pull = pullOf(call);
+      const full = call.repo.fullName;
       if (pull.state !== 'open' || pull.draft) throw new GithubError(405, pull.draft ? 'Pull Request is still a draft' : 'Pull Request is not mergeable');
       if (typeof call.body?.sha === 'string' && call.body.sha !== pull.head.sha) throw new GithubError(409, 'Head branch was modified. Review and try the merge again.');
-      Object.assign(pull, { merged: true, state: 'closed', mergeCommitSha: fakeSha(`merge:${call.repo.fullName}#${pull.number}`), updatedAt: new Date().toISOString() });
-      fake.setBranch(call.repo.fullName, pull.base.ref, pull.mergeCommitSha as string);
+      const method = typeof call.body?.merge_method === 'string' ? call.body.merge_method : 'merge';
+      if (!fake.mergeMethods(full).includes(method)) throw new GithubError(405, `${method === 'merge' ? 'Merge commits' : method === 'squash' ? 'Squash merges' : 'Rebase merges'} are not allowed on this repository.`);
+      const held = fake.takeHeldMerge(full, pull.number);
+      if (held !== undefined) throw new GithubError(405, held);
+      Object.assign(pull, { merged: true, state: 'closed', mergeCommitSha: fakeSha(`merge:${full}#${pull.number}`), mergedBy: call.actor, updatedAt: new Date().toISOString() });
+      fake.merges(full).push({ number: pull.number, sha: pull.head.sha, method, by: call.actor });
+      fake.setBranch(full, pull.base.ref, pull.mergeCommitSha as string);
       return { status: 200, body: bodies.mergeResult(pull) };
     },
     'get /repos/{owner}/{repo}/commits/{ref}/check-runs': ({ repo, params, query }) => {
