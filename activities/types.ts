@@ -2,6 +2,7 @@
  * Inputs and outputs of every activity: the contract between the workflow
  * (which imports this file as types only) and the worker's implementations.
  */
+import type { CommitChecks } from '../domain/checks';
 import type { PublishPullRequest, PublishedPullRequest, ReviewFeedback } from '../domain/forge';
 import type { MirrorIssue } from '../domain/forge-mirror';
 import type { ArtifactRef } from '../domain/task';
@@ -111,6 +112,8 @@ export interface PullRequestActivities {
   readReviewFeedback(input: { repo: string; number: number; review_id: number; reviewer: string }): Promise<ReviewFeedback>;
   /** Comments on the pull request. */
   commentOnPullRequest(input: { repo: string; number: number; body: string }): Promise<void>;
+  /** The latest check runs of a commit, bounded, the task's own self-check left out: which failed, with their output. */
+  readCommitChecks(input: { repo: string; commit: string }): Promise<CommitChecks>;
   /** Sets the source issue's one `agent:*` label and edits (or posts) the task's status comment there; idempotent. */
   mirrorIssue(input: MirrorIssue): Promise<{ comment_id: number }>;
 }

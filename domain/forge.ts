@@ -4,6 +4,7 @@
  *
  * Pure module: no I/O, so the workflow bundle may import it.
  */
+import type { ChecksFailed, TaskChecksFailed } from './checks';
 import type { IssueCommented } from './forge-comments';
 
 /** The forges tasks can come from. */
@@ -18,6 +19,8 @@ export interface TaskSource {
   issue: number;
   /** The delivery that started the task. */
   delivery_id: string;
+  /** CI rounds in a row failing checks may send the agent back (GITHUB_MAX_CI_ROUNDS when the task started); absent: the default. */
+  max_ci_rounds?: number;
 }
 
 /** Who made a forge event happen. */
@@ -89,7 +92,7 @@ export interface ReviewSubmitted {
 }
 
 /** What one webhook delivery stands for, once its signature is verified. */
-export type IntakeEvent = IssueReady | IssueCommented | PullRequestClosed | ReviewSubmitted | ForgePing | ForgeIgnored;
+export type IntakeEvent = IssueReady | IssueCommented | PullRequestClosed | ReviewSubmitted | ChecksFailed | ForgePing | ForgeIgnored;
 
 /**
  * A forge event about a task's own pull request, as the API hands it to the task workflow (an Update whose
@@ -97,7 +100,8 @@ export type IntakeEvent = IssueReady | IssueCommented | PullRequestClosed | Revi
  */
 export type TaskForgeEvent =
   | { kind: 'pr_closed'; delivery_id: string; repo: string; number: number; merged: boolean; merged_at: string | null; actor: string }
-  | { kind: 'changes_requested'; delivery_id: string; repo: string; number: number; review_id: number; reviewer: string };
+  | { kind: 'changes_requested'; delivery_id: string; repo: string; number: number; review_id: number; reviewer: string }
+  | TaskChecksFailed;
 
 /** Longest review text handed to the agent as one request for changes. */
 export const MAX_REVIEW_REQUEST_CHARS = 20_000;

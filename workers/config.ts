@@ -7,6 +7,7 @@ import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { AccessConfig, SELF_EDITABLE_CLAIMS } from '../domain/access';
+import { DEFAULT_MAX_CI_ROUNDS, MAX_CI_ROUNDS_LIMIT } from '../domain/checks';
 import { Planner } from '../domain/task';
 import { isLoopbackHost } from '../api/auth/local-admin';
 import type { OidcSettings } from '../api/auth/oidc';
@@ -252,6 +253,8 @@ export const Config = z.object({
     .regex(/^@?[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})(?:\[bot\])?$/, 'a GitHub login')
     .transform((v) => v.replace(/^@/, ''))
     .optional(),
+  /** CI rounds in a row failing checks on a task's pull request may send its agent back before a health alert asks a human (0: none). */
+  GITHUB_MAX_CI_ROUNDS: z.coerce.number().int().min(0).max(MAX_CI_ROUNDS_LIMIT).default(DEFAULT_MAX_CI_ROUNDS),
   /** A process without the API role serves `/healthz` and `/livez` on this port for probes (unset: no health server). */
   HEALTH_PORT: z.coerce.number().int().min(0).max(65535).optional(),
 });
@@ -387,7 +390,7 @@ function githubIntakeSettings(cfg: z.infer<typeof Config>, dataDir: string): Git
   } else {
     throw bad('GITHUB_GIT_BASE', 'a URL (e.g. https://github.com) or an absolute directory');
   }
-  return { secret, gitBase, label: cfg.GITHUB_LABEL, planner: planner.data, botAllow: cfg.GITHUB_BOT_ALLOW, mention: cfg.GITHUB_MENTION ?? null };
+  return { secret, gitBase, label: cfg.GITHUB_LABEL, planner: planner.data, botAllow: cfg.GITHUB_BOT_ALLOW, mention: cfg.GITHUB_MENTION ?? null, maxCiRounds: cfg.GITHUB_MAX_CI_ROUNDS };
 }
 
 /** The TEAMS_FILE at `file`, parsed and checked; throws a {@link ConfigError} naming the variable and each bad field. */

@@ -2,11 +2,13 @@
  * The forge activities the task workflow calls, over a forge's pull-request and issue sides; without forge access
  * configured each one fails, not retried, saying what to set.
  */
+import type { ForgeChecks } from '../../domain/checks';
 import type { ForgePullRequests } from '../../domain/forge';
 import type { ForgeIssues } from '../../domain/forge-mirror';
 import type { Logger } from '../../workers/log';
 import { activityFailure } from '../failures';
 import type { PullRequestActivities } from '../types';
+import { githubChecks } from './checks';
 import { githubClients, type GithubAccess } from './client';
 import { githubIssues } from './issues';
 import { githubPullRequests } from './pulls';
@@ -14,11 +16,11 @@ import { githubPullRequests } from './pulls';
 /** Why a forge activity refuses on a worker without forge access. */
 const NO_ACCESS = 'this worker has no GitHub access: GITHUB_TOKEN_FILE or GITHUB_APP_ID (with GITHUB_APP_PRIVATE_KEY_FILE) is not set';
 
-/** A forge's pull-request and issue sides together, as a worker with forge access has them. */
-export type Forge = ForgePullRequests & ForgeIssues;
+/** A forge's pull-request, issue and checks sides together, as a worker with forge access has them. */
+export type Forge = ForgePullRequests & ForgeIssues & ForgeChecks;
 
-/** The activities over `forge` (its issue side `issues`), or ones that refuse when the worker has no forge access. */
-export function createPullRequestActivities(forge: ForgePullRequests | null, issues: ForgeIssues | null = null): PullRequestActivities {
+/** The activities over `forge` (its issue side `issues`, its checks side `checks`), or ones that refuse when the worker has no forge access. */
+export function createPullRequestActivities(forge: ForgePullRequests | null, issues: ForgeIssues | null = null, checks: ForgeChecks | null = null): PullRequestActivities {
   const use = (): ForgePullRequests => {
     if (forge === null) throw activityFailure('ForgeRefused', NO_ACCESS);
     return forge;
@@ -32,6 +34,10 @@ export function createPullRequestActivities(forge: ForgePullRequests | null, iss
     closePullRequest: async (input) => use().close(input),
     readReviewFeedback: async (input) => use().reviewFeedback(input),
     commentOnPullRequest: async (input) => use().comment(input),
+    readCommitChecks: async (input) => {
+      if (checks === null) throw activityFailure('ForgeRefused', NO_ACCESS);
+      return checks.commitChecks(input);
+    },
   };
 }
 
@@ -49,5 +55,5 @@ export function githubForge(access: GithubAccess, opts: { publicUrl?: string; lo
     selfCheckAs: access.auth.kind === 'app' ? 'check_run' : 'commit_status',
     log: opts.log,
   });
-  return { ...pulls, ...githubIssues(octokitFor, { selfLogin, publicUrl: opts.publicUrl, log: opts.log }) };
+  return { ...pulls, ...githubIssues(octokitFor, { selfLogin, publicUrl: opts.publicUrl, log: opts.log }), ...githubChecks(octokitFor) };
 }

@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { GithubRepoName } from '../../domain/access';
 import type { ForgeIntake, IntakeEvent, ReviewSubmitted, WebhookDelivery } from '../../domain/forge';
 import type { Planner } from '../../domain/task';
+import { checkRunEvent, checkSuiteEvent } from './check-events';
 import { commentEvent } from './comment-events';
 import { Label, Sender, senderOf } from './payload';
 import { sameBytes } from '../auth/digest';
@@ -16,6 +17,8 @@ import { HttpError, InvalidJsonError, RequestValidationError, UnsupportedMediaTy
 /** What GitHub intake needs: the webhook secret, where repositories live, the label, the planner, the bots it listens to. */
 export interface GithubIntakeSettings {
   secret: string;
+  /** CI rounds in a row failing checks may send a task's agent back (GITHUB_MAX_CI_ROUNDS), kept in each task's source. */
+  maxCiRounds: number;
   /** A URL or an absolute directory, without a trailing slash. */
   gitBase: string;
   label: string;
@@ -138,6 +141,8 @@ export function githubIntake(opts: { secret: string; label: string; mention?: st
       if (event === 'pull_request') return pullRequestEvent(deliveryId, payload);
       if (event === 'pull_request_review') return reviewEvent(deliveryId, payload);
       if (event === 'issue_comment') return commentEvent(deliveryId, payload, opts.mention ?? null);
+      if (event === 'check_run') return checkRunEvent(deliveryId, payload);
+      if (event === 'check_suite') return checkSuiteEvent(deliveryId, payload);
       if (event !== 'issues') return { kind: 'ignored', delivery_id: deliveryId, reason: `event ${event}` };
       const parsed = IssuesPayload.safeParse(payload);
       if (!parsed.success) throw new RequestValidationError('issues payload', parsed.error);

@@ -11,7 +11,8 @@ import { notAllowedReply, reviewRequest, type SelfCheckReport, type TaskForgeEve
 import { codeBlock, inertMarkdown } from '../../domain/markdown';
 import { preview } from '../../domain/rules';
 import type { InboxItem, Resolution } from '../../domain/task';
-import { forgeEventUpdate, type DecisionAck } from '../messages';
+import { checksFailedUpdate, forgeEventUpdate, type DecisionAck } from '../messages';
+import { answeredCiAlert, closeCiAlert, queueChecksFailed, takeCiAlertAnswer, takeFailedChecks, validateChecksFailed } from './ci';
 import { assertOpen } from './handlers';
 import { settle } from './inbox';
 import { describeFailure, io } from './proxies';
@@ -119,16 +120,17 @@ export async function closePullRequest(t: TaskRun, end: End): Promise<void> {
 /** Installs the forge event Update. */
 export function installForgeHandler(t: TaskRun): void {
   setHandler(forgeEventUpdate, (e) => takeForgeEvent(t, e), { validator: (e) => validateForgeEvent(t, e) });
+  setHandler(checksFailedUpdate, (e) => takeForgeEvent(t, e), { validator: (e) => validateForgeEvent(t, e) });
 }
 
 function validateForgeEvent(t: TaskRun, e: TaskForgeEvent): void {
   assertOpen(t);
   const pr = t.s.pr;
-  // Forge repository names are case-insensitive.
-  if (pr === undefined || pr.repo.toLowerCase() !== e.repo.toLowerCase() || pr.number !== e.number) {
+  // Forge repository names are case-insensitive; failing checks of a suite may name the task's branch and no pull request.
+  if (pr === undefined || pr.repo.toLowerCase() !== e.repo.toLowerCase() || (pr.number !== e.number && !(e.kind === 'checks_failed' && e.number === null))) {
     throw ApplicationFailure.create({
       type: 'NotThisPullRequest',
-      message: `task ${t.input.task_id} ${pr === undefined ? 'has no pull request' : `is on ${pr.repo}#${pr.number}`}, not ${e.repo}#${e.number}`,
+      message: `task ${t.input.task_id} ${pr === undefined ? 'has no pull request' : `is on ${pr.repo}#${pr.number}`}, not ${e.number === null ? e.repo : `${e.repo}#${e.number}`}`,
       nonRetryable: true,
     });
   }
@@ -136,6 +138,7 @@ function validateForgeEvent(t: TaskRun, e: TaskForgeEvent): void {
   if ((s.forge_seen ?? []).includes(e.delivery_id)) {
     throw ApplicationFailure.create({ type: 'DuplicateDelivery', message: `delivery ${e.delivery_id} was taken already`, nonRetryable: true });
   }
+  if (e.kind === 'checks_failed') return validateChecksFailed(t, e);
   if (e.kind !== 'changes_requested') return;
   // GitHub's signature does not cover the delivery id: the same review re-sent under a new id is refused by its own id.
   const queued = s.forge_queue ?? [];
@@ -159,6 +162,10 @@ function takeForgeEvent(t: TaskRun, e: TaskForgeEvent): DecisionAck {
   seen.push(e.delivery_id);
   if (seen.length > SEEN_DELIVERIES_KEEP) seen.splice(0, seen.length - SEEN_DELIVERIES_KEEP);
   const item = s.items.find((i) => i.item_id === s.review_item && i.status === 'pending') ?? null;
+  if (e.kind === 'checks_failed') {
+    queueChecksFailed(t, e);
+    return { task_id: t.input.task_id, item: null, state: s.state };
+  }
   if (e.kind === 'changes_requested') {
     trace(t, 'forge_event', `review ${e.review_id} by ${e.reviewer} requested changes on #${e.number}`, { delivery_id: e.delivery_id, review_id: e.review_id }, `github:${e.reviewer}`);
     (s.forge_queue ??= []).push(e);
@@ -206,11 +213,18 @@ export function mergeLatencyMs(t: TaskRun, item: InboxItem): number | null {
 export async function waitForReview(t: TaskRun, item: InboxItem): Promise<Resolution> {
   const s = t.s;
   for (;;) {
-    await condition(() => item.status !== 'pending' || (s.forge_queue?.length ?? 0) > 0);
+    await condition(() => item.status !== 'pending' || (s.forge_queue?.length ?? 0) > 0 || answeredCiAlert(t) !== null);
     if (item.status !== 'pending') break;
+    const answered = answeredCiAlert(t);
+    if (answered !== null) {
+      takeCiAlertAnswer(t, item, answered);
+      continue;
+    }
     const e = s.forge_queue!.shift()!;
     if (e.kind === 'changes_requested') await takeReview(t, item, e);
+    else if (e.kind === 'checks_failed') await takeFailedChecks(t, item, e);
   }
+  closeCiAlert(t);
   if (!item.resolution) throw new Error(`item ${item.item_id} closed without a resolution`);
   return item.resolution;
 }
