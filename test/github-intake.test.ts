@@ -281,7 +281,10 @@ describe('GitHub intake configuration', () => {
     const badTeams = path.join(root, 'bad-teams.yaml');
     fs.writeFileSync(badTeams, 'github:\n  repos:\n    "../etc": { team: platform }\n');
     rejects({ TEAMS_FILE: badTeams }, /TEAMS_FILE: github\.repos/);
+    for (const rounds of ['21', '-1', '1.5', 'many']) rejects({ GITHUB_WEBHOOK_SECRET: SECRET, ...planner, GITHUB_MAX_CI_ROUNDS: rounds }, /GITHUB_MAX_CI_ROUNDS/);
+    assert.equal(loadConfig(env({ GITHUB_WEBHOOK_SECRET: SECRET, ...planner, GITHUB_MAX_CI_ROUNDS: '0' })).github?.maxCiRounds, 0);
     const cfg = loadConfig(env({ GITHUB_WEBHOOK_SECRET: SECRET, ...planner }));
+    assert.equal(cfg.github?.maxCiRounds, 3);
     assert.equal(cfg.github?.label, 'agent-ready');
     assert.equal(cfg.github?.gitBase, 'https://github.com');
     assert.equal((cfg as any).GITHUB_WEBHOOK_SECRET, undefined, 'the secret is kept only where intake reads it');
