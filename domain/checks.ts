@@ -7,6 +7,7 @@
  * Pure module: no I/O, so the workflow bundle may import it.
  */
 import { codeBlock, inertMarkdown } from './markdown';
+import { preview } from './rules';
 import type { ForgeSender } from './forge';
 
 /** The check run (or commit status context) a round's self-check is reported as: the task's own, never CI's. */
@@ -34,6 +35,8 @@ export const MAX_ANNOTATION_CHARS = 500;
 export const MAX_CHECKS_REQUEST_CHARS = 20_000;
 /** What the request keeps free for the counts at its end (checks left out, checks not finished). */
 const COUNTS_ROOM_CHARS = 200;
+/** What `preview` adds where it cuts (the count of characters elided). */
+const PREVIEW_NOTE_CHARS = 40;
 
 /** A check completed with a failing conclusion on some commit, as a delivery says (read back before anything acts on it). */
 export interface ChecksFailed {
@@ -73,6 +76,7 @@ export interface CheckAnnotation {
 export interface FailedCheck {
   name: string;
   conclusion: string;
+  /** The run's page on the forge (never the URL the app that made the run gives). */
   url: string | null;
   title: string;
   summary: string;
@@ -98,43 +102,70 @@ export function isFailing(conclusion: string | null | undefined): boolean {
   return conclusion != null && FAILING_CONCLUSIONS.includes(conclusion.toLowerCase());
 }
 
-/** `text` within `max` characters, marked where cut. */
-export function clip(text: string, max: number): string {
-  const note = ' […]';
-  return text.length <= max ? text : text.slice(0, max - note.length) + note;
-}
-
 /**
  * The request for changes failing checks make: each check's name and conclusion, its output and annotations in
  * code blocks, all inert (no mention, no issue reference, no closing keyword, no fold), within
- * {@link MAX_CHECKS_REQUEST_CHARS}: a check that does not fit is counted, not cut in half.
+ * {@link MAX_CHECKS_REQUEST_CHARS}: a check too long for the room left keeps its output cut short and no
+ * annotations, and one that does not fit even so is counted, never cut in half.
  */
 export function checksRequest(checks: CommitChecks): string {
   const head = `CI checks failed on ${checks.head_sha.slice(0, 12)}: ${checks.failed.map((c) => inertMarkdown(oneLine(c.name))).join(', ')}`;
-  const sections = checks.failed.map(checkSection);
   const room = MAX_CHECKS_REQUEST_CHARS - COUNTS_ROOM_CHARS;
-  let text = clip(head, room);
+  let text = preview(head, room);
   let shown = 0;
-  for (const section of sections) {
-    if (text.length + section.length + 2 > room) break;
+  for (const c of checks.failed) {
+    const left = room - text.length - 2;
+    let section: string | null = checkSection(c);
+    if (section.length > left) section = cutSection(c, left);
+    if (section === null || section.length > left) break;
     text += `\n\n${section}`;
     shown += 1;
   }
-  const left = checks.failed_count - shown;
-  if (left > 0) text += `\n\n(${left} more failing check(s) not shown)`;
+  const notShown = checks.failed_count - shown;
+  if (notShown > 0) text += `\n\n(${notShown} more failing check(s) not shown)`;
   if (checks.pending > 0) text += `\n\n(${checks.pending} check(s) had not finished)`;
   return text;
 }
 
+/**
+ * Output kept of a check cut short, as a share of the room: made inert it grows by at most half, and a code
+ * block's fences are at most as long as what they hold, plus one.
+ */
+const CUT_OUTPUT_SHARE = 1 / 5;
+
+/** The least output worth showing of a check cut short; with less room the check is counted instead. */
+const MIN_CUT_OUTPUT_CHARS = 200;
+
 /** One failing check as Markdown: a heading, its output in a code block, each annotation with where it points. */
 function checkSection(c: FailedCheck): string {
-  const lines = [`### ${inertMarkdown(oneLine(c.name))} (${inertMarkdown(oneLine(c.conclusion))})`];
-  const output = [c.title, c.summary, c.text].map((s) => s.trim()).filter((s) => s !== '').join('\n\n');
+  const lines = [checkHeading(c)];
+  const output = checkOutput(c);
   if (output !== '') lines.push(codeBlock(inertMarkdown(output)));
   for (const a of c.annotations) {
     lines.push(`- ${inertMarkdown(oneLine(a.path))}${a.line === null ? '' : `:${a.line}`} (${inertMarkdown(oneLine(a.level))}):`, codeBlock(inertMarkdown(a.message.trim())));
   }
   return lines.join('\n');
+}
+
+/** A failing check cut to `room`: its heading and its output cut short, annotations counted; null when too little output would be left. */
+function cutSection(c: FailedCheck, room: number): string | null {
+  const heading = checkHeading(c);
+  const keep = Math.floor((room - heading.length) * CUT_OUTPUT_SHARE) - PREVIEW_NOTE_CHARS;
+  if (keep < MIN_CUT_OUTPUT_CHARS) return null;
+  const lines = [heading, codeBlock(inertMarkdown(preview(checkOutput(c), keep)))];
+  if (c.annotations.length > 0) lines.push(`(${c.annotations.length} annotation(s) left out)`);
+  return lines.join('\n');
+}
+
+/** A failing check's heading: its name, its conclusion, and its page on the forge. */
+function checkHeading(c: FailedCheck): string {
+  const page = c.url === null ? '' : ` ${inertMarkdown(oneLine(c.url))}`;
+  return `### ${inertMarkdown(oneLine(c.name))} (${inertMarkdown(oneLine(c.conclusion))})${page}`;
+}
+
+/** A check's output title, summary and text, the empty ones left out. */
+function checkOutput(c: FailedCheck): string {
+  return [c.title, c.summary, c.text].map((s) => s.trim()).filter((s) => s !== '').join('\n\n');
 }
 
 /** `text` on one line (a name or a level cannot start a heading or a list of its own). */

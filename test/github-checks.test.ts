@@ -10,7 +10,7 @@
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { CHECKS_ACTOR, SELF_CHECK_NAME } from '../domain/checks';
+import { CHECKS_ACTOR, checksRequest, MAX_CHECK_ANNOTATIONS, MAX_CHECK_TEXT_CHARS, MAX_CHECKS_REQUEST_CHARS, MAX_FAILED_CHECKS, SELF_CHECK_NAME, type FailedCheck } from '../domain/checks';
 import { git } from './support/git-fixture';
 import { deliver as deliverTo, exampleDelivery, type DeliveryOptions } from './support/github-deliveries';
 import type { GithubMock } from './support/github-mock';
@@ -201,7 +201,7 @@ describe('failing checks on the agent’s pull request', () => {
     assert.equal(first.resolution.action, 'request_changes');
     assert.equal(first.resolution.actor, CHECKS_ACTOR);
     const comment: string = first.resolution.comment;
-    assert.match(comment, /ci \/ unit tests/);
+    assert.match(comment, /### ci \/ unit tests \(failure\) https:\/\/github\.com\/octo-org\/hello\/runs\/\d+\n/, 'the check, how it ended, and its page');
     assert.match(comment, /expected 2, got 3/);
     assert.match(comment, /src\/add\.js:3 \(failure\)/);
     assert.match(comment, /returns the wrong sum/);
@@ -253,5 +253,21 @@ describe('failing checks on the agent’s pull request', () => {
     assert.equal(now.items.find((i: any) => i.item_id === alert.item_id).status, 'resolved');
     assert.deepEqual(github.violations(), []);
     await recordHistory(env.stack.client, id, 'github-ci-rounds-alerted-pending-review');
+  });
+});
+
+describe('the request for changes failing checks make', () => {
+  it('stays within its bound however much the checks print, counting the checks it leaves out', () => {
+    const loud = (i: number): FailedCheck => ({
+      name: `ci / shard ${i}`, conclusion: 'failure', url: null, title: 'failed', summary: '@'.repeat(2_000), text: '`'.repeat(MAX_CHECK_TEXT_CHARS),
+      annotations: Array.from({ length: MAX_CHECK_ANNOTATIONS }, () => ({ path: 'a.js', line: 1, level: 'failure', message: '#1 '.repeat(160) })),
+    });
+    const text = checksRequest({ head_sha: 'a'.repeat(40), failed: Array.from({ length: MAX_FAILED_CHECKS }, (_, i) => loud(i)), failed_count: 25, pending: 2, read: 40 });
+    assert.ok(text.length <= MAX_CHECKS_REQUEST_CHARS, `${text.length} characters`);
+    const shown = (text.match(/^### ci \/ shard \d+/gm) ?? []).length;
+    assert.ok(shown >= 1 && shown < MAX_FAILED_CHECKS, `${shown} shown`);
+    assert.match(text, new RegExp(`\\(${25 - shown} more failing check\\(s\\) not shown\\)`));
+    assert.match(text, /\(2 check\(s\) had not finished\)/);
+    assertInert(text, 'a long request');
   });
 });

@@ -5,7 +5,6 @@
  */
 import type { Octokit } from '@octokit/rest';
 import {
-  clip,
   isFailing,
   MAX_ANNOTATION_CHARS,
   MAX_CHECK_ANNOTATIONS,
@@ -20,6 +19,7 @@ import {
   type FailedCheck,
   type ForgeChecks,
 } from '../../domain/checks';
+import { preview } from '../../domain/rules';
 import { splitRepo } from './client';
 import { call, guarded } from './pulls';
 
@@ -55,12 +55,13 @@ export function githubChecks(octokitFor: (repo: string) => Promise<Octokit>): Fo
       for (const run of failing.slice(0, MAX_FAILED_CHECKS)) {
         const annotations = (run.output.annotations_count ?? 0) > 0 ? await call('list annotations of', full, () => annotationsOf(octokit, at, run.id)) : [];
         failed.push({
-          name: clip(run.name, MAX_CHECK_NAME_CHARS),
+          name: preview(run.name, MAX_CHECK_NAME_CHARS),
           conclusion: run.conclusion ?? 'failure',
-          url: run.html_url ?? run.details_url ?? null,
-          title: clip(run.output.title ?? '', MAX_CHECK_TITLE_CHARS),
-          summary: clip(run.output.summary ?? '', MAX_CHECK_SUMMARY_CHARS),
-          text: clip(run.output.text ?? '', MAX_CHECK_TEXT_CHARS),
+          // GitHub's own page of the run; `details_url` is whatever the app that made it says.
+          url: run.html_url ?? null,
+          title: preview(run.output.title ?? '', MAX_CHECK_TITLE_CHARS),
+          summary: preview(run.output.summary ?? '', MAX_CHECK_SUMMARY_CHARS),
+          text: preview(run.output.text ?? '', MAX_CHECK_TEXT_CHARS),
           annotations,
         });
       }
@@ -82,10 +83,10 @@ async function annotationsOf(octokit: Octokit, at: { owner: string; repo: string
     .sort((a, b) => rank(a.annotation_level) - rank(b.annotation_level))
     .slice(0, MAX_CHECK_ANNOTATIONS)
     .map((a) => ({
-      path: clip(a.path, MAX_ANNOTATION_PATH_CHARS),
+      path: preview(a.path, MAX_ANNOTATION_PATH_CHARS),
       line: a.start_line ?? null,
       level: a.annotation_level ?? 'notice',
-      message: clip([a.title, a.message].filter((s) => s != null && s !== '').join(': '), MAX_ANNOTATION_CHARS),
+      message: preview([a.title, a.message].filter((s) => s != null && s !== '').join(': '), MAX_ANNOTATION_CHARS),
     }));
 }
 

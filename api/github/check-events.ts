@@ -7,8 +7,9 @@
 import type { Client } from '@temporalio/client';
 import { z } from 'zod';
 import { GithubRepoName } from '../../domain/access';
-import { clip, isFailing, MAX_CHECK_NAME_CHARS, SELF_CHECK_NAME, type ChecksFailed, type TaskChecksFailed } from '../../domain/checks';
+import { isFailing, MAX_CHECK_NAME_CHARS, SELF_CHECK_NAME, type ChecksFailed, type TaskChecksFailed } from '../../domain/checks';
 import type { IntakeEvent } from '../../domain/forge';
+import { preview } from '../../domain/rules';
 import { RequestValidationError } from '../errors';
 import { Sender, senderOf } from './payload';
 import { forwardToTask, taskOfBranch, type Forwarded } from './pull-request-events';
@@ -69,7 +70,7 @@ export function checkRunEvent(deliveryId: string, payload: unknown): IntakeEvent
   if (run.name === SELF_CHECK_NAME) return { kind: 'ignored', delivery_id: deliveryId, reason: "the check run is the task's own self-check" };
   const targets = ownTargets(run.pull_requests, p.repository.id);
   if (targets.length === 0) return { kind: 'ignored', delivery_id: deliveryId, reason: 'the check run is on no pull request of the repository itself' };
-  return { kind: 'checks_failed', delivery_id: deliveryId, repo: p.repository.full_name, head_sha: run.head_sha, check: clip(run.name, MAX_CHECK_NAME_CHARS), targets, sender: senderOf(p.sender) };
+  return { kind: 'checks_failed', delivery_id: deliveryId, repo: p.repository.full_name, head_sha: run.head_sha, check: preview(run.name, MAX_CHECK_NAME_CHARS), targets, sender: senderOf(p.sender) };
 }
 
 /** A `check_suite` delivery: a suite completed with failure or timed out, on its pull requests or else its head branch. */
@@ -84,7 +85,7 @@ export function checkSuiteEvent(deliveryId: string, payload: unknown): IntakeEve
   // GitHub leaves the head branch null for a fork's suite: a branch it names is the repository's own.
   if (targets.length === 0 && suite.head_branch) targets = [{ number: null, head: suite.head_branch }];
   if (targets.length === 0) return { kind: 'ignored', delivery_id: deliveryId, reason: 'the check suite is on no branch of the repository itself' };
-  const check = clip(suite.app?.name ?? suite.app?.slug ?? 'check suite', MAX_CHECK_NAME_CHARS);
+  const check = preview(suite.app?.name ?? suite.app?.slug ?? 'check suite', MAX_CHECK_NAME_CHARS);
   return { kind: 'checks_failed', delivery_id: deliveryId, repo: p.repository.full_name, head_sha: suite.head_sha, check, targets, sender: senderOf(p.sender) };
 }
 
