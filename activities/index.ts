@@ -21,6 +21,7 @@ import { activityFailure } from './failures';
 import { createAgentActivities } from './llm/agent';
 import { createNotifyActivities, type NotifyDeps } from './notify/webhooks';
 import { createPullRequestActivities } from './github/activities';
+import type { ForgeChecks } from '../domain/checks';
 import type { ForgePullRequests } from '../domain/forge';
 import type { ForgeIssues } from '../domain/forge-mirror';
 import type { ForgeMerges } from '../domain/merge';
@@ -78,8 +79,8 @@ export interface ActivityDeps {
   setupCache?: SetupCacheOptions | null;
   /** The teams' webhooks and their secrets (default: none, so nothing is delivered). */
   notify?: NotifyDeps;
-  /** The forge's pull-request, issue and merge sides (see `github/pulls.ts`, `github/issues.ts`, `github/merge.ts`); default: none, so the forge activities refuse. */
-  forge?: (ForgePullRequests & ForgeIssues & ForgeMerges) | null;
+  /** The forge's pull-request, issue, merge and checks sides (see `github/pulls.ts`, `github/issues.ts`, `github/merge.ts`, `github/checks.ts`); default: none, so the forge activities refuse. */
+  forge?: (ForgePullRequests & ForgeIssues & ForgeMerges & ForgeChecks) | null;
 }
 
 /** Default bounds of the setup cache: one entry, and all of them, in MiB. */
@@ -151,7 +152,7 @@ export function createActivities(deps: ActivityDeps): Activities {
   const activities: Activities = {
     ...agent,
     ...createNotifyActivities(deps.notify ?? { access: { teams: {} }, secrets: {}, publicUrl: null, log }),
-    ...createPullRequestActivities(deps.forge ?? null, deps.forge ?? null, deps.forge ?? null),
+    ...createPullRequestActivities(deps.forge ?? null, deps.forge ?? null, deps.forge ?? null, deps.forge ?? null),
     async provisionSandbox(input) {
       const key = keyOf(input.task_id);
       const dir = workspaceOf(key);

@@ -2,6 +2,7 @@
  * Inputs and outputs of every activity: the contract between the workflow
  * (which imports this file as types only) and the worker's implementations.
  */
+import type { CommitChecks } from '../domain/checks';
 import type { PublishPullRequest, PublishedPullRequest, ReviewFeedback } from '../domain/forge';
 import type { MirrorIssue } from '../domain/forge-mirror';
 import type { MergeAttempt, MergePullRequest } from '../domain/merge';
@@ -114,6 +115,8 @@ export interface PullRequestActivities {
   commentOnPullRequest(input: { repo: string; number: number; body: string }): Promise<void>;
   /** Merges the approved pull request at exactly the approved commit, or says why not yet or not at all; one merged or closed already is reported. */
   mergePullRequest(input: MergePullRequest): Promise<MergeAttempt>;
+  /** The latest check runs of a commit, bounded, the task's own self-check left out: which failed, with their output. */
+  readCommitChecks(input: { repo: string; commit: string }): Promise<CommitChecks>;
   /** Sets the source issue's one `agent:*` label and edits (or posts) the task's status comment there; idempotent. */
   mirrorIssue(input: MirrorIssue): Promise<{ comment_id: number }>;
 }

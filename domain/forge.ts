@@ -4,6 +4,7 @@
  *
  * Pure module: no I/O, so the workflow bundle may import it.
  */
+import type { ChecksFailed, TaskChecksFailed } from './checks';
 import type { IssueCommented } from './forge-comments';
 import type { MergeMethod } from './merge';
 
@@ -24,6 +25,8 @@ export interface TaskSource {
    * task started); absent: it waits for the pull request to be merged on the forge.
    */
   merge_method?: MergeMethod;
+  /** CI rounds in a row failing checks may send the agent back (GITHUB_MAX_CI_ROUNDS when the task started); absent: the default. */
+  max_ci_rounds?: number;
 }
 
 /** Who made a forge event happen. */
@@ -101,7 +104,7 @@ export interface ReviewSubmitted {
 }
 
 /** What one webhook delivery stands for, once its signature is verified. */
-export type IntakeEvent = IssueReady | IssueCommented | PullRequestClosed | ReviewSubmitted | ForgePing | ForgeIgnored;
+export type IntakeEvent = IssueReady | IssueCommented | PullRequestClosed | ReviewSubmitted | ChecksFailed | ForgePing | ForgeIgnored;
 
 /**
  * A forge event about a task's own pull request, as the API hands it to the task workflow (an Update whose
@@ -111,10 +114,11 @@ export type TaskForgeEvent =
   | { kind: 'pr_closed'; delivery_id: string; repo: string; number: number; merged: boolean; merged_at: string | null; actor: string }
   | { kind: 'changes_requested'; delivery_id: string; repo: string; number: number; review_id: number; reviewer: string }
   /** A `commented` review: a round when it has line comments or `addressed` (its body speaks to the agent), else nothing. */
-  | { kind: 'review_commented'; delivery_id: string; repo: string; number: number; review_id: number; reviewer: string; addressed: boolean };
+  | { kind: 'review_commented'; delivery_id: string; repo: string; number: number; review_id: number; reviewer: string; addressed: boolean }
+  | TaskChecksFailed;
 
 /** A forge event carrying a review, which the task reads back at the forge before it may become a round. */
-export type TaskReviewEvent = Exclude<TaskForgeEvent, { kind: 'pr_closed' }>;
+export type TaskReviewEvent = Extract<TaskForgeEvent, { kind: 'changes_requested' | 'review_commented' }>;
 
 /** Longest review text handed to the agent as one request for changes. */
 export const MAX_REVIEW_REQUEST_CHARS = 20_000;

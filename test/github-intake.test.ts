@@ -283,7 +283,10 @@ describe('GitHub intake configuration', () => {
     rejects({ TEAMS_FILE: badTeams }, /TEAMS_FILE: github\.repos/);
     rejects({ GITHUB_WEBHOOK_SECRET: SECRET, ...planner, GITHUB_MERGE_ON_APPROVE: 'fast-forward' }, /GITHUB_MERGE_ON_APPROVE/);
     assert.equal(loadConfig(env({ GITHUB_WEBHOOK_SECRET: SECRET, ...planner, GITHUB_MERGE_ON_APPROVE: 'rebase' })).github?.mergeMethod, 'rebase');
+    for (const rounds of ['21', '-1', '1.5', 'many']) rejects({ GITHUB_WEBHOOK_SECRET: SECRET, ...planner, GITHUB_MAX_CI_ROUNDS: rounds }, /GITHUB_MAX_CI_ROUNDS/);
+    assert.equal(loadConfig(env({ GITHUB_WEBHOOK_SECRET: SECRET, ...planner, GITHUB_MAX_CI_ROUNDS: '0' })).github?.maxCiRounds, 0);
     const cfg = loadConfig(env({ GITHUB_WEBHOOK_SECRET: SECRET, ...planner }));
+    assert.equal(cfg.github?.maxCiRounds, 3);
     assert.equal(cfg.github?.mergeMethod, null, 'merging is off unless turned on');
     assert.equal(cfg.github?.label, 'agent-ready');
     assert.equal(cfg.github?.gitBase, 'https://github.com');

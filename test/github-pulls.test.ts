@@ -158,6 +158,7 @@ describe('GitHub pull requests', () => {
         { path: 'README.md', line: 3, body: 'commit, not committ' },
         { path: 'docs/intro.md', line: 10, body: 'same here' },
       ],
+      has_comments: true,
     });
     // The event naming a writer does not lend the reader's review the writer's permission.
     const reader = await pulls.readReviewFeedback({ repo: REPO, number, review_id: byReader, reviewer: 'alice' });

@@ -7,6 +7,7 @@ import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { AccessConfig, SELF_EDITABLE_CLAIMS } from '../domain/access';
+import { DEFAULT_MAX_CI_ROUNDS, MAX_CI_ROUNDS_LIMIT } from '../domain/checks';
 import { Planner } from '../domain/task';
 import { isLoopbackHost } from '../api/auth/local-admin';
 import type { OidcSettings } from '../api/auth/oidc';
@@ -259,6 +260,8 @@ export const Config = z.object({
    * the pull request to be merged on GitHub. Copied into each task when it starts.
    */
   GITHUB_MERGE_ON_APPROVE: z.enum(['off', ...MERGE_METHODS]).default('off'),
+  /** CI rounds in a row failing checks on a task's pull request may send its agent back before a health alert asks a human (0: none). */
+  GITHUB_MAX_CI_ROUNDS: z.coerce.number().int().min(0).max(MAX_CI_ROUNDS_LIMIT).default(DEFAULT_MAX_CI_ROUNDS),
   /** A process without the API role serves `/healthz` and `/livez` on this port for probes (unset: no health server). */
   HEALTH_PORT: z.coerce.number().int().min(0).max(65535).optional(),
 });
@@ -388,7 +391,7 @@ function githubIntakeSettings(cfg: z.infer<typeof Config>, dataDir: string): Git
   const planner = Planner.safeParse(raw);
   if (!planner.success) throw bad('GITHUB_PLANNER', planner.error.issues.map((i) => `${i.path.join('.') || '(planner)'}: ${i.message}`).join('; '));
   const mergeMethod = cfg.GITHUB_MERGE_ON_APPROVE === 'off' ? null : cfg.GITHUB_MERGE_ON_APPROVE;
-  return { secret, gitBase: gitBaseOf(cfg), label: cfg.GITHUB_LABEL, planner: planner.data, botAllow: cfg.GITHUB_BOT_ALLOW, mention: cfg.GITHUB_MENTION ?? null, mergeMethod };
+  return { secret, gitBase: gitBaseOf(cfg), label: cfg.GITHUB_LABEL, planner: planner.data, botAllow: cfg.GITHUB_BOT_ALLOW, mention: cfg.GITHUB_MENTION ?? null, mergeMethod, maxCiRounds: cfg.GITHUB_MAX_CI_ROUNDS };
 }
 
 /** GITHUB_GIT_BASE without its trailing slash: a URL without credentials, or an absolute directory; throws a {@link ConfigError}. */

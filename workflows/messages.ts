@@ -3,6 +3,7 @@
  */
 import { defineQuery, defineUpdate } from '@temporalio/workflow';
 import type { Principal } from '../domain/access';
+import type { TaskChecksFailed } from '../domain/checks';
 import type { TaskForgeEvent, TaskSource } from '../domain/forge';
 import type { NotificationEvent } from '../domain/notifications';
 import type { ActedBy, CancelBody, Decision, InboxItem, ItemKind, MessageBody, TaskSpec, TaskState, TaskView, TraceEntry } from '../domain/task';
@@ -56,6 +57,17 @@ export const messageUpdate = defineUpdate<DecisionAck, [TaskMessage]>('message')
 export const cancelUpdate = defineUpdate<DecisionAck, [Omit<CancelBody, 'actor'> & ActedBy]>('cancel');
 /** An event about the task's own pull request on its forge (merged, closed, changes requested); refused for another pull request or a delivery already taken. */
 export const forgeEventUpdate = defineUpdate<DecisionAck, [TaskForgeEvent]>('forge_event');
+/**
+ * Failing checks on the commit the task last pushed; refused for another pull request or commit, or a commit taken
+ * already. An Update of its own: a worker from before CI feedback has no handler and refuses it, where its
+ * `forge_event` handler would take any kind but a review for a close.
+ */
+export const checksFailedUpdate = defineUpdate<DecisionAck, [TaskChecksFailed]>('checks_failed');
+/**
+ * A `commented` review of the task's own pull request: its own Update, as failing checks have, because a worker from
+ * before it took every `forge_event` that is no review requesting changes as the pull request closing.
+ */
+export const reviewCommentedUpdate = defineUpdate<DecisionAck, [Extract<TaskForgeEvent, { kind: 'review_commented' }>]>('review_commented');
 /** The task as the workflow sees it now. */
 export const taskQuery = defineQuery<TaskView>('task');
 /** The trace entries still held in workflow state (older ones are in the trace artifact), from `offset` on. */

@@ -2,6 +2,7 @@
  * The forge activities the task workflow calls, over a forge's pull-request and issue sides; without forge access
  * configured each one fails, not retried, saying what to set.
  */
+import type { ForgeChecks } from '../../domain/checks';
 import type { ForgePullRequests } from '../../domain/forge';
 import type { ForgeIssues } from '../../domain/forge-mirror';
 import type { ForgeMerges } from '../../domain/merge';
@@ -9,6 +10,7 @@ import type { Logger } from '../../workers/log';
 import { activityFailure } from '../failures';
 import { activityScope, whileBeating } from '../scope';
 import type { PullRequestActivities } from '../types';
+import { githubChecks } from './checks';
 import { githubClients, type GithubAccess, type GithubClients } from './client';
 import { githubIssues } from './issues';
 import { githubMerges } from './merge';
@@ -17,11 +19,16 @@ import { githubPullRequests } from './pulls';
 /** Why a forge activity refuses on a worker without forge access. */
 const NO_ACCESS = 'this worker has no GitHub access: GITHUB_TOKEN_FILE or GITHUB_APP_ID (with GITHUB_APP_PRIVATE_KEY_FILE) is not set';
 
-/** A forge's pull-request, issue and merge sides together, as a worker with forge access has them. */
-export type Forge = ForgePullRequests & ForgeIssues & ForgeMerges;
+/** A forge's pull-request, issue, merge and checks sides together, as a worker with forge access has them. */
+export type Forge = ForgePullRequests & ForgeIssues & ForgeMerges & ForgeChecks;
 
-/** The activities over `forge` (its issue side `issues`, its merge side `merges`), or ones that refuse when the worker has no forge access. */
-export function createPullRequestActivities(forge: ForgePullRequests | null, issues: ForgeIssues | null = null, merges: ForgeMerges | null = null): PullRequestActivities {
+/** The activities over `forge` (its issue side `issues`, its merge side `merges`, its checks side `checks`), or ones that refuse when the worker has no forge access. */
+export function createPullRequestActivities(
+  forge: ForgePullRequests | null,
+  issues: ForgeIssues | null = null,
+  merges: ForgeMerges | null = null,
+  checks: ForgeChecks | null = null,
+): PullRequestActivities {
   const use = (): ForgePullRequests => {
     if (forge === null) throw activityFailure('ForgeRefused', NO_ACCESS);
     return forge;
@@ -41,6 +48,10 @@ export function createPullRequestActivities(forge: ForgePullRequests | null, iss
       if (merges === null) throw activityFailure('ForgeRefused', NO_ACCESS);
       return beating(() => merges.merge(input));
     },
+    readCommitChecks: async (input) => {
+      if (checks === null) throw activityFailure('ForgeRefused', NO_ACCESS);
+      return beating(() => checks.commitChecks(input));
+    },
   };
 }
 
@@ -59,5 +70,10 @@ export function githubForge(access: GithubAccess, opts: { publicUrl?: string; lo
     selfCheckAs: access.auth.kind === 'app' ? 'check_run' : 'commit_status',
     log: opts.log,
   });
-  return { ...pulls, ...githubIssues(octokitFor, { selfLogin, publicUrl: opts.publicUrl, log: opts.log }), ...githubMerges(octokitFor, { log: opts.log }) };
+  return {
+    ...pulls,
+    ...githubIssues(octokitFor, { selfLogin, publicUrl: opts.publicUrl, log: opts.log }),
+    ...githubMerges(octokitFor, { log: opts.log }),
+    ...githubChecks(octokitFor),
+  };
 }

@@ -5,6 +5,7 @@
  */
 import type { Octokit } from '@octokit/rest';
 import { ApplicationFailure } from '@temporalio/common';
+import { SELF_CHECK_NAME } from '../../domain/checks';
 import { STEERING_PERMISSIONS } from '../../domain/forge-comments';
 import { MAX_REVIEW_REQUEST_CHARS, type ForgePullRequests, type PublishPullRequest, type ReviewFeedback, type SelfCheckReport } from '../../domain/forge';
 import type { Logger } from '../../workers/log';
@@ -19,8 +20,8 @@ export const MAX_TITLE_CHARS = 256;
 export const MAX_CHECK_OUTPUT_CHARS = 65_535;
 /** Longest commit status description GitHub takes (characters). */
 export const MAX_STATUS_DESCRIPTION_CHARS = 140;
-/** The check run (or commit status context) a round's self-check is reported as; found again by this name. */
-export const SELF_CHECK_NAME = 'agent self-check';
+/** The self-check's name, defined with the rest of CI's contract (`domain/checks.ts`). */
+export { SELF_CHECK_NAME };
 /** Longest part of GitHub's own error message an error of ours repeats. */
 const GITHUB_MESSAGE_CHARS = 300;
 /** Most comments of one review handed on, and the longest path kept of each. */
@@ -155,7 +156,9 @@ export function githubPullRequests(octokitFor: (repo: string) => Promise<Octokit
       const allowed = STEERING_PERMISSIONS.has(permission);
       const state = review.state.toLowerCase();
       if (!allowed) {
-        // One comment at most is asked for, and none is read: only whether a refusal has something to answer.
+        // A review requesting changes is answered whatever it holds: nothing of it is asked for.
+        if (state !== 'commented') return { permission, allowed, state, body: '', comments: [] } satisfies ReviewFeedback;
+        // A comment review: one comment at most is asked for, and none is read, only whether a refusal has something to answer.
         const { data: some } = await call('list review comments of', full, () => octokit.rest.pulls.listCommentsForReview({ ...at, pull_number: number, review_id, per_page: 1 }));
         return { permission, allowed, state, body: '', comments: [], has_comments: some.length > 0 } satisfies ReviewFeedback;
       }
@@ -266,7 +269,7 @@ function lineOf(c: { line?: number | null; original_line?: number | null }): num
 }
 
 /** The result of `fn`, or the failure saying which GitHub operation on `repo` failed and whether retrying can help. */
-async function call<T>(operation: string, repo: string, fn: () => Promise<T>): Promise<T> {
+export async function call<T>(operation: string, repo: string, fn: () => Promise<T>): Promise<T> {
   try {
     return await fn();
   } catch (err) {
@@ -275,7 +278,7 @@ async function call<T>(operation: string, repo: string, fn: () => Promise<T>): P
 }
 
 /** Like {@link call} for a step that does not wait. */
-function guarded<T>(operation: string, repo: string, fn: () => T): T {
+export function guarded<T>(operation: string, repo: string, fn: () => T): T {
   try {
     return fn();
   } catch (err) {

@@ -5,13 +5,13 @@
 import { WorkflowNotFoundError, WorkflowUpdateFailedError, type Client } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import type { PullRequestClosed, ReviewSubmitted, TaskForgeEvent } from '../../domain/forge';
-import { forgeEventUpdate, TASK_WORKFLOW_TYPE } from '../../workflows/messages';
+import { checksFailedUpdate, forgeEventUpdate, reviewCommentedUpdate, TASK_WORKFLOW_TYPE } from '../../workflows/messages';
 import { TASK_ID } from '../schemas';
 
 /** Prefix of the branches tasks push. */
 const AGENT_BRANCH_PREFIX = 'agent/';
 /** Update failures meaning the event is not this task's to take: answered as ignored, not as an error. */
-const NOT_FOR_THE_TASK = new Set(['NotThisPullRequest', 'DuplicateDelivery', 'ReviewRefused', 'TaskEnded']);
+const NOT_FOR_THE_TASK = new Set(['NotThisPullRequest', 'DuplicateDelivery', 'ReviewRefused', 'ChecksRefused', 'TaskEnded']);
 
 /** What became of a forwarded event: taken by a task, or ignored with the reason. */
 export type Forwarded = { taken: true; task_id: string } | { taken: false; reason: string };
@@ -43,12 +43,19 @@ export async function forwardPullRequestEvent(client: Client, event: PullRequest
   if (taskId === null) return { taken: false, reason: `branch ${event.head} is not a task's` };
   const e = taskEvent(event);
   if (typeof e === 'string') return { taken: false, reason: e };
+  return forwardToTask(client, taskId, e);
+}
+
+/** Hands `e` to task `taskId` through its Update (failing checks and comment reviews have their own); the task's refusal is an answer, not an error. */
+export async function forwardToTask(client: Client, taskId: string, e: TaskForgeEvent): Promise<Forwarded> {
   const handle = client.workflow.getHandle(taskId);
   try {
     // Only task workflows take forge events; a notification workflow's id names no task.
     const d = await handle.describe();
     if (d.type !== TASK_WORKFLOW_TYPE) return { taken: false, reason: `no task ${taskId}` };
-    await handle.executeUpdate(forgeEventUpdate, { args: [e] });
+    if (e.kind === 'checks_failed') await handle.executeUpdate(checksFailedUpdate, { args: [e] });
+    else if (e.kind === 'review_commented') await handle.executeUpdate(reviewCommentedUpdate, { args: [e] });
+    else await handle.executeUpdate(forgeEventUpdate, { args: [e] });
     return { taken: true, task_id: taskId };
   } catch (err) {
     if (err instanceof WorkflowNotFoundError) return { taken: false, reason: `no open task ${taskId}` };

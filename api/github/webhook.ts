@@ -10,6 +10,7 @@ import type { ForgeIntake, IntakeEvent, ReviewSubmitted, WebhookDelivery } from 
 import type { MergeMethod } from '../../domain/merge';
 import type { Planner } from '../../domain/task';
 import { agentRequest } from '../../domain/forge-comments';
+import { checkRunEvent, checkSuiteEvent } from './check-events';
 import { commentEvent } from './comment-events';
 import { Label, Sender, senderOf } from './payload';
 import { sameBytes } from '../auth/digest';
@@ -18,6 +19,8 @@ import { HttpError, InvalidJsonError, RequestValidationError, UnsupportedMediaTy
 /** What GitHub intake needs: the webhook secret, where repositories live, the label, the planner, the bots it listens to. */
 export interface GithubIntakeSettings {
   secret: string;
+  /** CI rounds in a row failing checks may send a task's agent back (GITHUB_MAX_CI_ROUNDS), kept in each task's source. */
+  maxCiRounds: number;
   /** A URL or an absolute directory, without a trailing slash. */
   gitBase: string;
   label: string;
@@ -147,6 +150,8 @@ export function githubIntake(opts: { secret: string; label: string; mention?: st
       // Every review comment belongs to a review (a lone one makes a review of its own), whose submitted event carries it.
       if (event === 'pull_request_review_comment') return { kind: 'ignored', delivery_id: deliveryId, reason: REVIEW_COMMENT_REASON };
       if (event === 'issue_comment') return commentEvent(deliveryId, payload, opts.mention ?? null);
+      if (event === 'check_run') return checkRunEvent(deliveryId, payload);
+      if (event === 'check_suite') return checkSuiteEvent(deliveryId, payload);
       if (event !== 'issues') return { kind: 'ignored', delivery_id: deliveryId, reason: `event ${event}` };
       const parsed = IssuesPayload.safeParse(payload);
       if (!parsed.success) throw new RequestValidationError('issues payload', parsed.error);

@@ -13,6 +13,7 @@ import { rawBody, rawBodyOf } from '../body';
 import type { AppDeps } from '../deps';
 import { ConflictError, HttpError, unknownRoute } from '../errors';
 import { steerFromComment } from '../github/comment-events';
+import { forwardChecksFailed } from '../github/check-events';
 import { forwardPullRequestEvent } from '../github/pull-request-events';
 import { githubIntake, githubRepoUrl, type GithubIntakeSettings } from '../github/webhook';
 import { checkIntake } from '../intake';
@@ -93,17 +94,18 @@ export function githubWebhookRoutes(deps: AppDeps): Router {
       return;
     }
     if (event.kind === 'ignored') return ignore(res, event.delivery_id, event.reason);
-    // Bots do not steer the agent (their comments could loop); a merge by one (a merge queue) still ends the task.
-    if (event.kind !== 'pr_closed' && event.sender.bot && !settings.botAllow.includes(event.sender.login)) {
+    // Bots do not steer the agent (their comments could loop); a merge by one (a merge queue) still ends the task, and
+    // failing checks (whoever re-ran them) are read back from GitHub, bounded by the task's CI rounds.
+    if (event.kind !== 'pr_closed' && event.kind !== 'checks_failed' && event.sender.bot && !settings.botAllow.includes(event.sender.login)) {
       return ignore(res, event.delivery_id, `sender ${event.sender.login} is a bot not in GITHUB_BOT_ALLOW`);
     }
     const mapped = deps.access === undefined ? undefined : githubRepoSettings(deps.access, event.repo);
     if (mapped === undefined) return ignore(res, event.delivery_id, `repository ${event.repo} is not mapped to a team in TEAMS_FILE`);
     if (event.kind === 'issue_commented') return takeComment(res, event, mapped.team);
     if (event.kind !== 'issue_ready') {
-      const forwarded = await forwardPullRequestEvent(deps.client, event);
+      const forwarded = event.kind === 'checks_failed' ? await forwardChecksFailed(deps.client, event) : await forwardPullRequestEvent(deps.client, event);
       if (!forwarded.taken) return ignore(res, event.delivery_id, forwarded.reason);
-      log.info('github pull request event taken', { delivery_id: event.delivery_id, task_id: forwarded.task_id, kind: event.kind, number: event.number });
+      log.info('github pull request event taken', { delivery_id: event.delivery_id, task_id: forwarded.task_id, kind: event.kind, ...('number' in event ? { number: event.number } : { head_sha: event.head_sha }) });
       res.status(202).json({ task_id: forwarded.task_id, taken: event.kind });
       return;
     }
@@ -133,8 +135,15 @@ export function githubWebhookRoutes(deps: AppDeps): Router {
       taskId: a.taskId,
       spec,
       requestedBy: principalOf(identity, a.team),
-      // The merge setting as it is now: a worker restarted with another one does not change a task under way.
-      source: { forge: 'github', repo: a.ask.repo, issue: a.issue, delivery_id: a.deliveryId, ...(settings!.mergeMethod ? { merge_method: settings!.mergeMethod } : {}) },
+      // The merge setting and CI rounds as they are now: a restart with other values does not change a task under way.
+      source: {
+        forge: 'github',
+        repo: a.ask.repo,
+        issue: a.issue,
+        delivery_id: a.deliveryId,
+        max_ci_rounds: settings!.maxCiRounds,
+        ...(settings!.mergeMethod ? { merge_method: settings!.mergeMethod } : {}),
+      },
       requestHash: hash,
     });
     if (!outcome.started) {

@@ -12,7 +12,8 @@ import { codeBlock, inertMarkdown } from '../../domain/markdown';
 import { msBetween } from '../../domain/merge';
 import { preview } from '../../domain/rules';
 import type { InboxItem, Resolution } from '../../domain/task';
-import { forgeEventUpdate, type DecisionAck } from '../messages';
+import { checksFailedUpdate, forgeEventUpdate, reviewCommentedUpdate, type DecisionAck } from '../messages';
+import { answeredCiAlert, closeCiAlert, queueChecksFailed, takeCiAlertAnswer, takeFailedChecks, validateChecksFailed } from './ci';
 import { assertOpen } from './handlers';
 import { settle } from './inbox';
 import { describeFailure, forgeActs } from './proxies';
@@ -122,16 +123,18 @@ export async function closePullRequest(t: TaskRun, end: End): Promise<void> {
 /** Installs the forge event Update. */
 export function installForgeHandler(t: TaskRun): void {
   setHandler(forgeEventUpdate, (e) => takeForgeEvent(t, e), { validator: (e) => validateForgeEvent(t, e) });
+  setHandler(checksFailedUpdate, (e) => takeForgeEvent(t, e), { validator: (e) => validateForgeEvent(t, e) });
+  setHandler(reviewCommentedUpdate, (e) => takeForgeEvent(t, e), { validator: (e) => validateForgeEvent(t, e) });
 }
 
 function validateForgeEvent(t: TaskRun, e: TaskForgeEvent): void {
   assertOpen(t);
   const pr = t.s.pr;
-  // Forge repository names are case-insensitive.
-  if (pr === undefined || pr.repo.toLowerCase() !== e.repo.toLowerCase() || pr.number !== e.number) {
+  // Forge repository names are case-insensitive; failing checks of a suite may name the task's branch and no pull request.
+  if (pr === undefined || pr.repo.toLowerCase() !== e.repo.toLowerCase() || (pr.number !== e.number && !(e.kind === 'checks_failed' && e.number === null))) {
     throw ApplicationFailure.create({
       type: 'NotThisPullRequest',
-      message: `task ${t.input.task_id} ${pr === undefined ? 'has no pull request' : `is on ${pr.repo}#${pr.number}`}, not ${e.repo}#${e.number}`,
+      message: `task ${t.input.task_id} ${pr === undefined ? 'has no pull request' : `is on ${pr.repo}#${pr.number}`}, not ${e.number === null ? e.repo : `${e.repo}#${e.number}`}`,
       nonRetryable: true,
     });
   }
@@ -140,10 +143,11 @@ function validateForgeEvent(t: TaskRun, e: TaskForgeEvent): void {
     throw ApplicationFailure.create({ type: 'DuplicateDelivery', message: `delivery ${e.delivery_id} was taken already`, nonRetryable: true });
   }
   if (e.kind === 'pr_closed') return;
-  // Approved in the inbox: no more rounds, whatever is asked on the forge; the pull request waits to be merged or closed.
+  // Approved in the inbox: no more rounds, whatever is asked or fails on the forge; the pull request waits to be merged or closed.
   if (s.merge !== undefined) {
     throw ApplicationFailure.create({ type: 'ReviewRefused', message: `the task's pull request was approved by ${s.merge.approved_by} and waits to be merged`, nonRetryable: true });
   }
+  if (e.kind === 'checks_failed') return validateChecksFailed(t, e);
   // GitHub's signature does not cover the delivery id: the same review re-sent under a new id is refused by its own id.
   const queued = s.forge_queue ?? [];
   if ((s.forge_reviews ?? []).includes(e.review_id)) {
@@ -154,7 +158,7 @@ function validateForgeEvent(t: TaskRun, e: TaskForgeEvent): void {
   if ((s.forge_refused ?? []).includes(who)) {
     throw ApplicationFailure.create({ type: 'ReviewRefused', message: `${e.reviewer} may not steer this task`, nonRetryable: true });
   }
-  if (queued.some((q) => q.kind !== 'pr_closed' && q.reviewer.toLowerCase() === who) || queued.length >= MAX_QUEUED_REVIEWS) {
+  if (queued.some((q) => (q.kind === 'changes_requested' || q.kind === 'review_commented') && q.reviewer.toLowerCase() === who) || queued.length >= MAX_QUEUED_REVIEWS) {
     throw ApplicationFailure.create({ type: 'ReviewRefused', message: `a review by ${e.reviewer} (or ${MAX_QUEUED_REVIEWS} reviews) already wait to be read`, nonRetryable: true });
   }
 }
@@ -166,6 +170,10 @@ function takeForgeEvent(t: TaskRun, e: TaskForgeEvent): DecisionAck {
   seen.push(e.delivery_id);
   if (seen.length > SEEN_DELIVERIES_KEEP) seen.splice(0, seen.length - SEEN_DELIVERIES_KEEP);
   const item = s.items.find((i) => i.item_id === s.review_item && i.status === 'pending') ?? null;
+  if (e.kind === 'checks_failed') {
+    queueChecksFailed(t, e);
+    return { task_id: t.input.task_id, item: null, state: s.state };
+  }
   if (e.kind !== 'pr_closed') {
     const what = e.kind === 'changes_requested' ? 'requested changes' : 'commented';
     trace(t, 'forge_event', `review ${e.review_id} by ${e.reviewer} ${what} on #${e.number}`, { delivery_id: e.delivery_id, review_id: e.review_id }, `github:${e.reviewer}`);
@@ -215,11 +223,18 @@ export function mergeLatencyMs(t: TaskRun, item: InboxItem): number | null {
 export async function waitForReview(t: TaskRun, item: InboxItem): Promise<Resolution> {
   const s = t.s;
   for (;;) {
-    await condition(() => item.status !== 'pending' || (s.forge_queue?.length ?? 0) > 0);
+    await condition(() => item.status !== 'pending' || (s.forge_queue?.length ?? 0) > 0 || answeredCiAlert(t) !== null);
     if (item.status !== 'pending') break;
+    const answered = answeredCiAlert(t);
+    if (answered !== null) {
+      takeCiAlertAnswer(t, item, answered);
+      continue;
+    }
     const e = s.forge_queue!.shift()!;
     if (e.kind === 'changes_requested' || (e.kind === 'review_commented' && patched(COMMENTED_REVIEW_PATCH))) await takeReview(t, item, e);
+    else if (e.kind === 'checks_failed') await takeFailedChecks(t, item, e);
   }
+  closeCiAlert(t);
   if (!item.resolution) throw new Error(`item ${item.item_id} closed without a resolution`);
   return item.resolution;
 }

@@ -7,6 +7,7 @@ import type { ModelMessage, ToolCall } from '../../activities/llm/types';
 import type { Budget, InboxItem, Policy, TaskState, TraceEntry, Usage } from '../../domain/task';
 import type { TaskWorkflowInput } from '../messages';
 import type { TaskForgeEvent } from '../../domain/forge';
+import type { CiState } from './ci';
 import type { EgressState } from './egress';
 
 /** Where the main line stands in a round: running the planner, publishing, or waiting for review. */
@@ -61,6 +62,8 @@ export interface State {
   forge_reviews?: number[];
   /** Reviewers (lower case) refused for lack of write access, bounded: their later reviews are refused unread. */
   forge_refused?: string[];
+  /** CI on the task's pull request: rounds failing checks sent in a row, commits taken; absent until the first failure. */
+  ci?: CiState;
   /** What the source issue was last asked to show (see `mirror.ts`); absent until the first write, and for tasks not from a forge issue. */
   mirror?: MirrorState;
   /** Set once the task's pull request was approved in the inbox and the task waits for it to be merged (see `merge.ts`). */

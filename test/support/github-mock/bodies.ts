@@ -75,8 +75,17 @@ export class Bodies {
       url: `${this.api}/repos/${repo.fullName}/check-runs/${run.id}`, html_url: `${this.web}/${repo.fullName}/runs/${run.id}`,
       pull_requests: [],
     });
-    Object.assign(body.output, run.output);
+    Object.assign(body.output, run.output, { annotations_count: run.annotations?.length ?? 0, annotations_url: `${this.api}/repos/${repo.fullName}/check-runs/${run.id}/annotations` });
     return body;
+  }
+
+  /** The annotations of a check run. */
+  checkAnnotations(repo: RepoRecord, run: CheckRunRecord): Json {
+    const example = this.example('get', '/repos/{owner}/{repo}/check-runs/{check_run_id}/annotations')[0];
+    return (run.annotations ?? []).map((a) => ({
+      ...example, path: a.path, start_line: a.line, end_line: a.line, start_column: null, end_column: null, annotation_level: a.level, title: a.title, message: a.message,
+      raw_details: null, blob_href: `${this.web}/${repo.fullName}/blob/${run.headSha}/${a.path}`,
+    }));
   }
 
   /** The check-run list of one commit. */

@@ -46,6 +46,17 @@ export interface CheckRunRecord {
   detailsUrl: string | null;
   externalId: string | null;
   output: { title: string | null; summary: string | null; text: string | null };
+  /** What the run's output annotated (a CI's report of a failing line); none unless a test seeds them. */
+  annotations?: CheckAnnotationRecord[];
+}
+
+/** An annotation of a check run's output. */
+export interface CheckAnnotationRecord {
+  path: string;
+  line: number;
+  level: 'notice' | 'warning' | 'failure';
+  title: string | null;
+  message: string;
 }
 
 /** A comment on an issue or a pull request's conversation. */
@@ -384,7 +395,6 @@ export class FakeGithub {
     return pull;
   }
 
-  /** Records a check run. */
   /** Records a commit status. */
   addStatus(repo: string, status: Omit<CommitStatusRecord, 'id'>): CommitStatusRecord {
     const record = { id: this.id(), ...status };
@@ -397,6 +407,7 @@ export class FakeGithub {
     return this.state(repo).statuses;
   }
 
+  /** Records a check run. */
   addCheckRun(repo: string, run: Omit<CheckRunRecord, 'id'>): CheckRunRecord {
     const record = { id: this.id(), ...run };
     this.state(repo).checkRuns.push(record);

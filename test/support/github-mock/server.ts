@@ -242,6 +242,11 @@ function buildRoutes(fake: FakeGithub, bodies: Bodies): Route[] {
       if (body.output !== undefined) Object.assign(run.output, body.output);
       return { status: 200, body: bodies.checkRun(repo, run) };
     },
+    'get /repos/{owner}/{repo}/check-runs/{check_run_id}/annotations': ({ repo, params }) => {
+      const run = fake.checkRuns(repo.fullName).find((r) => r.id === Number(params.check_run_id));
+      if (run === undefined) throw new GithubError(404, 'Not Found');
+      return { status: 200, body: bodies.checkAnnotations(repo, run) };
+    },
     'get /repos/{owner}/{repo}/collaborators/{username}/permission': ({ repo, params }) => ({ status: 200, body: bodies.permission(params.username, fake.permission(repo.fullName, params.username)) }),
     'get /repos/{owner}/{repo}/pulls/{pull_number}/reviews/{review_id}': (call) => {
       const review = fake.reviews(call.repo.fullName).find((r) => r.id === Number(call.params.review_id) && r.pullNumber === pullOf(call).number);

@@ -28,6 +28,7 @@ export const OPERATIONS: readonly Operation[] = [
   { method: 'get', path: '/repos/{owner}/{repo}/commits/{ref}/check-runs' },
   { method: 'post', path: '/repos/{owner}/{repo}/check-runs' },
   { method: 'patch', path: '/repos/{owner}/{repo}/check-runs/{check_run_id}' },
+  { method: 'get', path: '/repos/{owner}/{repo}/check-runs/{check_run_id}/annotations' },
   { method: 'post', path: '/repos/{owner}/{repo}/statuses/{sha}' },
   { method: 'get', path: '/repos/{owner}/{repo}/collaborators/{username}/permission' },
   { method: 'get', path: '/repos/{owner}/{repo}/pulls/{pull_number}/reviews/{review_id}' },

@@ -1,0 +1,166 @@
+/**
+ * CI on the task's pull request: failing checks on the commit the task last pushed send the agent back, as a
+ * request for changes on the pending review, up to the task's CI rounds in a row (its source's `max_ci_rounds`,
+ * fixed when the task started); then a `health_alert` asks a human, whose message is one more round.
+ *
+ * A delivery only says where to look: the validator takes it for the task's own pull request and its last
+ * commit, once per commit; the wait for review reads the checks back through an activity, leaving out the task's
+ * own self-check, and hands them on inert.
+ */
+import { ActivityFailure, ApplicationFailure, patched } from '@temporalio/workflow';
+import { CHECKS_ACTOR, checksRequest, DEFAULT_MAX_CI_ROUNDS, type CommitChecks, type TaskChecksFailed } from '../../domain/checks';
+import { preview } from '../../domain/rules';
+import type { InboxItem } from '../../domain/task';
+import { raise, settle } from './inbox';
+import { describeFailure, io } from './proxies';
+import type { TaskRun } from './state';
+import { publishVisibility, trace } from './visibility';
+
+/** Patch before which no task read failing checks back or sent its agent back for them. */
+export const CI_FEEDBACK_PATCH = 'forge-ci-feedback';
+
+/** Commits whose failing checks a task remembers having taken (one per round: few). */
+const CI_COMMITS_KEEP = 200;
+/** Forge events waiting to be read while the agent works, beyond which failing checks are refused. */
+const MAX_QUEUED_EVENTS = 20;
+
+/** What a task keeps of CI: the rounds it sent in a row, the commits taken, an open alert. Plain JSON. */
+export interface CiState {
+  /** CI rounds in a row, counted up to the round the last one started. */
+  rounds: number;
+  /** The round the last CI round started (a round since started by anyone else breaks the run). */
+  round: number;
+  /** Commits whose failing checks were taken, newest last, bounded. */
+  commits: string[];
+  /** The health alert asking a human, while it is open, and the request for changes it holds back. */
+  alert?: { item_id: string; request: string };
+}
+
+/** CI rounds in a row the task may take. */
+export function maxCiRounds(t: TaskRun): number {
+  return t.input.source?.max_ci_rounds ?? DEFAULT_MAX_CI_ROUNDS;
+}
+
+/** Refuses failing checks of any commit but the one the task last pushed, and a commit whose checks were taken or wait to be read. */
+export function validateChecksFailed(t: TaskRun, e: TaskChecksFailed): void {
+  const s = t.s;
+  const refuse = (type: string, message: string) => ApplicationFailure.create({ type, message, nonRetryable: true });
+  if (e.head_sha !== s.commit) {
+    throw refuse('ChecksRefused', `checks of ${e.head_sha} are not of the commit task ${t.input.task_id} last pushed${s.commit === null ? '' : ` (${s.commit})`}`);
+  }
+  // Marked when taken, not once read: a copy re-sent while the first is read is refused too.
+  if ((s.ci?.commits ?? []).includes(e.head_sha)) throw refuse('DuplicateDelivery', `failing checks of ${e.head_sha} were taken already`);
+  const queue = s.forge_queue ?? [];
+  if (queue.length >= MAX_QUEUED_EVENTS) throw refuse('ChecksRefused', `${MAX_QUEUED_EVENTS} forge events already wait to be read`);
+}
+
+/** Takes validated failing checks: the commit marked taken, traced, and queued for the wait for review to read back. */
+export function queueChecksFailed(t: TaskRun, e: TaskChecksFailed): void {
+  const ci = (t.s.ci ??= { rounds: 0, round: 0, commits: [] });
+  ci.commits.push(e.head_sha);
+  if (ci.commits.length > CI_COMMITS_KEEP) ci.commits.splice(0, ci.commits.length - CI_COMMITS_KEEP);
+  trace(t, 'forge_event', `check ${preview(e.check, 200)} failed on ${e.head_sha}`, { delivery_id: e.delivery_id, head_sha: e.head_sha }, CHECKS_ACTOR);
+  (t.s.forge_queue ??= []).push(e);
+}
+
+/** Forgets that the commit's failing checks were taken, so a later delivery for it is read again (nothing was passed on). */
+function untake(t: TaskRun, sha: string): void {
+  const ci = t.s.ci;
+  if (ci !== undefined) ci.commits = ci.commits.filter((c) => c !== sha);
+}
+
+/**
+ * Reads the failing checks of `e`'s commit back and, while the review item still waits, settles it as a round of
+ * changes naming them, or, with the task's CI rounds used up, opens a health alert instead.
+ */
+export async function takeFailedChecks(t: TaskRun, item: InboxItem, e: TaskChecksFailed): Promise<void> {
+  const s = t.s;
+  const pr = s.pr!;
+  // Queued while a round ran: the round pushed since, and the commit's checks say nothing of what is up for review.
+  if (e.head_sha !== s.commit) {
+    trace(t, 'note', `failing checks of ${e.head_sha} not passed on: the task pushed ${s.commit} since`, { head_sha: e.head_sha });
+    return;
+  }
+  if (!patched(CI_FEEDBACK_PATCH)) return;
+  let checks: CommitChecks;
+  try {
+    checks = await io.readCommitChecks({ repo: pr.repo, commit: e.head_sha });
+  } catch (err) {
+    if (!(err instanceof ActivityFailure)) throw err;
+    trace(t, 'health', `could not read the checks of ${e.head_sha} on #${pr.number}: ${describeFailure(err)}`, { head_sha: e.head_sha });
+    untake(t, e.head_sha);
+    return;
+  }
+  // Nothing failing but the task's own self-check, or re-run since and passing: nothing to send, and the commit stays open to a later failure.
+  if (checks.failed.length === 0) {
+    trace(t, 'note', `no failing check on ${e.head_sha} besides the task's own (${checks.read} read, ${checks.pending} not finished)`, { head_sha: e.head_sha });
+    untake(t, e.head_sha);
+    return;
+  }
+  // A human may have decided in the inbox while the checks were read: theirs stands.
+  if (item.status !== 'pending') return;
+  const ci = s.ci!;
+  const request = checksRequest(checks);
+  const names = checks.failed.map((c) => c.name);
+  const inARow = ci.round === s.round ? ci.rounds : 0;
+  const max = maxCiRounds(t);
+  if (inARow >= max) {
+    if (ci.alert !== undefined && s.items.some((i) => i.item_id === ci.alert!.item_id && i.status === 'pending')) return;
+    const alert = raise(t, 'health_alert', `CI still failing after ${inARow} round(s): ${preview(names.join(', '), 100)}`, 'stuck', {
+      reason: 'ci_failing',
+      head_sha: e.head_sha,
+      pull_request: { number: pr.number, url: pr.url },
+      checks: names,
+      rounds: inARow,
+      max_rounds: max,
+      request: preview(request, 4_000),
+      hint: 'send a message to let the agent try again with your guidance, decide the review, or cancel the task',
+    });
+    ci.alert = { item_id: alert.item_id, request };
+    publishVisibility(t);
+    return;
+  }
+  ci.rounds = inARow + 1;
+  // The request for changes moves the task to the next round.
+  ci.round = s.round + 1;
+  settle(t, item, { action: 'request_changes', actor: CHECKS_ACTOR, at: new Date().toISOString(), comment: request });
+  trace(t, 'decision', `request_changes on pr_review ${item.item_id} from failing checks on ${e.head_sha}: ${preview(names.join(', '), 500)}`, {
+    item_id: item.item_id,
+    action: 'request_changes',
+    head_sha: e.head_sha,
+    checks: names,
+    ci_round: ci.rounds,
+    max_ci_rounds: max,
+  }, CHECKS_ACTOR);
+  publishVisibility(t);
+}
+
+/** The CI health alert, once a human answered it with a message (a cancel ends the task on its own). */
+export function answeredCiAlert(t: TaskRun): InboxItem | null {
+  const alert = t.s.ci?.alert;
+  if (alert === undefined) return null;
+  const item = t.s.items.find((i) => i.item_id === alert.item_id);
+  return item !== undefined && item.status !== 'pending' && item.resolution?.action === 'message' ? item : null;
+}
+
+/** Settles the waiting review as one more round: the failing checks and the human's message; CI's rounds in a row start again. */
+export function takeCiAlertAnswer(t: TaskRun, review: InboxItem, alert: InboxItem): void {
+  const ci = t.s.ci!;
+  const held = ci.alert!.request;
+  delete ci.alert;
+  const r = alert.resolution!;
+  ci.round = 0;
+  const comment = `${held}\n\nMessage from ${r.actor}: ${r.comment ?? ''}`;
+  settle(t, review, { ...r, action: 'request_changes', comment });
+  trace(t, 'decision', `request_changes on pr_review ${review.item_id} from the answer to ${alert.item_id}: ${preview(r.comment ?? '', 500)}`, { item_id: review.item_id, action: 'request_changes', alert: alert.item_id }, r.actor);
+  publishVisibility(t);
+}
+
+/** Closes a CI alert still open once the review is settled otherwise: the round it asked about is over. */
+export function closeCiAlert(t: TaskRun): void {
+  const alert = t.s.ci?.alert;
+  if (alert === undefined) return;
+  delete t.s.ci!.alert;
+  const item = t.s.items.find((i) => i.item_id === alert.item_id);
+  if (item !== undefined && item.status === 'pending') item.status = 'closed';
+}
