@@ -8,12 +8,13 @@ import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { AccessConfig, SELF_EDITABLE_CLAIMS } from '../domain/access';
 import { DEFAULT_MAX_CI_ROUNDS, MAX_CI_ROUNDS_LIMIT } from '../domain/checks';
-import { Planner } from '../domain/task';
 import { isLoopbackHost } from '../api/auth/local-admin';
 import type { OidcSettings } from '../api/auth/oidc';
 import type { GithubIntakeSettings } from '../api/github/webhook';
 import type { GithubAccess } from '../activities/github/client';
-import { loadGithubAccess } from './config-github';
+import { githubGitBase, githubIntakeSettings, loadGithubAccess } from './config-github';
+import { ConfigError } from './config-error';
+import { readEgressProxySecret, readSecretFile } from './secret-files';
 import { MERGE_METHODS } from '../domain/merge';
 import { MIN_SECRET_CHARS } from '../activities/egress/token';
 import { DEFAULT_COPY_BACK_MAX_FILES } from '../activities/sandbox/k8s';
@@ -38,6 +39,9 @@ function claimName(fallback?: string) {
     .transform((v) => (v === undefined ? fallback : v.trim() === '' ? undefined : v.trim()))
     .refine((v) => v === undefined || !SELF_EDITABLE_CLAIMS.includes(v), 'a claim people edit themselves (name, email, …) cannot grant a role, team or group');
 }
+
+export { ConfigError } from './config-error';
+export { readEgressProxySecret, readSecretFile } from './secret-files';
 
 /** Every environment variable the backend reads. */
 export const Config = z.object({
@@ -279,11 +283,6 @@ export type Config = z.infer<typeof Config> & {
   githubGitBase: string | null;
 };
 
-/** Thrown when the environment does not parse; the message names each bad variable. */
-export class ConfigError extends Error {
-  override readonly name = 'ConfigError';
-}
-
 /** Parse the environment (or `env`), resolving paths against the working directory. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const parsed = Config.safeParse(env);
@@ -327,7 +326,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     // Only workers deliver: an API-only process needs none of the secrets.
     webhookSecrets: cfg.ROLES.includes('worker') ? readWebhookSecrets(access, env) : {},
     githubAccess,
-    githubGitBase: githubAccess !== null && cfg.ROLES.includes('worker') ? gitBaseOf(cfg) : null,
+    githubGitBase: githubAccess !== null && cfg.ROLES.includes('worker') ? githubGitBase(cfg) : null,
     TEAMS_FILE: teamsFile,
     DATA_DIR: dataDir,
     EGRESS_PROXY_SECRET_FILE: secretFile,
@@ -368,44 +367,6 @@ function oidcSettings(cfg: z.infer<typeof Config>, dataDir: string): OidcSetting
     },
     redirectUri: `${cfg.PUBLIC_URL.replace(/\/+$/, '')}/login/callback`,
   };
-}
-
-/** GitHub intake's settings, or null when no webhook secret is set; throws a {@link ConfigError} naming a bad variable. */
-function githubIntakeSettings(cfg: z.infer<typeof Config>, dataDir: string): GithubIntakeSettings | null {
-  const bad = (name: string, why: string) => new ConfigError(`invalid configuration: ${name}: ${why}`);
-  if (cfg.GITHUB_WEBHOOK_SECRET !== undefined && cfg.GITHUB_WEBHOOK_SECRET_FILE !== undefined) throw bad('GITHUB_WEBHOOK_SECRET_FILE', 'set it or GITHUB_WEBHOOK_SECRET, not both');
-  let secret = cfg.GITHUB_WEBHOOK_SECRET;
-  if (cfg.GITHUB_WEBHOOK_SECRET_FILE !== undefined) {
-    secret = readSecretFile('GITHUB_WEBHOOK_SECRET_FILE', cfg.GITHUB_WEBHOOK_SECRET_FILE, dataDir, MIN_SECRET_CHARS);
-  } else if (secret !== undefined && secret.length < MIN_SECRET_CHARS) {
-    throw bad('GITHUB_WEBHOOK_SECRET', `the secret is shorter than ${MIN_SECRET_CHARS} characters`);
-  }
-  if (secret === undefined) return null;
-  if (cfg.GITHUB_PLANNER === undefined) throw bad('GITHUB_PLANNER', 'required with GitHub intake: the planner of the tasks issues start, as JSON (e.g. {"kind":"llm","model":"gemini-2.5-flash"})');
-  let raw: unknown;
-  try {
-    raw = JSON.parse(cfg.GITHUB_PLANNER);
-  } catch {
-    throw bad('GITHUB_PLANNER', 'not JSON');
-  }
-  const planner = Planner.safeParse(raw);
-  if (!planner.success) throw bad('GITHUB_PLANNER', planner.error.issues.map((i) => `${i.path.join('.') || '(planner)'}: ${i.message}`).join('; '));
-  const mergeMethod = cfg.GITHUB_MERGE_ON_APPROVE === 'off' ? null : cfg.GITHUB_MERGE_ON_APPROVE;
-  return { secret, gitBase: gitBaseOf(cfg), label: cfg.GITHUB_LABEL, planner: planner.data, botAllow: cfg.GITHUB_BOT_ALLOW, mention: cfg.GITHUB_MENTION ?? null, mergeMethod, maxCiRounds: cfg.GITHUB_MAX_CI_ROUNDS };
-}
-
-/** GITHUB_GIT_BASE without its trailing slash: a URL without credentials, or an absolute directory; throws a {@link ConfigError}. */
-function gitBaseOf(cfg: z.infer<typeof Config>): string {
-  const bad = (why: string) => new ConfigError(`invalid configuration: GITHUB_GIT_BASE: ${why}`);
-  const base = cfg.GITHUB_GIT_BASE.replace(/\/+$/, '');
-  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(base)) {
-    const url = new URL(base);
-    // The worker's git gets GitHub's token (or GIT_CREDENTIALS_FILE's): a URL carrying one would reach every task's spec and trace.
-    if (url.username || url.password || url.search || url.hash) throw bad('a URL without credentials, query or fragment (the worker supplies them: GITHUB_TOKEN_FILE, the App, or GIT_CREDENTIALS_FILE)');
-    return base;
-  }
-  if (path.isAbsolute(base)) return path.resolve(base);
-  throw bad('a URL (e.g. https://github.com) or an absolute directory');
 }
 
 /** The TEAMS_FILE at `file`, parsed and checked; throws a {@link ConfigError} naming the variable and each bad field. */
@@ -453,40 +414,6 @@ export function readWebhookSecrets(access: AccessConfig, env: NodeJS.ProcessEnv)
 /** Environment variables of `cfg` that hold secrets (the OIDC client secret, GitHub's and the teams' webhook secrets), to drop once read. */
 export function secretVariables(cfg: Config): string[] {
   return ['OIDC_CLIENT_SECRET', 'GITHUB_WEBHOOK_SECRET', ...Object.keys(cfg.webhookSecrets)];
-}
-
-/** Bits of a file mode that let users other than the owner and the group read it. */
-const WORLD_READABLE = 0o004;
-
-/**
- * The secret in EGRESS_PROXY_SECRET_FILE (one trailing newline dropped), checked: a regular file others
- * cannot read, long enough. Throws a {@link ConfigError} naming the variable otherwise.
- */
-export function readEgressProxySecret(file: string): string {
-  return readPrivateSecret('EGRESS_PROXY_SECRET_FILE', file, MIN_SECRET_CHARS);
-}
-
-/** The secret in the file variable `name` names as `value`, refused inside DATA_DIR (sandboxes see what is there), read as {@link readPrivateSecret} reads it. */
-export function readSecretFile(name: string, value: string, dataDir: string, minChars: number): string {
-  const file = path.resolve(value);
-  if (isWithin(file, dataDir)) throw new ConfigError(`invalid configuration: ${name}: must not be inside DATA_DIR`);
-  return readPrivateSecret(name, file, minChars);
-}
-
-/** The secret in the file variable `name` names (one trailing newline dropped): a regular file others cannot read, at least `minChars` long. */
-function readPrivateSecret(name: string, file: string, minChars: number): string {
-  const bad = (why: string) => new ConfigError(`invalid configuration: ${name}: ${why}`);
-  let stat: fs.Stats;
-  try {
-    stat = fs.statSync(file);
-  } catch {
-    throw bad(`no file at ${file}`);
-  }
-  if (!stat.isFile()) throw bad(`${file} is not a regular file`);
-  if ((stat.mode & WORLD_READABLE) !== 0) throw bad(`${file} is readable by every user (mode ${(stat.mode & 0o777).toString(8)}); make it 0600 or 0440`);
-  const secret = fs.readFileSync(file, 'utf8').replace(/\r?\n$/, '');
-  if (secret.length < minChars) throw bad(minChars <= 1 ? 'the file is empty' : `the secret is shorter than ${minChars} characters`);
-  return secret;
 }
 
 /** Why `v` is not a report URL (an http(s) origin, no credentials, path or query), or null. */
