@@ -17,13 +17,15 @@ let temporal: DevServer;
 let stack: Stack;
 let base: string;
 let origin: string;
+let dataDir: string;
 const NONE = { authorization: '' };
 
 before(async () => {
   temporal = await startTestTemporal();
   const root = tempDir('sign-in');
   origin = makeOriginRepo(root, { 'README.md': '# fixture\n' });
-  stack = await startTestStack(temporal, path.join(root, 'data'), `sign-in-${process.pid}`, { ROLES: 'api' });
+  dataDir = path.join(root, 'data');
+  stack = await startTestStack(temporal, dataDir, `sign-in-${process.pid}`, { ROLES: 'api' });
   base = stack.url!;
 });
 
@@ -99,6 +101,15 @@ describe('sign-in without an identity provider', () => {
     assert.equal((await call(base, 'POST', '/v1/logout', undefined, { ...NONE, cookie: cookie! })).body.error?.code, 'csrf_failed', 'signing out needs the token too');
     assert.equal((await call(base, 'POST', '/v1/logout', undefined, { ...NONE, cookie: cookie!, 'x-csrf-token': csrf })).status, 204);
     assert.equal((await call(base, 'GET', '/v1/me', undefined, { ...NONE, cookie: cookie! })).status, 401);
+    // Another API process on the same data directory (a restart, a second replica) refuses it too.
+    const other = await startTestStack(temporal, dataDir, `sign-in-other-${process.pid}`, { ROLES: 'api' });
+    try {
+      assert.equal((await call(other.url!, 'GET', '/v1/me', undefined, { ...NONE, cookie: cookie! })).status, 401, 'a signed-out session stays signed out');
+      const live = await openLink(stack.auth.loginLink()!);
+      assert.equal((await call(other.url!, 'GET', '/v1/me', undefined, { ...NONE, cookie: live.cookie! })).status, 200, 'a live session reads there');
+    } finally {
+      await other.stop();
+    }
   });
 
   it('signs in with the admin token pasted into the form, only from our own origin', async () => {

@@ -24,6 +24,7 @@ import { ensureAdminToken, isLoopbackHost, localAdminSource, OneTimeLoginCodes }
 import { jwtSource } from '../api/auth/jwt';
 import { discoverProvider, OidcSignIn } from '../api/auth/oidc';
 import { ensureSessionSecret, Sessions, sessionSource } from '../api/auth/session';
+import { EndedSessions } from '../api/auth/ended-sessions';
 import type { SignInDeps } from '../api/routes/login';
 import { ApiTokenStore, apiTokenSource } from '../api/auth/tokens';
 import type { AppDeps } from '../api/deps';
@@ -89,7 +90,7 @@ export async function startStack(cfg: Config, log: Logger): Promise<Stack> {
     if (adminToken !== null && loginCodes !== undefined) {
       sources.push(localAdminSource(adminToken));
       // Browser sessions: the web inbox signs in with the login link (or the token), then carries a cookie.
-      const sessions = new Sessions(await ensureSessionSecret(cfg.DATA_DIR), { secure, realm: 'local' });
+      const sessions = new Sessions(await ensureSessionSecret(cfg.DATA_DIR), { secure, realm: 'local', ended: EndedSessions.in(cfg.DATA_DIR) });
       sources.push(sessionSource(sessions));
       signIn = { sessions, local: { consumeLoginCode: (c) => loginCodes.consume(c), isAdminToken: (t) => sameSecret(t, adminToken) }, ...ownUrl };
     } else if (serveApi && cfg.oidc !== null) {
@@ -103,7 +104,7 @@ export async function startStack(cfg: Config, log: Logger): Promise<Stack> {
       // Sessions of this provider and this mapping only: a local admin's cookie from API_AUTH=local, or one made
       // before TEAMS_FILE's people and groups changed, signs nobody in here.
       const realm = `oidc:${metadata.issuer}:${sha256(JSON.stringify([cfg.access.people, cfg.access.groups])).toString('hex')}`;
-      const sessions = new Sessions(await ensureSessionSecret(cfg.DATA_DIR), { secure, realm });
+      const sessions = new Sessions(await ensureSessionSecret(cfg.DATA_DIR), { secure, realm, ended: EndedSessions.in(cfg.DATA_DIR) });
       sources.push(sessionSource(sessions));
       signIn = { sessions, oidc: new OidcSignIn(provider, cfg.oidc, sessions, cfg.access), ...ownUrl };
     }

@@ -7,6 +7,7 @@ import path from 'node:path';
 import type { Request, Response } from 'express';
 import type { Identity } from '../../domain/access';
 import { sameBytes } from './digest';
+import type { EndedSessions } from './ended-sessions';
 import { ensureSecretFile, SecretFileError } from './secret-file';
 import { UnauthenticatedError, type Authenticated, type CredentialSource } from './context';
 
@@ -38,13 +39,14 @@ export async function ensureSessionSecret(dataDir: string): Promise<Buffer> {
 
 /** Signs, reads and ends sessions with one key. */
 export class Sessions {
-  /** Ended sessions, until their cookies would have expired anyway (kept in this process only). */
-  private readonly ended = new Map<string, number>();
+  /** Ended sessions, until their cookies would have expired anyway, when no file keeps them (this process only). */
+  private readonly endedHere = new Map<string, number>();
 
   constructor(
     private readonly secret: Buffer,
     /** `realm` names the sign-in these sessions belong to (mode, provider, mapping): a cookie signed for another never reads. */
-    private readonly opts: { secure: boolean; realm?: string; now?: () => number } = { secure: false },
+    /** `ended` keeps signed-out sessions across restarts and processes; without it they are kept in this process. */
+    private readonly opts: { secure: boolean; realm?: string; now?: () => number; ended?: EndedSessions } = { secure: false },
   ) {}
 
   private now(): number {
@@ -70,7 +72,7 @@ export class Sessions {
     const payload = this.unseal<SessionPayload>('session', value);
     if (payload === null) throw new UnauthenticatedError('the session cookie is not valid; sign in again');
     if (payload.exp <= this.now()) throw new UnauthenticatedError('the session has expired; sign in again');
-    if (this.ended.has(payload.sid)) throw new UnauthenticatedError('the session was signed out; sign in again');
+    if (this.opts.ended?.has(payload.sid) ?? this.endedHere.has(payload.sid)) throw new UnauthenticatedError('the session was signed out; sign in again');
     return { sid: payload.sid, identity: payload.identity };
   }
 
@@ -120,8 +122,12 @@ export class Sessions {
   /** Ends a session: its cookie is refused from now on, and the browser is told to drop it. */
   end(res: Response, sid: string): void {
     const now = this.now();
-    for (const [id, until] of this.ended) if (until <= now) this.ended.delete(id);
-    this.ended.set(sid, now + SESSION_TTL_MS);
+    if (this.opts.ended !== undefined) {
+      this.opts.ended.add(sid, now + SESSION_TTL_MS, now);
+    } else {
+      for (const [id, until] of this.endedHere) if (until <= now) this.endedHere.delete(id);
+      this.endedHere.set(sid, now + SESSION_TTL_MS);
+    }
     this.clearCookie(res, SESSION_COOKIE);
   }
 
