@@ -21,8 +21,7 @@
  * real stdout, stderr, stdin and exit code. NetworkPolicies are stored but not
  * enforced (no CNI); RuntimeClass handlers are accepted but not used.
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import crypto from 'node:crypto';
+import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import https from 'node:https';
 import http from 'node:http';
@@ -30,6 +29,8 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { stringify as toYaml } from 'yaml';
+import { makePki } from './kube-pki';
+import { sleep, startProcess, stopProcess, type Proc } from './kube-processes';
 
 export interface KubeCluster {
   /** `https://127.0.0.1:<port>` */
@@ -72,7 +73,6 @@ const POD_CIDR = '127.64.0.0/16';
 const SERVICE_CIDR = '127.96.0.0/16';
 const SERVICE_ACCOUNT_ISSUER = 'https://kubernetes.default.svc.cluster.local';
 const START_TIMEOUT_MS = 90_000;
-const STOP_GRACE_MS = 5_000;
 
 /** Repository root, found from this file whether it runs from source or from `dist/`. */
 const REPO_ROOT = path.resolve(__dirname, __dirname.includes(`${path.sep}dist${path.sep}`) ? '../../..' : '../..');
@@ -104,129 +104,6 @@ function hasAllTools(dir: string): boolean {
   });
 }
 
-// ---------------------------------------------------------------------------
-// Child processes: each runs in its own process group (so that stop() also ends
-// what kwok exec'd), logs to a file, and is killed when this process exits —
-// including by SIGKILL, through a watchdog that outlives it by a moment.
-
-const liveGroups = new Set<number>();
-const WATCHDOG_SCRIPT = [
-  'trap "" INT HUP TERM',
-  'gs=" "',
-  'while read -r op g; do',
-  '  case $op in',
-  '    add) gs="$gs$g " ;;',
-  '    del) case $gs in *" $g "*) gs="${gs%%" $g "*} ${gs#*" $g "}" ;; esac ;;',
-  '  esac',
-  'done',
-  'for g in $gs; do kill -s KILL -- "-$g" 2>/dev/null; done',
-].join('\n');
-let exitHooksInstalled = false;
-let watchdog: ChildProcess | undefined;
-
-function installExitHooks(): void {
-  if (exitHooksInstalled) return;
-  exitHooksInstalled = true;
-  process.on('exit', () => {
-    for (const pgid of liveGroups) killGroup(pgid, 'SIGKILL');
-  });
-  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-    const onSignal = (): void => {
-      for (const pgid of liveGroups) killGroup(pgid, 'SIGKILL');
-      liveGroups.clear();
-      // Only take over the default action when nobody else handles the signal.
-      if (process.listenerCount(sig) === 0) process.kill(process.pid, sig);
-    };
-    process.once(sig, onSignal);
-  }
-  // The watchdog reads "add PGID" / "del PGID" lines on stdin; when this
-  // process dies its stdin closes and it kills every group still listed.
-  watchdog = spawn('sh', ['-c', WATCHDOG_SCRIPT], { stdio: ['pipe', 'ignore', 'ignore'], detached: true });
-  watchdog.on('error', () => undefined);
-  watchdog.unref();
-  const stdin = watchdog.stdin as (NodeJS.WritableStream & { _handle?: { unref?: () => void } }) | null;
-  stdin?.on('error', () => undefined);
-  stdin?._handle?.unref?.();
-}
-
-function forgetGroup(pgid: number): void {
-  if (liveGroups.delete(pgid)) watchdog?.stdin?.write(`del ${pgid}\n`);
-}
-
-function killGroup(pgid: number, signal: NodeJS.Signals): void {
-  try {
-    process.kill(-pgid, signal);
-  } catch {
-    // already gone
-  }
-}
-
-interface Proc {
-  name: string;
-  child: ChildProcess;
-  logFile: string;
-  exited: Promise<void>;
-  /** Resolves to an Error if the process exits, or could not start. */
-  failed: Promise<Error>;
-}
-
-function startProcess(name: string, file: string, args: string[], logDir: string, env: NodeJS.ProcessEnv = process.env): Proc {
-  installExitHooks();
-  const logFile = path.join(logDir, `${name}.log`);
-  const fd = fs.openSync(logFile, 'a');
-  let child: ChildProcess;
-  try {
-    fs.writeSync(fd, `# ${new Date().toISOString()} ${file} ${args.join(' ')}\n`);
-    child = spawn(file, args, { stdio: ['ignore', fd, fd], detached: true, env });
-  } finally {
-    fs.closeSync(fd);
-  }
-  const pgid = child.pid;
-  if (pgid !== undefined) {
-    liveGroups.add(pgid);
-    watchdog?.stdin?.write(`add ${pgid}\n`);
-  }
-  let spawnError: Error | undefined;
-  const exited = new Promise<void>((resolve) => {
-    child.once('error', (err) => {
-      spawnError = err;
-      resolve();
-    });
-    child.once('exit', () => resolve());
-  });
-  const failed = exited.then(() => {
-    const how = spawnError ? `could not start (${spawnError.message})` : `exited (code ${child.exitCode}, signal ${child.signalCode})`;
-    return new Error(`${name} ${how}; last log lines:\n${tail(logFile)}`);
-  });
-  return { name, child, logFile, exited, failed };
-}
-
-async function stopProcess(p: Proc): Promise<void> {
-  const pgid = p.child.pid;
-  if (pgid === undefined) return;
-  if (p.child.exitCode === null && p.child.signalCode === null) {
-    killGroup(pgid, 'SIGTERM');
-    const timer = setTimeout(() => killGroup(pgid, 'SIGKILL'), STOP_GRACE_MS);
-    await p.exited;
-    clearTimeout(timer);
-  }
-  // Whatever the process left in its group (commands kwok exec'd).
-  killGroup(pgid, 'SIGKILL');
-  forgetGroup(pgid);
-}
-
-function tail(file: string, lines = 20): string {
-  try {
-    return fs.readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
-  } catch {
-    return '(no log)';
-  }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
 /** Distinct free TCP ports on 127.0.0.1 (held open together so they differ). */
 async function freePorts(count: number): Promise<number[]> {
   const servers: net.Server[] = [];
@@ -243,99 +120,6 @@ async function freePorts(count: number): Promise<number[]> {
   } finally {
     await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
   }
-}
-
-// ---------------------------------------------------------------------------
-// Certificates (openssl CLI; ECDSA P-256 keys, which are instant to make).
-
-function run(file: string, args: string[]): Promise<void> {
-  return new Promise((resolve, reject) => {
-    execFile(file, args, { timeout: 30_000 }, (err, _stdout, stderr) => {
-      if (err) reject(new Error(`${file} ${args.join(' ')} failed: ${err.message}\n${stderr}`));
-      else resolve();
-    });
-  });
-}
-
-interface CertSpec {
-  name: string;
-  cn: string;
-  org?: string;
-  san?: string[];
-  usage: 'serverAuth' | 'clientAuth' | 'serverAuth, clientAuth';
-}
-
-async function makeCert(pki: string, spec: CertSpec): Promise<{ cert: string; key: string }> {
-  const cnf = path.join(pki, `${spec.name}.cnf`);
-  const cert = path.join(pki, `${spec.name}.crt`);
-  const key = path.join(pki, `${spec.name}.key`);
-  fs.writeFileSync(
-    cnf,
-    [
-      '[req]',
-      'distinguished_name = dn',
-      'prompt = no',
-      '[dn]',
-      ...(spec.org ? [`O = ${spec.org}`] : []),
-      `CN = ${spec.cn}`,
-      '[ext]',
-      'basicConstraints = critical, CA:FALSE',
-      'keyUsage = critical, digitalSignature, keyEncipherment',
-      `extendedKeyUsage = ${spec.usage}`,
-      ...(spec.san ? [`subjectAltName = ${spec.san.join(', ')}`] : []),
-      '',
-    ].join('\n'),
-  );
-  await run('openssl', [
-    'req', '-x509', '-new', '-config', cnf, '-extensions', 'ext',
-    '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', key,
-    '-CA', path.join(pki, 'ca.crt'), '-CAkey', path.join(pki, 'ca.key'),
-    '-days', '3650', '-out', cert,
-  ]);
-  return { cert, key };
-}
-
-async function makePki(pki: string) {
-  fs.mkdirSync(pki, { recursive: true });
-  const caCnf = path.join(pki, 'ca.cnf');
-  fs.writeFileSync(
-    caCnf,
-    [
-      '[req]',
-      'distinguished_name = dn',
-      'prompt = no',
-      '[dn]',
-      'CN = agent-inbox-test-ca',
-      '[ext]',
-      'basicConstraints = critical, CA:TRUE',
-      'keyUsage = critical, keyCertSign, cRLSign, digitalSignature',
-      'subjectKeyIdentifier = hash',
-      '',
-    ].join('\n'),
-  );
-  await run('openssl', [
-    'req', '-x509', '-new', '-config', caCnf, '-extensions', 'ext',
-    '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
-    '-keyout', path.join(pki, 'ca.key'), '-days', '3650', '-out', path.join(pki, 'ca.crt'),
-  ]);
-  const firstServiceIp = SERVICE_CIDR.replace(/\.0\/\d+$/, '.1');
-  const [apiserver, admin, kubeletClient, kwok] = await Promise.all([
-    makeCert(pki, {
-      name: 'apiserver',
-      cn: 'kube-apiserver',
-      usage: 'serverAuth',
-      san: ['IP:127.0.0.1', `IP:${firstServiceIp}`, 'DNS:localhost', 'DNS:kubernetes', 'DNS:kubernetes.default', 'DNS:kubernetes.default.svc', 'DNS:kubernetes.default.svc.cluster.local'],
-    }),
-    makeCert(pki, { name: 'admin', cn: 'kube-admin', org: 'system:masters', usage: 'clientAuth' }),
-    makeCert(pki, { name: 'apiserver-kubelet-client', cn: 'kube-apiserver-kubelet-client', org: 'system:masters', usage: 'clientAuth' }),
-    makeCert(pki, { name: 'kwok', cn: NODE_NAME, usage: 'serverAuth', san: ['IP:127.0.0.1', `DNS:${NODE_NAME}`, 'DNS:localhost'] }),
-  ]);
-  // Service-account token signing key pair (ES256).
-  const sa = { key: path.join(pki, 'sa.key'), pub: path.join(pki, 'sa.pub') };
-  const { privateKey, publicKey } = crypto.generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
-  fs.writeFileSync(sa.key, privateKey.export({ type: 'sec1', format: 'pem' }), { mode: 0o600 });
-  fs.writeFileSync(sa.pub, publicKey.export({ type: 'spki', format: 'pem' }));
-  return { ca: path.join(pki, 'ca.crt'), apiserver, admin, kubeletClient, kwok, sa };
 }
 
 // ---------------------------------------------------------------------------
@@ -457,7 +241,7 @@ export async function startKubeCluster(opts: StartKubeClusterOptions): Promise<K
   for (const d of [dir, logDir, execWorkDir, path.join(dir, 'kwok-home')]) fs.mkdirSync(d, { recursive: true });
 
   const deadline = Date.now() + START_TIMEOUT_MS;
-  const [pki, [etcdClientPort, etcdPeerPort, apiPort, kwokPort]] = await Promise.all([makePki(path.join(dir, 'pki')), freePorts(4)]);
+  const [pki, [etcdClientPort, etcdPeerPort, apiPort, kwokPort]] = await Promise.all([makePki(path.join(dir, 'pki'), NODE_NAME, SERVICE_CIDR), freePorts(4)]);
   const server = `https://127.0.0.1:${apiPort}`;
   const kubeconfigPath = path.join(dir, 'admin.kubeconfig');
   writeKubeconfig(kubeconfigPath, server, pki.ca, { 'client-certificate': pki.admin.cert, 'client-key': pki.admin.key }, 'admin');
