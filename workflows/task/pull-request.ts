@@ -8,7 +8,7 @@
  */
 import { ActivityFailure, condition, patched, setHandler, ApplicationFailure } from '@temporalio/workflow';
 import { notAllowedReply, reviewRequest, type SelfCheckReport, type TaskForgeEvent, type TaskReviewEvent } from '../../domain/forge';
-import { codeBlock, inertMarkdown } from '../../domain/markdown';
+import { codeBlock, inertMarkdown, inertText } from '../../domain/markdown';
 import { msBetween } from '../../domain/merge';
 import { preview } from '../../domain/rules';
 import type { InboxItem, Resolution } from '../../domain/task';
@@ -81,7 +81,8 @@ export async function openPullRequest(t: TaskRun, summary: string): Promise<Reco
       base: t.input.spec.base_branch,
       commit: s.commit,
       ...(s.pr === undefined ? {} : { number: s.pr.number }),
-      title: preview(firstLine(t.input.spec.goal), 100),
+      // The issue's title, whoever opened it: a squash merge makes it the title of a commit on the default branch.
+      title: inertText(preview(firstLine(t.input.spec.goal), 100)),
       body: pullRequestBody(t, summary, check),
       fixes: source.issue,
       self_check: check,
