@@ -230,6 +230,17 @@ describe('a task from a GitHub issue', () => {
     assert.equal(fromNote.status, 202, JSON.stringify(fromNote.body));
     await eventually(() => notes(note), (n: any[]) => n.some((e) => /does not speak to the agent/.test(e.message)), 'the note read and set aside');
     assert.equal(await pending(), 'pending');
+    // Anyone may post notes on a public repository's pull request: one without write access is read once, then refused
+    // unread (no reply either), so a stream of notes cannot grow the task's history without bound.
+    const strangerNote = github.state.addReview(REPO, pr, { reviewer: 'stranger-sam', state: 'COMMENTED', body: 'First!' });
+    const fromStranger = await deliver(reviewed(pr, id, strangerNote, 'stranger-sam', 'commented', 'First!'), { event: 'pull_request_review' });
+    assert.equal(fromStranger.status, 202, JSON.stringify(fromStranger.body));
+    await eventually(() => notes(strangerNote), (n: any[]) => n.length > 0, 'the stranger’s note read');
+    const strangerAgain = github.state.addReview(REPO, pr, { reviewer: 'stranger-sam', state: 'COMMENTED', body: 'Second!' });
+    const fromStrangerAgain = await deliver(reviewed(pr, id, strangerAgain, 'stranger-sam', 'commented', 'Second!'), { event: 'pull_request_review' });
+    assert.equal(fromStrangerAgain.status, 200, JSON.stringify(fromStrangerAgain.body));
+    assert.match(fromStrangerAgain.body.ignored, /stranger-sam may not steer this task/);
+    assert.equal(replies(), 0, 'a note asked nothing: no reply');
     // A reader's comment review with a line comment: the polite reply, as for a review requesting changes.
     const byReader = github.state.addReview(REPO, pr, { reviewer: 'reader-rob', state: 'COMMENTED', comments: [{ path: 'README.md', line: 1, body: 'Rewrite it all.' }] });
     const fromReader = await deliver(reviewed(pr, id, byReader, 'reader-rob', 'commented', ''), { event: 'pull_request_review' });
