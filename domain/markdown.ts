@@ -17,14 +17,21 @@ export function codeBlock(text: string): string {
 }
 
 /**
- * `text` made inert where a forge would act on it: no @mention pings anyone, no `#N` or `owner/repo#N` links or
- * closes an issue, no closing keyword (`fixes`, `closes`, `resolves`, ...) closes one by URL, and no `<details>` or
- * `<summary>` tag opens or closes a fold of the body around it.
+ * Plain `text` (a pull request's title, a commit message) made inert where a forge would act on it: no @mention
+ * pings anyone, no `#N` or `owner/repo#N` links or closes an issue, and no closing keyword (`fixes`, `closes`,
+ * `resolves`, ...) closes one by URL once the commit lands on the default branch.
  */
-export function inertMarkdown(text: string): string {
+export function inertText(text: string): string {
   return text
     .replace(/@(?=[A-Za-z0-9])/g, `@${ZERO_WIDTH_SPACE}`)
     .replace(/#(?=\d)/g, `#${ZERO_WIDTH_SPACE}`)
-    .replace(/\b(clos|fix|resolv)(?=(e[sd]?|es|ed)?\b)/gi, (m) => `${m[0]}${ZERO_WIDTH_SPACE}${m.slice(1)}`)
-    .replace(/<(\/?)(details|summary)\b/gi, '&lt;$1$2');
+    .replace(/\b(clos|fix|resolv)(?=(e[sd]?|es|ed)?\b)/gi, (m) => `${m[0]}${ZERO_WIDTH_SPACE}${m.slice(1)}`);
+}
+
+/**
+ * `text` made inert where a forge would act on it in Markdown: as {@link inertText}, and no `<details>` or
+ * `<summary>` tag opens or closes a fold of the body around it.
+ */
+export function inertMarkdown(text: string): string {
+  return inertText(text).replace(/<(\/?)(details|summary)\b/gi, '&lt;$1$2');
 }

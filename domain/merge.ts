@@ -18,18 +18,21 @@ export interface MergePullRequest {
   /** The approved commit: the forge refuses the merge when the head is anything else. */
   sha: string;
   method: MergeMethod;
+  /** The branch the approval was for (the task's base): a pull request retargeted since is not merged. Absent from workers before it was checked. */
+  base?: string;
 }
 
 /**
  * What one merge attempt came to: merged (by this call, or found merged already), closed unmerged, not yet (the
  * forge may allow it later: required checks pending, reviews missing, a conflict), the head moved past the approved
- * commit, or refused for good (the method is off for the repository). The reasons are the forge's own words, bounded.
+ * commit, the pull request retargeted to another base than the approved one, or refused for good (the method is off for the repository). The reasons are the forge's own words, bounded.
  */
 export type MergeAttempt =
   | { outcome: 'merged'; merge_sha: string | null; merged_at?: string; by?: string }
   | { outcome: 'closed'; by?: string }
   | { outcome: 'not_yet'; reason: string }
   | { outcome: 'head_moved'; reason: string }
+  | { outcome: 'base_changed'; base: string }
   | { outcome: 'refused'; reason: string };
 
 /** One forge's merge side. */

@@ -122,11 +122,20 @@ describe('comments on GitHub', () => {
     assert.equal(fromReader.status, 200, JSON.stringify(fromReader.body));
     assert.equal((await api.task(id)).items.find((i: any) => i.item_id === item.item_id).status, 'pending');
 
-    const onPr = await deliver(commented(pr, 'writer-wendy', 'Nearly.\n/agent also say it twice', { pr: true }));
+    const steer = commented(pr, 'writer-wendy', 'Nearly.\n/agent also say it twice', { pr: true });
+    const onPr = await deliver(steer);
     assert.equal(onPr.status, 202, JSON.stringify(onPr.body));
     assert.deepEqual(onPr.body, { task_id: id, taken: 'request_changes' });
     const next = await api.nextItem(id, ['pr_review']);
     assert.equal(next.detail.pull_request.number, pr, 'the next round is on the same pull request');
+    // The same comment delivered again (a redelivery from GitHub's settings, or a replay of its signed body): no second round, no message.
+    const messages = async () => (await api.trace(id)).filter((e: any) => e.type === 'message' || e.type === 'decision').length;
+    const before = await messages();
+    await deliver(steer, crypto.randomUUID());
+    const afterResend = await api.task(id);
+    assert.equal(afterResend.items.find((i: any) => i.item_id === next.item_id).status, 'pending', 'the round’s review still waits');
+    assert.equal(afterResend.round, 2);
+    assert.equal(await messages(), before, 'nothing more reached the task');
     const settled = (await api.task(id)).items.find((i: any) => i.item_id === item.item_id);
     assert.equal(settled.resolution.action, 'request_changes');
     assert.equal(settled.resolution.actor, 'github:writer-wendy');

@@ -17,7 +17,7 @@ import { taskApi } from './support/task-api';
 
 const REPO = 'octo-org/hello';
 /** Issues the tests start tasks from; the fake holds them so the mirror can label them. */
-const ISSUES = { merges: 1, stale: 2, refused: 3 } as const;
+const ISSUES = { merges: 1, stale: 2, refused: 3, retargeted: 4 } as const;
 const PLANNER = { kind: 'recipe', steps: [{ run: 'printf "Please commit often.\\n" > README.md', name: 'fix spelling' }] };
 /** Merge attempts the fake refuses with 405 before it lets the first test's pull request merge. */
 const HELD_ATTEMPTS = 2;
@@ -140,6 +140,18 @@ describe('an approved pull request, with merging on', () => {
     assert.equal(ended.state, 'cancelled');
     await eventually(async () => github.state.pull(REPO, pr)?.state, (s) => s === 'closed', 'the pull request closed');
     assert.equal(github.state.pull(REPO, pr)!.merged, false);
+    assert.deepEqual(github.violations(), []);
+  });
+
+  it('is never merged into another base than the one approved: a pull request retargeted since gets a health alert', async () => {
+    const { id, pr } = await approvedTask(ISSUES.retargeted, (n) => {
+      // Anyone who may edit the pull request moves it onto another branch (a release branch, say) before the merge.
+      github.state.pull(REPO, n)!.base.ref = 'release';
+    });
+    const alert = await api.nextItem(id, ['health_alert']);
+    assert.match(alert.title, new RegExp(`#${pr} was approved but not merged: it now targets release, not main`));
+    assert.deepEqual(github.state.merges(REPO).filter((m) => m.number === pr), [], 'nothing merged');
+    assert.equal((await api.task(id)).state, 'awaiting_merge');
     assert.deepEqual(github.violations(), []);
   });
 

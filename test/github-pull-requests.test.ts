@@ -12,7 +12,7 @@ import crypto from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { labelledIssueTaskId } from '../api/idempotency';
 import { MIRROR_LABELS, statusMarker } from '../domain/forge-mirror';
-import { branchCommit } from './support/git-fixture';
+import { branchCommit, git } from './support/git-fixture';
 import { deliver as deliverTo, exampleDelivery, type DeliveryOptions } from './support/github-deliveries';
 import { ACTOR_LOGIN, type GithubMock } from './support/github-mock';
 import { GITHUB_TEST_PUBLIC_URL as PUBLIC_URL, GITHUB_TEST_TOKEN as TOKEN, startGithubStack, type GithubStack } from './support/github-stack';
@@ -36,15 +36,15 @@ function deliver(payload: unknown, opts: DeliveryOptions = {}) {
   return deliverTo(base, payload, opts);
 }
 
-/** A labelled issue `number` of {@link REPO}, labelled by octocat. */
-function labeled(number: number): any {
+/** A labelled issue `number` of {@link REPO} (titled `title`), labelled by octocat. */
+function labeled(number: number, title = 'Spelling error in the README file'): any {
   const p = exampleDelivery('issues', (e) => e.action === 'labeled' && e.organization !== undefined);
   p.repository.full_name = REPO;
   p.repository.name = 'hello';
   p.repository.default_branch = 'main';
   p.label = { ...p.label, name: 'agent-ready' };
   p.issue.number = number;
-  p.issue.title = 'Spelling error in the README file';
+  p.issue.title = title;
   p.issue.body = "It looks like you accidently spelled 'commit' with three 'm's.\n\nCloses #4242 @octo-org/owners </details> Injected";
   p.issue.labels = [{ ...p.issue.labels[0], name: 'agent-ready' }];
   p.sender = { ...p.sender, login: 'octocat', type: 'User' };
@@ -98,8 +98,8 @@ async function workflowEnded(id: string): Promise<void> {
 }
 
 /** Starts a task from issue `number` and waits for its pull request; returns the task, its review item and the PR number. */
-async function taskWithPullRequest(number: number): Promise<{ id: string; item: any; pr: number }> {
-  const res = await deliver(labeled(number));
+async function taskWithPullRequest(number: number, title?: string): Promise<{ id: string; item: any; pr: number }> {
+  const res = await deliver(labeled(number, title));
   assert.equal(res.status, 202, JSON.stringify(res.body));
   const id = res.body.task_id as string;
   opened.push(id);
@@ -230,6 +230,17 @@ describe('a task from a GitHub issue', () => {
     assert.equal(fromNote.status, 202, JSON.stringify(fromNote.body));
     await eventually(() => notes(note), (n: any[]) => n.some((e) => /does not speak to the agent/.test(e.message)), 'the note read and set aside');
     assert.equal(await pending(), 'pending');
+    // Anyone may post notes on a public repository's pull request: one without write access is read once, then refused
+    // unread (no reply either), so a stream of notes cannot grow the task's history without bound.
+    const strangerNote = github.state.addReview(REPO, pr, { reviewer: 'stranger-sam', state: 'COMMENTED', body: 'First!' });
+    const fromStranger = await deliver(reviewed(pr, id, strangerNote, 'stranger-sam', 'commented', 'First!'), { event: 'pull_request_review' });
+    assert.equal(fromStranger.status, 202, JSON.stringify(fromStranger.body));
+    await eventually(() => notes(strangerNote), (n: any[]) => n.length > 0, 'the stranger’s note read');
+    const strangerAgain = github.state.addReview(REPO, pr, { reviewer: 'stranger-sam', state: 'COMMENTED', body: 'Second!' });
+    const fromStrangerAgain = await deliver(reviewed(pr, id, strangerAgain, 'stranger-sam', 'commented', 'Second!'), { event: 'pull_request_review' });
+    assert.equal(fromStrangerAgain.status, 200, JSON.stringify(fromStrangerAgain.body));
+    assert.match(fromStrangerAgain.body.ignored, /stranger-sam may not steer this task/);
+    assert.equal(replies(), 0, 'a note asked nothing: no reply');
     // A reader's comment review with a line comment: the polite reply, as for a review requesting changes.
     const byReader = github.state.addReview(REPO, pr, { reviewer: 'reader-rob', state: 'COMMENTED', comments: [{ path: 'README.md', line: 1, body: 'Rewrite it all.' }] });
     const fromReader = await deliver(reviewed(pr, id, byReader, 'reader-rob', 'commented', ''), { event: 'pull_request_review' });
@@ -322,15 +333,24 @@ describe('a task from a GitHub issue', () => {
 
   it('closes its pull request when rejected in the inbox, keeps away from a stranger’s pull request of its branch, and no token reaches a task', async () => {
     // The task id follows from the delivery's body, so a stranger can open a pull request from its branch first (into another base).
-    const taskId = labelledIssueTaskId(crypto.createHash('sha256').update(JSON.stringify(labeled(9))).digest('hex'));
+    // Whoever opened the issue wrote its title too: a squash merge makes the pull request's title the commit's.
+    const title = 'Fixes #4242 for @octo-org/owners';
+    const taskId = labelledIssueTaskId(crypto.createHash('sha256').update(JSON.stringify(labeled(9, title))).digest('hex'));
     const stranger = github.state.openPull(REPO, { title: 'mine now', head: `agent/${taskId}`, base: 'release', user: 'mallory' });
-    const { id, item, pr } = await taskWithPullRequest(9);
+    const { id, item, pr } = await taskWithPullRequest(9, title);
     assert.equal(id, taskId);
     assert.notEqual(pr, stranger.number, 'the task opened its own pull request');
     // The issue's text reaches the body inert: it pings nobody, closes no other issue and opens no fold.
-    const body = github.state.pulls(REPO).find((p) => p.number === pr)!.body ?? '';
+    const pull = github.state.pulls(REPO).find((p) => p.number === pr)!;
+    const body = pull.body ?? '';
     assert.ok(!/Closes #4242|@octo-org\/owners|<\/details>\s*Injected/.test(body), body);
     assert.match(body, /Fixes #9/);
+    // So do the title and the commit message, which land on the default branch when it is merged and close what they name there.
+    assert.ok(!/#4242|@octo-org\/owners/.test(pull.title), pull.title);
+    assert.equal(pull.title.replace(/\u200b/g, ''), title, 'the title reads the same');
+    const message = git(bare, 'log', '-1', '--format=%B', (await api.task(id)).commit);
+    assert.match(message, /accidently spelled/, 'the message carries the issue');
+    assert.ok(!/#4242|@octo-org\/owners/.test(message), message);
     await api.decide(id, item, { action: 'reject', comment: 'not needed' });
     const ended = await api.ended(id);
     assert.equal(ended.state, 'rejected');

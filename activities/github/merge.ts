@@ -32,6 +32,8 @@ export function githubMerges(octokitFor: (repo: string) => Promise<Octokit>, opt
       });
       if (pr.merged) return { outcome: 'merged', merge_sha: pr.merge_commit_sha, ...(pr.merged_at ? { merged_at: pr.merged_at } : {}), ...(pr.merged_by ? { by: `github:${pr.merged_by.login}` } : {}) };
       if (pr.state === 'closed') return { outcome: 'closed' };
+      // Anyone who may edit the pull request may retarget it: the approval was for the task's base, nothing else.
+      if (input.base !== undefined && pr.base.ref !== input.base) return { outcome: 'base_changed', base: pr.base.ref.slice(0, REASON_CHARS) };
       try {
         // `sha` makes GitHub refuse (409) a head that moved since the approval, atomically with the merge.
         const { data } = await octokit.rest.pulls.merge({ ...at, sha: input.sha, merge_method: input.method });

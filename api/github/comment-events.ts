@@ -56,6 +56,11 @@ export function commentEvent(deliveryId: string, payload: unknown, mention: stri
   };
 }
 
+/** The id of the Update a pull request comment becomes: Temporal takes an Update id once per run, whichever Update it names. */
+function commentUpdateId(commentId: number): string {
+  return `github-comment-${commentId}`;
+}
+
 /** What became of a comment on a pull request: handed to the task as a round's request or a message, or ignored. */
 export type Steered = { taken: 'request_changes' | 'message'; task_id: string } | { taken: false; reason: string };
 
@@ -82,12 +87,14 @@ export async function steerFromComment(client: Client, lookup: ForgeLookup, even
       return { taken: false, reason: `task ${taskId} is not on ${event.repo}#${event.number}` };
     }
     const acted = { actor: `github:${event.sender.login}`, by };
+    // Named by the comment (in the signed body), not the delivery: the same comment delivered again is the same Update, taken once.
+    const updateId = commentUpdateId(event.comment_id);
     const review = view.items.find((i) => i.status === 'pending' && i.kind === 'pr_review');
     if (review !== undefined) {
-      await handle.executeUpdate(decideUpdate, { args: [{ item_id: review.item_id, action: 'request_changes', comment: event.request, ...acted }] });
+      await handle.executeUpdate(decideUpdate, { updateId, args: [{ item_id: review.item_id, action: 'request_changes', comment: event.request, ...acted }] });
       return { taken: 'request_changes', task_id: taskId };
     }
-    await handle.executeUpdate(messageUpdate, { args: [{ text: event.request, ...acted }] });
+    await handle.executeUpdate(messageUpdate, { updateId, args: [{ text: event.request, ...acted }] });
     return { taken: 'message', task_id: taskId };
   } catch (err) {
     if (err instanceof WorkflowNotFoundError) return { taken: false, reason: `no open task ${taskId}` };

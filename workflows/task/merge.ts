@@ -52,7 +52,7 @@ async function mergeApproved(t: TaskRun, pr: TaskPullRequest, m: MergeWait, meth
     m.attempts += 1;
     let attempt;
     try {
-      attempt = await io.mergePullRequest({ repo: pr.repo, number: pr.number, sha: m.sha, method });
+      attempt = await io.mergePullRequest({ repo: pr.repo, number: pr.number, sha: m.sha, method, base: t.input.spec.base_branch });
     } catch (err) {
       if (!(err instanceof ActivityFailure)) throw err;
       return alert(t, pr, m, `could not merge it: ${describeFailure(err)}`);
@@ -72,6 +72,8 @@ async function mergeApproved(t: TaskRun, pr: TaskPullRequest, m: MergeWait, meth
         return;
       case 'head_moved':
         return alert(t, pr, m, `its head is no longer the approved ${m.sha}, which alone is merged: ${attempt.reason}`);
+      case 'base_changed':
+        return alert(t, pr, m, `it now targets ${attempt.base}, not ${t.input.spec.base_branch}, which the approval was for`);
       case 'refused':
         return alert(t, pr, m, `GitHub refuses to merge it: ${attempt.reason}`);
       case 'not_yet': {

@@ -3,7 +3,7 @@
  * the end of the task (items closed, sandbox torn down, a rejected branch removed).
  */
 import { ActivityFailure, CancellationScope, condition, allHandlersFinished, log, patched } from '@temporalio/workflow';
-import { codeBlock } from '../../domain/markdown';
+import { codeBlock, inertText } from '../../domain/markdown';
 import { preview } from '../../domain/rules';
 import type { TaskOutcome } from '../messages';
 import type { EgressView } from '../../domain/egress';
@@ -107,7 +107,8 @@ function commitMessage(t: TaskRun): string {
       : [`Summary (${planner.provider} ${planner.model}):`, preview(s.agent?.finish?.summary ?? '', 4_000)];
   const lines = [preview(firstLine(spec.goal), 72), '', preview(spec.goal, 4_000), '', ...how];
   if (s.round > 1 && s.feedback) lines.push('', `Review feedback (round ${s.round}):`, preview(s.feedback, 2_000));
-  return lines.join('\n');
+  // The issue's text, the model's words and reviewers' land on the default branch with a merge: none of it may ping or close an issue.
+  return inertText(lines.join('\n'));
 }
 
 /** The pull request text, in the template every reviewer sees: goal, changes, risks, how to test. */

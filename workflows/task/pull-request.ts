@@ -8,7 +8,7 @@
  */
 import { ActivityFailure, condition, patched, setHandler, ApplicationFailure } from '@temporalio/workflow';
 import { notAllowedReply, reviewRequest, type SelfCheckReport, type TaskForgeEvent, type TaskReviewEvent } from '../../domain/forge';
-import { codeBlock, inertMarkdown } from '../../domain/markdown';
+import { codeBlock, inertMarkdown, inertText } from '../../domain/markdown';
 import { msBetween } from '../../domain/merge';
 import { preview } from '../../domain/rules';
 import type { InboxItem, Resolution } from '../../domain/task';
@@ -81,7 +81,8 @@ export async function openPullRequest(t: TaskRun, summary: string): Promise<Reco
       base: t.input.spec.base_branch,
       commit: s.commit,
       ...(s.pr === undefined ? {} : { number: s.pr.number }),
-      title: preview(firstLine(t.input.spec.goal), 100),
+      // The issue's title, whoever opened it: a squash merge makes it the title of a commit on the default branch.
+      title: inertText(preview(firstLine(t.input.spec.goal), 100)),
       body: pullRequestBody(t, summary, check),
       fixes: source.issue,
       self_check: check,
@@ -251,14 +252,18 @@ async function takeReview(t: TaskRun, item: InboxItem, e: TaskReviewEvent): Prom
     return;
   }
   // A comment review with no line comment and no word to the agent (a reviewer's note to others) asks nothing: not even a refusal.
-  if (e.kind === 'review_commented' && !e.addressed && !(feedback.has_comments ?? feedback.comments.length > 0)) {
+  const note = e.kind === 'review_commented' && !e.addressed && !(feedback.has_comments ?? feedback.comments.length > 0);
+  if (!feedback.allowed) {
+    // Refused from now on, a note too: anyone can post reviews on a public pull request, and each one read grows the history.
+    const refused = (t.s.forge_refused ??= []);
+    refused.push(e.reviewer.toLowerCase());
+    if (refused.length > REFUSED_REVIEWERS_KEEP) refused.splice(0, refused.length - REFUSED_REVIEWERS_KEEP);
+  }
+  if (note) {
     trace(t, 'note', `review ${e.review_id} by ${e.reviewer} has no line comments and does not speak to the agent; not passed on`, { review_id: e.review_id }, actor);
     return;
   }
   if (!feedback.allowed) {
-    const refused = (t.s.forge_refused ??= []);
-    refused.push(e.reviewer.toLowerCase());
-    if (refused.length > REFUSED_REVIEWERS_KEEP) refused.splice(0, refused.length - REFUSED_REVIEWERS_KEEP);
     trace(t, 'note', `review ${e.review_id} by ${e.reviewer} ignored: their permission is ${feedback.permission}, not write`, { review_id: e.review_id }, actor);
     try {
       await forgeActs.commentOnPullRequest({ repo: pr.repo, number: pr.number, body: notAllowedReply(e.reviewer) });
