@@ -31,6 +31,8 @@ export interface AppDeps {
   auth: { sources: CredentialSource[]; loginCodes?: OneTimeLoginCodes; signIn?: SignInDeps };
   /** The operator's teams and team settings (TEAMS_FILE); default: none. */
   access?: AccessConfig;
+  /** GITHUB_GIT_BASE, checked: a task on a repository under it that TEAMS_FILE maps to a team must be that team's. */
+  githubGitBase?: string;
   /** GitHub intake (`POST /v1/webhooks/github`); absent: that route answers 404. */
   github?: GithubIntakeSettings;
   /** GitHub look-ups for comments that speak to the agent (who may steer it, which branch a pull request is from); absent without GitHub access: such comments are ignored. */

@@ -144,3 +144,18 @@ describe('comments on GitHub', () => {
     assert.equal(github.state.pulls(REPO).filter((p) => p.head.ref === `agent/${id}` && p.user !== 'writer-wendy').length, 1, 'one pull request of the agent');
   });
 });
+
+describe('a task started through the API on a GitHub repository', () => {
+  it('must be of the team TEAMS_FILE maps the repository to: the worker pushes there with GitHub\'s token', async () => {
+    const body = (extra: Record<string, unknown>) => ({ repo: env.bare, goal: 'Touch a file', planner: { kind: 'recipe', steps: [{ run: 'echo x >> x.txt' }] }, ...extra });
+    const other = await call(env.base, 'POST', '/v1/tasks', body({}));
+    assert.equal(other.status, 403, JSON.stringify(other.body));
+    assert.match(other.body.error.message, /octo-org\/hello belongs to team platform/);
+    // The same repository spelled another way is the same repository.
+    const dotted = await call(env.base, 'POST', '/v1/tasks', body({ repo: env.bare.replace(/\/octo-org\//, '/octo-org/./').replace(/\.git$/, '') }));
+    assert.equal(dotted.status, 403, JSON.stringify(dotted.body));
+    const ours = await call(env.base, 'POST', '/v1/tasks', body({ team: 'platform' }));
+    assert.equal(ours.status, 202, JSON.stringify(ours.body));
+    assert.equal((await call(env.base, 'POST', `/v1/tasks/${ours.body.task_id}/cancel`, {})).status, 200);
+  });
+});

@@ -24,6 +24,7 @@ import { ensureAdminToken, isLoopbackHost, localAdminSource, OneTimeLoginCodes }
 import { jwtSource } from '../api/auth/jwt';
 import { discoverProvider, OidcSignIn } from '../api/auth/oidc';
 import { ensureSessionSecret, Sessions, sessionSource } from '../api/auth/session';
+import { githubGitBase as githubGitBaseOf } from './config-github';
 import { EndedSessions } from '../api/auth/ended-sessions';
 import type { SignInDeps } from '../api/routes/login';
 import { ApiTokenStore, apiTokenSource } from '../api/auth/tokens';
@@ -232,6 +233,7 @@ export async function startStack(cfg: Config, log: Logger): Promise<Stack> {
       log,
       auth: { sources, ...(loginCodes ? { loginCodes } : {}), ...(signIn ? { signIn } : {}) },
       access: cfg.access,
+      ...(Object.keys(cfg.access.github.repos).length === 0 ? {} : { githubGitBase: githubGitBaseOf(cfg) }),
       ...(cfg.github === null ? {} : { github: cfg.github }),
       ...(cfg.github === null || cfg.githubAccess === null ? {} : { forgeLookup: githubLookup(cfg.githubAccess, { log }) }),
       repoRules: repoRulesOf(cfg),

@@ -4,32 +4,22 @@
  * token, with `x-access-token` as the user name as GitHub asks. Any other remote gets nothing from here.
  */
 import type { GitCredentials } from '../git/remote';
-import { splitRepo, type GithubClients } from './client';
+import { githubRepoAt } from '../../domain/github-repos';
+import { parseRepo } from '../../domain/repo-policy';
+import type { GithubClients } from './client';
 
 /** The user name GitHub's git takes with an installation token (and with a personal access token). */
 export const GITHUB_GIT_USER = 'x-access-token';
 
-/** `owner/name` of the repository `url` names under `gitBase`, or null when it names none there. */
+/** `owner/name` of the repository remote `url` names under `gitBase`, or null when it names none there. */
 export function githubRepoOfUrl(gitBase: string, url: string): string | null {
-  let base: URL;
-  let at: URL;
+  let loc;
   try {
-    base = new URL(gitBase);
-    at = new URL(url);
+    loc = parseRepo(url);
   } catch {
     return null;
   }
-  // Same scheme, host and port; the path one `owner/name(.git)` below the base's.
-  if (at.protocol !== base.protocol || at.host !== base.host || at.username || at.password || at.search || at.hash) return null;
-  const prefix = base.pathname.replace(/\/+$/, '');
-  if (!at.pathname.startsWith(`${prefix}/`)) return null;
-  const m = /^([^/]+)\/([^/]+?)(?:\.git)?\/?$/.exec(at.pathname.slice(prefix.length + 1));
-  if (m === null) return null;
-  try {
-    return splitRepo(`${m[1]}/${m[2]}`).join('/');
-  } catch {
-    return null;
-  }
+  return loc.kind === 'remote' ? githubRepoAt(gitBase, loc) : null;
 }
 
 /** The credentials of remotes under `gitBase` (an http(s) URL; a directory base has no remotes to authenticate to). */

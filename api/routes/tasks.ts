@@ -2,11 +2,12 @@
  * Task intake and reads: `POST /v1/tasks`, `GET /v1/tasks`, `GET /v1/tasks/:id`, its trace and artifacts.
  */
 import type { Response, Router } from 'express';
-import { principalOf, visibleTeams } from '../../domain/access';
+import { githubRepoSettings, principalOf, visibleTeams } from '../../domain/access';
+import { githubRepoOf } from '../../domain/github-repos';
 import { TaskSpec, type TraceEntry } from '../../domain/task';
 import { traceQuery } from '../../workflows/messages';
 import { MEMO_REQUEST_HASH, SA_LABELS, SA_PRIORITY, SA_REPO, SA_REQUESTER, SA_STATE, SA_TEAM } from '../../workflows/search-attributes';
-import { identityOf } from '../auth/context';
+import { ForbiddenError, identityOf } from '../auth/context';
 import { intakeTeam, requireRole, taskAccess } from '../auth/guard';
 import { archivedTrace, readArtifact } from '../artifacts';
 import { jsonBody } from '../body';
@@ -66,6 +67,19 @@ async function listWithEnded(deps: AppDeps, q: TaskListQuery, res: Response): Pr
   return { tasks: [...running, ...ended], next_page_token: page.next === null ? null : encodePageToken(page.next) };
 }
 
+/**
+ * Refuses a task on a GitHub repository TEAMS_FILE maps to another team: the worker pushes there with GitHub's
+ * token, which reaches every repository of the installation, so the mapping is what keeps teams apart.
+ */
+function checkRepoTeam(deps: AppDeps, repo: string, team: string): void {
+  if (deps.githubGitBase === undefined || deps.access === undefined) return;
+  const github = githubRepoOf(deps.githubGitBase, repo);
+  const mapped = github === null ? undefined : githubRepoSettings(deps.access, github);
+  if (mapped !== undefined && mapped.team !== team) {
+    throw new ForbiddenError(`repository ${github} belongs to team ${mapped.team}; a task on it must be that team's (this one is ${team}'s)`);
+  }
+}
+
 /** Routes that start tasks and read them. */
 export function taskRoutes(deps: AppDeps): Router {
   const { client, log } = deps;
@@ -81,6 +95,7 @@ export function taskRoutes(deps: AppDeps): Router {
     // The requester is who called, whatever the body says; the team is one of theirs (any, for an admin).
     const team = intakeTeam(identity, valid(req, spec).team);
     const task = { ...valid(req, spec), requester: identity.subject, team };
+    checkRepoTeam(deps, task.repo, team);
     const key = valid(req, headers)['idempotency-key'];
     const hash = key === undefined ? undefined : requestHash(task);
     const taskId = key === undefined ? newTaskId() : idempotentTaskId(task.requester, key);
