@@ -18,7 +18,7 @@ import { clone, GitCredentialsError, headCommit, push } from '../activities/git/
 import type { Logger } from '../workers/log';
 import { branchCommit, filesHolding, tempDir } from './support/git-fixture';
 import { startGitHttpServer } from './support/git-http-server';
-import { deliver, exampleDelivery } from './support/github-deliveries';
+import { deliver, labelledIssue } from './support/github-deliveries';
 import { APP_BOT_LOGIN, type GithubMock } from './support/github-mock';
 import { startGithubStack, type GithubStack } from './support/github-stack';
 import { call } from './support/http';
@@ -47,19 +47,9 @@ const log: Logger = Object.fromEntries(
   (['debug', 'info', 'warn', 'error'] as const).map((level) => [level, (msg: string, attrs?: Record<string, unknown>) => logLines.push(JSON.stringify({ level, msg, ...attrs }))]),
 ) as unknown as Logger;
 
-/** A labelled issue `number` of {@link REPO}. */
+/** A labelled issue `number` of {@link REPO}, labelled by octocat. */
 function labeled(number: number): any {
-  const p = exampleDelivery('issues', (e) => e.action === 'labeled' && e.organization !== undefined);
-  p.repository.full_name = REPO;
-  p.repository.name = 'hello';
-  p.repository.default_branch = 'main';
-  p.label = { ...p.label, name: 'agent-ready' };
-  p.issue.number = number;
-  p.issue.title = 'Spelling error in the README file';
-  p.issue.body = "It looks like you accidently spelled 'commit' with three 'm's.";
-  p.issue.labels = [{ ...p.issue.labels[0], name: 'agent-ready' }];
-  p.sender = { ...p.sender, login: 'octocat', type: 'User' };
-  return p;
+  return labelledIssue(REPO, number);
 }
 
 /** Clients of the mock as `access` without write pacing. */

@@ -12,7 +12,7 @@ import crypto from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { CHECKS_ACTOR, checksRequest, MAX_CHECK_ANNOTATIONS, MAX_CHECK_TEXT_CHARS, MAX_CHECKS_REQUEST_CHARS, MAX_FAILED_CHECKS, SELF_CHECK_NAME, type FailedCheck } from '../domain/checks';
 import { git } from './support/git-fixture';
-import { deliver as deliverTo, exampleDelivery, type DeliveryOptions } from './support/github-deliveries';
+import { deliver as deliverTo, exampleDelivery, type DeliveryOptions, labelledIssue } from './support/github-deliveries';
 import type { GithubMock } from './support/github-mock';
 import type { CheckRunRecord } from './support/github-mock/fake';
 import { startGithubStack, type GithubStack } from './support/github-stack';
@@ -47,17 +47,7 @@ function deliver(payload: unknown, opts: DeliveryOptions = {}) {
 
 /** A labelled issue `number` of {@link REPO}, labelled by octocat. */
 function labeled(number: number): any {
-  const p = exampleDelivery('issues', (e) => e.action === 'labeled' && e.organization !== undefined);
-  p.repository.full_name = REPO;
-  p.repository.name = 'hello';
-  p.repository.default_branch = 'main';
-  p.label = { ...p.label, name: 'agent-ready' };
-  p.issue.number = number;
-  p.issue.title = 'Spelling error in the README file';
-  p.issue.body = "It looks like you accidently spelled 'commit' with three 'm's.";
-  p.issue.labels = [{ ...p.issue.labels[0], name: 'agent-ready' }];
-  p.sender = { ...p.sender, login: 'octocat', type: 'User' };
-  return p;
+  return labelledIssue(REPO, number);
 }
 
 /** GitHub's example of a failing check run, as `name` on `sha` of pull request `number` from `head` (in repository `headRepoId`). */

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { exited, spawnBackend } from './support/backend-process';
 import { branchCommit, tempDir } from './support/git-fixture';
-import { deliver, exampleDelivery } from './support/github-deliveries';
+import { deliver, labelledIssue } from './support/github-deliveries';
 import { startGithubStack, type GithubStack } from './support/github-stack';
 import { eventually } from './support/http';
 import { taskApi } from './support/task-api';
@@ -45,13 +45,7 @@ describe('a worker killed while GitHub opens its pull request', () => {
     const first = spawnBackend(env.workerEnv, logFile);
     children.push(first);
 
-    const p = exampleDelivery('issues', (e) => e.action === 'labeled' && e.organization !== undefined);
-    p.repository.full_name = REPO;
-    p.repository.default_branch = 'main';
-    p.label = { ...p.label, name: 'agent-ready' };
-    p.issue.number = 3;
-    p.issue.labels = [{ ...p.issue.labels[0], name: 'agent-ready' }];
-    p.sender = { ...p.sender, login: 'octocat', type: 'User' };
+    const p = labelledIssue(REPO, 3);
     const res = await deliver(env.base, p);
     assert.equal(res.status, 202, JSON.stringify(res.body));
     const id = res.body.task_id as string;

@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { branchCommit, git } from './support/git-fixture';
-import { deliver as deliverTo, exampleDelivery } from './support/github-deliveries';
+import { deliver as deliverTo, exampleDelivery, labelledIssue } from './support/github-deliveries';
 import type { GithubMock } from './support/github-mock';
 import { GITHUB_TEST_TOKEN as TOKEN, startGithubStack, type GithubStack } from './support/github-stack';
 import { recordHistory } from './support/histories';
@@ -31,17 +31,7 @@ const api = taskApi(() => base);
 
 /** A labelled issue `number` of {@link REPO}, labelled by octocat. */
 function labeled(number: number): any {
-  const p = exampleDelivery('issues', (e) => e.action === 'labeled' && e.organization !== undefined);
-  p.repository.full_name = REPO;
-  p.repository.name = 'hello';
-  p.repository.default_branch = 'main';
-  p.label = { ...p.label, name: 'agent-ready' };
-  p.issue.number = number;
-  p.issue.title = 'Spelling error in the README file';
-  p.issue.body = "It looks like you accidently spelled 'commit' with three 'm's.";
-  p.issue.labels = [{ ...p.issue.labels[0], name: 'agent-ready' }];
-  p.sender = { ...p.sender, login: 'octocat', type: 'User' };
-  return p;
+  return labelledIssue(REPO, number);
 }
 
 /** GitHub's example of a closed pull request, merged by `actor`. */

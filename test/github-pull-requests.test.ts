@@ -13,7 +13,7 @@ import { after, before, describe, it } from 'node:test';
 import { labelledIssueTaskId } from '../api/idempotency';
 import { MIRROR_LABELS, statusMarker } from '../domain/forge-mirror';
 import { branchCommit, git } from './support/git-fixture';
-import { deliver as deliverTo, exampleDelivery, type DeliveryOptions } from './support/github-deliveries';
+import { deliver as deliverTo, exampleDelivery, type DeliveryOptions, labelledIssue, SPELLING_ISSUE } from './support/github-deliveries';
 import { ACTOR_LOGIN, type GithubMock } from './support/github-mock';
 import { GITHUB_TEST_PUBLIC_URL as PUBLIC_URL, GITHUB_TEST_TOKEN as TOKEN, startGithubStack, type GithubStack } from './support/github-stack';
 import { recordHistory } from './support/histories';
@@ -36,19 +36,9 @@ function deliver(payload: unknown, opts: DeliveryOptions = {}) {
   return deliverTo(base, payload, opts);
 }
 
-/** A labelled issue `number` of {@link REPO} (titled `title`), labelled by octocat. */
-function labeled(number: number, title = 'Spelling error in the README file'): any {
-  const p = exampleDelivery('issues', (e) => e.action === 'labeled' && e.organization !== undefined);
-  p.repository.full_name = REPO;
-  p.repository.name = 'hello';
-  p.repository.default_branch = 'main';
-  p.label = { ...p.label, name: 'agent-ready' };
-  p.issue.number = number;
-  p.issue.title = title;
-  p.issue.body = "It looks like you accidently spelled 'commit' with three 'm's.\n\nCloses #4242 @octo-org/owners </details> Injected";
-  p.issue.labels = [{ ...p.issue.labels[0], name: 'agent-ready' }];
-  p.sender = { ...p.sender, login: 'octocat', type: 'User' };
-  return p;
+/** A labelled issue `number` of {@link REPO} (titled `title`), labelled by octocat; its body tries to close, mention and break out. */
+function labeled(number: number, title = SPELLING_ISSUE.title): any {
+  return labelledIssue(REPO, number, { title, body: `${SPELLING_ISSUE.body}\n\nCloses #4242 @octo-org/owners </details> Injected` });
 }
 
 /** Points an example payload's pull request at the task's: its number, its head branch in `headRepo`. */

@@ -2,11 +2,11 @@
  * Sessions signed out before their cookies expire, kept in `DATA_DIR/ended-sessions.json` (mode 0600): a
  * signed-out cookie stays refused after a restart, and by every API process sharing the data directory.
  */
-import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import { withFileLockSync } from '../../workers/file-lock';
+import { fileStamp, replacePrivateFile } from './private-file';
 
 /** The file's name under DATA_DIR. */
 export const ENDED_SESSIONS_FILE = 'ended-sessions.json';
@@ -51,17 +51,13 @@ export class EndedSessions {
   }
 
   private refresh(): void {
-    let st: fs.Stats;
-    try {
-      st = fs.statSync(this.file);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    const now = fileStamp(this.file);
+    if (now === null) {
       this.until = new Map();
       this.seen = null;
       return;
     }
-    const stamp = `${st.ino}:${st.size}:${st.mtimeMs}`;
-    if (stamp === this.seen) return;
+    if (now.stamp === this.seen) return;
     let parsed: z.infer<typeof EndedFile>;
     try {
       parsed = EndedFile.parse(JSON.parse(fs.readFileSync(this.file, 'utf8')));
@@ -69,20 +65,12 @@ export class EndedSessions {
       throw new EndedSessionsError(`${this.file} is not a list of ended sessions: ${(err as Error).message}`);
     }
     this.until = new Map(Object.entries(parsed.ended));
-    this.seen = stamp;
+    this.seen = now.stamp;
   }
 
   /** Writes the whole file to a private temporary file and renames it over the old one. */
   private write(ended: Record<string, number>): void {
-    const tmp = `${this.file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-    const fd = fs.openSync(tmp, 'wx', 0o600);
-    try {
-      fs.writeSync(fd, `${JSON.stringify({ ended })}\n`);
-      fs.fsyncSync(fd);
-    } finally {
-      fs.closeSync(fd);
-    }
-    fs.renameSync(tmp, this.file);
+    replacePrivateFile(this.file, `${JSON.stringify({ ended })}\n`);
     this.seen = null;
     this.refresh();
   }

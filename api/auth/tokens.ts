@@ -12,6 +12,7 @@ import { Role, TeamName, type Identity } from '../../domain/access';
 import { UnauthenticatedError, type Authenticated, type CredentialSource } from './context';
 import { withFileLockSync } from '../../workers/file-lock';
 import { sameBytes, sha256 } from './digest';
+import { fileStamp, replacePrivateFile } from './private-file';
 
 /** The store's file name under DATA_DIR. */
 export const API_TOKENS_FILE = 'api-tokens.json';
@@ -129,19 +130,16 @@ export class ApiTokenStore {
 
   /** Re-reads the file when its inode, size or mtime moved (a stat: microseconds per request). */
   private refresh(): void {
-    let st: fs.Stats;
-    try {
-      st = fs.statSync(this.file);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    const now = fileStamp(this.file);
+    if (now === null) {
       this.byId = new Map();
       this.seen = null;
       return;
     }
-    const stamp = `${st.ino}:${st.size}:${st.mtimeMs}`;
+    const { stamp, mode } = now;
     if (stamp === this.seen) return;
-    if ((st.mode & WRITABLE_BY_OTHERS) !== 0) {
-      throw new TokenStoreError(`${this.file} is writable by others (mode ${(st.mode & 0o777).toString(8)}): anyone could add a token; chmod 600 it`);
+    if ((mode & WRITABLE_BY_OTHERS) !== 0) {
+      throw new TokenStoreError(`${this.file} is writable by others (mode ${(mode & 0o777).toString(8)}): anyone could add a token; chmod 600 it`);
     }
     let parsed: z.infer<typeof StoreFile>;
     try {
@@ -155,16 +153,7 @@ export class ApiTokenStore {
 
   /** Writes the whole store to a private temporary file and renames it over the old one. */
   private write(tokens: ApiTokenRecord[]): void {
-    fs.mkdirSync(path.dirname(this.file), { recursive: true });
-    const tmp = `${this.file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-    const fd = fs.openSync(tmp, 'wx', 0o600);
-    try {
-      fs.writeSync(fd, `${JSON.stringify({ tokens }, null, 2)}\n`);
-      fs.fsyncSync(fd);
-    } finally {
-      fs.closeSync(fd);
-    }
-    fs.renameSync(tmp, this.file);
+    replacePrivateFile(this.file, `${JSON.stringify({ tokens }, null, 2)}\n`);
     this.seen = null;
     this.refresh();
   }

@@ -45,3 +45,21 @@ export async function deliver(base: string, payload: unknown, opts: DeliveryOpti
   if (signature !== null) headers['x-hub-signature-256'] = signature;
   return call(opts.url ?? base, 'POST', '/v1/webhooks/github', body, headers);
 }
+
+/** The issue the GitHub end-to-end tests label: a spelling fix the recipe makes. */
+export const SPELLING_ISSUE = { title: 'Spelling error in the README file', body: "It looks like you accidently spelled 'commit' with three 'm's." };
+
+/** An `issues.labeled` delivery (from GitHub's examples): issue `number` of `repo` labelled `agent-ready` by octocat. */
+export function labelledIssue(repo: string, number: number, opts: { title?: string; body?: string } = {}): any {
+  const p = exampleDelivery('issues', (e) => e.action === 'labeled' && e.organization !== undefined);
+  p.repository.full_name = repo;
+  p.repository.name = repo.split('/')[1];
+  p.repository.default_branch = 'main';
+  p.label = { ...p.label, name: 'agent-ready' };
+  p.issue.number = number;
+  p.issue.title = opts.title ?? SPELLING_ISSUE.title;
+  p.issue.body = opts.body ?? SPELLING_ISSUE.body;
+  p.issue.labels = [{ ...p.issue.labels[0], name: 'agent-ready' }];
+  p.sender = { ...p.sender, login: 'octocat', type: 'User' };
+  return p;
+}
