@@ -4,7 +4,7 @@
  */
 import type { WorkflowHandle } from '@temporalio/client';
 import type { Response, Router } from 'express';
-import { AccessConfig, principalOf, roleAtLeast, teamSettings } from '../../domain/access';
+import { AccessConfig, grantCeilingOf, principalOf, roleAtLeast } from '../../domain/access';
 import { CancelBody, DecisionBody, MessageBody, type ActedBy } from '../../domain/task';
 import { cancelUpdate, decideUpdate, messageUpdate, taskQuery } from '../../workflows/messages';
 import { identityOf } from '../auth/context';
@@ -46,7 +46,7 @@ export function decisionRoutes(deps: AppDeps): Router {
     const handle = client.workflow.getHandle(pathParam(req, 'id'));
     const itemId = pathParam(req, 'item_id');
     try {
-      const ceiling = d.action === 'grant_budget' ? teamSettings(teams, taskFactsOf(res).team).grant_ceiling : undefined;
+      const ceiling = d.action === 'grant_budget' ? grantCeilingOf(teams, taskFactsOf(res).team) : undefined;
       const args = { ...withoutActor(d), item_id: itemId, ...actedBy(res), ...(ceiling === undefined ? {} : { ceiling }) };
       res.json(await endedAs409(handle, () => handle.executeUpdate(decideUpdate, { args: [args] })));
     } catch (err) {
