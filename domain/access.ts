@@ -4,19 +4,17 @@
  */
 import { z } from 'zod';
 import { BUDGET_PRESETS } from './budget-presets';
+import { DECIDE_ROLE, roleAtLeast, ROLES } from './roles';
 import { eventsWanted, SlaLimits, Webhook, type NotificationEvent } from './notifications';
 import { TeamName, type ItemKind, type Budget, type BudgetGrant } from './task';
 
 export { TeamName };
 
-/** Roles in increasing power: each includes what the ones before it may do. */
-export const Role = z.enum(['viewer', 'submitter', 'approver', 'admin']);
+/** Roles in increasing power: each includes what the ones before it may do (see domain/roles.ts). */
+export const Role = z.enum(ROLES);
 export type Role = z.infer<typeof Role>;
 
-/** Whether `have` includes what `need` may do. */
-export function roleAtLeast(have: Role, need: Role): boolean {
-  return Role.options.indexOf(have) >= Role.options.indexOf(need);
-}
+export { roleAtLeast };
 
 /** The team of tasks whose submitter belongs to no team (the local admin, a token without one). */
 export const DEFAULT_TEAM = 'default';
@@ -187,7 +185,7 @@ export function decisionRefusal(
   settings: TeamSettings,
 ): string | null {
   if (!canSee(identity, task.team)) return 'this task belongs to another team';
-  if (!roleAtLeast(identity.role, 'approver')) return `deciding an item needs the approver role (you are ${identity.role})`;
+  if (!roleAtLeast(identity.role, DECIDE_ROLE)) return `deciding an item needs the ${DECIDE_ROLE} role (you are ${identity.role})`;
   if (settings.separation_of_duties && SEPARATED_KINDS.includes(kind) && action === 'approve' && task.requester === identity.subject) {
     return `separation of duties: the requester of a task may not approve its own ${kind}`;
   }

@@ -4,6 +4,7 @@
  */
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import type { NextFunction, Request, Response } from 'express';
+import { actionRefusal, DECIDE_ROLE } from '../../domain/roles';
 import { canSee, DEFAULT_TEAM, decisionRefusal, grantCeilingOf, grantOverCeiling, roleAtLeast, teamSettings, type AccessConfig, type Identity, type Role } from '../../domain/access';
 import type { DecisionBody } from '../../domain/task';
 import { TASK_WORKFLOW_TYPE, taskQuery } from '../../workflows/messages';
@@ -74,8 +75,8 @@ export function mayCancel() {
   return function checkCancel(_req: Request, res: Response, next: NextFunction): void {
     const identity = identityOf(res);
     const facts = taskFactsOf(res);
-    const ok = roleAtLeast(identity.role, 'approver') || (facts.requester !== null && facts.requester === identity.subject);
-    next(ok ? undefined : new ForbiddenError(`cancelling needs the approver role or being the task's requester (you are ${identity.role})`));
+    const refusal = actionRefusal(identity.role, 'cancel', facts.requester !== null && facts.requester === identity.subject);
+    next(refusal === null ? undefined : new ForbiddenError(refusal));
   };
 }
 
@@ -91,7 +92,7 @@ export function mayDecide(deps: { client: Client; access: AccessConfig }, body: 
       const facts = taskFactsOf(res);
       const d = valid(req, body);
       const settings = teamSettings(deps.access, facts.team);
-      if (!roleAtLeast(identity.role, 'approver')) throw new ForbiddenError(`deciding an item needs the approver role (you are ${identity.role})`);
+      if (!roleAtLeast(identity.role, DECIDE_ROLE)) throw new ForbiddenError(`deciding an item needs the ${DECIDE_ROLE} role (you are ${identity.role})`);
       const view = await deps.client.workflow.getHandle(pathParam(req, 'id')).query(taskQuery);
       const item = view.items.find((i) => i.item_id === pathParam(req, 'item_id'));
       if (item !== undefined) {

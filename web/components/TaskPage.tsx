@@ -125,11 +125,11 @@ export function TaskPage(props: { taskId: string }) {
       {pending.map((i) => (
         <section class="card" key={i.item_id}>
           <strong>{i.title}</strong>
-          <DecisionBar taskId={view.task_id} itemId={i.item_id} kind={i.kind} detail={i.detail} onDone={load} />
+          <DecisionBar taskId={view.task_id} itemId={i.item_id} kind={i.kind} requester={view.spec.requester} detail={i.detail} onDone={load} />
         </section>
       ))}
       {!ended ? (
-        <DecisionBar taskId={view.task_id} itemId="" kind="health_alert" detail={{}} onDone={load} cancelOnly />
+        <DecisionBar taskId={view.task_id} itemId="" kind="health_alert" requester={view.spec.requester} detail={{}} onDone={load} cancelOnly />
       ) : (
         <p class="result">{view.result}</p>
       )}
