@@ -3,19 +3,18 @@
  * applies to every request and the workflow records with every decision.
  */
 import { z } from 'zod';
+import { BUDGET_PRESETS } from './budget-presets';
+import { DECIDE_ROLE, roleAtLeast, ROLES } from './roles';
 import { eventsWanted, SlaLimits, Webhook, type NotificationEvent } from './notifications';
 import { TeamName, type ItemKind, type Budget, type BudgetGrant } from './task';
 
 export { TeamName };
 
-/** Roles in increasing power: each includes what the ones before it may do. */
-export const Role = z.enum(['viewer', 'submitter', 'approver', 'admin']);
+/** Roles in increasing power: each includes what the ones before it may do (see domain/roles.ts). */
+export const Role = z.enum(ROLES);
 export type Role = z.infer<typeof Role>;
 
-/** Whether `have` includes what `need` may do. */
-export function roleAtLeast(have: Role, need: Role): boolean {
-  return Role.options.indexOf(have) >= Role.options.indexOf(need);
-}
+export { roleAtLeast };
 
 /** The team of tasks whose submitter belongs to no team (the local admin, a token without one). */
 export const DEFAULT_TEAM = 'default';
@@ -78,6 +77,20 @@ export const GrantCeiling = z.strictObject({
 });
 export type GrantCeiling = z.infer<typeof GrantCeiling>;
 
+/** How many times the largest budget preset a grant may lift a task to when the operator sets no ceiling. */
+const BUILTIN_CEILING_MULTIPLE = 4;
+
+/**
+ * The ceiling of every field no TEAMS_FILE ceiling names, so grants on an unconfigured install stay bounded:
+ * four times the `large` preset (twenty times the default budget), for every team, task and granter.
+ */
+export const BUILTIN_GRANT_CEILING: Readonly<Required<GrantCeiling>> = {
+  max_tokens: BUDGET_PRESETS.large.max_tokens * BUILTIN_CEILING_MULTIPLE,
+  max_usd: BUDGET_PRESETS.large.max_usd * BUILTIN_CEILING_MULTIPLE,
+  max_steps: BUDGET_PRESETS.large.max_steps * BUILTIN_CEILING_MULTIPLE,
+  max_wall_clock_minutes: BUDGET_PRESETS.large.max_wall_clock_minutes * BUILTIN_CEILING_MULTIPLE,
+};
+
 /** What the operator sets for one team. */
 export const TeamSettings = z.strictObject({
   grant_ceiling: GrantCeiling.optional(),
@@ -132,12 +145,23 @@ export const AccessConfig = z.strictObject({
   groups: z.record(z.string().min(1), Membership).default({}),
   /** Repositories whose labelled issues start tasks, and their teams (GitHub intake). */
   github: GithubAccess.prefault({}),
+  /** The ceiling of every field a team's own `grant_ceiling` leaves out (unset fields: the built-in ones). */
+  default_grant_ceiling: GrantCeiling.optional(),
 });
 export type AccessConfig = z.infer<typeof AccessConfig>;
 
 /** The settings of `team`, or the defaults when the operator set none. */
 export function teamSettings(config: AccessConfig, team: string | null): TeamSettings {
   return (team !== null ? config.teams[team] : undefined) ?? TeamSettings.parse({});
+}
+
+/**
+ * The grant ceiling of tasks of `team`, field by field: the team's own, else the file's `default_grant_ceiling`,
+ * else {@link BUILTIN_GRANT_CEILING}. Every field is bounded: a task of no team, of `DEFAULT_TEAM` or of a team
+ * without settings gets the defaults, and an admin's grants are held to it like anyone's.
+ */
+export function grantCeilingOf(config: AccessConfig, team: string | null): Required<GrantCeiling> {
+  return { ...BUILTIN_GRANT_CEILING, ...config.default_grant_ceiling, ...teamSettings(config, team).grant_ceiling };
 }
 
 /** What a task of a team with `settings` carries from them when it starts: its SLA limits and the events its webhooks want. */
@@ -161,7 +185,7 @@ export function decisionRefusal(
   settings: TeamSettings,
 ): string | null {
   if (!canSee(identity, task.team)) return 'this task belongs to another team';
-  if (!roleAtLeast(identity.role, 'approver')) return `deciding an item needs the approver role (you are ${identity.role})`;
+  if (!roleAtLeast(identity.role, DECIDE_ROLE)) return `deciding an item needs the ${DECIDE_ROLE} role (you are ${identity.role})`;
   if (settings.separation_of_duties && SEPARATED_KINDS.includes(kind) && action === 'approve' && task.requester === identity.subject) {
     return `separation of duties: the requester of a task may not approve its own ${kind}`;
   }

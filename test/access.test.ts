@@ -14,6 +14,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { ensureAdminToken, OneTimeLoginCodes } from '../api/auth/local-admin';
 import { decideUpdate } from '../workflows/messages';
 import { ApiTokenStore } from '../api/auth/tokens';
+import { BUILTIN_GRANT_CEILING } from '../domain/access';
 import { ConfigError, loadConfig } from '../workers/config';
 import { createLogger } from '../workers/log';
 import { startStack, type Stack } from '../workers/stack';
@@ -47,7 +48,7 @@ before(async () => {
   dataDir = path.join(root, 'data');
   origin = makeOriginRepo(root, { 'README.md': '# fixture\n' });
   const teamsFile = path.join(root, 'teams.yaml');
-  fs.writeFileSync(teamsFile, 'teams:\n  red:\n    separation_of_duties: true\n    grant_ceiling:\n      max_steps: 3\n  blue: {}\n');
+  fs.writeFileSync(teamsFile, 'default_grant_ceiling:\n  max_steps: 4\nteams:\n  red:\n    separation_of_duties: true\n    grant_ceiling:\n      max_steps: 3\n  blue: {}\n');
   stack = await startTestStack(temporal, dataDir, `access-${process.pid}`, { TEAMS_FILE: teamsFile, SANDBOX_DRIVER: 'process' });
   base = stack.url!;
   const store = new ApiTokenStore(dataDir);
@@ -312,6 +313,42 @@ describe('decisions', () => {
     const ok = await call(base, 'POST', `/v1/tasks/${id}/inbox/${item.item_id}`, { action: 'grant_budget', budget: { max_steps: 2 } }, as('approver-red'));
     assert.equal(ok.status, 200, JSON.stringify(ok.body));
     assert.equal((await api.task(id)).budget.max_steps, 3);
+  });
+
+  it('bounds grants on teams without a ceiling, tasks of no team and admins: the file\'s default, else the built-in one', async () => {
+    /** A task of `auth`'s caller held on a budget request after its first step. */
+    const exhausted = async (auth: Record<string, string>): Promise<{ id: string; item: any }> => {
+      const res = await call(base, 'POST', '/v1/tasks', { repo: origin, goal: 'x', planner: { kind: 'recipe', steps: [{ run: 'echo one >> a.txt' }, { run: 'echo two >> a.txt' }] }, budget: { max_steps: 1 } }, auth);
+      assert.equal(res.status, 202, JSON.stringify(res.body));
+      opened.push(res.body.task_id);
+      return { id: res.body.task_id, item: await api.nextItem(res.body.task_id, ['budget_request']) };
+    };
+    const admin = { authorization: `Bearer ${stack.auth.adminToken}` };
+    const blue = await exhausted(as('submitter-blue'));
+    const own = await exhausted(admin);
+    assert.equal((await api.task(own.id)).spec.team, 'default', 'the local admin in no team submits for the default team');
+    for (const [task, who] of [[blue, as('approver-blue')], [own, admin]] as const) {
+      const over = await call(base, 'POST', `/v1/tasks/${task.id}/inbox/${task.item.item_id}`, { action: 'grant_budget', budget: { max_steps: 4 } }, who);
+      assert.equal(over.status, 403, JSON.stringify(over.body));
+      assert.match(over.body.error.message, /max_steps to 5 \(ceiling 4\)/);
+    }
+    // Without any TEAMS_FILE, the built-in ceiling holds, for the admin too.
+    const bare = await startTestStack(temporal, dataDir, `access-bare-${process.pid}`, { ROLES: 'api' });
+    try {
+      const limit = BUILTIN_GRANT_CEILING.max_usd;
+      const over = await call(bare.url!, 'POST', `/v1/tasks/${own.id}/inbox/${own.item.item_id}`, { action: 'grant_budget', budget: { max_usd: limit } }, admin);
+      assert.equal(over.status, 403, JSON.stringify(over.body));
+      assert.match(over.body.error.message, new RegExp(`max_usd to \\d+ \\(ceiling ${limit}\\)`));
+    } finally {
+      await bare.stop();
+    }
+    // A decision reaching the workflow without a ceiling is held to the built-in one.
+    await assert.rejects(
+      stack.client.workflow.getHandle(own.id).executeUpdate(decideUpdate, { args: [{ item_id: own.item.item_id, action: 'grant_budget', budget: { max_tokens: BUILTIN_GRANT_CEILING.max_tokens }, actor: 'direct' }] }),
+      (err: Error) => err instanceof WorkflowUpdateFailedError && err.cause instanceof ApplicationFailure && err.cause.type === 'OverCeiling',
+    );
+    const ok = await call(base, 'POST', `/v1/tasks/${own.id}/inbox/${own.item.item_id}`, { action: 'grant_budget', budget: { max_steps: 3, max_usd: 10 } }, admin);
+    assert.equal(ok.status, 200, JSON.stringify(ok.body));
   });
 });
 

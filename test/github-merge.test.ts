@@ -7,6 +7,8 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import type { Browser } from 'playwright-core';
+import { launchBrowser } from './support/browser';
 import { branchCommit, git } from './support/git-fixture';
 import { deliver as deliverTo, exampleDelivery, labelledIssue } from './support/github-deliveries';
 import type { GithubMock } from './support/github-mock';
@@ -23,6 +25,7 @@ const PLANNER = { kind: 'recipe', steps: [{ run: 'printf "Please commit often.\\
 const HELD_ATTEMPTS = 2;
 
 let env: GithubStack;
+let browser: Browser | undefined;
 let github: GithubMock;
 let base: string;
 let bare: string;
@@ -49,7 +52,7 @@ function mergedOnGithub(number: number, taskId: string, actor: string): any {
 }
 
 /** Starts a task from issue `number`, waits for its pull request, and approves it in the inbox; returns the task and its PR number. */
-async function approvedTask(number: number, beforeApproval: (pr: number, id: string) => void = () => undefined): Promise<{ id: string; pr: number; commit: string }> {
+async function approvedTask(number: number, beforeApproval: (pr: number, id: string) => void | Promise<void> = () => undefined): Promise<{ id: string; pr: number; commit: string }> {
   const res = await deliverTo(base, labeled(number));
   assert.equal(res.status, 202, JSON.stringify(res.body));
   const id = res.body.task_id as string;
@@ -58,9 +61,33 @@ async function approvedTask(number: number, beforeApproval: (pr: number, id: str
   assert.ok(item.detail.pull_request, JSON.stringify((await api.trace(id)).filter((e) => e.type === 'health')));
   const pr = item.detail.pull_request.number as number;
   const commit = (await api.task(id)).commit as string;
-  beforeApproval(pr, id);
+  await beforeApproval(pr, id);
   await api.decide(id, item, { action: 'approve' });
   return { id, pr, commit };
+}
+
+/** What the task page shows of the task's pull request and its merge, read in a real browser as the local admin. */
+async function taskPageFacts(id: string): Promise<{ state: string; href: string | null; rel: string | null; text: string; merge: string | null }> {
+  browser ??= await launchBrowser();
+  // A bearer token on every request instead of a session: PUBLIC_URL is not this loopback address.
+  const context = await browser.newContext({ extraHTTPHeaders: { authorization: `Bearer ${env.stack.auth.adminToken}` } });
+  try {
+    const page = await context.newPage();
+    await page.goto(`${base}/tasks/${encodeURIComponent(id)}`);
+    await page.getByTestId('task-page').waitFor();
+    const link = page.getByTestId('pull-request');
+    await link.waitFor({ timeout: 5_000 });
+    const merge = page.getByTestId('awaiting-merge');
+    return {
+      state: (await page.getByTestId('task-state').textContent()) ?? '',
+      href: await link.getAttribute('href'),
+      rel: await link.getAttribute('rel'),
+      text: (await link.textContent()) ?? '',
+      merge: (await merge.count()) > 0 ? await merge.textContent() : null,
+    };
+  } finally {
+    await context.close();
+  }
 }
 
 function agentLabels(issue: number): string[] {
@@ -74,6 +101,7 @@ before(async () => {
 });
 
 after(async () => {
+  await browser?.close();
   if (base) await api.cancelOpen(opened);
   await env?.stop();
 });
@@ -110,7 +138,15 @@ describe('an approved pull request, with merging on', () => {
   });
 
   it('is never merged once its head moved past the approved commit: a health alert says so, and cancel still ends the task', async () => {
-    const { id, pr, commit } = await approvedTask(ISSUES.stale, (_n, taskId) => {
+    const { id, pr, commit } = await approvedTask(ISSUES.stale, async (n, taskId) => {
+      // The task page links the pull request while it waits for review.
+      const open = await taskPageFacts(taskId);
+      const url = (await api.task(taskId)).pull_request.url as string;
+      assert.match(url, new RegExp(`^https?://.*/${REPO}/pull/${n}$`));
+      assert.equal(open.href, url);
+      assert.match(open.rel ?? '', /\bnoopener\b/);
+      assert.match(open.text, new RegExp(`#${n}\\b`));
+      assert.equal(open.merge, null, 'no merge wait before the approval');
       // Someone pushes to the agent's branch between the review and the approval.
       const tree = git(bare, 'rev-parse', `agent/${taskId}^{tree}`);
       const moved = git(bare, 'commit-tree', tree, '-p', `agent/${taskId}`, '-m', 'pushed by someone else');
@@ -121,6 +157,11 @@ describe('an approved pull request, with merging on', () => {
     const view = await api.task(id);
     assert.equal(view.state, 'awaiting_merge');
     assert.equal(view.merge.attempts, 1, 'a moved head is not retried');
+    // The page says it waits for the merge, and still links the pull request.
+    const waiting = await taskPageFacts(id);
+    assert.equal(waiting.state, 'awaiting_merge');
+    assert.equal(waiting.href, view.pull_request.url);
+    assert.match(waiting.merge ?? '', /approved by .+; merging \(squash\)/);
     assert.deepEqual(github.state.merges(REPO).filter((m) => m.number === pr), [], 'nothing merged');
     assert.equal(github.state.pull(REPO, pr)!.state, 'open');
     assert.ok(github.state.requests.some((r) => r.method === 'PUT' && r.path.endsWith(`/pulls/${pr}/merge`) && (r.body as any).sha === commit), 'the merge named the approved commit');

@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { Browser, Page } from 'playwright-core';
+import { ApiTokenStore } from '../api/auth/tokens';
 import { ACTIONS_BY_KIND } from '../domain/rules';
 import type { Stack } from '../workers/stack';
 import type { DevServer } from '../workers/temporal-server';
@@ -169,6 +170,45 @@ describe('web inbox', () => {
     await ready(ids['risky_action']!);
     assert.match((await card(ids['risky_action']!).getByTestId('key-detail').textContent()) ?? '', /echo deploy production/);
     assert.match((await card(ids['risky_action']!).getByTestId('card-why').textContent()) ?? '', /\^echo deploy/);
+  });
+
+  it('offers a viewer no decision and no submit form, each control saying why, and sends nothing', async () => {
+    const { token } = new ApiTokenStore(path.join(root, 'data')).create({ name: 'watcher', role: 'viewer', teams: ['default'] });
+    const seen = await call(base, 'GET', '/v1/inbox', undefined, { authorization: `Bearer ${token}` });
+    assert.equal(seen.status, 200, JSON.stringify(seen.body));
+    assert.ok(Object.values(ids).every((id) => JSON.stringify(seen.body).includes(id)), `the viewer sees every item: ${JSON.stringify(seen.body).slice(0, 2000)}`);
+    const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, extraHTTPHeaders: { authorization: `Bearer ${token}` } });
+    try {
+      const viewer = await context.newPage();
+      await viewer.goto(`${base}/`);
+      for (const id of Object.values(ids)) await viewer.locator(`[data-testid="card"][data-task="${id}"]`).waitFor();
+      const controls = await viewer.locator('[data-testid="card"] [data-action]').evaluateAll((els) =>
+        els.map((e) => ({ action: e.getAttribute('data-action'), disabled: e.hasAttribute('disabled'), title: e.getAttribute('title') })),
+      );
+      const expected = Object.keys(ids).reduce((n, kind) => n + ACTIONS_BY_KIND[kind as keyof typeof ACTIONS_BY_KIND].length, 0);
+      assert.equal(controls.length, expected, JSON.stringify(controls));
+      for (const c of controls) {
+        assert.equal(c.disabled, true, `${c.action} is disabled for a viewer`);
+        assert.match(c.title ?? '', /needs the (approver|submitter) role.*\(you are viewer\)/, `${c.action} says why`);
+      }
+      // A shortcut past the disabled button says why, and sends nothing.
+      await viewer.goto(`${base}/?kind=risky_action`);
+      const risky = viewer.locator(`[data-testid="card"][data-task="${ids['risky_action']}"]`);
+      await risky.and(viewer.locator('[data-ready="true"]')).waitFor({ timeout: 20_000 });
+      await viewer.keyboard.press('a');
+      assert.match((await risky.getByTestId('result').textContent()) ?? '', /needs the approver role \(you are viewer\)/);
+      await viewer.goto(`${base}/tasks/${encodeURIComponent(ids['risky_action']!)}`);
+      await viewer.getByTestId('task-page').waitFor();
+      assert.equal(await viewer.locator('[data-action="cancel"]').last().isDisabled(), true, 'a viewer who did not request the task may not cancel it');
+      await viewer.goto(`${base}/submit`);
+      assert.match((await viewer.getByTestId('submit-refused').textContent()) ?? '', /submitting a task needs the submitter role \(you are viewer\)/);
+      assert.equal(await viewer.getByTestId('submit-form').locator('button[type="submit"]').isDisabled(), true);
+    } finally {
+      await context.close();
+    }
+    for (const [kind, id] of Object.entries(ids)) {
+      assert.ok((await api.task(id)).items.some((i: any) => i.kind === kind && i.status === 'pending'), `${kind} still pending`);
+    }
   });
 
   it('highlights the removed assertion in the diff', async () => {

@@ -27,3 +27,8 @@ export function str(detail: Record<string, unknown> | undefined, key: string): s
   const v = detail?.[key];
   return typeof v === 'string' && v.length > 0 ? v : typeof v === 'number' ? String(v) : null;
 }
+
+/** `v` when it is an http(s) URL, else null: a link never gets a `javascript:` or `data:` address from the wire. */
+export function httpUrl(v: unknown): string | null {
+  return typeof v === 'string' && /^https?:\/\//i.test(v) ? v : null;
+}

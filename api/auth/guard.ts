@@ -4,7 +4,8 @@
  */
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import type { NextFunction, Request, Response } from 'express';
-import { canSee, DEFAULT_TEAM, decisionRefusal, grantOverCeiling, roleAtLeast, teamSettings, type AccessConfig, type Identity, type Role } from '../../domain/access';
+import { actionRefusal, DECIDE_ROLE } from '../../domain/roles';
+import { canSee, DEFAULT_TEAM, decisionRefusal, grantCeilingOf, grantOverCeiling, roleAtLeast, teamSettings, type AccessConfig, type Identity, type Role } from '../../domain/access';
 import type { DecisionBody } from '../../domain/task';
 import { TASK_WORKFLOW_TYPE, taskQuery } from '../../workflows/messages';
 import { SA_REQUESTER, SA_TEAM } from '../../workflows/search-attributes';
@@ -74,14 +75,14 @@ export function mayCancel() {
   return function checkCancel(_req: Request, res: Response, next: NextFunction): void {
     const identity = identityOf(res);
     const facts = taskFactsOf(res);
-    const ok = roleAtLeast(identity.role, 'approver') || (facts.requester !== null && facts.requester === identity.subject);
-    next(ok ? undefined : new ForbiddenError(`cancelling needs the approver role or being the task's requester (you are ${identity.role})`));
+    const refusal = actionRefusal(identity.role, 'cancel', facts.requester !== null && facts.requester === identity.subject);
+    next(refusal === null ? undefined : new ForbiddenError(refusal));
   };
 }
 
 /**
  * Middleware applying the decision rules to the item `:item_id` names, read from the task itself: the role,
- * the team's separation of duties, and its grant ceiling. An item the task does not have is left to the
+ * the team's separation of duties, and its grant ceiling (always one: see {@link grantCeilingOf}). An item the task does not have is left to the
  * workflow's validator (a 404 naming it).
  */
 export function mayDecide(deps: { client: Client; access: AccessConfig }, body: Validator<DecisionBody>) {
@@ -91,7 +92,7 @@ export function mayDecide(deps: { client: Client; access: AccessConfig }, body: 
       const facts = taskFactsOf(res);
       const d = valid(req, body);
       const settings = teamSettings(deps.access, facts.team);
-      if (!roleAtLeast(identity.role, 'approver')) throw new ForbiddenError(`deciding an item needs the approver role (you are ${identity.role})`);
+      if (!roleAtLeast(identity.role, DECIDE_ROLE)) throw new ForbiddenError(`deciding an item needs the ${DECIDE_ROLE} role (you are ${identity.role})`);
       const view = await deps.client.workflow.getHandle(pathParam(req, 'id')).query(taskQuery);
       const item = view.items.find((i) => i.item_id === pathParam(req, 'item_id'));
       if (item !== undefined) {
@@ -99,7 +100,7 @@ export function mayDecide(deps: { client: Client; access: AccessConfig }, body: 
         const refusal = decisionRefusal(identity, { team: facts.team, requester: view.spec.requester }, item.kind, d.action, settings);
         if (refusal !== null) throw new ForbiddenError(refusal);
         if (d.action === 'grant_budget' && d.budget) {
-          const over = grantOverCeiling(view.budget, d.budget, settings.grant_ceiling);
+          const over = grantOverCeiling(view.budget, d.budget, grantCeilingOf(deps.access, facts.team));
           if (over.length > 0) {
             throw new ForbiddenError(`the grant would lift the budget above the team's ceiling: ${over.map((o) => `${o.field} to ${o.after} (ceiling ${o.ceiling})`).join(', ')}`, {
               details: over.map((o) => ({ path: `budget.${o.field}`, message: `would reach ${o.after}; the team's ceiling is ${o.ceiling}` })),

@@ -4,7 +4,8 @@
  */
 import type { WorkflowHandle } from '@temporalio/client';
 import type { Response, Router } from 'express';
-import { AccessConfig, principalOf, roleAtLeast, teamSettings } from '../../domain/access';
+import { AccessConfig, grantCeilingOf, principalOf, roleAtLeast } from '../../domain/access';
+import { DECIDE_ROLE, MESSAGE_ROLE } from '../../domain/roles';
 import { CancelBody, DecisionBody, MessageBody, type ActedBy } from '../../domain/task';
 import { cancelUpdate, decideUpdate, messageUpdate, taskQuery } from '../../workflows/messages';
 import { identityOf } from '../auth/context';
@@ -41,12 +42,12 @@ export function decisionRoutes(deps: AppDeps): Router {
   const decisionRules = mayDecide({ client, access: teams }, decision);
 
 
-  router.post('/v1/tasks/:id/inbox/:item_id', requireRole('approver'), body, decision, access, decisionRules, async function decide(req, res) {
+  router.post('/v1/tasks/:id/inbox/:item_id', requireRole(DECIDE_ROLE), body, decision, access, decisionRules, async function decide(req, res) {
     const d = valid(req, decision);
     const handle = client.workflow.getHandle(pathParam(req, 'id'));
     const itemId = pathParam(req, 'item_id');
     try {
-      const ceiling = d.action === 'grant_budget' ? teamSettings(teams, taskFactsOf(res).team).grant_ceiling : undefined;
+      const ceiling = d.action === 'grant_budget' ? grantCeilingOf(teams, taskFactsOf(res).team) : undefined;
       const args = { ...withoutActor(d), item_id: itemId, ...actedBy(res), ...(ceiling === undefined ? {} : { ceiling }) };
       res.json(await endedAs409(handle, () => handle.executeUpdate(decideUpdate, { args: [args] })));
     } catch (err) {
@@ -59,11 +60,11 @@ export function decisionRoutes(deps: AppDeps): Router {
     }
   });
 
-  router.post('/v1/tasks/:id/messages', requireRole('submitter'), body, message, access, async function sendMessage(req, res) {
+  router.post('/v1/tasks/:id/messages', requireRole(MESSAGE_ROLE), body, message, access, async function sendMessage(req, res) {
     const m = valid(req, message);
     const handle = client.workflow.getHandle(pathParam(req, 'id'));
     // A message retries a pending health alert: that is a decision, and needs an approver.
-    const args = { ...withoutActor(m), ...actedBy(res), may_settle: roleAtLeast(identityOf(res).role, 'approver') };
+    const args = { ...withoutActor(m), ...actedBy(res), may_settle: roleAtLeast(identityOf(res).role, DECIDE_ROLE) };
     res.json(await endedAs409(handle, () => handle.executeUpdate(messageUpdate, { args: [args] })));
   });
 

@@ -5,6 +5,7 @@ import type { Response, Router } from 'express';
 import { githubRepoSettings, principalOf, visibleTeams } from '../../domain/access';
 import { githubRepoOf } from '../../domain/github-repos';
 import { TaskSpec, type TraceEntry } from '../../domain/task';
+import { SUBMIT_ROLE } from '../../domain/roles';
 import { traceQuery } from '../../workflows/messages';
 import { MEMO_REQUEST_HASH, SA_LABELS, SA_PRIORITY, SA_REPO, SA_REQUESTER, SA_STATE, SA_TEAM } from '../../workflows/search-attributes';
 import { ForbiddenError, identityOf } from '../auth/context';
@@ -90,7 +91,7 @@ export function taskRoutes(deps: AppDeps): Router {
   const intake = intakePolicy(deps, spec);
   const access = taskAccess(deps);
 
-  router.post('/v1/tasks', requireRole('submitter'), headers, jsonBody(deps.maxBodyBytes), spec, intake, async function createTask(req, res) {
+  router.post('/v1/tasks', requireRole(SUBMIT_ROLE), headers, jsonBody(deps.maxBodyBytes), spec, intake, async function createTask(req, res) {
     const identity = identityOf(res);
     // The requester is who called, whatever the body says; the team is one of theirs (any, for an admin).
     const team = intakeTeam(identity, valid(req, spec).team);

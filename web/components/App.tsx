@@ -2,6 +2,7 @@
 import { useEffect, useState } from 'preact/hooks';
 import { api, ApiError, setCsrfToken } from '../api';
 import { navigate, usePath } from '../router';
+import { MeContext } from '../role';
 import type { Me } from '../types';
 import { InboxPage } from './InboxPage';
 import { SignIn } from './SignIn';
@@ -75,7 +76,9 @@ export function App() {
           </form>
         ) : null}
       </nav>
-      {task ? <TaskPage taskId={decodeURIComponent(task[1]!)} /> : path === '/submit' ? <SubmitForm /> : <InboxPage />}
+      <MeContext.Provider value={me}>
+        {task ? <TaskPage taskId={decodeURIComponent(task[1]!)} /> : path === '/submit' ? <SubmitForm /> : <InboxPage />}
+      </MeContext.Provider>
     </div>
   );
 }

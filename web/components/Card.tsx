@@ -116,7 +116,7 @@ export function Card(props: { entry: InboxEntry; selected: boolean; command?: Ke
         </div>
       ) : null}
       {detail ? <KeyDetail taskId={e.task_id} kind={e.kind} detail={detail} /> : <div class="key muted">{e.goal ?? ''}</div>}
-      <DecisionBar taskId={e.task_id} itemId={e.item_id} kind={e.kind} detail={detail} command={props.command} onDone={props.onDecided} {...(props.onDeciding ? { onStart: props.onDeciding } : {})} />
+      <DecisionBar taskId={e.task_id} itemId={e.item_id} kind={e.kind} requester={e.requester} detail={detail} command={props.command} onDone={props.onDecided} {...(props.onDeciding ? { onStart: props.onDeciding } : {})} />
       {hasDiff ? (
         <button type="button" class="link" data-testid="show-diff" onClick={() => setShowDiff(!showDiff)}>
           {showDiff ? 'hide diff' : 'show diff'}

@@ -1,10 +1,12 @@
 /**
  * The buttons of one item, exactly the actions its kind accepts: one-click approve, a comment for reject and
- * request changes, an answer box, a budget grant form; then the result (or who settled a stale item).
+ * request changes, an answer box, a budget grant form; then the result (or who settled a stale item). A control
+ * the caller's role may not use is disabled, its title saying why.
  */
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { api, ApiError } from '../api';
 import { ACTION_LABEL, ACTIONS } from '../kinds';
+import { useActionRefusal } from '../role';
 import type { Action, ItemKind } from '../types';
 
 /** A keyboard request for this card's bar (`seq` changes each time a key is pressed). */
@@ -19,9 +21,11 @@ type Outcome = { ok: true; text: string } | { ok: false; text: string };
 
 const NEEDS_COMMENT: readonly Action[] = ['reject', 'request_changes', 'cancel'];
 
-/** The decision controls of an item; `onDone` runs after a decision is accepted. */
-export function DecisionBar(props: { taskId: string; itemId: string; kind: ItemKind; detail?: Record<string, unknown>; command?: KeyCommand; onDone: () => void; onStart?: () => void; cancelOnly?: boolean }) {
+/** The decision controls of an item of a task `requester` asked for; `onDone` runs after a decision is accepted. */
+export function DecisionBar(props: { taskId: string; itemId: string; kind: ItemKind; requester: string | null; detail?: Record<string, unknown>; command?: KeyCommand; onDone: () => void; onStart?: () => void; cancelOnly?: boolean }) {
   const actions: readonly Action[] = props.cancelOnly ? ['cancel'] : ACTIONS[props.kind];
+  const refusalOf = useActionRefusal();
+  const refused = (a: Action): string | null => refusalOf(a, props.requester);
   const [open, setOpen] = useState<Action | null>(null);
   const [text, setText] = useState('');
   const [busy, setBusy] = useState(false);
@@ -63,7 +67,10 @@ export function DecisionBar(props: { taskId: string; itemId: string; kind: ItemK
   };
 
   const press = (action: Action): void => {
-    if (action === 'approve') void send('approve');
+    // A keyboard shortcut reaches here past a disabled button: say why instead of sending what would be refused.
+    const refusal = refused(action);
+    if (refusal !== null) setOutcome({ ok: false, text: refusal });
+    else if (action === 'approve') void send('approve');
     else if (NEEDS_COMMENT.includes(action)) {
       setOpen(action);
       setTimeout(() => commentRef.current?.focus(), 0);
@@ -90,17 +97,18 @@ export function DecisionBar(props: { taskId: string; itemId: string; kind: ItemK
           class="inline"
           onSubmit={(e) => {
             e.preventDefault();
-            if (text.trim()) void send(freeText);
+            if (text.trim() && refused(freeText) === null) void send(freeText);
           }}
         >
           <textarea
             rows={1}
             data-testid={`${freeText}-box`}
+            disabled={refused(freeText) !== null}
             placeholder={freeText === 'answer' ? 'Your answer' : 'Message for the retry'}
             value={text}
             onInput={(e) => setText((e.target as HTMLTextAreaElement).value)}
           />
-          <button type="submit" disabled={busy} data-action={freeText} class="primary">
+          <button type="submit" disabled={busy || refused(freeText) !== null} title={refused(freeText) ?? undefined} data-action={freeText} class="primary">
             {ACTION_LABEL[freeText]}
           </button>
         </form>
@@ -110,7 +118,7 @@ export function DecisionBar(props: { taskId: string; itemId: string; kind: ItemK
           class="inline"
           onSubmit={(e) => {
             e.preventDefault();
-            void send('grant_budget');
+            if (refused('grant_budget') === null) void send('grant_budget');
           }}
         >
           <select value={grantField} onChange={(e) => setGrantField((e.target as HTMLSelectElement).value)} aria-label="budget field">
@@ -120,7 +128,7 @@ export function DecisionBar(props: { taskId: string; itemId: string; kind: ItemK
             <option value="max_wall_clock_minutes">+ minutes</option>
           </select>
           <input type="number" min="0" step="any" value={grantValue} onInput={(e) => setGrantValue((e.target as HTMLInputElement).value)} data-testid="grant-amount" aria-label="amount" />
-          <button type="submit" disabled={busy} data-action="grant_budget" class="primary">
+          <button type="submit" disabled={busy || refused('grant_budget') !== null} title={refused('grant_budget') ?? undefined} data-action="grant_budget" class="primary">
             {ACTION_LABEL.grant_budget}
           </button>
         </form>
@@ -129,7 +137,7 @@ export function DecisionBar(props: { taskId: string; itemId: string; kind: ItemK
         {actions
           .filter((a) => a !== freeText && a !== 'grant_budget')
           .map((a) => (
-            <button type="button" key={a} disabled={busy} data-action={a} class={a === 'approve' ? 'primary' : a === 'reject' || a === 'cancel' ? 'danger' : ''} onClick={() => press(a)}>
+            <button type="button" key={a} disabled={busy || refused(a) !== null} title={refused(a) ?? undefined} data-action={a} class={a === 'approve' ? 'primary' : a === 'reject' || a === 'cancel' ? 'danger' : ''} onClick={() => press(a)}>
               {ACTION_LABEL[a]}
             </button>
           ))}

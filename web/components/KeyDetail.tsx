@@ -1,6 +1,6 @@
 /** The one thing a card must show for its kind: the command, the question, the diff stat, the budget, the failing output. */
 import type { ItemKind } from '../types';
-import { lastLines, str, usd } from '../format';
+import { httpUrl, lastLines, str, usd } from '../format';
 import { LogView } from './LogView';
 
 type Detail = Record<string, unknown>;
@@ -8,8 +8,9 @@ type Detail = Record<string, unknown>;
 /** The review's pull request, when it has one at an http(s) address (never a `javascript:` link). */
 function pullRequestLink(d: Detail): { number: number; url: string; draft: boolean } | null {
   const pr = d['pull_request'] as { number?: unknown; url?: unknown; draft?: unknown } | undefined;
-  if (!pr || typeof pr.number !== 'number' || typeof pr.url !== 'string' || !/^https?:\/\//i.test(pr.url)) return null;
-  return { number: pr.number, url: pr.url, draft: pr.draft === true };
+  const url = httpUrl(pr?.url);
+  if (!pr || typeof pr.number !== 'number' || url === null) return null;
+  return { number: pr.number, url, draft: pr.draft === true };
 }
 
 /** Kind-specific detail of an item, short enough for a card. */

@@ -1,20 +1,47 @@
 /**
  * A task: its trace as a timeline (who, when, what), usage against budget, sandbox and isolation, branch,
- * a link to its workflow in the Temporal UI, its open items and a cancel button.
+ * its pull request and the wait for its merge, a link to its workflow in the Temporal UI, its open items and a
+ * cancel button.
  */
 import { useEffect, useState } from 'preact/hooks';
 import { api } from '../api';
-import { usd } from '../format';
+import { httpUrl, usd } from '../format';
 import { navigate } from '../router';
 import type { TaskView, TraceEntry } from '../types';
 import { DecisionBar } from './DecisionBar';
 
 /** The Temporal UI link the server put in the page (`<meta name="temporal-ui">`), or null. */
 function temporalLink(taskId: string): string | null {
-  const base = document.querySelector<HTMLMetaElement>('meta[name="temporal-ui"]')?.content ?? '';
+  const base = httpUrl(document.querySelector<HTMLMetaElement>('meta[name="temporal-ui"]')?.content);
   const ns = document.querySelector<HTMLMetaElement>('meta[name="temporal-namespace"]')?.content || 'default';
-  if (!/^https?:\/\//.test(base)) return null;
+  if (base === null) return null;
   return `${base.replace(/\/+$/, '')}/namespaces/${encodeURIComponent(ns)}/workflows/${encodeURIComponent(taskId)}`;
+}
+
+/** The pull request's state in a few words: draft, merged, closed (by whom), or open. */
+function pullRequestState(pr: NonNullable<TaskView['pull_request']>): string {
+  if (pr.merged_at !== null) return 'merged';
+  if (pr.closed) return pr.closed_by ? `closed by ${pr.closed_by}` : 'closed';
+  return pr.draft ? 'draft' : 'open';
+}
+
+/** The task's pull request as a link (only to an http(s) address), with its state. */
+function PullRequestFact(props: { pr: NonNullable<TaskView['pull_request']> }) {
+  const url = httpUrl(props.pr.url);
+  const label = `#${props.pr.number}`;
+  return (
+    <span>
+      pull request{' '}
+      {url ? (
+        <a href={url} target="_blank" rel="noopener noreferrer" data-testid="pull-request">
+          {label}
+        </a>
+      ) : (
+        <span data-testid="pull-request">{label}</span>
+      )}{' '}
+      ({pullRequestState(props.pr)})
+    </span>
+  );
 }
 
 /** One usage bar. */
@@ -77,18 +104,11 @@ export function TaskPage(props: { taskId: string }) {
             {view.commit ? <code> @ {view.commit.slice(0, 10)}</code> : null}
           </span>
         ) : null}
+        {view.pull_request ? <PullRequestFact pr={view.pull_request} /> : null}
         {view.state === 'awaiting_merge' && view.merge ? (
           <span data-testid="awaiting-merge">
-            approved by {view.merge.approved_by};{' '}
-            {view.merge.method ? `merging (${view.merge.method}) once GitHub allows it` : 'waiting for the merge on GitHub'}
-            {view.pull_request ? (
-              <>
-                {': '}
-                <a href={view.pull_request.url} target="_blank" rel="noopener noreferrer">
-                  #{view.pull_request.number}
-                </a>
-              </>
-            ) : null}
+            approved by {view.merge.approved_by}; {view.merge.method ? `merging (${view.merge.method}) once GitHub allows it` : 'waiting for the merge on GitHub'}
+            {view.merge.attempts > 0 ? ` (${view.merge.attempts} attempt${view.merge.attempts === 1 ? '' : 's'} so far)` : ''}
           </span>
         ) : null}
         {link ? (
@@ -105,11 +125,11 @@ export function TaskPage(props: { taskId: string }) {
       {pending.map((i) => (
         <section class="card" key={i.item_id}>
           <strong>{i.title}</strong>
-          <DecisionBar taskId={view.task_id} itemId={i.item_id} kind={i.kind} detail={i.detail} onDone={load} />
+          <DecisionBar taskId={view.task_id} itemId={i.item_id} kind={i.kind} requester={view.spec.requester} detail={i.detail} onDone={load} />
         </section>
       ))}
       {!ended ? (
-        <DecisionBar taskId={view.task_id} itemId="" kind="health_alert" detail={{}} onDone={load} cancelOnly />
+        <DecisionBar taskId={view.task_id} itemId="" kind="health_alert" requester={view.spec.requester} detail={{}} onDone={load} cancelOnly />
       ) : (
         <p class="result">{view.result}</p>
       )}

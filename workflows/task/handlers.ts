@@ -3,7 +3,7 @@
  */
 import { ApplicationFailure, setHandler } from '@temporalio/workflow';
 import { ACTIONS_BY_KIND, isTerminal, preview } from '../../domain/rules';
-import { grantOverCeiling, type Principal } from '../../domain/access';
+import { BUILTIN_GRANT_CEILING, grantOverCeiling, type Principal } from '../../domain/access';
 import type { Decision, InboxItem, Resolution } from '../../domain/task';
 import { cancelUpdate, decideUpdate, messageUpdate, taskQuery, traceQuery, type DecisionAck, type TaskMessage } from '../messages';
 import { settle } from './inbox';
@@ -110,7 +110,9 @@ function validateDecision(t: TaskRun, d: Decision): void {
     throw ApplicationFailure.create({ type: 'InvalidDecision', message: 'grant_budget needs a budget', nonRetryable: true });
   }
   // The API checked the ceiling against the budget it read; checked again here, two grants cannot pass it together.
-  const over = d.action === 'grant_budget' && d.budget ? grantOverCeiling(t.s.budget, d.budget, d.ceiling) : [];
+  // A decision without one (an older API, a direct client) is held to the built-in ceiling. Validators do not
+  // run on replay, so this changes no recorded history.
+  const over = d.action === 'grant_budget' && d.budget ? grantOverCeiling(t.s.budget, d.budget, d.ceiling ?? BUILTIN_GRANT_CEILING) : [];
   if (over.length > 0) {
     throw ApplicationFailure.create({
       type: 'OverCeiling',
