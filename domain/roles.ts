@@ -25,9 +25,12 @@ export const MESSAGE_ROLE: RoleName = 'submitter';
 /** The role that may cancel any task it sees; a task's requester may always cancel their own. */
 export const CANCEL_ANY_ROLE: RoleName = 'approver';
 
-/** Why a caller of `role` may not take `action` (on a task they did or did not request), or null when they may. */
-export function actionRefusal(role: RoleName, action: Action, isRequester: boolean): string | null {
+/**
+ * Why a caller of `role` may not take `action` (on a task they did or did not request), or null when they may.
+ * A message on an inbox item (`onItem`: a health alert's retry) decides it, and needs what deciding needs.
+ */
+export function actionRefusal(role: RoleName, action: Action, isRequester: boolean, onItem = false): string | null {
   if (action === 'cancel') return isRequester || roleAtLeast(role, CANCEL_ANY_ROLE) ? null : `cancelling needs the ${CANCEL_ANY_ROLE} role or being the task's requester (you are ${role})`;
-  if (action === 'message') return roleAtLeast(role, MESSAGE_ROLE) ? null : `messaging a task needs the ${MESSAGE_ROLE} role (you are ${role})`;
+  if (action === 'message' && !onItem) return roleAtLeast(role, MESSAGE_ROLE) ? null : `messaging a task needs the ${MESSAGE_ROLE} role (you are ${role})`;
   return roleAtLeast(role, DECIDE_ROLE) ? null : `deciding an item needs the ${DECIDE_ROLE} role (you are ${role})`;
 }

@@ -206,6 +206,20 @@ describe('web inbox', () => {
     } finally {
       await context.close();
     }
+    // A submitter may message a task, but a message on a health alert retries it: a decision, an approver's.
+    const submitter = new ApiTokenStore(path.join(root, 'data')).create({ name: 'sender', role: 'submitter', teams: ['default'] });
+    const asSubmitter = await browser.newContext({ viewport: { width: 1280, height: 800 }, extraHTTPHeaders: { authorization: `Bearer ${submitter.token}` } });
+    try {
+      const p = await asSubmitter.newPage();
+      await p.goto(`${base}/?kind=health_alert`);
+      const alert = p.locator(`[data-testid="card"][data-task="${ids['health_alert']}"]`);
+      await alert.waitFor();
+      const retry = alert.locator('[data-action="message"]');
+      assert.equal(await retry.isDisabled(), true, 'a submitter may not retry a health alert');
+      assert.match((await retry.getAttribute('title')) ?? '', /needs the approver role \(you are submitter\)/);
+    } finally {
+      await asSubmitter.close();
+    }
     for (const [kind, id] of Object.entries(ids)) {
       assert.ok((await api.task(id)).items.some((i: any) => i.kind === kind && i.status === 'pending'), `${kind} still pending`);
     }

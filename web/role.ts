@@ -16,11 +16,11 @@ function roleOf(me: Me | null): RoleName | null {
   return (ROLES as readonly string[]).includes(me.role) ? (me.role as RoleName) : 'viewer';
 }
 
-/** Why the caller may not take `action` on a task requested by `requester`, or null when they may. */
-export function useActionRefusal(): (action: Action, requester: string | null | undefined) => string | null {
+/** Why the caller may not take `action` on a task requested by `requester` (on one of its items: `onItem`), or null when they may. */
+export function useActionRefusal(): (action: Action, requester: string | null | undefined, onItem?: boolean) => string | null {
   const me = useContext(MeContext);
   const role = roleOf(me);
-  return (action, requester) => (role === null ? null : actionRefusal(role, action, requester != null && requester === me!.subject));
+  return (action, requester, onItem) => (role === null ? null : actionRefusal(role, action, requester != null && requester === me!.subject, onItem));
 }
 
 /** Why the caller may not submit a task, or null when they may. */

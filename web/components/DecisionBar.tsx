@@ -25,7 +25,8 @@ const NEEDS_COMMENT: readonly Action[] = ['reject', 'request_changes', 'cancel']
 export function DecisionBar(props: { taskId: string; itemId: string; kind: ItemKind; requester: string | null; detail?: Record<string, unknown>; command?: KeyCommand; onDone: () => void; onStart?: () => void; cancelOnly?: boolean }) {
   const actions: readonly Action[] = props.cancelOnly ? ['cancel'] : ACTIONS[props.kind];
   const refusalOf = useActionRefusal();
-  const refused = (a: Action): string | null => refusalOf(a, props.requester);
+  // Every action here but a bare cancel acts on the item: a message retries a health alert, a decision.
+  const refused = (a: Action): string | null => refusalOf(a, props.requester, !props.cancelOnly);
   const [open, setOpen] = useState<Action | null>(null);
   const [text, setText] = useState('');
   const [busy, setBusy] = useState(false);
