@@ -12,7 +12,7 @@ import { CHECKS_ACTOR, checksRequest, DEFAULT_MAX_CI_ROUNDS, type CommitChecks, 
 import { preview } from '../../domain/rules';
 import type { InboxItem } from '../../domain/task';
 import { raise, settle } from './inbox';
-import { describeFailure, io } from './proxies';
+import { describeFailure, forgeActs } from './proxies';
 import type { TaskRun } from './state';
 import { publishVisibility, trace } from './visibility';
 
@@ -84,7 +84,7 @@ export async function takeFailedChecks(t: TaskRun, item: InboxItem, e: TaskCheck
   if (!patched(CI_FEEDBACK_PATCH)) return;
   let checks: CommitChecks;
   try {
-    checks = await io.readCommitChecks({ repo: pr.repo, commit: e.head_sha });
+    checks = await forgeActs.readCommitChecks({ repo: pr.repo, commit: e.head_sha });
   } catch (err) {
     if (!(err instanceof ActivityFailure)) throw err;
     trace(t, 'health', `could not read the checks of ${e.head_sha} on #${pr.number}: ${describeFailure(err)}`, { head_sha: e.head_sha });

@@ -9,7 +9,7 @@ import { ActivityFailure, condition, patched } from '@temporalio/workflow';
 import { MERGE_MAX_ATTEMPTS, mergeRetryDelayMs, msBetween, type MergeMethod } from '../../domain/merge';
 import type { InboxItem, Resolution } from '../../domain/task';
 import { raise } from './inbox';
-import { describeFailure, io } from './proxies';
+import { describeFailure, forgeActs } from './proxies';
 import { mergeLatencyMs } from './pull-request';
 import type { End, MergeWait, TaskPullRequest, TaskRun } from './state';
 import { setState, trace } from './visibility';
@@ -52,7 +52,7 @@ async function mergeApproved(t: TaskRun, pr: TaskPullRequest, m: MergeWait, meth
     m.attempts += 1;
     let attempt;
     try {
-      attempt = await io.mergePullRequest({ repo: pr.repo, number: pr.number, sha: m.sha, method, base: t.input.spec.base_branch });
+      attempt = await forgeActs.mergePullRequest({ repo: pr.repo, number: pr.number, sha: m.sha, method, base: t.input.spec.base_branch });
     } catch (err) {
       if (!(err instanceof ActivityFailure)) throw err;
       return alert(t, pr, m, `could not merge it: ${describeFailure(err)}`);
