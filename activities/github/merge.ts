@@ -6,7 +6,7 @@ import type { Octokit } from '@octokit/rest';
 import { isPermanentMergeRefusal, type ForgeMerges, type MergeAttempt } from '../../domain/merge';
 import type { Logger } from '../../workers/log';
 import { splitRepo } from './client';
-import { forgeFailure, statusOf } from './pulls';
+import { call, forgeFailure, guarded, statusOf } from './pulls';
 
 /** Longest part of GitHub's refusal a merge attempt repeats. */
 const REASON_CHARS = 300;
@@ -16,20 +16,10 @@ export function githubMerges(octokitFor: (repo: string) => Promise<Octokit>, opt
   return {
     async merge(input): Promise<MergeAttempt> {
       const full = input.repo;
-      let owner: string;
-      let repo: string;
-      try {
-        [owner, repo] = splitRepo(full);
-      } catch (err) {
-        throw forgeFailure('reach', full, err);
-      }
+      const [owner, repo] = guarded('reach', full, () => splitRepo(full));
       const at = { owner, repo, pull_number: input.number };
-      const octokit = await octokitFor(full).catch((err: unknown) => {
-        throw forgeFailure('find access to', full, err);
-      });
-      const { data: pr } = await octokit.rest.pulls.get(at).catch((err: unknown) => {
-        throw forgeFailure('read pull request of', full, err);
-      });
+      const octokit = await call('find access to', full, () => octokitFor(full));
+      const { data: pr } = await call('read pull request of', full, () => octokit.rest.pulls.get(at));
       if (pr.merged) return { outcome: 'merged', merge_sha: pr.merge_commit_sha, ...(pr.merged_at ? { merged_at: pr.merged_at } : {}), ...(pr.merged_by ? { by: `github:${pr.merged_by.login}` } : {}) };
       if (pr.state === 'closed') return { outcome: 'closed' };
       // Anyone who may edit the pull request may retarget it: the approval was for the task's base, nothing else.
