@@ -1,8 +1,12 @@
 /**
- * Bringing a working copy back to the checkpoint a step or tool call must start from.
+ * Bringing a working copy back to the checkpoint a step or tool call must start from, and keeping every
+ * checkpoint where another worker can restore it (the artifact store, shared between workers).
  */
+import type { ArtifactStore } from './artifacts/store';
+import { ArtifactNotFoundError } from './artifacts/store';
 import { activityFailure } from './failures';
-import { isWorkingCopy, restoreTree, snapshotTree } from './git/workspace';
+import { bundleChain, hasObject, recordCheckpoint, unbundleChain } from './git/checkpoint-chain';
+import { headCommit, isWorkingCopy, restoreTree, snapshotTree } from './git/workspace';
 import { assertTreeWithinBounds, treeOverBounds } from './tree-bounds';
 import type { SandboxDriver, SandboxHandle } from './sandbox/driver';
 
@@ -46,4 +50,50 @@ export async function checkpointAfter(driver: SandboxDriver, handle: SandboxHand
 
 function frozen<T>(driver: SandboxDriver, handle: SandboxHandle, work: () => Promise<T>): Promise<T> {
   return driver.whileFrozen ? driver.whileFrozen(handle, work) : work();
+}
+
+/** The artifact holding a task's checkpoint chain as a git bundle (see `git/checkpoint-chain.ts`). */
+export const CHECKPOINT_BUNDLE = 'checkpoints.bundle';
+
+/**
+ * Keep `tree` where any worker can restore it: recorded on the working copy's checkpoint chain, and the chain
+ * bundled into the artifact store. Nothing is written when the chain's tip already holds that tree.
+ */
+export async function saveCheckpoint(
+  artifacts: ArtifactStore,
+  taskId: string,
+  dir: string,
+  tree: string,
+  opts: { signal?: AbortSignal; /** Write the bundle even when the chain did not change (a release must leave one behind). */ always?: boolean } = {},
+): Promise<boolean> {
+  const root = await headCommit(dir);
+  const recorded = await recordCheckpoint(dir, tree, root);
+  if (!recorded && !opts.always) return false;
+  const bundle = await bundleChain(dir, root, { signal: opts.signal });
+  if (bundle !== null) await artifacts.put(taskId, CHECKPOINT_BUNDLE, bundle);
+  return recorded;
+}
+
+/**
+ * Bring a fresh clone of the task's base commit to `tree`: the base's own tree is there already, any other
+ * comes from the task's bundle in the artifact store. A tree found nowhere fails as `CheckpointLost`.
+ */
+export async function restoreCheckpoint(artifacts: ArtifactStore, taskId: string, dir: string, tree: string, signal?: AbortSignal): Promise<void> {
+  await haveCheckpoint(artifacts, taskId, dir, tree, signal);
+  await restoreTree(dir, tree, { signal });
+}
+
+/** Make sure the working copy's repository holds the tree `tree`, from the task's bundle when it does not; the files are left alone. */
+export async function haveCheckpoint(artifacts: ArtifactStore, taskId: string, dir: string, tree: string, signal?: AbortSignal): Promise<void> {
+  if (!(await hasObject(dir, tree, 'tree'))) {
+    let bundle: Buffer;
+    try {
+      bundle = await artifacts.readByName(taskId, CHECKPOINT_BUNDLE);
+    } catch (err) {
+      if (err instanceof ArtifactNotFoundError) throw activityFailure('CheckpointLost', `task ${taskId} has no checkpoint bundle in the artifact store, so checkpoint ${tree} cannot be restored here`, { cause: err });
+      throw err;
+    }
+    await unbundleChain(dir, bundle, { signal });
+    if (!(await hasObject(dir, tree, 'tree'))) throw activityFailure('CheckpointLost', `checkpoint ${tree} of task ${taskId} is not in its checkpoint bundle`);
+  }
 }

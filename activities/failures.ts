@@ -17,6 +17,8 @@ export const FAILURE_TYPES = [
   'InvalidInput',
   // The task's working copy is gone (data directory wiped, task moved to another host); re-running cannot find it.
   'SandboxLost',
+  // The checkpoint a task must go on from is neither in this worker's clone nor in the shared store's bundle (the store was wiped, or is not shared).
+  'CheckpointLost',
   // A git command failed for a reason that may pass (network, a lock file); retried.
   'GitFailed',
   // A sandbox went past a bound the worker enforces (a copy-back cap, a file type it refuses, a tree too large to checkpoint); running it again meets the same bound.
@@ -41,6 +43,7 @@ const NON_RETRYABLE: Readonly<Record<FailureType, boolean>> = {
   PushRejected: true,
   InvalidInput: true,
   SandboxLost: true,
+  CheckpointLost: true,
   GitFailed: false,
   SandboxLimit: true,
   WebhookRefused: true,

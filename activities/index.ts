@@ -13,7 +13,8 @@ import { preview } from '../domain/rules';
 import { TRACE_ARCHIVE } from '../domain/trace-archive';
 import { createLogger, type Logger } from '../workers/log';
 import { ArtifactStore, InvalidArtifactNameError, isSafeName } from './artifacts/store';
-import { checkpointAfter, ensureAtCheckpoint } from './checkpoint';
+import { checkpointAfter, ensureAtCheckpoint, restoreCheckpoint, saveCheckpoint } from './checkpoint';
+import { detachHead, fetchBranch, hasObject } from './git/checkpoint-chain';
 import { writeTaskRecord } from './records/task-record';
 import { runOnce } from './run-once';
 import { activityScope, whileBeating } from './scope';
@@ -53,7 +54,7 @@ import { provisionSetup, saveSetup, SetupScriptError, type SetupCacheOptions } f
 import { InvalidSandboxIdError, SandboxPathError } from './sandbox/process';
 import { SandboxTornDownError } from './sandbox/gvisor';
 import { UnsafeFileError } from './sandbox/safe-fs';
-import type { Activities } from './types';
+import type { Activities, WorkerPlacement } from './types';
 
 /** What the activities need from the worker. */
 export interface ActivityDeps {
@@ -79,6 +80,11 @@ export interface ActivityDeps {
   setupCache?: SetupCacheOptions | null;
   /** The teams' webhooks and their secrets (default: none, so nothing is delivered). */
   notify?: NotifyDeps;
+  /**
+   * This worker's own queue and its limits, handed to the workflow at provisioning so the task's sandbox work comes
+   * back here (see `workflows/task/sandbox.ts`); absent: the workflow keeps all work on the shared queue.
+   */
+  placement?: WorkerPlacement;
   /** The forge's pull-request, issue, merge and checks sides (see `github/pulls.ts`, `github/issues.ts`, `github/merge.ts`, `github/checks.ts`); default: none, so the forge activities refuse. */
   forge?: (ForgePullRequests & ForgeIssues & ForgeMerges & ForgeChecks) | null;
 }
@@ -157,18 +163,32 @@ export function createActivities(deps: ActivityDeps): Activities {
       const key = keyOf(input.task_id);
       const dir = workspaceOf(key);
       const fresh = !(await isWorkingCopy(dir));
+      const restore = input.restore;
       if (!fresh) {
         log.info('working copy re-attached', { task_id: key });
       } else {
         await clone(input.repo, input.base_branch, dir, remote());
         log.info('working copy cloned', { task_id: key, base_branch: input.base_branch });
+        if (restore) {
+          // The base branch may have moved on since the task started: the copy stands on the task's own base commit.
+          if (!(await hasObject(dir, restore.base_commit, 'commit'))) {
+            throw activityFailure('CheckpointLost', `base commit ${restore.base_commit} is no longer on ${input.base_branch} of the task's repository`);
+          }
+          await detachHead(dir, restore.base_commit);
+        }
+      }
+      if (restore) {
+        // A copy found again may be behind (another worker went on with the task meanwhile): the store's bundle and the remote's branch are not.
+        if (restore.branch !== null) await fetchBranch(dir, input.repo, restore.branch, remote());
+        await restoreCheckpoint(deps.artifacts, key, dir, restore.checkpoint, activityScope().signal);
+        log.info('working copy restored from checkpoint', { task_id: key, checkpoint: restore.checkpoint });
       }
       await deps.sandbox.attachWorkdir?.(key, dir);
       const base_commit = await headCommit(dir);
       // Policy, AGENTS.md and the setup script come from the base commit: nothing a step writes can change them.
       const repo_policy = parseRepoPolicy(await readTextAt(dir, base_commit, POLICY_FILE));
       const has_agents_md = (await readTextAt(dir, base_commit, 'AGENTS.md')) !== null;
-      const checkpoint = await snapshotTree(dir);
+      const checkpoint = restore ? restore.checkpoint : await snapshotTree(dir);
       const setup = await provisionSetup({ repo: input.repo, baseBranch: input.base_branch, dir, baseCommit: base_commit, fresh, requested: input.setup, repoPolicy: repo_policy, ceiling, cache: setupCache });
       if (setup?.cache?.hit) log.info('setup cache restored', { task_id: key, key: setup.cache.key, files: setup.cache.files, bytes: setup.cache.bytes });
       if (setup?.cache?.refused) log.error('a cached setup was refused and removed: someone may have tampered with the cache', { task_id: key, key: setup.cache.key, refused: setup.cache.refused });
@@ -182,7 +202,22 @@ export function createActivities(deps: ActivityDeps): Activities {
         egressAllowlist: [...new Set([...setupAllow, ...plannerAllow])],
         activeDeadlineSeconds: Number.isFinite(deadline) ? Math.max(60, Math.ceil((deadline - Date.now()) / 1000)) : undefined,
       });
-      return { sandbox, base_commit, checkpoint, repo_policy, has_agents_md, egress_ceiling: ceiling, setup };
+      return { sandbox, base_commit, checkpoint, repo_policy, has_agents_md, egress_ceiling: ceiling, setup, ...(deps.placement ? { worker: deps.placement } : {}) };
+    },
+
+    async releaseSandbox(input) {
+      const key = keyOf(input.task_id);
+      const dir = await workingCopy(key, input.sandbox);
+      const scope = activityScope();
+      await whileBeating(scope.heartbeat, async () => {
+        // Nothing left running may change the copy after this; what the task goes on from is its checkpoint, kept where any worker finds it.
+        await deps.sandbox.killAll(input.sandbox);
+        await saveCheckpoint(deps.artifacts, key, dir, input.checkpoint, { signal: scope.signal, always: true });
+        await deps.sandbox.teardown(input.sandbox);
+        // The copy's disk went with the sandbox; whichever worker goes on clones again and restores the checkpoint.
+        await removeWorkingCopy(dir);
+      });
+      log.info('sandbox released', { task_id: key, checkpoint: input.checkpoint });
     },
 
     async saveSetupCache(input) {
@@ -233,6 +268,7 @@ export function createActivities(deps: ActivityDeps): Activities {
         const ref = await deps.artifacts.put(key, `step-${input.round}-${input.index}.log`, text);
         const after = await checkpointAfter(deps.sandbox, input.sandbox, dir, scope.signal);
         const paths = after === input.checkpoint ? [] : await changedPaths(dir, input.checkpoint, after, { signal: scope.signal });
+        if (after !== input.checkpoint) await saveCheckpoint(deps.artifacts, key, dir, after, { signal: scope.signal });
         return { output: ref, checkpoint: after, changed_paths: paths };
       });
       log.info('step finished', {

@@ -29,6 +29,29 @@ export interface ProvisionResult {
   egress_ceiling?: string[];
   /** The setup phase to run, or null when there is none; absent from workers before setup existed. */
   setup?: ProvisionedSetup | null;
+  /** The worker holding the sandbox, whose own queue takes the task's sandbox work; absent from workers without one (all work on the shared queue). */
+  worker?: WorkerPlacement;
+}
+
+/** A worker that holds sandboxes: where its sandbox work goes, when it counts as gone, and when a parked sandbox is given back. */
+export interface WorkerPlacement {
+  /** The worker's name (WORKER_ID), shown in traces. */
+  id: string;
+  /** The task queue only this worker polls. */
+  queue: string;
+  /** Seconds sandbox work may wait on that queue before the worker counts as gone and the task re-provisions elsewhere. */
+  lost_after_seconds: number;
+  /** Minutes a task may wait on a human before its sandbox is released (0: never). */
+  release_after_minutes: number;
+}
+
+/** Where a re-provisioned sandbox starts from: the task's base commit, its pushed branch and its last checkpoint. */
+export interface ProvisionRestore {
+  base_commit: string;
+  /** Tree id to restore (from this worker's clone, else from the task's checkpoint bundle in the artifact store). */
+  checkpoint: string;
+  /** The task's pushed branch, fetched so the next publish builds on it; null before the first push. */
+  branch: string | null;
 }
 
 /** A task's setup phase as provisioning found it. */
@@ -133,7 +156,14 @@ export interface Activities extends AgentActivities, NotifyActivities, PullReque
     deadline_at?: string;
     /** The task's setup commands and setup allowlist (without them, the repository's `.agent/setup.sh`). */
     setup?: { commands: string[]; egress_allowlist?: string[] };
+    /** Set when the task had a sandbox before (released, or lost with its worker): what to bring back. */
+    restore?: ProvisionRestore;
   }): Promise<ProvisionResult>;
+  /**
+   * Give a parked task's sandbox back: nothing left running, its checkpoint kept in the artifact store, the
+   * sandbox and the working copy removed. Provisioning with `restore` brings both back, on any worker.
+   */
+  releaseSandbox(input: { task_id: string; sandbox: SandboxHandle; checkpoint: string }): Promise<void>;
   /**
    * Keep what setup left in the working copy's ignored paths under `key`, for the next task on the same
    * repository; taken while nothing in the sandbox runs. Skipped (with a reason) when too large or empty.

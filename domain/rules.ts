@@ -7,7 +7,7 @@
  */
 import { intersectEgress } from './egress';
 import { readCommandLine, type OPAQUE_REASONS } from './shell-commands';
-import type { Budget, Policy, RepoPolicy, TaskState } from './task';
+import type { Budget, Policy, RepoPolicy, SandboxState, TaskState } from './task';
 
 /** States after which nothing more happens to a task. */
 export const TERMINAL_STATES: readonly TaskState[] = ['done', 'rejected', 'failed', 'cancelled', 'timed_out'];
@@ -122,4 +122,10 @@ export function preview(text: string, max = 2_000): string {
   if (text.length <= max) return text;
   const cut = text.length - max;
   return `${text.slice(0, Math.floor(max / 2))}\n… [${cut} characters elided] …\n${text.slice(text.length - Math.ceil(max / 2))}`;
+}
+
+/** The sandbox state a task shows, from whether it was provisioned and released and where it stands. */
+export function sandboxStateOf(state: TaskState, provisioned: boolean, released: boolean): SandboxState {
+  if (!provisioned || isTerminal(state)) return 'none';
+  return released ? 'released' : 'live';
 }

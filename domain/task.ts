@@ -304,6 +304,12 @@ export interface Usage {
   net_bytes_received?: number;
 }
 
+/**
+ * A task's sandbox: `none` before provisioning and after the end, `live` on its worker, `released` (checkpointed
+ * and torn down while the task waits on a human; the next step provisions it again).
+ */
+export type SandboxState = 'none' | 'live' | 'released';
+
 /** What `GET /v1/tasks/:id` shows: the workflow's own view of the task. */
 export interface TaskView {
   task_id: string;
@@ -316,6 +322,8 @@ export interface TaskView {
   policy: Policy;
   isolation: string;
   sandbox_id: string | null;
+  /** Whether the task holds a sandbox now (absent in views recorded before it was shown). */
+  sandbox?: SandboxState;
   branch: string | null;
   commit: string | null;
   round: number;

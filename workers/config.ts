@@ -19,6 +19,14 @@ import { MERGE_METHODS } from '../domain/merge';
 import { MIN_SECRET_CHARS } from '../activities/egress/token';
 import { DEFAULT_COPY_BACK_MAX_FILES } from '../activities/sandbox/k8s';
 import { EgressHostsVar } from './egress-proxy-config';
+import {
+  DEFAULT_SANDBOX_RELEASE_AFTER_MINUTES,
+  DEFAULT_WORKER_LOST_AFTER_SECONDS,
+  MAX_SANDBOX_RELEASE_AFTER_MINUTES,
+  MAX_WORKER_LOST_AFTER_SECONDS,
+  MIN_WORKER_LOST_AFTER_SECONDS,
+  WORKER_ID_PATTERN,
+} from './placement';
 import { InvalidPriceTableError, loadPriceTable } from '../domain/prices';
 import { egressEntryError } from '../domain/egress';
 import { DEFAULT_REPO_ALLOW, isWithin, type RepoRules } from '../domain/repo-policy';
@@ -137,6 +145,14 @@ export const Config = z.object({
     .pipe(z.array(z.enum(['api', 'worker'])).min(1)),
   /** Workflows a worker keeps in memory; parked tasks beyond it replay from history when touched. */
   WORKER_MAX_CACHED_WORKFLOWS: z.coerce.number().int().positive().default(250),
+  /** This worker's name and own task queue (`<TEMPORAL_TASK_QUEUE>@<WORKER_ID>`); default: the host name and a hash of DATA_DIR, stable across restarts. */
+  WORKER_ID: z.string().regex(WORKER_ID_PATTERN, 'letters, digits, dot, dash and underscore, at most 100').optional(),
+  /** Seconds a task's sandbox work may wait for its worker before the worker counts as gone and the task re-provisions elsewhere. */
+  WORKER_LOST_AFTER_SECONDS: z.coerce.number().int().min(MIN_WORKER_LOST_AFTER_SECONDS).max(MAX_WORKER_LOST_AFTER_SECONDS).default(DEFAULT_WORKER_LOST_AFTER_SECONDS),
+  /** Minutes a task waits on a human before its sandbox is released (checkpointed and torn down); 0 never releases. */
+  SANDBOX_RELEASE_AFTER_MINUTES: z.coerce.number().min(0).max(MAX_SANDBOX_RELEASE_AFTER_MINUTES).default(DEFAULT_SANDBOX_RELEASE_AFTER_MINUTES),
+  /** Where artifacts and checkpoints live; several workers share one (default: DATA_DIR/artifacts, this machine only). */
+  ARTIFACTS_DIR: z.string().optional(),
   LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
   API_MAX_BODY_BYTES: z.coerce.number().int().positive().default(512 * 1024),
   /**
@@ -281,6 +297,8 @@ export type Config = z.infer<typeof Config> & {
   githubAccess: GithubAccess | null;
   /** GITHUB_GIT_BASE checked (no trailing slash), for a worker with GitHub access: its git gets GitHub's token there. Else null. */
   githubGitBase: string | null;
+  /** Where the disk artifact store keeps its files: ARTIFACTS_DIR resolved, default `DATA_DIR/artifacts`. */
+  ARTIFACTS_DIR: string;
 };
 
 /** Parse the environment (or `env`), resolving paths against the working directory. */
@@ -333,6 +351,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     TEMPORAL_CLI_CACHE: path.resolve(cfg.TEMPORAL_CLI_CACHE),
     REPO_LOCAL_ROOTS: cfg.REPO_LOCAL_ROOTS.map((r) => path.resolve(r)),
     GIT_CREDENTIALS_FILE: credentials,
+    ARTIFACTS_DIR: path.resolve(cfg.ARTIFACTS_DIR ?? path.join(dataDir, 'artifacts')),
   };
 }
 

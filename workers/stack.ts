@@ -8,6 +8,8 @@ import path from 'node:path';
 import { Client } from '@temporalio/client';
 import { NativeConnection } from '@temporalio/worker';
 import { createActivities } from '../activities';
+import type { WorkerPlacement } from '../activities/types';
+import { workerPlacement } from './placement';
 import { githubForge } from '../activities/github/activities';
 import { githubClients } from '../activities/github/client';
 import { githubGitCredentials } from '../activities/github/git-credentials';
@@ -129,11 +131,12 @@ export async function startStack(cfg: Config, log: Logger): Promise<Stack> {
     });
     const client = new Client({ connection, namespace: cfg.TEMPORAL_NAMESPACE });
 
-    const artifacts = new ArtifactStore(path.join(cfg.DATA_DIR, 'artifacts'));
+    const artifacts = new ArtifactStore(cfg.ARTIFACTS_DIR);
     const records = new TaskRecordStore(artifacts, log);
     let sandboxInfo: SandboxInfo | null = null;
 
     let workerState: (() => string) | null = null;
+    let ownQueue: WorkerPlacement | null = null;
     let failure: Promise<Error> = new Promise<Error>(() => undefined);
     if (cfg.ROLES.includes('worker')) {
       // The worker's egress proxy: it serves each networked gVisor sandbox on a listener only that sandbox reaches.
@@ -149,7 +152,9 @@ export async function startStack(cfg: Config, log: Logger): Promise<Stack> {
       // One set of GitHub clients for the pull requests and the worker's git: installation look-ups and tokens are shared.
       const github = cfg.githubAccess === null ? null : githubClients(cfg.githubAccess, { log });
       const githubGit = github === null || cfg.githubGitBase === null ? {} : { credentials: githubGitCredentials(cfg.githubGitBase, github) };
+      const placement = workerPlacement(cfg);
       const activities = createActivities({
+        placement,
         sandbox,
         artifacts,
         dataDir: cfg.DATA_DIR,
@@ -174,13 +179,27 @@ export async function startStack(cfg: Config, log: Logger): Promise<Stack> {
         workflowBundle: await bundleWorkflows(),
         maxCachedWorkflows: cfg.WORKER_MAX_CACHED_WORKFLOWS,
       });
-      const supervised = superviseWorker(w, { stopping: () => stopRequested });
-      workerState = () => w.getState();
-      failure = supervised.failed.then((err) => {
-        log.error('worker stopped with an error', { error: err, state: w.getState() });
+      // Sandbox work of the tasks this worker provisions comes to its own queue: only it holds those sandboxes.
+      const own = await createWorker({
+        connection: nativeConnection,
+        namespace: cfg.TEMPORAL_NAMESPACE,
+        taskQueue: placement.queue,
+        activities,
+      });
+      const workers = [w, own];
+      const supervised = workers.map((x) => superviseWorker(x, { stopping: () => stopRequested }));
+      workerState = () => {
+        const states = new Set(workers.map((x) => x.getState()));
+        return states.size === 1 ? [...states][0]! : workers.map((x) => x.getState()).join('/');
+      };
+      failure = Promise.race(supervised.map((x) => x.failed)).then((err) => {
+        log.error('worker stopped with an error', { error: err, state: workerState?.() });
         return err;
       });
-      cleanups.push(() => supervised.stop());
+      cleanups.push(async () => {
+        await Promise.all(supervised.map((x) => x.stop()));
+      });
+      ownQueue = placement;
 
       const reap = (): void => {
         reapOrphanSandboxes({
@@ -218,6 +237,9 @@ export async function startStack(cfg: Config, log: Logger): Promise<Stack> {
           isolation_warning: sandboxInfo?.warning,
           worker: state ?? 'not in this process',
           task_queue: cfg.TEMPORAL_TASK_QUEUE,
+          ...(ownQueue === null
+            ? {}
+            : { worker_id: ownQueue.id, sandbox_queue: ownQueue.queue, sandbox_release_after_minutes: ownQueue.release_after_minutes }),
           egress: { ceiling: cfg.EGRESS_ALLOW, operator_hosts: Object.keys(cfg.EGRESS_HOSTS), setup_cache: cfg.SETUP_CACHE_MB > 0 },
           retention: retention.warning
             ? { namespace_days: retention.namespace_days, task_retention_days: retention.wanted_days, warning: retention.warning }

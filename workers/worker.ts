@@ -32,7 +32,8 @@ export interface WorkerDeps {
   namespace: string;
   taskQueue: string;
   activities: Activities;
-  workflowBundle: WorkflowBundleOption;
+  /** Unset, the worker runs activities only. */
+  workflowBundle?: WorkflowBundleOption;
   /** Workflows kept in memory; parked tasks beyond it replay from history when touched. */
   maxCachedWorkflows?: number;
   identity?: string;
@@ -44,7 +45,7 @@ export async function createWorker(deps: WorkerDeps): Promise<Worker> {
     connection: deps.connection,
     namespace: deps.namespace,
     taskQueue: deps.taskQueue,
-    workflowBundle: deps.workflowBundle,
+    ...(deps.workflowBundle ? { workflowBundle: deps.workflowBundle } : {}),
     activities: deps.activities,
     maxCachedWorkflows: deps.maxCachedWorkflows ?? 250,
     // Steps heartbeat; a shutdown waits this long for running steps before Temporal retries them elsewhere.

@@ -47,7 +47,8 @@ export function gitDirOf(workTree: string): string {
   return path.join(path.dirname(abs), '.git-dirs', `${path.basename(abs)}.git`);
 }
 
-async function git(dir: string, args: string[], opts: Omit<RunOptions, 'cwd'> = {}): Promise<string> {
+/** Runs git on the working copy at `dir` (its repository beside it, never a `.git` inside); returns stdout. */
+export async function git(dir: string, args: string[], opts: Omit<RunOptions, 'cwd'> = {}): Promise<string> {
   return (await run(inRepo(dir, args), { ...opts, cwd: dir })).stdout;
 }
 
@@ -55,22 +56,26 @@ function inRepo(dir: string, args: string[]): string[] {
   return ['--git-dir', gitDirOf(dir), '--work-tree', path.resolve(dir), ...args];
 }
 
-function checkBranch(branch: string): string {
+/** `branch` when it is a plain branch name git cannot read as an option; throws otherwise. */
+export function checkBranch(branch: string): string {
   if (!REF_NAME.test(branch) || branch.endsWith('.lock')) throw new InvalidGitArgumentError('branch name', branch);
   return branch;
 }
 
-function checkObject(id: string): string {
+/** `id` when it is a full object id; throws otherwise. */
+export function checkObject(id: string): string {
   if (!OBJECT_ID.test(id)) throw new InvalidGitArgumentError('object id', id);
   return id;
 }
 
 const NETWORK = /could not resolve host|could not resolve hostname|connection (timed out|refused|reset)|operation timed out|failed to connect|early eof|rpc failed|the remote end hung up unexpectedly|temporary failure/i;
-const UNAVAILABLE =
+/** What a remote says when the repository or branch is not there or not ours to read. */
+export const UNAVAILABLE =
   /repository not found|does not appear to be a git repository|does not exist|not found in upstream|could not find remote branch|authentication failed|could not read username|could not read password|permission denied|access denied|returned error: 40[134]/i;
 const REJECTED = /\[rejected\]|\[remote rejected\]|non-fast-forward|fetch first|protected branch/i;
 
-function classify(err: unknown, pattern: RegExp, reason: GitFailureReason): never {
+/** Rethrows `err` with `reason` when its stderr matches `pattern` (and is no network failure), else as it is. */
+export function classify(err: unknown, pattern: RegExp, reason: GitFailureReason): never {
   if (err instanceof GitError && !NETWORK.test(err.stderr) && pattern.test(err.stderr)) {
     throw new GitError(err.args, err.exitCode, err.stderr, reason, { cause: err });
   }

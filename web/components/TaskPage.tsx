@@ -96,7 +96,7 @@ export function TaskPage(props: { taskId: string }) {
         <span>requested by {view.spec.requester}</span>
         {view.spec.team ? <span>team {view.spec.team}</span> : null}
         <span>
-          sandbox {view.sandbox_id ?? '—'} ({view.isolation})
+          sandbox {view.sandbox_id ?? '—'} ({view.isolation}){view.sandbox === 'released' ? ', released while waiting' : ''}
         </span>
         {view.branch ? (
           <span>

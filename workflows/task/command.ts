@@ -9,7 +9,8 @@ import { askToAllow, blockedNote, grantableFrom, grantFor, noteEgress, type Egre
 import { withIdleGuard } from './guards';
 import { raise, waitFor } from './inbox';
 import { ensureStepBudget } from './limits';
-import { describeFailure, stepActs } from './proxies';
+import { describeFailure } from './proxies';
+import { onSandbox } from './sandbox';
 import type { TaskRun } from './state';
 import { setState, trace } from './visibility';
 
@@ -104,7 +105,6 @@ export async function runUntilSuccess(t: TaskRun, c: GatedCommand): Promise<RunS
 /** Runs one command; the idle guard cancels it when no step has succeeded for `max_idle_minutes`. */
 async function runStepWithIdleGuard(t: TaskRun, c: GatedCommand): Promise<{ kind: 'done'; result: RunStepResult } | { kind: 'idle' } | { kind: 'error'; message: string }> {
   const s = t.s;
-  const acts = stepActs(c.timeout_seconds);
   const env: Record<string, string> = { AGENT_TASK_ID: t.input.task_id, AGENT_ROUND: String(s.round) };
   if (s.feedback) env.AGENT_FEEDBACK = s.feedback;
   if (s.last_message) env.AGENT_MESSAGE = s.last_message;
@@ -112,9 +112,10 @@ async function runStepWithIdleGuard(t: TaskRun, c: GatedCommand): Promise<{ kind
 
   try {
     return await withIdleGuard(t, () =>
-      acts.runStep({
+      onSandbox(t, { step_timeout_seconds: c.timeout_seconds }, (acts, sandbox) =>
+        acts.runStep({
         task_id: t.input.task_id,
-        sandbox: s.provision!.sandbox,
+        sandbox,
         index: c.index,
         round: c.round,
         command: c.command,
@@ -123,6 +124,7 @@ async function runStepWithIdleGuard(t: TaskRun, c: GatedCommand): Promise<{ kind
         env,
         egress,
       }),
+      ),
     );
   } catch (err) {
     if (err instanceof ActivityFailure && !isCancellation(err)) return { kind: 'error', message: describeFailure(err) };

@@ -8,7 +8,7 @@ import { commandMatchingPatternOnly, commandNeedingApproval, preview, protectedP
 import { OPAQUE_REASONS } from '../../domain/shell-commands';
 import type { Resolution } from '../../domain/task';
 import { raise, waitFor } from './inbox';
-import { io } from './proxies';
+import { onSandbox } from './sandbox';
 import type { TaskRun } from './state';
 
 /** Patch before which self-check commands took their checkpoint without the protected-path gate. */
@@ -62,7 +62,7 @@ async function gateProtectedChange(
   what: string,
   detail: Record<string, unknown>,
 ): Promise<Resolution> {
-  const d = await io.diffCheckpoints({ task_id: t.input.task_id, sandbox: t.s.provision!.sandbox, from, to, paths: touched, name: diffName });
+  const d = await onSandbox(t, 'io', (acts, sandbox) => acts.diffCheckpoints({ task_id: t.input.task_id, sandbox, from, to, paths: touched, name: diffName }));
   const item = raise(t, 'risky_action', `${what} changed protected paths: ${touched.slice(0, 3).join(', ')}`, 'awaiting_approval', {
     reason: 'change touches protected paths',
     ...detail,

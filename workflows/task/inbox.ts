@@ -1,9 +1,9 @@
 /**
  * Inbox items: raised by the main line, settled by a human's decision, awaited by the main line.
  */
-import { condition } from '@temporalio/workflow';
 import type { InboxItem, ItemKind, Resolution, TaskState } from '../../domain/task';
 import { notify } from './notify';
+import { parkedWait } from './sandbox';
 import { dueAt } from './sla';
 import type { TaskRun } from './state';
 import { setState, trace } from './visibility';
@@ -34,7 +34,7 @@ export function raise(t: TaskRun, kind: ItemKind, title: string, waiting: TaskSt
 
 /** Waits until a human settles the item; cancellation of the task interrupts the wait. */
 export async function waitFor(t: TaskRun, item: InboxItem): Promise<Resolution> {
-  await condition(() => item.status !== 'pending');
+  await parkedWait(t, () => item.status !== 'pending');
   if (!item.resolution) throw new Error(`item ${item.item_id} closed without a resolution`);
   return item.resolution;
 }

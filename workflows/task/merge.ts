@@ -10,6 +10,7 @@ import { MERGE_MAX_ATTEMPTS, mergeRetryDelayMs, msBetween, type MergeMethod } fr
 import type { InboxItem, Resolution } from '../../domain/task';
 import { raise } from './inbox';
 import { describeFailure, forgeActs } from './proxies';
+import { parkedWait } from './sandbox';
 import { mergeLatencyMs } from './pull-request';
 import type { End, MergeWait, TaskPullRequest, TaskRun } from './state';
 import { setState, trace } from './visibility';
@@ -40,7 +41,7 @@ export async function awaitMerge(t: TaskRun, item: InboxItem, approval: Resoluti
     approval.actor,
   );
   if (method !== undefined) await mergeApproved(t, pr, m, method);
-  await condition(() => pr.closed);
+  await parkedWait(t, () => pr.closed);
   return closedEnd(t, item, pr, m);
 }
 

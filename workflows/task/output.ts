@@ -13,6 +13,7 @@ import { flushMirror } from './mirror';
 import { waitFor, raise } from './inbox';
 import { notificationsStarted, notify } from './notify';
 import { describeFailure, io } from './proxies';
+import { onSandbox, teardown } from './sandbox';
 import { closePullRequest, mergedResult, mergeLatencyMs, openPullRequest, PULL_REQUEST_PATCH, waitForReview } from './pull-request';
 import { firstLine, type End, type TaskRun } from './state';
 import { flushTrace, setState, trace, view } from './visibility';
@@ -22,9 +23,9 @@ export async function publish(t: TaskRun): Promise<End | undefined> {
   const s = t.s;
   const spec = t.input.spec;
   setState(t, 'running');
-  const pub = await io.publishOutput({
+  const pub = await onSandbox(t, 'io', (acts, sandbox) => acts.publishOutput({
     task_id: t.input.task_id,
-    sandbox: s.provision!.sandbox,
+    sandbox,
     repo: spec.repo,
     base_commit: s.provision!.base_commit,
     round: s.round,
@@ -32,7 +33,7 @@ export async function publish(t: TaskRun): Promise<End | undefined> {
     // What ships is the last gated checkpoint, never the live working copy: a rejected change is not in
     // it, and neither is what a process left running wrote after its command's snapshot.
     tree: s.checkpoint!,
-  });
+  }));
   if (!pub.changed && !s.pushed) {
     return { state: 'done', result: `the ${spec.planner.kind === 'llm' ? 'agent' : 'recipe'} changed nothing; no branch was pushed` };
   }
@@ -207,8 +208,13 @@ export async function finish(t: TaskRun, end: End): Promise<TaskOutcome> {
   }
   await CancellationScope.nonCancellable(async () => {
     try {
-      await io.teardownSandbox({ task_id: t.input.task_id, sandbox: s.provision?.sandbox ?? null });
-      trace(t, 'teardown', 'sandbox torn down');
+      const outcome = await teardown(t);
+      const said = {
+        torn_down: 'sandbox torn down',
+        released: 'sandbox released earlier: nothing left to tear down',
+        gone: `worker ${s.provision?.worker?.id ?? ''} is gone, and the sandbox with it; its reaper removes what is left`,
+      };
+      trace(t, 'teardown', said[outcome]);
     } catch (err) {
       log.error('sandbox teardown failed', { task_id: t.input.task_id, error: String(err) });
       trace(t, 'health', `sandbox teardown failed: ${err instanceof ActivityFailure ? describeFailure(err) : String(err)}`);

@@ -4,22 +4,15 @@
 import { mergeBudget, mergePolicy } from '../../domain/rules';
 import { baseline } from './gates';
 import { io } from './proxies';
+import { provisionInput } from './sandbox';
 import { addMinutes, type TaskRun } from './state';
 import { setState, trace } from './visibility';
 
 /** Provisions the task's sandbox; the repo's policy and budget can only tighten the task's. */
 export async function provision(t: TaskRun): Promise<void> {
   const s = t.s;
-  const spec = t.input.spec;
   setState(t, 'provisioning');
-  const p = await io.provisionSandbox({
-    task_id: t.input.task_id,
-    repo: spec.repo,
-    base_branch: spec.base_branch,
-    egress_allowlist: s.policy.egress_allowlist,
-    deadline_at: s.deadline_at,
-    ...(spec.setup ? { setup: { commands: spec.setup.commands, ...(spec.setup.egress_allowlist ? { egress_allowlist: spec.setup.egress_allowlist } : {}) } } : {}),
-  });
+  const p = await io.provisionSandbox(provisionInput(t));
   s.provision = p;
   baseline(t, p.checkpoint);
   s.policy = mergePolicy(s.policy, p.repo_policy);
@@ -29,10 +22,11 @@ export async function provision(t: TaskRun): Promise<void> {
   }
   s.budget = budget;
   s.idle_since = new Date().toISOString();
-  trace(t, 'provisioned', `sandbox ${p.sandbox.id} ready (driver ${p.sandbox.driver}, isolation: ${p.sandbox.isolation})`, {
+  trace(t, 'provisioned', `sandbox ${p.sandbox.id} ready (driver ${p.sandbox.driver}, isolation: ${p.sandbox.isolation}${p.worker ? `, worker ${p.worker.id}` : ''})`, {
     base_commit: p.base_commit,
     repo_policy: p.repo_policy !== null,
     isolation: p.sandbox.isolation,
+    ...(p.worker ? { worker: p.worker.id } : {}),
   });
   if (p.sandbox.isolation === 'none') {
     trace(t, 'health', 'isolation: none — commands run as plain processes on the worker host');

@@ -1,14 +1,16 @@
 /**
  * The activities as the workflow calls them: timeouts and retries per kind of work.
  */
-import { ActivityFailure, ApplicationFailure, proxyActivities } from '@temporalio/workflow';
+import { ActivityFailure, ApplicationFailure, proxyActivities, type ActivityOptions } from '@temporalio/workflow';
 import type { RetryPolicy } from '@temporalio/common';
 import type { Activities } from '../../activities/types';
 
 /** Retries for work that can succeed later (a restarted worker, a busy disk). */
 export const RETRY: RetryPolicy = { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 10 };
+/** Options of sandbox, git and artifact work outside commands. */
+export const IO_OPTIONS: ActivityOptions = { startToCloseTimeout: '10 minutes', retry: RETRY };
 /** Sandbox, git and artifact work outside commands. */
-export const io = proxyActivities<Activities>({ startToCloseTimeout: '10 minutes', retry: RETRY });
+export const io = proxyActivities<Activities>(IO_OPTIONS);
 
 /** How long a worker may go silent in a forge call before Temporal hands the call to another worker. */
 const FORGE_HEARTBEAT_TIMEOUT = '10 seconds';
@@ -34,22 +36,22 @@ export const modelActs = proxyActivities<Activities>({
 export const AGENT_RUN_TIMEOUT_SECONDS = 600;
 /** The longest timeout the model may ask for a `run`. */
 export const AGENT_RUN_MAX_TIMEOUT_SECONDS = 1_800;
-/** One tool call: may run a command for up to the longest timeout, heartbeating. */
-export const toolActs = proxyActivities<Activities>({
+/** Options of one tool call: it may run a command for up to the longest timeout, heartbeating. */
+export const TOOL_OPTIONS: ActivityOptions = {
   startToCloseTimeout: `${AGENT_RUN_MAX_TIMEOUT_SECONDS + 120} seconds`,
   heartbeatTimeout: '10 seconds',
   retry: { ...RETRY, maximumAttempts: 5 },
-});
+};
 /** How long a worker may go silent inside a step before Temporal hands the step to another worker. */
 const STEP_HEARTBEAT_TIMEOUT = '10 seconds';
 
-/** The activities for one recipe step, whose timeout is the step's own. */
-export function stepActs(timeoutSeconds: number) {
-  return proxyActivities<Activities>({
+/** Options of one recipe step, whose timeout is the step's own. */
+export function stepOptions(timeoutSeconds: number): ActivityOptions {
+  return {
     startToCloseTimeout: `${timeoutSeconds + 120} seconds`,
     heartbeatTimeout: STEP_HEARTBEAT_TIMEOUT,
     retry: { ...RETRY, maximumAttempts: 5 },
-  });
+  };
 }
 
 /** The most specific message in an activity failure chain. */

@@ -6,7 +6,7 @@
  * taken; its handler never blocks: what needs the forge (a review's comments, the reviewer's permission) is
  * queued for the main line, which reads it through an activity while it waits for the review.
  */
-import { ActivityFailure, condition, patched, setHandler, ApplicationFailure } from '@temporalio/workflow';
+import { ActivityFailure, patched, setHandler, ApplicationFailure } from '@temporalio/workflow';
 import { notAllowedReply, reviewRequest, type SelfCheckReport, type TaskForgeEvent, type TaskReviewEvent } from '../../domain/forge';
 import { codeBlock, inertMarkdown, inertText } from '../../domain/markdown';
 import { msBetween } from '../../domain/merge';
@@ -17,6 +17,7 @@ import { answeredCiAlert, closeCiAlert, queueChecksFailed, takeCiAlertAnswer, ta
 import { assertOpen } from './handlers';
 import { settle } from './inbox';
 import { describeFailure, forgeActs } from './proxies';
+import { parkedWait } from './sandbox';
 import { firstLine, type End, type TaskRun } from './state';
 import { publishVisibility, trace } from './visibility';
 
@@ -224,7 +225,7 @@ export function mergeLatencyMs(t: TaskRun, item: InboxItem): number | null {
 export async function waitForReview(t: TaskRun, item: InboxItem): Promise<Resolution> {
   const s = t.s;
   for (;;) {
-    await condition(() => item.status !== 'pending' || (s.forge_queue?.length ?? 0) > 0 || answeredCiAlert(t) !== null);
+    await parkedWait(t, () => item.status !== 'pending' || (s.forge_queue?.length ?? 0) > 0 || answeredCiAlert(t) !== null);
     if (item.status !== 'pending') break;
     const answered = answeredCiAlert(t);
     if (answered !== null) {

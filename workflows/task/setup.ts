@@ -7,7 +7,7 @@
 import { preview } from '../../domain/rules';
 import { runUntilSuccess } from './command';
 import { gateCommand } from './gates';
-import { io } from './proxies';
+import { onSandbox } from './sandbox';
 import type { End, TaskRun } from './state';
 import { trace } from './visibility';
 
@@ -64,7 +64,8 @@ export async function runSetup(t: TaskRun): Promise<End | undefined> {
     st.cache = 'not_saved';
     trace(t, 'setup', `setup not cached: it ran with hosts a human allowed for this task only (${granted.join(', ')})`, { cache_key: setup.cache.key, granted });
   } else if (setup.cache) {
-    const saved = await io.saveSetupCache({ task_id: t.input.task_id, sandbox: s.provision!.sandbox, key: setup.cache.key });
+    const key = setup.cache.key;
+    const saved = await onSandbox(t, 'io', (acts, sandbox) => acts.saveSetupCache({ task_id: t.input.task_id, sandbox, key }));
     st.cache = saved.saved ? 'saved' : 'not_saved';
     trace(t, 'setup', saved.saved ? `setup cached: ${saved.files} files, ${saved.bytes} bytes` : `setup not cached: ${preview(saved.reason ?? 'unknown', 200)}`, {
       cache_key: setup.cache.key,

@@ -66,6 +66,8 @@ export interface State {
   ci?: CiState;
   /** What the source issue was last asked to show (see `mirror.ts`); absent until the first write, and for tasks not from a forge issue. */
   mirror?: MirrorState;
+  /** Set while the task's sandbox is released (it waits on a human); the next sandbox work re-provisions it. */
+  sandbox_released?: boolean;
   /** Set once the task's pull request was approved in the inbox and the task waits for it to be merged (see `merge.ts`). */
   merge?: MergeWait;
 }

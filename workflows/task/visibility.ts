@@ -3,7 +3,7 @@
  * over, the trace, and the task view.
  */
 import { upsertMemo, upsertSearchAttributes } from '@temporalio/workflow';
-import { preview } from '../../domain/rules';
+import { preview, sandboxStateOf } from '../../domain/rules';
 import type { EgressView } from '../../domain/egress';
 import type { InboxItem, InboxItemSummary, TaskState, TaskView, TraceEntry } from '../../domain/task';
 import { egressView } from './egress';
@@ -88,6 +88,7 @@ export function view(t: TaskRun): TaskView {
     policy: s.policy,
     isolation: s.provision?.sandbox.isolation ?? 'unknown',
     sandbox_id: s.provision?.sandbox.id ?? null,
+    sandbox: sandboxStateOf(s.state, s.provision !== null, s.sandbox_released === true),
     branch: s.branch,
     commit: s.commit,
     round: s.round,

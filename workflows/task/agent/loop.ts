@@ -10,7 +10,8 @@ import { preview } from '../../../domain/rules';
 import type { LlmPlanner } from '../../../domain/task';
 import { raise, waitFor } from '../inbox';
 import { ensureModelBudget } from '../limits';
-import { describeFailure, io, modelActs } from '../proxies';
+import { describeFailure, modelActs } from '../proxies';
+import { onSandbox } from '../sandbox';
 import { newAgentState, type AgentState, type End, type TaskRun } from '../state';
 import { flushTrace, publishVisibility, setState, trace } from '../visibility';
 import { selfCheck } from './check';
@@ -59,15 +60,15 @@ export async function runAgent(t: TaskRun, planner: LlmPlanner): Promise<End | '
 async function startAgent(t: TaskRun, planner: LlmPlanner, a: AgentState): Promise<void> {
   const s = t.s;
   setState(t, 'planning');
-  const ctx = await io.agentContext({
+  const ctx = await onSandbox(t, 'io', (acts, sandbox) => acts.agentContext({
     task_id: t.input.task_id,
-    sandbox: s.provision!.sandbox,
+    sandbox,
     goal: t.input.spec.goal,
     context_files: t.input.spec.context_files,
     planner,
     // The model is told the hosts it may reach: the task's allowlist within the operator's ceiling, grants included.
     policy: { ...s.policy, egress_allowlist: allowFor(t, 'planner') },
-  });
+  }));
   a.check_commands = ctx.check_commands;
   if (ctx.first_prompt_tokens !== undefined) a.first_prompt_tokens = ctx.first_prompt_tokens;
   if (ctx.price !== undefined) a.price = ctx.price;

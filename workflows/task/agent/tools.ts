@@ -12,7 +12,8 @@ import { acceptCheckpoint, gateCommand, gateProtectedWrite } from '../gates';
 import { idleLeftMs, withIdleGuard } from '../guards';
 import { raise, waitFor } from '../inbox';
 import { ensureStepBudget } from '../limits';
-import { AGENT_RUN_MAX_TIMEOUT_SECONDS, AGENT_RUN_TIMEOUT_SECONDS, describeFailure, toolActs } from '../proxies';
+import { AGENT_RUN_MAX_TIMEOUT_SECONDS, AGENT_RUN_TIMEOUT_SECONDS, describeFailure } from '../proxies';
+import { onSandbox } from '../sandbox';
 import type { AgentState, End, TaskRun } from '../state';
 import { setState, trace } from '../visibility';
 
@@ -157,14 +158,16 @@ export async function runAgentTool(
   // Only commands may reach the network, and only what the planner's allowlist and a human's grants admit.
   const egress = call.name === 'run' ? grantFor(t, 'planner', `${call.id.startsWith('check-') ? 'check' : 'run'} (turn ${a.turn})`) : null;
   if (egress !== null) Object.assign(input, { egress });
+  // A re-provisioned sandbox (released, or its worker lost) is checked against the checkpoint, not trusted.
+  const toolCall = () => onSandbox(t, 'tool', (acts, sandbox) => acts.agentToolCall({ ...input, sandbox, verify: a.tree_unsure !== false }));
   try {
     // Histories recorded before the agent had an idle guard scheduled no timer around a tool call.
     if (!patched(AGENT_IDLE_GUARD_PATCH)) {
-      const result = await toolActs.agentToolCall(input);
+      const result = await toolCall();
       a.tree_unsure = false;
       return { kind: 'done', from: input.checkpoint, result };
     }
-    const guarded = idleLeftMs(t) <= 0 ? ({ kind: 'idle' } as const) : await withIdleGuard(t, () => toolActs.agentToolCall(input));
+    const guarded = idleLeftMs(t) <= 0 ? ({ kind: 'idle' } as const) : await withIdleGuard(t, toolCall);
     if (guarded.kind === 'done') {
       a.tree_unsure = false;
       return { kind: 'done', from: input.checkpoint, result: guarded.result };
