@@ -5,7 +5,7 @@
 import type { ArtifactStore } from './artifacts/store';
 import { ArtifactNotFoundError } from './artifacts/store';
 import { activityFailure } from './failures';
-import { bundleChain, hasObject, recordCheckpoint, unbundleChain } from './git/checkpoint-chain';
+import { bundledTip, bundleChain, chainTip, hasObject, markBundled, recordCheckpoint, unbundleChain } from './git/checkpoint-chain';
 import { headCommit, isWorkingCopy, restoreTree, snapshotTree } from './git/workspace';
 import { assertTreeWithinBounds, treeOverBounds } from './tree-bounds';
 import type { SandboxDriver, SandboxHandle } from './sandbox/driver';
@@ -68,9 +68,13 @@ export async function saveCheckpoint(
 ): Promise<boolean> {
   const root = await headCommit(dir);
   const recorded = await recordCheckpoint(dir, tree, root);
-  if (!recorded && !opts.always) return false;
+  // An attempt that recorded the tree but died before the store had the bundle left the tip unbundled.
+  if (!recorded && !opts.always && (await chainTip(dir)) === (await bundledTip(dir))) return false;
   const bundle = await bundleChain(dir, root, { signal: opts.signal });
-  if (bundle !== null) await artifacts.put(taskId, CHECKPOINT_BUNDLE, bundle);
+  if (bundle !== null) {
+    await artifacts.put(taskId, CHECKPOINT_BUNDLE, bundle.bytes);
+    await markBundled(dir, bundle.tip);
+  }
   return recorded;
 }
 

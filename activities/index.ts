@@ -14,7 +14,7 @@ import { TRACE_ARCHIVE } from '../domain/trace-archive';
 import { createLogger, type Logger } from '../workers/log';
 import { ArtifactStore, InvalidArtifactNameError, isSafeName } from './artifacts/store';
 import { checkpointAfter, ensureAtCheckpoint, restoreCheckpoint, saveCheckpoint } from './checkpoint';
-import { detachHead, fetchBranch, hasObject } from './git/checkpoint-chain';
+import { CheckpointBundleError, detachHead, fetchBranch, hasObject, pinBranch } from './git/checkpoint-chain';
 import { writeTaskRecord } from './records/task-record';
 import { runOnce } from './run-once';
 import { activityScope, whileBeating } from './scope';
@@ -54,7 +54,7 @@ import { provisionSetup, saveSetup, SetupScriptError, type SetupCacheOptions } f
 import { InvalidSandboxIdError, SandboxPathError } from './sandbox/process';
 import { SandboxTornDownError } from './sandbox/gvisor';
 import { UnsafeFileError } from './sandbox/safe-fs';
-import type { Activities, WorkerPlacement } from './types';
+import type { Activities, ProvisionRestore, WorkerPlacement } from './types';
 
 /** What the activities need from the worker. */
 export interface ActivityDeps {
@@ -143,6 +143,35 @@ export function createActivities(deps: ActivityDeps): Activities {
     return dir;
   };
 
+  /** Removes the task's sandbox (the one `handle` names, else the one named for the task) and its working copy. */
+  const removeTaskSandbox = async (taskId: string, dir: string, handle?: SandboxHandle | null): Promise<void> => {
+    await deps.sandbox.teardown(handle ?? { id: taskId, driver: deps.sandbox.name, isolation: deps.sandbox.isolation, workdir: dir, hostWorkdir: dir });
+    await removeWorkingCopy(dir);
+  };
+
+  /**
+   * Brings a fresh clone to where the task was: its own base commit (the base branch may have moved on), the
+   * commit it last pushed as its branch, and the checkpoint tree from the task's bundle in the artifact store.
+   */
+  const restoreCopy = async (dir: string, repo: string, baseBranch: string, restore: ProvisionRestore, taskId: string): Promise<void> => {
+    if (restore.branch !== null) {
+      const tip = await fetchBranch(dir, repo, restore.branch, remote());
+      // Only what the task itself pushed is built on: a commit someone else added to the branch since makes the next push
+      // fail as not a fast-forward, as it would have on the worker that pushed.
+      if (restore.commit !== null && tip !== restore.commit) await pinBranch(dir, restore.branch, (await hasObject(dir, restore.commit, 'commit')) ? restore.commit : null);
+    }
+    if (!(await hasObject(dir, restore.base_commit, 'commit'))) {
+      throw activityFailure('CheckpointLost', `base commit ${restore.base_commit} is on neither ${baseBranch} nor the task's branch of its repository any more`);
+    }
+    await detachHead(dir, restore.base_commit);
+    try {
+      await restoreCheckpoint(deps.artifacts, taskId, dir, restore.checkpoint, activityScope().signal);
+    } catch (err) {
+      if (err instanceof CheckpointBundleError) throw activityFailure('CheckpointLost', err.message, { cause: err });
+      throw err;
+    }
+  };
+
   const agent = createAgentActivities({
     sandbox: deps.sandbox,
     artifacts: deps.artifacts,
@@ -162,25 +191,21 @@ export function createActivities(deps: ActivityDeps): Activities {
     async provisionSandbox(input) {
       const key = keyOf(input.task_id);
       const dir = workspaceOf(key);
-      const fresh = !(await isWorkingCopy(dir));
       const restore = input.restore;
+      if (restore) {
+        // Whatever this worker still has of the task (a sandbox left running by a worker counted as lost, a copy a
+        // failed attempt half made) is older than the checkpoint and may hold the model's processes: it goes first.
+        await removeTaskSandbox(key, dir);
+      }
+      const fresh = !(await isWorkingCopy(dir));
       if (!fresh) {
         log.info('working copy re-attached', { task_id: key });
       } else {
         await clone(input.repo, input.base_branch, dir, remote());
         log.info('working copy cloned', { task_id: key, base_branch: input.base_branch });
-        if (restore) {
-          // The base branch may have moved on since the task started: the copy stands on the task's own base commit.
-          if (!(await hasObject(dir, restore.base_commit, 'commit'))) {
-            throw activityFailure('CheckpointLost', `base commit ${restore.base_commit} is no longer on ${input.base_branch} of the task's repository`);
-          }
-          await detachHead(dir, restore.base_commit);
-        }
       }
       if (restore) {
-        // A copy found again may be behind (another worker went on with the task meanwhile): the store's bundle and the remote's branch are not.
-        if (restore.branch !== null) await fetchBranch(dir, input.repo, restore.branch, remote());
-        await restoreCheckpoint(deps.artifacts, key, dir, restore.checkpoint, activityScope().signal);
+        await restoreCopy(dir, input.repo, input.base_branch, restore, key);
         log.info('working copy restored from checkpoint', { task_id: key, checkpoint: restore.checkpoint });
       }
       await deps.sandbox.attachWorkdir?.(key, dir);
@@ -207,8 +232,14 @@ export function createActivities(deps: ActivityDeps): Activities {
 
     async releaseSandbox(input) {
       const key = keyOf(input.task_id);
-      const dir = await workingCopy(key, input.sandbox);
       const scope = activityScope();
+      if (!(await isWorkingCopy(workspaceOf(key)))) {
+        // An earlier attempt got as far as removing the copy, so it had saved the checkpoint: finish its teardown.
+        await deps.sandbox.teardown(input.sandbox);
+        log.info('sandbox released', { task_id: key, checkpoint: input.checkpoint });
+        return;
+      }
+      const dir = await workingCopy(key, input.sandbox);
       await whileBeating(scope.heartbeat, async () => {
         // Nothing left running may change the copy after this; what the task goes on from is its checkpoint, kept where any worker finds it.
         await deps.sandbox.killAll(input.sandbox);
@@ -362,16 +393,7 @@ export function createActivities(deps: ActivityDeps): Activities {
     async teardownSandbox(input) {
       // Nothing can exist for an id we would have refused to create.
       if (!isSafeName(input.task_id)) return;
-      const dir = workspaceOf(input.task_id);
-      const handle: SandboxHandle = input.sandbox ?? {
-        id: input.task_id,
-        driver: deps.sandbox.name,
-        isolation: deps.sandbox.isolation,
-        workdir: dir,
-        hostWorkdir: dir,
-      };
-      await deps.sandbox.teardown(handle);
-      await removeWorkingCopy(dir);
+      await removeTaskSandbox(input.task_id, workspaceOf(input.task_id), input.sandbox);
       log.info('sandbox and working copy removed', { task_id: input.task_id });
     },
 

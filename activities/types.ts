@@ -52,6 +52,8 @@ export interface ProvisionRestore {
   checkpoint: string;
   /** The task's pushed branch, fetched so the next publish builds on it; null before the first push. */
   branch: string | null;
+  /** The commit the task last pushed to it: the branch is built on only while its tip is that commit. */
+  commit: string | null;
 }
 
 /** A task's setup phase as provisioning found it. */

@@ -450,5 +450,6 @@ function reportUrlError(v: string): string | null {
 
 /** The repository rules of this configuration: REPO_ALLOW, REPO_LOCAL_ROOTS, and DATA_DIR always refused. */
 export function repoRulesOf(cfg: Config): RepoRules {
-  return { allow: cfg.REPO_ALLOW, localRoots: cfg.REPO_LOCAL_ROOTS, forbidden: [cfg.DATA_DIR] };
+  // The artifact directory holds other tasks' checkpoint bundles and logs: never a repository a task may name.
+  return { allow: cfg.REPO_ALLOW, localRoots: cfg.REPO_LOCAL_ROOTS, forbidden: [cfg.DATA_DIR, cfg.ARTIFACTS_DIR] };
 }

@@ -171,6 +171,14 @@ export async function startStack(cfg: Config, log: Logger): Promise<Stack> {
       });
       const nativeConnection = await NativeConnection.connect({ address });
       cleanups.push(() => nativeConnection.close());
+      // Sandbox work of the tasks this worker provisions comes to its own queue: only it holds those sandboxes. It is made
+      // first: sandbox work waiting for a restarted worker need not wait for the workflow bundle too.
+      const own = await createWorker({
+        connection: nativeConnection,
+        namespace: cfg.TEMPORAL_NAMESPACE,
+        taskQueue: placement.queue,
+        activities,
+      });
       const w = await createWorker({
         connection: nativeConnection,
         namespace: cfg.TEMPORAL_NAMESPACE,
@@ -178,13 +186,6 @@ export async function startStack(cfg: Config, log: Logger): Promise<Stack> {
         activities,
         workflowBundle: await bundleWorkflows(),
         maxCachedWorkflows: cfg.WORKER_MAX_CACHED_WORKFLOWS,
-      });
-      // Sandbox work of the tasks this worker provisions comes to its own queue: only it holds those sandboxes.
-      const own = await createWorker({
-        connection: nativeConnection,
-        namespace: cfg.TEMPORAL_NAMESPACE,
-        taskQueue: placement.queue,
-        activities,
       });
       const workers = [w, own];
       const supervised = workers.map((x) => superviseWorker(x, { stopping: () => stopRequested }));

@@ -110,7 +110,8 @@ export function superviseWorker(worker: Worker, opts: { stopping?: () => boolean
     async stop() {
       stopped = true;
       clearInterval(timer);
-      if (hasFailed) return;
+      // A failed run loop may never settle: the SDK does not release a worker that failed.
+      if (hasFailed || worker.getState() === 'FAILED') return;
       if (worker.getState() === 'RUNNING') worker.shutdown();
       await done;
     },

@@ -14,6 +14,8 @@ import { checkBranch, checkObject, classify, git, gitDirOf, remoteBranchTip, UNA
 /** The ref the chain of checkpoint commits lives on, in the working copy's repository only (never pushed). */
 const CHAIN_REF = 'refs/agent/checkpoints';
 const CHAIN_MESSAGE = 'Agent checkpoint\n';
+/** Where the chain stood when its bundle last reached the artifact store. */
+const BUNDLED_REF = 'refs/agent/checkpoints-bundled';
 
 /** The commit at the tip of the chain, or null before the first checkpoint was recorded. */
 export async function chainTip(dir: string): Promise<string | null> {
@@ -34,16 +36,27 @@ export async function recordCheckpoint(dir: string, tree: string, root: string):
   return true;
 }
 
-/** The chain packed as a bundle whose only prerequisite is `root`; null when no checkpoint was recorded. */
-export async function bundleChain(dir: string, root: string, opts: { signal?: AbortSignal } = {}): Promise<Buffer | null> {
-  if ((await chainTip(dir)) === null) return null;
+/** The chain packed as a bundle whose only prerequisite is `root`, with the tip it holds; null when no checkpoint was recorded. */
+export async function bundleChain(dir: string, root: string, opts: { signal?: AbortSignal } = {}): Promise<{ bytes: Buffer; tip: string } | null> {
+  const tip = await chainTip(dir);
+  if (tip === null) return null;
   const file = scratchFile(dir, 'bundle');
   try {
     await git(dir, ['bundle', 'create', '--quiet', file, CHAIN_REF, `^${checkObject(root)}`], { signal: opts.signal });
-    return await fs.readFile(file);
+    return { bytes: await fs.readFile(file), tip };
   } finally {
     await fs.rm(file, { force: true });
   }
+}
+
+/** The chain commit the artifact store's bundle was last known to hold, or null. */
+export async function bundledTip(dir: string): Promise<string | null> {
+  return resolveCommit(dir, BUNDLED_REF);
+}
+
+/** Note that the store's bundle holds the chain up to `tip`. */
+export async function markBundled(dir: string, tip: string): Promise<void> {
+  await git(dir, ['update-ref', BUNDLED_REF, checkObject(tip)]);
 }
 
 /** Thrown when a bundle cannot be applied to the working copy (its base commit is missing, or it is no chain of ours). */
@@ -104,6 +117,13 @@ export async function fetchBranch(dir: string, remote: string, branch: string, o
     await t.release();
   }
   return tip;
+}
+
+/** Point the local `branch` at `commit`, or remove it when null. */
+export async function pinBranch(dir: string, branch: string, commit: string | null): Promise<void> {
+  const ref = `refs/heads/${checkBranch(branch)}`;
+  if (commit === null) await git(dir, ['update-ref', '-d', ref]);
+  else await git(dir, ['update-ref', ref, checkObject(commit)]);
 }
 
 async function resolveCommit(dir: string, rev: string): Promise<string | null> {

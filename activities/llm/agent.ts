@@ -11,7 +11,7 @@ import type { Logger } from '../../workers/log';
 import type { ArtifactStore } from '../artifacts/store';
 import { checkpointAfter, ensureAtCheckpoint, saveCheckpoint } from '../checkpoint';
 import { runOnce } from '../run-once';
-import type { ActivityScope } from '../scope';
+import { whileBeating, type ActivityScope } from '../scope';
 import { blobIdAt, changedPaths, diff, headCommit, snapshotTree } from '../git/workspace';
 import type { SandboxDriver, SandboxHandle } from '../sandbox/driver';
 import { createModelClient, ModelError, type ModelClient, type ModelProvider } from './client';
@@ -332,7 +332,7 @@ export function createAgentActivities(deps: AgentDeps): AgentActivities {
       const res = input.call.name === 'run' ? (await runOnce(deps.artifacts, input.task_id, scope.identity, execute)).value : await execute();
       const after = READ_ONLY_TOOLS.has(input.call.name) ? input.checkpoint : await checkpointAfter(deps.sandbox, input.sandbox, dir, scope.signal);
       const changed = after === input.checkpoint ? [] : await changedPaths(dir, input.checkpoint, after, { signal: scope.signal });
-      if (after !== input.checkpoint) await saveCheckpoint(deps.artifacts, input.task_id, dir, after, { signal: scope.signal });
+      if (after !== input.checkpoint) await whileBeating(scope.heartbeat, () => saveCheckpoint(deps.artifacts, input.task_id, dir, after, { signal: scope.signal }));
       const out: AgentToolCallResult = { ok: res.ok, output: res.output, truncated: res.truncated, checkpoint: after, changed_paths: changed };
       if (res.exit_code !== undefined) out.exit_code = res.exit_code;
       // A process left running may rewrite a file between the tool's write and the checkpoint: only the bytes written count as approved.

@@ -6,7 +6,7 @@
  * Tasks provisioned by a worker without a queue of its own (and every history recorded before workers had one)
  * keep all work on the shared queue: nothing here schedules anything different for them.
  */
-import { ActivityFailure, condition, proxyActivities, TimeoutFailure, type ActivityOptions } from '@temporalio/workflow';
+import { ActivityFailure, condition, isCancellation, proxyActivities, TimeoutFailure, type ActivityOptions } from '@temporalio/workflow';
 import type { Activities, ProvisionResult, ProvisionRestore, WorkerPlacement } from '../../activities/types';
 import type { SandboxHandle } from '../../activities/sandbox/driver';
 import { describeFailure, IO_OPTIONS, io, stepOptions, TOOL_OPTIONS } from './proxies';
@@ -56,7 +56,9 @@ export async function onSandbox<R>(t: TaskRun, work: SandboxWork, call: (acts: A
  */
 export async function parkedWait(t: TaskRun, done: () => boolean): Promise<void> {
   const w = t.s.provision?.worker;
-  if (w === undefined || w.release_after_minutes <= 0 || t.s.sandbox_released) return condition(done);
+  // Setup half run keeps its sandbox: what the run commands installed lives only there, and a cache must not be made without it.
+  const setupRunning = t.s.provision?.setup != null && !t.s.setup?.finished;
+  if (w === undefined || w.release_after_minutes <= 0 || t.s.sandbox_released || setupRunning) return condition(done);
   if (await condition(done, w.release_after_minutes * 60_000)) return;
   await release(t, w);
   await condition(done);
@@ -82,6 +84,7 @@ async function release(t: TaskRun, w: WorkerPlacement): Promise<void> {
   try {
     await actsFor(w, 'io').releaseSandbox({ task_id: t.input.task_id, sandbox: s.provision!.sandbox, checkpoint });
   } catch (err) {
+    if (isCancellation(err)) throw err;
     if (!workerGone(err)) {
       trace(t, 'health', `sandbox not released: ${err instanceof ActivityFailure ? describeFailure(err) : String(err)}`);
       return;
@@ -100,7 +103,7 @@ async function reprovision(t: TaskRun, reason: 'released' | 'worker_lost'): Prom
   const s = t.s;
   const prev = s.provision!;
   const checkpoint = s.checkpoint ?? prev.checkpoint;
-  const input = provisionInput(t, { base_commit: prev.base_commit, checkpoint, branch: s.pushed ? s.branch : null });
+  const input = provisionInput(t, { base_commit: prev.base_commit, checkpoint, branch: s.pushed ? s.branch : null, commit: s.pushed ? s.commit : null });
   let p: ProvisionResult | null = null;
   if (reason === 'released' && prev.worker !== undefined) {
     try {
