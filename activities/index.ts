@@ -55,6 +55,7 @@ import { InvalidSandboxIdError, SandboxPathError } from './sandbox/process';
 import { SandboxTornDownError } from './sandbox/gvisor';
 import { UnsafeFileError } from './sandbox/safe-fs';
 import type { Activities, ProvisionRestore, WorkerPlacement } from './types';
+import type { SandboxHolds } from '../workers/capacity';
 
 /** What the activities need from the worker. */
 export interface ActivityDeps {
@@ -85,6 +86,8 @@ export interface ActivityDeps {
    * back here (see `workflows/task/sandbox.ts`); absent: the workflow keeps all work on the shared queue.
    */
   placement?: WorkerPlacement;
+  /** Which tasks hold a sandbox on this worker, for its admission gate (see `workers/capacity.ts`); default: not counted. */
+  holds?: SandboxHolds;
   /** The forge's pull-request, issue, merge and checks sides (see `github/pulls.ts`, `github/issues.ts`, `github/merge.ts`, `github/checks.ts`); default: none, so the forge activities refuse. */
   forge?: (ForgePullRequests & ForgeIssues & ForgeMerges & ForgeChecks) | null;
 }
@@ -230,12 +233,21 @@ export function createActivities(deps: ActivityDeps): Activities {
       return { sandbox, base_commit, checkpoint, repo_policy, has_agents_md, egress_ceiling: ceiling, setup, ...(deps.placement ? { worker: deps.placement } : {}) };
     },
 
+    async admitSandbox(input) {
+      const key = keyOf(input.task_id);
+      if (deps.placement === undefined) throw activityFailure('InvalidInput', 'this worker has no queue of its own to admit a sandbox to');
+      deps.holds?.hold(key);
+      log.info('sandbox admitted', { task_id: key, worker: deps.placement.id });
+      return deps.placement;
+    },
+
     async releaseSandbox(input) {
       const key = keyOf(input.task_id);
       const scope = activityScope();
       if (!(await isWorkingCopy(workspaceOf(key)))) {
         // An earlier attempt got as far as removing the copy, so it had saved the checkpoint: finish its teardown.
         await deps.sandbox.teardown(input.sandbox);
+        deps.holds?.drop(key);
         log.info('sandbox released', { task_id: key, checkpoint: input.checkpoint });
         return;
       }
@@ -248,6 +260,7 @@ export function createActivities(deps: ActivityDeps): Activities {
         // The copy's disk went with the sandbox; whichever worker goes on clones again and restores the checkpoint.
         await removeWorkingCopy(dir);
       });
+      deps.holds?.drop(key);
       log.info('sandbox released', { task_id: key, checkpoint: input.checkpoint });
     },
 
@@ -394,6 +407,7 @@ export function createActivities(deps: ActivityDeps): Activities {
       // Nothing can exist for an id we would have refused to create.
       if (!isSafeName(input.task_id)) return;
       await removeTaskSandbox(input.task_id, workspaceOf(input.task_id), input.sandbox);
+      deps.holds?.drop(input.task_id);
       log.info('sandbox and working copy removed', { task_id: input.task_id });
     },
 

@@ -167,6 +167,11 @@ export interface Activities extends AgentActivities, NotifyActivities, PullReque
    */
   releaseSandbox(input: { task_id: string; sandbox: SandboxHandle; checkpoint: string }): Promise<void>;
   /**
+   * Admit the task to this worker (run from the admission queue, which a worker polls only while it has room):
+   * from here until teardown or release the task counts against the worker's WORKER_MAX_SANDBOXES.
+   */
+  admitSandbox(input: { task_id: string }): Promise<WorkerPlacement>;
+  /**
    * Keep what setup left in the working copy's ignored paths under `key`, for the next task on the same
    * repository; taken while nothing in the sandbox runs. Skipped (with a reason) when too large or empty.
    */

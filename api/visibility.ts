@@ -96,6 +96,8 @@ export interface TaskRow {
   updated_at: string | null;
   /** Temporal's execution status (`RUNNING`, `COMPLETED`, `TERMINATED`, …). */
   status: string;
+  /** A queued task's place in the admission order, 1 first. */
+  queue_position?: number;
 }
 
 /** The fields of an execution a row is built from (a listing entry or a describe result). */

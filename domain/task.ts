@@ -322,6 +322,8 @@ export interface TaskView {
   policy: Policy;
   isolation: string;
   sandbox_id: string | null;
+  /** A queued task's place in the admission order, 1 first (set by the API; absent when not queued). */
+  queue_position?: number;
   /** Whether the task holds a sandbox now (absent in views recorded before it was shown). */
   sandbox?: SandboxState;
   branch: string | null;

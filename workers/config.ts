@@ -21,6 +21,7 @@ import { DEFAULT_COPY_BACK_MAX_FILES } from '../activities/sandbox/k8s';
 import { EgressHostsVar } from './egress-proxy-config';
 import {
   DEFAULT_SANDBOX_RELEASE_AFTER_MINUTES,
+  MAX_WORKER_SANDBOXES,
   DEFAULT_WORKER_LOST_AFTER_SECONDS,
   MAX_SANDBOX_RELEASE_AFTER_MINUTES,
   MAX_WORKER_LOST_AFTER_SECONDS,
@@ -151,6 +152,8 @@ export const Config = z.object({
   WORKER_LOST_AFTER_SECONDS: z.coerce.number().int().min(MIN_WORKER_LOST_AFTER_SECONDS).max(MAX_WORKER_LOST_AFTER_SECONDS).default(DEFAULT_WORKER_LOST_AFTER_SECONDS),
   /** Minutes a task waits on a human before its sandbox is released (checkpointed and torn down); 0 never releases. */
   SANDBOX_RELEASE_AFTER_MINUTES: z.coerce.number().min(0).max(MAX_SANDBOX_RELEASE_AFTER_MINUTES).default(DEFAULT_SANDBOX_RELEASE_AFTER_MINUTES),
+  /** Live sandboxes this worker holds at most; tasks beyond it wait in `queued`, by priority (0: no cap). */
+  WORKER_MAX_SANDBOXES: z.coerce.number().int().min(0).max(MAX_WORKER_SANDBOXES).default(0),
   /** Where artifacts and checkpoints live; several workers share one (default: DATA_DIR/artifacts, this machine only). */
   ARTIFACTS_DIR: z.string().optional(),
   LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error']).default('info'),

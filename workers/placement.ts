@@ -5,6 +5,7 @@
 import { createHash } from 'node:crypto';
 import os from 'node:os';
 import type { WorkerPlacement } from '../activities/types';
+import { workerQueue } from '../domain/queues';
 
 /** What a WORKER_ID may be: one queue-name segment. */
 export const WORKER_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
@@ -15,6 +16,8 @@ export const MAX_WORKER_LOST_AFTER_SECONDS = 3_600;
 /** Default minutes a task waits on a human before its sandbox is released. */
 export const DEFAULT_SANDBOX_RELEASE_AFTER_MINUTES = 10;
 export const MAX_SANDBOX_RELEASE_AFTER_MINUTES = 7 * 24 * 60;
+/** The most live sandboxes one worker may be told to hold. */
+export const MAX_WORKER_SANDBOXES = 10_000;
 const DATA_DIR_HASH_CHARS = 8;
 
 /** A worker's default name: its host, and its data directory's hash so two workers on one host differ while a restarted one keeps its name. */
@@ -34,7 +37,7 @@ export function workerPlacement(cfg: {
   const id = cfg.WORKER_ID ?? defaultWorkerId(cfg.DATA_DIR);
   return {
     id,
-    queue: `${cfg.TEMPORAL_TASK_QUEUE}@${id}`,
+    queue: workerQueue(cfg.TEMPORAL_TASK_QUEUE, id),
     lost_after_seconds: cfg.WORKER_LOST_AFTER_SECONDS,
     release_after_minutes: cfg.SANDBOX_RELEASE_AFTER_MINUTES,
   };

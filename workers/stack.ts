@@ -10,6 +10,8 @@ import { NativeConnection } from '@temporalio/worker';
 import { createActivities } from '../activities';
 import type { WorkerPlacement } from '../activities/types';
 import { workerPlacement } from './placement';
+import { SandboxCapacity } from './capacity';
+import { admissionQueue } from '../domain/queues';
 import { githubForge } from '../activities/github/activities';
 import { githubClients } from '../activities/github/client';
 import { githubGitCredentials } from '../activities/github/git-credentials';
@@ -137,6 +139,7 @@ export async function startStack(cfg: Config, log: Logger): Promise<Stack> {
 
     let workerState: (() => string) | null = null;
     let ownQueue: WorkerPlacement | null = null;
+    let sandboxCapacity: SandboxCapacity | null = null;
     let failure: Promise<Error> = new Promise<Error>(() => undefined);
     if (cfg.ROLES.includes('worker')) {
       // The worker's egress proxy: it serves each networked gVisor sandbox on a listener only that sandbox reaches.
@@ -153,8 +156,11 @@ export async function startStack(cfg: Config, log: Logger): Promise<Stack> {
       const github = cfg.githubAccess === null ? null : githubClients(cfg.githubAccess, { log });
       const githubGit = github === null || cfg.githubGitBase === null ? {} : { credentials: githubGitCredentials(cfg.githubGitBase, github) };
       const placement = workerPlacement(cfg);
+      // Tasks whose working copies are here already (a restart) hold their sandboxes still.
+      const capacity = new SandboxCapacity(cfg.WORKER_MAX_SANDBOXES, (await listDir(path.join(cfg.DATA_DIR, 'workspaces'))).filter((n) => !n.startsWith('.')));
       const activities = createActivities({
         placement,
+        holds: capacity,
         sandbox,
         artifacts,
         dataDir: cfg.DATA_DIR,
@@ -179,6 +185,14 @@ export async function startStack(cfg: Config, log: Logger): Promise<Stack> {
         taskQueue: placement.queue,
         activities,
       });
+      // Tasks ask for a sandbox on the admission queue, which this worker polls only while it has room.
+      const admission = await createWorker({
+        connection: nativeConnection,
+        namespace: cfg.TEMPORAL_NAMESPACE,
+        taskQueue: admissionQueue(cfg.TEMPORAL_TASK_QUEUE),
+        activities,
+        ...(cfg.WORKER_MAX_SANDBOXES === 0 ? {} : { activitySlots: capacity.slotSupplier() }),
+      });
       const w = await createWorker({
         connection: nativeConnection,
         namespace: cfg.TEMPORAL_NAMESPACE,
@@ -187,7 +201,7 @@ export async function startStack(cfg: Config, log: Logger): Promise<Stack> {
         workflowBundle: await bundleWorkflows(),
         maxCachedWorkflows: cfg.WORKER_MAX_CACHED_WORKFLOWS,
       });
-      const workers = [w, own];
+      const workers = [w, own, admission];
       const supervised = workers.map((x) => superviseWorker(x, { stopping: () => stopRequested }));
       workerState = () => {
         const states = new Set(workers.map((x) => x.getState()));
@@ -201,13 +215,15 @@ export async function startStack(cfg: Config, log: Logger): Promise<Stack> {
         await Promise.all(supervised.map((x) => x.stop()));
       });
       ownQueue = placement;
+      sandboxCapacity = capacity;
 
       const reap = (): void => {
         reapOrphanSandboxes({
           client,
           // Names starting with a dot are the repositories and half clones of the working copies, not tasks.
+          // Admitted tasks are looked at too: one that ended before it provisioned here gives its place back.
           list: async () => [
-            ...new Set([...(await sandbox.list()), ...(await listDir(path.join(cfg.DATA_DIR, 'workspaces'))).filter((n) => !n.startsWith('.'))]),
+            ...new Set([...(await sandbox.list()), ...(await listDir(path.join(cfg.DATA_DIR, 'workspaces'))).filter((n) => !n.startsWith('.')), ...capacity.holding()]),
           ],
           remove: (taskId) => activities.teardownSandbox({ task_id: taskId, sandbox: null }),
           log,
@@ -241,6 +257,7 @@ export async function startStack(cfg: Config, log: Logger): Promise<Stack> {
           ...(ownQueue === null
             ? {}
             : { worker_id: ownQueue.id, sandbox_queue: ownQueue.queue, sandbox_release_after_minutes: ownQueue.release_after_minutes }),
+          ...(sandboxCapacity === null ? {} : { sandboxes: { live: sandboxCapacity.live, max: sandboxCapacity.max || null } }),
           egress: { ceiling: cfg.EGRESS_ALLOW, operator_hosts: Object.keys(cfg.EGRESS_HOSTS), setup_cache: cfg.SETUP_CACHE_MB > 0 },
           retention: retention.warning
             ? { namespace_days: retention.namespace_days, task_retention_days: retention.wanted_days, warning: retention.warning }

@@ -3,7 +3,16 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { bundleWorkflowCode, NativeConnection, Worker, type WorkflowBundle, type WorkflowBundleOption } from '@temporalio/worker';
+import {
+  bundleWorkflowCode,
+  NativeConnection,
+  Worker,
+  type ActivitySlotInfo,
+  type CustomSlotSupplier,
+  type WorkerTuner,
+  type WorkflowBundle,
+  type WorkflowBundleOption,
+} from '@temporalio/worker';
 import type { Activities } from '../activities/types';
 
 /** Path of the workflow bundle's entry point, resolved next to this file (source or compiled). */
@@ -32,6 +41,8 @@ export interface WorkerDeps {
   namespace: string;
   taskQueue: string;
   activities: Activities;
+  /** Hands out the worker's activity slots (default: the SDK's fixed number). */
+  activitySlots?: CustomSlotSupplier<ActivitySlotInfo>;
   /** Unset, the worker runs activities only. */
   workflowBundle?: WorkflowBundleOption;
   /** Workflows kept in memory; parked tasks beyond it replay from history when touched. */
@@ -46,12 +57,21 @@ export async function createWorker(deps: WorkerDeps): Promise<Worker> {
     namespace: deps.namespace,
     taskQueue: deps.taskQueue,
     ...(deps.workflowBundle ? { workflowBundle: deps.workflowBundle } : {}),
+    ...(deps.activitySlots ? { tuner: tunerWith(deps.activitySlots) } : {}),
     activities: deps.activities,
     maxCachedWorkflows: deps.maxCachedWorkflows ?? 250,
     // Steps heartbeat; a shutdown waits this long for running steps before Temporal retries them elsewhere.
     shutdownGraceTime: '5 seconds',
     ...(deps.identity ? { identity: deps.identity } : {}),
   });
+}
+
+/** Activity slots a worker may hold while its other kinds of slot keep the SDK's default number. */
+const DEFAULT_SLOTS = 100;
+
+function tunerWith(activities: CustomSlotSupplier<ActivitySlotInfo>): WorkerTuner {
+  const fixed = { type: 'fixed-size', numSlots: DEFAULT_SLOTS } as const;
+  return { workflowTaskSlotSupplier: fixed, activityTaskSlotSupplier: activities, localActivityTaskSlotSupplier: fixed, nexusTaskSlotSupplier: fixed };
 }
 
 /** The bundler is chatty at info level; keep its warnings and errors only. */

@@ -16,6 +16,7 @@ import type { AppDeps } from '../deps';
 import { ConflictError } from '../errors';
 import { intakePolicy } from '../intake';
 import { idempotentTaskId, newTaskId, requestHash } from '../idempotency';
+import { withQueuePositions } from '../queue-position';
 import { decodePageToken, encodePageToken, endedRow, fromRecord, matchesListing, readTaskView, type EndedTaskRow } from '../ended-tasks';
 import { CreateTaskHeaders, TaskListQuery } from '../schemas';
 import { valid, validate } from '../validate';
@@ -125,11 +126,12 @@ export function taskRoutes(deps: AppDeps): Router {
     }
     const clauses = listClauses(q, res);
     const executions = clauses === null ? [] : await listExecutions(client, visibilityQuery(clauses), q.limit);
-    res.json({ tasks: executions.map(taskRow) });
+    res.json({ tasks: await withQueuePositions(client, executions.map(taskRow)) });
   });
 
   router.get('/v1/tasks/:id', access, async function getTask(req, res) {
-    res.json(await readTaskView(client, deps.records, pathParam(req, 'id')));
+    const [view] = await withQueuePositions(client, [await readTaskView(client, deps.records, pathParam(req, 'id'))]);
+    res.json(view);
   });
 
   router.get('/v1/tasks/:id/trace', access, async function getTrace(req, res) {

@@ -92,6 +92,7 @@ export function TaskPage(props: { taskId: string }) {
         <span class={`state state-${view.state}`} data-testid="task-state">
           {view.state}
         </span>
+        {view.state === 'queued' && view.queue_position !== undefined ? <span data-testid="queue-position">number {view.queue_position} in the queue</span> : null}
         <span>{view.spec.repo}</span>
         <span>requested by {view.spec.requester}</span>
         {view.spec.team ? <span>team {view.spec.team}</span> : null}

@@ -4,15 +4,18 @@
 import { mergeBudget, mergePolicy } from '../../domain/rules';
 import { baseline } from './gates';
 import { io } from './proxies';
-import { provisionInput } from './sandbox';
+import { patched } from '@temporalio/workflow';
+import { ADMISSION_PATCH, provisionAdmitted, provisionInput } from './sandbox';
 import { addMinutes, type TaskRun } from './state';
 import { setState, trace } from './visibility';
 
 /** Provisions the task's sandbox; the repo's policy and budget can only tighten the task's. */
 export async function provision(t: TaskRun): Promise<void> {
   const s = t.s;
-  setState(t, 'provisioning');
-  const p = await io.provisionSandbox(provisionInput(t));
+  const input = provisionInput(t);
+  const p = patched(ADMISSION_PATCH)
+    ? await provisionAdmitted(t, input, () => setState(t, 'provisioning'))
+    : (setState(t, 'provisioning'), await io.provisionSandbox(input));
   s.provision = p;
   baseline(t, p.checkpoint);
   s.policy = mergePolicy(s.policy, p.repo_policy);

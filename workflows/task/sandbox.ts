@@ -6,7 +6,8 @@
  * Tasks provisioned by a worker without a queue of its own (and every history recorded before workers had one)
  * keep all work on the shared queue: nothing here schedules anything different for them.
  */
-import { ActivityFailure, condition, isCancellation, proxyActivities, TimeoutFailure, type ActivityOptions } from '@temporalio/workflow';
+import { ActivityFailure, condition, isCancellation, proxyActivities, TimeoutFailure, workflowInfo, type ActivityOptions } from '@temporalio/workflow';
+import { admissionQueue } from '../../domain/queues';
 import type { Activities, ProvisionResult, ProvisionRestore, WorkerPlacement } from '../../activities/types';
 import type { SandboxHandle } from '../../activities/sandbox/driver';
 import { describeFailure, IO_OPTIONS, io, stepOptions, TOOL_OPTIONS } from './proxies';
@@ -32,6 +33,28 @@ export function provisionInput(t: TaskRun, restore?: ProvisionRestore): Paramete
     ...(spec.setup ? { setup: { commands: spec.setup.commands, ...(spec.setup.egress_allowlist ? { egress_allowlist: spec.setup.egress_allowlist } : {}) } } : {}),
     ...(restore ? { restore } : {}),
   };
+}
+
+/** Admission before provisioning: tasks started before it provision wherever the shared queue sends them. */
+export const ADMISSION_PATCH = 'sandbox-admission';
+
+/**
+ * Provisions on a worker with room: the task waits (in `queued`, in priority order) on the admission queue until a
+ * worker admits it, then provisions on that worker's queue. A worker gone in between is replaced by admitting again.
+ */
+export async function provisionAdmitted(t: TaskRun, input: Parameters<Activities['provisionSandbox']>[0], onAdmitted: () => void = () => undefined): Promise<ProvisionResult> {
+  for (let lost = 0; ; lost++) {
+    const admit = proxyActivities<Activities>({ ...IO_OPTIONS, taskQueue: admissionQueue(workflowInfo().taskQueue), priority: { priorityKey: t.input.spec.priority } });
+    const w = await admit.admitSandbox({ task_id: t.input.task_id });
+    t.s.admitted = w;
+    onAdmitted();
+    try {
+      return await actsFor(w, 'io').provisionSandbox(input);
+    } catch (err) {
+      if (!workerGone(err) || lost >= MAX_LOST_WORKERS_PER_CALL) throw err;
+      trace(t, 'health', `worker ${w.id} admitted the task but stopped answering before it provisioned; asking again`, { worker: w.id });
+    }
+  }
 }
 
 /**
@@ -70,7 +93,8 @@ export async function teardown(t: TaskRun): Promise<'torn_down' | 'gone' | 'rele
   // Released: the sandbox and the working copy were removed then.
   if (t.s.sandbox_released) return 'released';
   try {
-    await actsFor(p?.worker, 'io').teardownSandbox({ task_id: t.input.task_id, sandbox: p?.sandbox ?? null });
+    // A task whose provisioning failed after admission still frees its place on the admitting worker.
+    await actsFor(p?.worker ?? t.s.admitted, 'io').teardownSandbox({ task_id: t.input.task_id, sandbox: p?.sandbox ?? null });
     return 'torn_down';
   } catch (err) {
     if (workerGone(err)) return 'gone';
@@ -96,23 +120,16 @@ async function release(t: TaskRun, w: WorkerPlacement): Promise<void> {
 }
 
 /**
- * Provisions the task's sandbox again, from its base commit, pushed branch and last checkpoint. A released one
- * goes back to its worker first (its setup cache is there); one lost with its worker goes to any worker.
+ * Provisions the task's sandbox again, from its base commit, pushed branch and last checkpoint, on whichever
+ * worker admits it.
  */
 async function reprovision(t: TaskRun, reason: 'released' | 'worker_lost'): Promise<void> {
   const s = t.s;
   const prev = s.provision!;
   const checkpoint = s.checkpoint ?? prev.checkpoint;
   const input = provisionInput(t, { base_commit: prev.base_commit, checkpoint, branch: s.pushed ? s.branch : null, commit: s.pushed ? s.commit : null });
-  let p: ProvisionResult | null = null;
-  if (reason === 'released' && prev.worker !== undefined) {
-    try {
-      p = await actsFor(prev.worker, 'io').provisionSandbox(input);
-    } catch (err) {
-      if (!workerGone(err)) throw err;
-    }
-  }
-  p ??= await io.provisionSandbox(input);
+  // Through admission, as the first time: a returning task waits for room like any other.
+  const p = s.admitted === undefined ? await io.provisionSandbox(input) : await provisionAdmitted(t, input);
   // Policy, budget and setup were settled by the first provisioning; only where the sandbox is changes.
   s.provision = { ...prev, sandbox: p.sandbox, ...(p.worker ? { worker: p.worker } : {}) };
   if (p.worker === undefined) delete s.provision.worker;

@@ -2,7 +2,7 @@
  * The task's state, carried whole across continue-as-new, and the run that holds it.
  */
 import { CancellationScope } from '@temporalio/workflow';
-import type { ProvisionResult } from '../../activities/types';
+import type { ProvisionResult, WorkerPlacement } from '../../activities/types';
 import type { ModelMessage, ToolCall } from '../../activities/llm/types';
 import type { Budget, InboxItem, Policy, TaskState, TraceEntry, Usage } from '../../domain/task';
 import type { TaskWorkflowInput } from '../messages';
@@ -68,6 +68,8 @@ export interface State {
   mirror?: MirrorState;
   /** Set while the task's sandbox is released (it waits on a human); the next sandbox work re-provisions it. */
   sandbox_released?: boolean;
+  /** The worker that admitted the task's sandbox (tasks from before admission have none). */
+  admitted?: WorkerPlacement;
   /** Set once the task's pull request was approved in the inbox and the task waits for it to be merged (see `merge.ts`). */
   merge?: MergeWait;
 }

@@ -1,0 +1,99 @@
+/**
+ * Admission by capacity: a worker with WORKER_MAX_SANDBOXES=2 never holds more than two sandboxes; tasks beyond
+ * it wait in `queued`, with their place shown, and are admitted by priority as sandboxes are given back.
+ */
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import type { Stack } from '../workers/stack';
+import type { DevServer } from '../workers/temporal-server';
+import { makeOriginRepo, tempDir } from './support/git-fixture';
+import { call, eventually } from './support/http';
+import { startTestStack, startTestTemporal } from './support/stack';
+
+const MAX_SANDBOXES = 2;
+const LOW = 5;
+const HIGH = 1;
+
+describe('a worker with room for two sandboxes', () => {
+  let temporal: DevServer;
+  let stack: Stack;
+  let base: string;
+  let origin: string;
+
+  before(async () => {
+    temporal = await startTestTemporal();
+    const root = tempDir('admission');
+    origin = makeOriginRepo(root, { 'README.md': 'fixture\n' });
+    stack = await startTestStack(temporal, path.join(root, 'data'), `admission-${process.pid}`, { WORKER_MAX_SANDBOXES: String(MAX_SANDBOXES), SANDBOX_DRIVER: 'gvisor' });
+    base = stack.url!;
+  });
+
+  after(async () => {
+    await stack?.stop();
+    await temporal?.stop();
+  });
+
+  const task = async (id: string): Promise<any> => (await call(base, 'GET', `/v1/tasks/${id}`)).body;
+  const traceOf = async (id: string): Promise<any[]> => (await call(base, 'GET', `/v1/tasks/${id}/trace`)).body.entries;
+  async function submit(priority: number, n: number): Promise<string> {
+    const res = await call(base, 'POST', '/v1/tasks', { repo: origin, goal: `Task ${n}`, priority, planner: { kind: 'recipe', steps: [{ run: `echo ${n} > n.txt` }] } });
+    assert.equal(res.status, 202, JSON.stringify(res.body));
+    return res.body.task_id;
+  }
+  const reviewOf = (t: any) => t.items.find((i: any) => i.kind === 'pr_review' && i.status === 'pending');
+
+  it('holds two at a time, shows the queue, admits priority 1 first, and finishes all six', async () => {
+    const low: string[] = [];
+    for (let i = 0; i < 5; i++) low.push(await submit(LOW, i));
+    // Two are admitted and park on their review holding their sandboxes; three wait.
+    await eventually(async () => Promise.all(low.map(task)), (ts) => ts.filter(reviewOf).length === MAX_SANDBOXES && ts.filter((t) => t.state === 'queued').length === 3, 'two parked, three queued', 90_000);
+    const high = await submit(HIGH, 5);
+    const queued = await eventually(
+      async () => Promise.all([...low, high].map(task)),
+      (ts) => ts.filter((t) => t.state === 'queued').length === 4 && ts.every((t) => t.state !== 'queued' || t.queue_position !== undefined),
+      'four queued with positions',
+    );
+    const byId = new Map(queued.map((t) => [t.task_id, t]));
+    assert.equal(byId.get(high).queue_position, 1, 'priority 1 is first in line though submitted last');
+    assert.deepEqual(
+      low.filter((id) => byId.get(id).state === 'queued').map((id) => byId.get(id).queue_position),
+      [2, 3, 4],
+      'then the others in the order they came',
+    );
+    const listed = (await call(base, 'GET', '/v1/tasks?limit=50')).body.tasks.find((r: any) => r.task_id === high);
+    assert.equal(listed.queue_position, 1, 'the list shows it too');
+    // Still only two live: the queue does not move while nobody decides.
+    assert.equal((await call(base, 'GET', '/healthz')).body.sandboxes.live, MAX_SANDBOXES);
+
+    // Each decision gives a sandbox back, and the next in line takes it.
+    const order: string[] = [];
+    const all = [...low, high];
+    for (;;) {
+      const ts = await Promise.all(all.map(task));
+      for (const t of ts) if (t.state !== 'queued' && !order.includes(t.task_id)) order.push(t.task_id);
+      const open = ts.filter((t) => !['done', 'failed', 'rejected'].includes(t.state));
+      if (open.length === 0) break;
+      const parked = ts.find(reviewOf);
+      if (parked) {
+        const res = await call(base, 'POST', `/v1/tasks/${parked.task_id}/inbox/${reviewOf(parked).item_id}`, { action: 'approve' });
+        assert.equal(res.status, 200, JSON.stringify(res.body));
+        await eventually(() => task(parked.task_id), (t) => t.state === 'done', `${parked.task_id} done`, 60_000);
+      } else {
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    }
+    for (const id of all) assert.equal((await task(id)).state, 'done');
+    assert.equal(order.indexOf(high), MAX_SANDBOXES, 'the priority-1 task was the first admitted after the two that were running');
+
+    // Never more than two at once: from provisioning to teardown, in the tasks' own traces.
+    const spans = await Promise.all(
+      all.map(async (id) => {
+        const e = await traceOf(id);
+        return [Date.parse(e.find((x) => x.type === 'state' && x.data?.to === 'provisioning').at), Date.parse(e.find((x) => x.type === 'teardown').at)] as const;
+      }),
+    );
+    const peak = Math.max(...spans.map(([from]) => spans.filter(([a, b]) => a <= from && from < b).length));
+    assert.ok(peak <= MAX_SANDBOXES, `at most ${MAX_SANDBOXES} sandboxes at once, saw ${peak}`);
+  });
+});
