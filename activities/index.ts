@@ -3,18 +3,16 @@
  * the artifact store and the data directory holding working copies.
  */
 import path from 'node:path';
-import { ApplicationFailure } from '@temporalio/common';
-import YAML from 'yaml';
 import type { PriceTable } from '../domain/prices';
 import { intersectEgress, plannerAllowlist } from '../domain/egress';
-import { RepoRefusedError } from '../domain/repo-policy';
-import { RepoPolicy } from '../domain/task';
 import { preview } from '../domain/rules';
 import { TRACE_ARCHIVE } from '../domain/trace-archive';
 import { createLogger, type Logger } from '../workers/log';
-import { ArtifactStore, InvalidArtifactNameError, isSafeName } from './artifacts/store';
+import { ArtifactStore, isSafeName } from './artifacts/store';
 import { checkpointAfter, ensureAtCheckpoint, restoreCheckpoint, saveCheckpoint } from './checkpoint';
-import { CheckpointBundleError, detachHead, fetchBranch, hasObject, pinBranch } from './git/checkpoint-chain';
+import { detachHead, fetchBranch, hasObject, pinBranch } from './git/checkpoint-chain';
+import { guardAll } from './failure-mapping';
+import { parseRepoPolicy, POLICY_FILE } from './repo-policy-file';
 import { writeTaskRecord } from './records/task-record';
 import { runOnce } from './run-once';
 import { activityScope, whileBeating } from './scope';
@@ -28,9 +26,6 @@ import type { ForgeIssues } from '../domain/forge-mirror';
 import type { ForgeMerges } from '../domain/merge';
 import type { ModelClient, ModelProvider } from './llm/client';
 import {
-  GitCredentialsError,
-  GitError,
-  InvalidGitArgumentError,
   branchTip,
   changedPaths,
   clone,
@@ -50,10 +45,7 @@ import {
 } from './git/workspace';
 import type { EgressGrant } from './egress/types';
 import type { SandboxDriver, SandboxHandle } from './sandbox/driver';
-import { provisionSetup, saveSetup, SetupScriptError, type SetupCacheOptions } from './setup-phase';
-import { InvalidSandboxIdError, SandboxPathError } from './sandbox/process';
-import { SandboxTornDownError } from './sandbox/gvisor';
-import { UnsafeFileError } from './sandbox/safe-fs';
+import { provisionSetup, saveSetup, type SetupCacheOptions } from './setup-phase';
 import type { Activities, ProvisionRestore, WorkerPlacement } from './types';
 import type { SandboxHolds } from '../workers/capacity';
 
@@ -99,8 +91,6 @@ export const DEFAULT_SETUP_CACHE_MB = { entry: 2_048, total: 20_480 };
 export const STEP_OUTPUT_MAX_BYTES = 1024 * 1024;
 const STEP_PREVIEW_CHARS = 2_000;
 const DIFF_PREVIEW_CHARS = 8_000;
-const POLICY_FILE = '.agent/policy.yaml';
-const POLICY_MAX_BYTES = 64 * 1024;
 const BRANCH_PREFIX = 'agent/';
 
 /** The branch a task's output is pushed to. */
@@ -167,12 +157,7 @@ export function createActivities(deps: ActivityDeps): Activities {
       throw activityFailure('CheckpointLost', `base commit ${restore.base_commit} is on neither ${baseBranch} nor the task's branch of its repository any more`);
     }
     await detachHead(dir, restore.base_commit);
-    try {
-      await restoreCheckpoint(deps.artifacts, taskId, dir, restore.checkpoint, activityScope().signal);
-    } catch (err) {
-      if (err instanceof CheckpointBundleError) throw activityFailure('CheckpointLost', err.message, { cause: err });
-      throw err;
-    }
+    await restoreCheckpoint(deps.artifacts, taskId, dir, restore.checkpoint, activityScope().signal);
   };
 
   const agent = createAgentActivities({
@@ -431,69 +416,7 @@ export function createActivities(deps: ActivityDeps): Activities {
   return guardAll(activities);
 }
 
-/** Parse `.agent/policy.yaml` text; null when the repo has none, a non-retryable failure naming the problem when invalid. */
-export function parseRepoPolicy(text: string | null): RepoPolicy | null {
-  if (text === null) return null;
-  const invalid = (why: string, details?: unknown[]): ApplicationFailure =>
-    activityFailure('InvalidRepoPolicy', `${POLICY_FILE}: ${why}`, { details });
-  if (Buffer.byteLength(text, 'utf8') > POLICY_MAX_BYTES) throw invalid(`larger than ${POLICY_MAX_BYTES} bytes`);
-  const doc = YAML.parseDocument(text, { uniqueKeys: true });
-  if (doc.errors.length > 0) throw invalid(`not valid YAML: ${doc.errors[0]!.message}`);
-  let value: unknown;
-  try {
-    // The alias limit stops "billion laughs" documents from expanding.
-    value = doc.toJS({ maxAliasCount: 100 });
-  } catch (err) {
-    throw invalid(`not valid YAML: ${(err as Error).message}`);
-  }
-  // An empty file adds no rules.
-  const parsed = RepoPolicy.safeParse(value ?? {});
-  if (!parsed.success) {
-    const issues = parsed.error.issues.map((i) => ({ path: i.path.map(String).join('.') || '(root)', message: i.message }));
-    throw invalid(issues.map((i) => `${i.path}: ${i.message}`).join('; '), [issues]);
-  }
-  return parsed.data;
-}
-
 function isRoundCommit(message: string, taskId: string, round: number): boolean {
   const lines = message.split('\n').map((l) => l.trim());
   return lines.includes(`Agent-Task: ${taskId}`) && lines.includes(`Agent-Round: ${round}`);
-}
-
-/** Turn the typed errors of the layers below into failures whose type says whether retrying can help. */
-function toFailure(err: unknown): unknown {
-  // Cancellation must stay an AbortError: that is how the worker reports the activity as cancelled.
-  if (err instanceof ApplicationFailure || (err instanceof Error && err.name === 'AbortError')) return err;
-  if (err instanceof SandboxTornDownError) return activityFailure('SandboxLost', `${err.message}: the task ended while this activity ran`, { cause: err });
-  if (err instanceof GitError) {
-    const type = err.reason === 'unavailable' ? 'RepoUnavailable' : err.reason === 'rejected' ? 'PushRejected' : 'GitFailed';
-    return activityFailure(type, err.message, { cause: err });
-  }
-  if (err instanceof GitCredentialsError) return activityFailure(err.retryable ? 'GitFailed' : 'RepoUnavailable', err.message, { cause: err });
-  if (
-    err instanceof InvalidArtifactNameError ||
-    err instanceof InvalidGitArgumentError ||
-    err instanceof RepoRefusedError ||
-    err instanceof InvalidSandboxIdError ||
-    err instanceof SandboxPathError ||
-    err instanceof UnsafeFileError ||
-    err instanceof SetupScriptError
-  ) {
-    return activityFailure('InvalidInput', err.message, { cause: err });
-  }
-  return err;
-}
-
-function guardAll(activities: Activities): Activities {
-  const guarded = {} as Record<string, unknown>;
-  for (const [name, fn] of Object.entries(activities) as [string, (input: unknown) => Promise<unknown>][]) {
-    guarded[name] = async (input: unknown) => {
-      try {
-        return await fn(input);
-      } catch (err) {
-        throw toFailure(err);
-      }
-    };
-  }
-  return guarded as unknown as Activities;
 }

@@ -278,6 +278,12 @@ export async function startDevServer(opts: DevServerOptions): Promise<DevServer>
   }
 }
 
+/**
+ * Task queues of one partition: Temporal keeps priority order within a partition only, and admission must take
+ * tasks strictly by priority (`WORKER_MAX_SANDBOXES`); one machine's load needs no more partitions.
+ */
+const ONE_PARTITION = ['--dynamic-config-value', 'matching.numTaskqueueReadPartitions=1', '--dynamic-config-value', 'matching.numTaskqueueWritePartitions=1'];
+
 async function launch(o: {
   cli: string;
   dbFile: string;
@@ -294,6 +300,7 @@ async function launch(o: {
   // WAL with synchronous=NORMAL roughly doubles write throughput; a crash of the server process loses nothing,
   // only a power loss can drop the last transactions, and the file is never corrupted.
   args.push('--sqlite-pragma', 'journal_mode=wal', '--sqlite-pragma', 'synchronous=normal');
+  args.push(...ONE_PARTITION);
   args.push(...(o.uiPort === null ? ['--headless'] : ['--ui-port', String(o.uiPort)]), ...o.extraArgs);
 
   const logStart = await fs.stat(o.logFile).then((s) => s.size, () => 0);
