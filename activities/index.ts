@@ -12,7 +12,7 @@ import { RepoPolicy } from '../domain/task';
 import { preview } from '../domain/rules';
 import { TRACE_ARCHIVE } from '../domain/trace-archive';
 import { createLogger, type Logger } from '../workers/log';
-import { ArtifactStore, InvalidArtifactNameError, isSafeName } from './artifacts/store';
+import { InvalidArtifactNameError, isSafeName, type ArtifactStorage } from './artifacts/store';
 import { checkpointAfter, ensureAtCheckpoint } from './checkpoint';
 import { writeTaskRecord } from './records/task-record';
 import { runOnce } from './run-once';
@@ -58,7 +58,7 @@ import type { Activities } from './types';
 /** What the activities need from the worker. */
 export interface ActivityDeps {
   sandbox: SandboxDriver;
-  artifacts: ArtifactStore;
+  artifacts: ArtifactStorage;
   /** Root of the worker's state; working copies live in `<dataDir>/workspaces/<task_id>`. */
   dataDir: string;
   log?: Logger;

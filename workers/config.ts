@@ -12,6 +12,7 @@ import { isLoopbackHost } from '../api/auth/local-admin';
 import type { OidcSettings } from '../api/auth/oidc';
 import type { GithubIntakeSettings } from '../api/github/webhook';
 import type { GithubAccess } from '../activities/github/client';
+import { loadArtifactStoreSettings, type ArtifactStoreSettings } from './config-artifacts';
 import { githubGitBase, githubIntakeSettings, loadGithubAccess } from './config-github';
 import { ConfigError } from './config-error';
 import { readEgressProxySecret, readSecretFile } from './secret-files';
@@ -281,6 +282,8 @@ export type Config = z.infer<typeof Config> & {
   githubAccess: GithubAccess | null;
   /** GITHUB_GIT_BASE checked (no trailing slash), for a worker with GitHub access: its git gets GitHub's token there. Else null. */
   githubGitBase: string | null;
+  /** Where artifacts live: DATA_DIR/artifacts, or the S3 bucket of ARTIFACT_STORE=s3 (workers/config-artifacts.ts). */
+  artifactStore: ArtifactStoreSettings;
 };
 
 /** Parse the environment (or `env`), resolving paths against the working directory. */
@@ -327,6 +330,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     webhookSecrets: cfg.ROLES.includes('worker') ? readWebhookSecrets(access, env) : {},
     githubAccess,
     githubGitBase: githubAccess !== null && cfg.ROLES.includes('worker') ? githubGitBase(cfg) : null,
+    artifactStore: loadArtifactStoreSettings(env, dataDir),
     TEAMS_FILE: teamsFile,
     DATA_DIR: dataDir,
     EGRESS_PROXY_SECRET_FILE: secretFile,
