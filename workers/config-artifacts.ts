@@ -10,7 +10,7 @@ import { ConfigError } from './config-error';
 import { readSecretFile } from './secret-files';
 
 /** A bucket name as S3 and the usual S3-compatible servers accept it: no `/`, nothing a URL would have to escape. */
-const BUCKET = /^[A-Za-z0-9][A-Za-z0-9._-]{1,254}$/;
+const BUCKET = /^[A-Za-z0-9][A-Za-z0-9._-]{2,254}$/;
 
 /** The variables the artifact store is configured from. */
 export const ArtifactStoreEnv = z.object({
