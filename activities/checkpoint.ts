@@ -2,7 +2,7 @@
  * Bringing a working copy back to the checkpoint a step or tool call must start from, and keeping every
  * checkpoint where another worker can restore it (the artifact store, shared between workers).
  */
-import type { ArtifactStore } from './artifacts/store';
+import type { ArtifactStorage } from './artifacts/store';
 import { ArtifactNotFoundError } from './artifacts/store';
 import { activityFailure } from './failures';
 import { bundledTip, bundleChain, chainTip, hasObject, markBundled, recordCheckpoint, unbundleChain } from './git/checkpoint-chain';
@@ -60,7 +60,7 @@ export const CHECKPOINT_BUNDLE = 'checkpoints.bundle';
  * bundled into the artifact store. Nothing is written when the chain's tip already holds that tree.
  */
 export async function saveCheckpoint(
-  artifacts: ArtifactStore,
+  artifacts: ArtifactStorage,
   taskId: string,
   dir: string,
   tree: string,
@@ -82,13 +82,13 @@ export async function saveCheckpoint(
  * Bring a fresh clone of the task's base commit to `tree`: the base's own tree is there already, any other
  * comes from the task's bundle in the artifact store. A tree found nowhere fails as `CheckpointLost`.
  */
-export async function restoreCheckpoint(artifacts: ArtifactStore, taskId: string, dir: string, tree: string, signal?: AbortSignal): Promise<void> {
+export async function restoreCheckpoint(artifacts: ArtifactStorage, taskId: string, dir: string, tree: string, signal?: AbortSignal): Promise<void> {
   await haveCheckpoint(artifacts, taskId, dir, tree, signal);
   await restoreTree(dir, tree, { signal });
 }
 
 /** Make sure the working copy's repository holds the tree `tree`, from the task's bundle when it does not; the files are left alone. */
-export async function haveCheckpoint(artifacts: ArtifactStore, taskId: string, dir: string, tree: string, signal?: AbortSignal): Promise<void> {
+export async function haveCheckpoint(artifacts: ArtifactStorage, taskId: string, dir: string, tree: string, signal?: AbortSignal): Promise<void> {
   if (!(await hasObject(dir, tree, 'tree'))) {
     let bundle: Buffer;
     try {

@@ -8,7 +8,7 @@ import { intersectEgress, plannerAllowlist } from '../domain/egress';
 import { preview } from '../domain/rules';
 import { TRACE_ARCHIVE } from '../domain/trace-archive';
 import { createLogger, type Logger } from '../workers/log';
-import { ArtifactStore, isSafeName } from './artifacts/store';
+import { isSafeName, type ArtifactStorage } from './artifacts/store';
 import { checkpointAfter, ensureAtCheckpoint, restoreCheckpoint, saveCheckpoint } from './checkpoint';
 import { detachHead, fetchBranch, hasObject, pinBranch } from './git/checkpoint-chain';
 import { guardAll } from './failure-mapping';
@@ -52,7 +52,7 @@ import type { SandboxHolds } from '../workers/capacity';
 /** What the activities need from the worker. */
 export interface ActivityDeps {
   sandbox: SandboxDriver;
-  artifacts: ArtifactStore;
+  artifacts: ArtifactStorage;
   /** Root of the worker's state; working copies live in `<dataDir>/workspaces/<task_id>`. */
   dataDir: string;
   log?: Logger;

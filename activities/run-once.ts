@@ -4,7 +4,7 @@
  * instead of running the command again (an approved risky command must never run twice because
  * the worker died while writing its log).
  */
-import type { ArtifactStore } from './artifacts/store';
+import type { ArtifactStorage } from './artifacts/store';
 import { ArtifactNotFoundError, isSafeName } from './artifacts/store';
 
 /** Identifies one scheduled activity across its retries: the workflow run and the activity id. */
@@ -25,7 +25,7 @@ function recordName(id: ActivityIdentity): string | null {
 }
 
 /** The recorded result of this activity's command, or null when no earlier attempt finished it. */
-export async function recordedRun<T>(artifacts: ArtifactStore, taskId: string, id: ActivityIdentity | null): Promise<T | null> {
+export async function recordedRun<T>(artifacts: ArtifactStorage, taskId: string, id: ActivityIdentity | null): Promise<T | null> {
   const name = id === null ? null : recordName(id);
   if (name === null) return null;
   try {
@@ -40,7 +40,7 @@ export async function recordedRun<T>(artifacts: ArtifactStore, taskId: string, i
  * Run `work` unless an earlier attempt of the same activity recorded its result; record the result
  * as soon as `work` returns. Outside a worker (`id` null) it simply runs.
  */
-export async function runOnce<T>(artifacts: ArtifactStore, taskId: string, id: ActivityIdentity | null, work: () => Promise<T>): Promise<RunOnceOutcome<T>> {
+export async function runOnce<T>(artifacts: ArtifactStorage, taskId: string, id: ActivityIdentity | null, work: () => Promise<T>): Promise<RunOnceOutcome<T>> {
   const recorded = await recordedRun<T>(artifacts, taskId, id);
   if (recorded !== null) return { value: recorded, replayed: true };
   const value = await work();

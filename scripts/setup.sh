@@ -2,7 +2,8 @@
 # Installs what the backend needs on this machine, outside the repository and cached:
 #   - gVisor's runsc, for the default local sandbox driver (scripts/install-runsc.sh);
 #   - with --test, also kube-apiserver, etcd and kwok for the Kubernetes driver's tests
-#     (k8s/tools/build.sh; a long build the first time), and chromium for the web inbox's browser
+#     (k8s/tools/build.sh; a long build the first time), SeaweedFS's weed for the S3 artifact store's
+#     tests (k8s/tools/build-seaweedfs.sh; about 16 minutes the first time), and chromium for the web inbox's browser
 #     tests (Debian's package, with apt when run as root; otherwise it says what to install).
 # The Temporal CLI needs no step here: the backend finds or installs it when it starts.
 set -euo pipefail
@@ -13,6 +14,8 @@ echo "runsc: $runsc"
 if [[ "${1:-}" == "--test" ]]; then
   bin="$(bash k8s/tools/build.sh | tail -n 1)"
   echo "kubernetes test binaries: $bin"
+  weed_bin="$(bash k8s/tools/build-seaweedfs.sh | tail -n 1)"
+  echo "seaweedfs: $weed_bin"
   chromium_bin="${CHROMIUM_PATH:-/usr/bin/chromium}"
   if [[ -x "$chromium_bin" ]]; then
     echo "chromium: $chromium_bin"

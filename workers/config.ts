@@ -12,6 +12,7 @@ import { isLoopbackHost } from '../api/auth/local-admin';
 import type { OidcSettings } from '../api/auth/oidc';
 import type { GithubIntakeSettings } from '../api/github/webhook';
 import type { GithubAccess } from '../activities/github/client';
+import { loadArtifactStoreSettings, type ArtifactStoreSettings } from './config-artifacts';
 import { githubGitBase, githubIntakeSettings, loadGithubAccess } from './config-github';
 import { ConfigError } from './config-error';
 import { readEgressProxySecret, readSecretFile } from './secret-files';
@@ -154,8 +155,6 @@ export const Config = z.object({
   SANDBOX_RELEASE_AFTER_MINUTES: z.coerce.number().min(0).max(MAX_SANDBOX_RELEASE_AFTER_MINUTES).default(DEFAULT_SANDBOX_RELEASE_AFTER_MINUTES),
   /** Live sandboxes this worker holds at most; tasks beyond it wait in `queued`, by priority (0: no cap). */
   WORKER_MAX_SANDBOXES: z.coerce.number().int().min(0).max(MAX_WORKER_SANDBOXES).default(0),
-  /** Where artifacts and checkpoints live; several workers share one (default: DATA_DIR/artifacts, this machine only). */
-  ARTIFACTS_DIR: z.string().optional(),
   LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
   API_MAX_BODY_BYTES: z.coerce.number().int().positive().default(512 * 1024),
   /**
@@ -300,8 +299,8 @@ export type Config = z.infer<typeof Config> & {
   githubAccess: GithubAccess | null;
   /** GITHUB_GIT_BASE checked (no trailing slash), for a worker with GitHub access: its git gets GitHub's token there. Else null. */
   githubGitBase: string | null;
-  /** Where the disk artifact store keeps its files: ARTIFACTS_DIR resolved, default `DATA_DIR/artifacts`. */
-  ARTIFACTS_DIR: string;
+  /** Where artifacts live: DATA_DIR/artifacts, or the S3 bucket of ARTIFACT_STORE=s3 (workers/config-artifacts.ts). */
+  artifactStore: ArtifactStoreSettings;
 };
 
 /** Parse the environment (or `env`), resolving paths against the working directory. */
@@ -348,13 +347,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     webhookSecrets: cfg.ROLES.includes('worker') ? readWebhookSecrets(access, env) : {},
     githubAccess,
     githubGitBase: githubAccess !== null && cfg.ROLES.includes('worker') ? githubGitBase(cfg) : null,
+    artifactStore: loadArtifactStoreSettings(env, dataDir),
     TEAMS_FILE: teamsFile,
     DATA_DIR: dataDir,
     EGRESS_PROXY_SECRET_FILE: secretFile,
     TEMPORAL_CLI_CACHE: path.resolve(cfg.TEMPORAL_CLI_CACHE),
     REPO_LOCAL_ROOTS: cfg.REPO_LOCAL_ROOTS.map((r) => path.resolve(r)),
     GIT_CREDENTIALS_FILE: credentials,
-    ARTIFACTS_DIR: path.resolve(cfg.ARTIFACTS_DIR ?? path.join(dataDir, 'artifacts')),
   };
 }
 
@@ -454,5 +453,5 @@ function reportUrlError(v: string): string | null {
 /** The repository rules of this configuration: REPO_ALLOW, REPO_LOCAL_ROOTS, and DATA_DIR always refused. */
 export function repoRulesOf(cfg: Config): RepoRules {
   // The artifact directory holds other tasks' checkpoint bundles and logs: never a repository a task may name.
-  return { allow: cfg.REPO_ALLOW, localRoots: cfg.REPO_LOCAL_ROOTS, forbidden: [cfg.DATA_DIR, cfg.ARTIFACTS_DIR] };
+  return { allow: cfg.REPO_ALLOW, localRoots: cfg.REPO_LOCAL_ROOTS, forbidden: [cfg.DATA_DIR, ...(cfg.artifactStore.kind === 'disk' ? [cfg.artifactStore.dir] : [])] };
 }

@@ -16,7 +16,8 @@ import { githubForge } from '../activities/github/activities';
 import { githubClients } from '../activities/github/client';
 import { githubGitCredentials } from '../activities/github/git-credentials';
 import { githubLookup } from '../activities/github/lookup';
-import { ArtifactStore } from '../activities/artifacts/store';
+import { S3ArtifactStore } from '../activities/artifacts/s3';
+import { ArtifactStore, type ArtifactStorage } from '../activities/artifacts/store';
 import { removeExpiredTasks } from '../activities/records/expiry';
 import { TaskRecordStore } from '../activities/records/task-record';
 import { EgressProxy } from '../activities/egress/proxy';
@@ -133,7 +134,7 @@ export async function startStack(cfg: Config, log: Logger): Promise<Stack> {
     });
     const client = new Client({ connection, namespace: cfg.TEMPORAL_NAMESPACE });
 
-    const artifacts = new ArtifactStore(cfg.ARTIFACTS_DIR);
+    const artifacts = await openArtifactStore(cfg, log, cleanups);
     const records = new TaskRecordStore(artifacts, log);
     let sandboxInfo: SandboxInfo | null = null;
 
@@ -315,6 +316,16 @@ export async function startStack(cfg: Config, log: Logger): Promise<Stack> {
     await stop();
     throw err;
   }
+}
+
+/** The configured artifact store, the same one for the worker's activities and the API; a bucket is checked before anything uses it. */
+async function openArtifactStore(cfg: Config, log: Logger, cleanups: (() => Promise<void>)[]): Promise<ArtifactStorage> {
+  if (cfg.artifactStore.kind === 'disk') return new ArtifactStore(cfg.artifactStore.dir);
+  const store = new S3ArtifactStore(cfg.artifactStore.s3);
+  cleanups.push(async () => store.close());
+  await store.check();
+  log.info('artifact store: S3 bucket', { location: store.location });
+  return store;
 }
 
 /** Starts `temporal server start-dev` on the SQLite file under DATA_DIR, or the SDK's own download as a last resort. */

@@ -1,6 +1,7 @@
 /**
- * The artifact store: step logs, diffs and traces too large for workflow state,
- * kept as files under one directory and named by `artifact://<task_id>/<name>`.
+ * The artifact store: step logs, diffs and traces too large for workflow state, named by
+ * `artifact://<task_id>/<name>`. {@link ArtifactStorage} is what every store does; {@link ArtifactStore}
+ * keeps them as files under one directory (the single-machine default), `S3ArtifactStore` (./s3.ts) in a bucket.
  */
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
@@ -35,6 +36,51 @@ export interface ArtifactEntry extends ArtifactRef {
   name: string;
 }
 
+/** What a task's removal took away: its artifacts and their bytes. */
+export interface RemovedArtifacts {
+  files: number;
+  bytes: number;
+}
+
+/**
+ * An artifact store, on disk or in object storage; every method refuses a task id or name that is not
+ * {@link isSafeName} with an {@link InvalidArtifactNameError} before touching anything. An artifact is written
+ * either whole (`put`) or a piece at a time (`append`); readers see one byte string either way.
+ */
+export interface ArtifactStorage {
+  /** Where the artifacts are, for logs and errors (a directory, or a bucket and prefix at an endpoint); never a credential. */
+  readonly location: string;
+  /** Write (or replace) an artifact in one step: a reader sees either the old content or the new, never half of it. */
+  put(taskId: string, name: string, content: string | Buffer): Promise<ArtifactRef>;
+  /** Append text to an artifact, creating it when absent (for logs written a piece at a time); `bytes` is its size after. */
+  append(taskId: string, name: string, text: string): Promise<ArtifactRef>;
+  /**
+   * How many complete lines a line-oriented artifact holds (0 when absent); a torn last line, left by a crash
+   * in the middle of an append, is cut off so the next append starts clean.
+   */
+  completeLines(taskId: string, name: string): Promise<number>;
+  /** The content of the artifact a reference names; an {@link ArtifactNotFoundError} when there is none. */
+  read(ref: string): Promise<Buffer>;
+  /** The content of a task's artifact by name; an {@link ArtifactNotFoundError} when there is none. */
+  readByName(taskId: string, name: string): Promise<Buffer>;
+  /**
+   * The bytes of an artifact from `offset` on, and its size; for reading an append-only artifact a piece at a
+   * time. Empty (size 0) when the artifact does not exist.
+   */
+  readFrom(taskId: string, name: string, offset: number): Promise<{ data: Buffer; size: number }>;
+  /** A task's artifacts sorted by name; empty when the task has none. */
+  list(taskId: string): Promise<ArtifactEntry[]>;
+  /** Every task id that has artifacts, in no particular order. */
+  taskIds(): Promise<string[]>;
+  /**
+   * Removes all of a task's artifacts (null when it had none). `last` names one removed only after every other,
+   * so that a removal cut short by a crash leaves it behind for a later pass to find and finish.
+   */
+  removeTask(taskId: string, opts?: { last?: string }): Promise<RemovedArtifacts | null>;
+  /** Finishes removals that a crash interrupted in a way `removeTask` cannot find again; what it finished, for the log. */
+  finishRemovals(): Promise<string[]>;
+}
+
 /** True when `value` is usable as a task id or artifact name without change. */
 export function isSafeName(value: string): boolean {
   return NAME.test(value);
@@ -42,7 +88,7 @@ export function isSafeName(value: string): boolean {
 
 /** The reference string of an artifact. */
 export function artifactRef(taskId: string, name: string): string {
-  return `${SCHEME}${check(taskId)}/${check(name)}`;
+  return `${SCHEME}${checkName(taskId)}/${checkName(name)}`;
 }
 
 /** Split a reference into task id and name, refusing anything the store did not produce. */
@@ -53,7 +99,8 @@ export function parseArtifactRef(ref: string): { taskId: string; name: string } 
   return { taskId: parts[0]!, name: parts[1]! };
 }
 
-function check(value: string): string {
+/** `value` itself when it is a safe task id or artifact name; an {@link InvalidArtifactNameError} otherwise. */
+export function checkName(value: string): string {
   if (!isSafeName(value)) throw new InvalidArtifactNameError(value);
   return value;
 }
@@ -63,12 +110,18 @@ function isNotFound(err: unknown): boolean {
   return code === 'ENOENT' || code === 'ENOTDIR';
 }
 
+/** Prefix of a task directory being removed; it starts with a dot, so it is never a task id and never listed. */
+const EXPIRED_PREFIX = '.expired-';
+
 /** Artifacts as files: `<dir>/<task_id>/<name>`, written atomically so a reader never sees half a file. */
-export class ArtifactStore {
+export class ArtifactStore implements ArtifactStorage {
   /** `dir` is the store's root, usually `<DATA_DIR>/artifacts`. */
   constructor(readonly dir: string) {}
 
-  /** Write (or replace) an artifact in one step: a crash leaves either the old content or the new. */
+  get location(): string {
+    return this.dir;
+  }
+
   async put(taskId: string, name: string, content: string | Buffer): Promise<ArtifactRef> {
     const file = this.file(taskId, name);
     await fs.mkdir(path.dirname(file), { recursive: true });
@@ -91,7 +144,6 @@ export class ArtifactStore {
     return { ref: artifactRef(taskId, name), bytes: data.length };
   }
 
-  /** Append text to an artifact, creating it when absent (for logs written a piece at a time). */
   async append(taskId: string, name: string, text: string): Promise<ArtifactRef> {
     const file = this.file(taskId, name);
     await fs.mkdir(path.dirname(file), { recursive: true });
@@ -100,10 +152,6 @@ export class ArtifactStore {
     return { ref: artifactRef(taskId, name), bytes: size };
   }
 
-  /**
-   * How many complete lines a line-oriented artifact holds (0 when absent); a torn last line,
-   * left by a crash in the middle of an append, is cut off so the next append starts clean.
-   */
   async completeLines(taskId: string, name: string): Promise<number> {
     const file = this.file(taskId, name);
     let content: Buffer;
@@ -120,13 +168,11 @@ export class ArtifactStore {
     return lines;
   }
 
-  /** The content of the artifact a reference names. */
   async read(ref: string): Promise<Buffer> {
     const { taskId, name } = parseArtifactRef(ref);
     return this.readByName(taskId, name);
   }
 
-  /** The content of a task's artifact by name. */
   async readByName(taskId: string, name: string): Promise<Buffer> {
     const file = this.file(taskId, name);
     try {
@@ -139,10 +185,6 @@ export class ArtifactStore {
     }
   }
 
-  /**
-   * The bytes of an artifact from `offset` on, and its size; for reading an append-only artifact a
-   * piece at a time. Empty (size 0) when the artifact does not exist.
-   */
   async readFrom(taskId: string, name: string, offset: number): Promise<{ data: Buffer; size: number }> {
     const file = this.file(taskId, name);
     let handle;
@@ -168,9 +210,8 @@ export class ArtifactStore {
     }
   }
 
-  /** A task's artifacts sorted by name; empty when the task has none. */
   async list(taskId: string): Promise<ArtifactEntry[]> {
-    const dir = path.join(this.dir, check(taskId));
+    const dir = path.join(this.dir, checkName(taskId));
     let entries;
     try {
       entries = await fs.readdir(dir, { withFileTypes: true });
@@ -192,7 +233,59 @@ export class ArtifactStore {
     return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   }
 
-  private file(taskId: string, name: string): string {
-    return path.join(this.dir, check(taskId), check(name));
+  async taskIds(): Promise<string[]> {
+    try {
+      // Names starting with a dot are temporary or being removed, never task ids.
+      return (await fs.readdir(this.dir, { withFileTypes: true })).filter((e) => e.isDirectory() && isSafeName(e.name)).map((e) => e.name);
+    } catch (err) {
+      if (isNotFound(err)) return [];
+      throw err;
+    }
   }
+
+  /** The task's directory is renamed away first, so a crash mid-removal leaves no half task behind, only a dot-named directory. */
+  async removeTask(taskId: string): Promise<RemovedArtifacts | null> {
+    const dir = path.join(this.dir, checkName(taskId));
+    const removed = await sizeOf(dir);
+    const doomed = path.join(this.dir, `${EXPIRED_PREFIX}${taskId}-${randomBytes(4).toString('hex')}`);
+    try {
+      await fs.rename(dir, doomed);
+    } catch (err) {
+      if (isNotFound(err)) return null;
+      throw err;
+    }
+    await fs.rm(doomed, { recursive: true, force: true });
+    return removed;
+  }
+
+  async finishRemovals(): Promise<string[]> {
+    let names: string[];
+    try {
+      names = await fs.readdir(this.dir);
+    } catch (err) {
+      if (isNotFound(err)) return [];
+      throw err;
+    }
+    const doomed = names.filter((n) => n.startsWith(EXPIRED_PREFIX));
+    for (const name of doomed) await fs.rm(path.join(this.dir, name), { recursive: true, force: true });
+    return doomed;
+  }
+
+  private file(taskId: string, name: string): string {
+    return path.join(this.dir, checkName(taskId), checkName(name));
+  }
+}
+
+/** Regular files and their bytes directly in a task's artifact directory (artifacts are never nested). */
+async function sizeOf(dir: string): Promise<RemovedArtifacts> {
+  let files = 0;
+  let bytes = 0;
+  for (const entry of await fs.readdir(dir, { withFileTypes: true }).catch(() => [])) {
+    if (!entry.isFile()) continue;
+    const st = await fs.stat(path.join(dir, entry.name)).catch(() => null);
+    if (st === null) continue;
+    files += 1;
+    bytes += st.size;
+  }
+  return { files, bytes };
 }

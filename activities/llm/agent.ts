@@ -8,7 +8,7 @@ import type { EgressGrant, EgressReport } from '../egress/types';
 import { ApplicationFailure } from '@temporalio/common';
 import type { LlmPlanner } from '../../domain/task';
 import type { Logger } from '../../workers/log';
-import type { ArtifactStore } from '../artifacts/store';
+import type { ArtifactStorage } from '../artifacts/store';
 import { checkpointAfter, ensureAtCheckpoint, saveCheckpoint } from '../checkpoint';
 import { runOnce } from '../run-once';
 import { whileBeating, type ActivityScope } from '../scope';
@@ -139,7 +139,7 @@ export interface AgentActivities {
 
 export interface AgentDeps {
   sandbox: SandboxDriver;
-  artifacts: ArtifactStore;
+  artifacts: ArtifactStorage;
   /** The working copy of a task, refusing a handle that is not this worker's. */
   workingCopy(taskId: string, handle: SandboxHandle): Promise<string>;
   /** Model clients by provider; built from the environment when absent. */

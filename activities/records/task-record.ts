@@ -2,11 +2,10 @@
  * A task's final record: its last task view and its complete trace, written to the artifact store when the
  * task ends, so a task stays readable after Temporal's retention has removed its workflow.
  */
-import { promises as fs } from 'node:fs';
 import { TRACE_ARCHIVE, traceHead, traceLines } from '../../domain/trace-archive';
 import type { TaskView, TraceEntry } from '../../domain/task';
 import type { Logger } from '../../workers/log';
-import { ArtifactNotFoundError, isSafeName, type ArtifactStore } from '../artifacts/store';
+import { ArtifactNotFoundError, isSafeName, type ArtifactStorage } from '../artifacts/store';
 
 /** The record's artifact: `{version, task_id, ended_at, view, trace_entries, trace_complete}`. */
 export const TASK_RECORD = 'record.json';
@@ -55,7 +54,7 @@ export interface RecordPage {
  * Writes the task's record: the archived trace head and the live entries as one trace, then the view.
  * Both writes replace whole files and read only what an earlier attempt cannot have changed, so a retry writes the same.
  */
-export async function writeTaskRecord(store: ArtifactStore, input: WriteTaskRecordInput, log: Logger): Promise<TaskRecord> {
+export async function writeTaskRecord(store: ArtifactStorage, input: WriteTaskRecordInput, log: Logger): Promise<TaskRecord> {
   let head: TraceEntry[] = [];
   let complete = true;
   if (input.first_index > 0) {
@@ -94,7 +93,7 @@ export async function writeTaskRecord(store: ArtifactStore, input: WriteTaskReco
 /** Reads the records of ended tasks out of an artifact store. */
 export class TaskRecordStore {
   constructor(
-    readonly store: ArtifactStore,
+    readonly store: ArtifactStorage,
     private readonly log: Logger,
   ) {}
 
@@ -118,7 +117,7 @@ export class TaskRecordStore {
   /** Every record in the store, newest end first (ties by task id, descending); unreadable records are logged and skipped. */
   async all(): Promise<TaskRecord[]> {
     const out: TaskRecord[] = [];
-    for (const id of await this.taskIds()) {
+    for (const id of await this.store.taskIds()) {
       let record: TaskRecord | null;
       try {
         record = await this.read(id);
@@ -140,16 +139,6 @@ export class TaskRecordStore {
     const last = records.at(-1);
     const next = matching.length > records.length && last ? { ended_at: last.ended_at, task_id: last.task_id } : null;
     return { records, next };
-  }
-
-  /** Names in the store that can be task ids (the dot-prefixed ones are temporary). */
-  async taskIds(): Promise<string[]> {
-    try {
-      return (await fs.readdir(this.store.dir, { withFileTypes: true })).filter((e) => e.isDirectory() && isSafeName(e.name)).map((e) => e.name);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
-      throw err;
-    }
   }
 }
 

@@ -29,6 +29,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { stringify as toYaml } from 'yaml';
+import { freePorts } from './http';
 import { makePki } from './kube-pki';
 import { sleep, startProcess, stopProcess, type Proc } from './kube-processes';
 
@@ -102,24 +103,6 @@ function hasAllTools(dir: string): boolean {
       return false;
     }
   });
-}
-
-/** Distinct free TCP ports on 127.0.0.1 (held open together so they differ). */
-async function freePorts(count: number): Promise<number[]> {
-  const servers: net.Server[] = [];
-  try {
-    for (let i = 0; i < count; i++) {
-      const srv = net.createServer();
-      servers.push(srv);
-      await new Promise<void>((resolve, reject) => {
-        srv.once('error', reject);
-        srv.listen(0, '127.0.0.1', () => resolve());
-      });
-    }
-    return servers.map((s) => (s.address() as net.AddressInfo).port);
-  } finally {
-    await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
-  }
 }
 
 // ---------------------------------------------------------------------------
