@@ -1,7 +1,7 @@
 /**
- * The shipped backend manifest on a real API server: it is accepted with strict field validation, the API and the
- * worker share one pod (so the API reads the artifacts the worker writes), both have probes, and only the worker
- * gets a Kubernetes token; the worker's egress settings name the proxy's Service, pods and Secret as
+ * The shipped backend manifest on a real API server: it is accepted with strict field validation, the API runs as
+ * one pod and the workers as several, all sharing the artifact bucket, both have probes, and only the workers
+ * get a Kubernetes token; the worker's egress settings name the proxy's Service, pods and Secret as
  * egress-proxy.yaml makes them.
  */
 import assert from 'node:assert/strict';
@@ -38,58 +38,71 @@ describe('the backend manifest', () => {
     if (root) fs.rmSync(root, { recursive: true, force: true });
   });
 
-  it('is accepted strictly and runs the API and the worker in one pod with probes, the token only in the worker', async () => {
+  it('is accepted strictly: the API as a StatefulSet of one, the workers as a Deployment of several, probes on both, the token only in the workers', async () => {
     const core = admin.makeApiClient(k8s.CoreV1Api);
     const apps = admin.makeApiClient(k8s.AppsV1Api);
     const docs = manifest('backend.yaml');
-    assert.deepEqual(docs.map((d) => d.kind), ['ConfigMap', 'Service', 'StatefulSet'], 'no separate API Deployment with a volume of its own');
+    assert.deepEqual(docs.map((d) => d.kind), ['ConfigMap', 'Service', 'StatefulSet', 'Deployment']);
     for (const doc of docs) {
       // Strict: an unknown or misplaced field is an error, not a warning the server drops.
       if (doc.kind === 'ConfigMap') await core.createNamespacedConfigMap({ namespace: NS, body: doc as k8s.V1ConfigMap, fieldValidation: 'Strict' });
       if (doc.kind === 'Service') await core.createNamespacedService({ namespace: NS, body: doc as k8s.V1Service, fieldValidation: 'Strict' });
       if (doc.kind === 'StatefulSet') await apps.createNamespacedStatefulSet({ namespace: NS, body: doc as k8s.V1StatefulSet, fieldValidation: 'Strict' });
+      if (doc.kind === 'Deployment') await apps.createNamespacedDeployment({ namespace: NS, body: doc as k8s.V1Deployment, fieldValidation: 'Strict' });
     }
-
     const service = docs.find((d) => d.kind === 'Service') as k8s.V1Service;
     const set = docs.find((d) => d.kind === 'StatefulSet') as k8s.V1StatefulSet;
-    assert.deepEqual(service.spec!.selector, set.spec!.template.metadata!.labels, 'the API service selects the pod that holds the volume');
+    const workers = docs.find((d) => d.kind === 'Deployment') as k8s.V1Deployment;
+    assert.deepEqual(service.spec!.selector, set.spec!.template.metadata!.labels, 'the API service selects the API pods');
+    assert.notDeepEqual(workers.spec!.template.metadata!.labels, set.spec!.template.metadata!.labels, 'and no worker');
+    assert.ok(workers.spec!.replicas! > 1, 'several workers');
 
-    // This cluster runs no StatefulSet controller, so make its pod as the controller would: the template plus a
-    // claim per volumeClaimTemplate. Admission then checks every volume, mount and probe of it.
+    // This cluster runs no controllers, so make the pods as they would: admission then checks every volume, mount and probe.
     const claims = (set.spec!.volumeClaimTemplates ?? []).map((t) => ({ name: t.metadata!.name!, persistentVolumeClaim: { claimName: `${t.metadata!.name}-${set.metadata!.name}-0` } }));
-    const pod = await core.createNamespacedPod({
+    const apiPod = await core.createNamespacedPod({
       namespace: NS,
       fieldValidation: 'Strict',
-      body: {
-        metadata: { name: `${set.metadata!.name}-0`, labels: set.spec!.template.metadata!.labels },
-        spec: { ...set.spec!.template.spec!, volumes: [...(set.spec!.template.spec!.volumes ?? []), ...claims] },
-      },
+      body: { metadata: { name: `${set.metadata!.name}-0`, labels: set.spec!.template.metadata!.labels }, spec: { ...set.spec!.template.spec!, volumes: [...(set.spec!.template.spec!.volumes ?? []), ...claims] } },
     });
-    const byName = new Map((pod.spec!.containers ?? []).map((c) => [c.name, c]));
-    const api = byName.get('api')!;
-    const worker = byName.get('worker')!;
-    assert.ok(api && worker, 'both containers in one pod');
+    const workerPod = await core.createNamespacedPod({
+      namespace: NS,
+      fieldValidation: 'Strict',
+      body: { metadata: { name: `${workers.metadata!.name}-abc12`, labels: workers.spec!.template.metadata!.labels }, spec: workers.spec!.template.spec! },
+    });
+    const api = apiPod.spec!.containers.find((c) => c.name === 'api')!;
+    const worker = workerPod.spec!.containers.find((c) => c.name === 'worker')!;
+    assert.ok(api && worker);
     for (const c of [api, worker]) {
       assert.equal(c.livenessProbe?.httpGet?.path, '/livez', `${c.name} liveness`);
       assert.equal(c.readinessProbe?.httpGet?.path, '/healthz', `${c.name} readiness`);
     }
     const env = (c: k8s.V1Container, name: string): string | undefined => c.env?.find((e) => e.name === name)?.value;
     assert.equal(env(worker, 'ROLES'), 'worker');
+    assert.equal(worker.env!.find((e) => e.name === 'WORKER_ID')?.valueFrom?.fieldRef?.fieldPath, 'metadata.name', 'each worker is named for its pod');
     assert.equal(String(worker.readinessProbe!.httpGet!.port), 'health');
     assert.equal(worker.ports?.find((p) => p.name === 'health')?.containerPort, Number(env(worker, 'HEALTH_PORT')), 'the probes ask the port the worker serves health on');
     assert.equal(env(api, 'ROLES'), 'api');
     assert.equal(env(api, 'API_AUTH'), 'tokens', 'an API other machines reach admits API tokens only');
 
-    const dataOf = (c: k8s.V1Container): k8s.V1VolumeMount | undefined => c.volumeMounts?.find((m) => m.mountPath === '/data');
-    assert.equal(dataOf(api)?.name, dataOf(worker)?.name, 'the API reads the volume the worker writes');
-    assert.equal(dataOf(api)?.readOnly, true);
-    assert.ok(!pod.spec!.volumes!.some((v) => v.name === dataOf(api)!.name && v.emptyDir), 'the shared data is the claim, not an emptyDir');
+    // Artifacts and checkpoints are in the bucket both read: a worker's own disk holds only its working copies.
+    const configMap = docs.find((d) => d.kind === 'ConfigMap') as k8s.V1ConfigMap;
+    assert.equal(configMap.data!.ARTIFACT_STORE, 's3');
+    const dataOf = (pod: k8s.V1Pod, c: k8s.V1Container) => pod.spec!.volumes!.find((v) => v.name === c.volumeMounts!.find((m) => m.mountPath === '/data')!.name)!;
+    assert.ok(dataOf(workerPod, worker).emptyDir, 'a worker keeps nothing on its own disk that outlives it');
+    assert.ok(dataOf(apiPod, api).persistentVolumeClaim, 'the API keeps its tokens and sessions on its volume');
+    for (const [pod, c] of [[apiPod, api], [workerPod, worker]] as const) {
+      const mount = c.volumeMounts!.find((m) => configMap.data!.S3_SECRET_ACCESS_KEY_FILE!.startsWith(`${m.mountPath}/`));
+      assert.ok(mount?.readOnly, `${c.name} reads the bucket's keys from a read-only mount`);
+      const volume = pod.spec!.volumes!.find((v) => v.name === mount!.name)!;
+      assert.equal(volume.secret!.defaultMode! & 0o007, 0, 'not readable by other users');
+    }
 
-    assert.equal(pod.spec!.automountServiceAccountToken, false);
+    assert.equal(apiPod.spec!.automountServiceAccountToken, false);
+    assert.equal(workerPod.spec!.automountServiceAccountToken, false);
     assert.ok(!api.volumeMounts?.some((m) => m.mountPath === TOKEN_DIR), 'the API gets no Kubernetes token');
     const tokenMount = worker.volumeMounts?.find((m) => m.mountPath === TOKEN_DIR);
     assert.ok(tokenMount, 'the worker gets its service account token');
-    assert.ok(pod.spec!.volumes!.find((v) => v.name === tokenMount.name)?.projected?.sources?.some((s) => s.serviceAccountToken));
+    assert.ok(workerPod.spec!.volumes!.find((v) => v.name === tokenMount.name)?.projected?.sources?.some((s) => s.serviceAccountToken));
   });
   it('accepts the egress proxy manifest strictly: a Deployment whose Service and NetworkPolicy select it, its secret from a Secret', async () => {
     const core = admin.makeApiClient(k8s.CoreV1Api);
@@ -115,11 +128,11 @@ describe('the backend manifest', () => {
   it('points the worker at the egress proxy egress-proxy.yaml makes: its Service ports, its pods, its Secret as a file only the worker reads', () => {
     const backend = manifest('backend.yaml');
     const proxyDocs = manifest('egress-proxy.yaml');
-    const set = backend.find((d) => d.kind === 'StatefulSet') as k8s.V1StatefulSet;
+    const set = backend.find((d) => d.kind === 'Deployment') as k8s.V1Deployment;
     const configMap = backend.find((d) => d.kind === 'ConfigMap') as k8s.V1ConfigMap;
     const spec = set.spec!.template.spec!;
     const worker = spec.containers.find((c) => c.name === 'worker')!;
-    const api = spec.containers.find((c) => c.name === 'api')!;
+    const api = (backend.find((d) => d.kind === 'StatefulSet') as k8s.V1StatefulSet).spec!.template.spec!.containers.find((c) => c.name === 'api')!;
     const env = Object.fromEntries(worker.env!.map((e) => [e.name, e.value!]));
     const service = proxyDocs.find((d) => d.kind === 'Service') as k8s.V1Service;
     const deployment = proxyDocs.find((d) => d.kind === 'Deployment') as k8s.V1Deployment;
@@ -132,7 +145,10 @@ describe('the backend manifest', () => {
     const dir = tempDir('manifest-secret-');
     const secretFile = path.join(dir, 'EGRESS_PROXY_SECRET');
     fs.writeFileSync(secretFile, 'k'.repeat(64), { mode: 0o440 });
-    const cfg = loadConfig({ ...configMap.data, ...env, EGRESS_PROXY_SECRET_FILE: secretFile, DATA_DIR: path.join(dir, 'data') });
+    const keys = { S3_ACCESS_KEY_ID_FILE: path.join(dir, 'access-key-id'), S3_SECRET_ACCESS_KEY_FILE: path.join(dir, 'secret-access-key') };
+    for (const f of Object.values(keys)) fs.writeFileSync(f, 'key', { mode: 0o440 });
+    const cfg = loadConfig({ ...configMap.data, ...env, EGRESS_PROXY_SECRET_FILE: secretFile, ...keys, DATA_DIR: path.join(dir, 'data') });
+    assert.equal(cfg.artifactStore.kind, 's3');
     fs.rmSync(dir, { recursive: true, force: true });
     assert.deepEqual(cfg.EGRESS_ALLOW, [], 'the shipped ceiling reaches nothing until the operator names something');
     const proxy = cfg.K8S_EGRESS_PROXY!;
