@@ -8,15 +8,15 @@ import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { GvisorSandboxDriver } from '../activities/sandbox/gvisor';
-import { resolveRunsc } from '../workers/sandbox';
-import { createLogger } from '../workers/log';
-import type { Stack } from '../workers/stack';
-import type { DevServer } from '../workers/temporal-server';
-import { git, makeOriginRepo, tempDir } from './support/git-fixture';
-import { call, eventually, freePort } from './support/http';
-import { backendHealthy, exited, spawnBackend } from './support/backend-process';
-import { removeSandboxes, stackEnv, startTestStack, startTestTemporal } from './support/stack';
+import { GvisorSandboxDriver } from '../../activities/sandbox/gvisor';
+import { resolveRunsc } from '../../workers/sandbox';
+import { createLogger } from '../../workers/log';
+import type { Stack } from '../../workers/stack';
+import type { DevServer } from '../../workers/temporal-server';
+import { git, makeOriginRepo, tempDir } from '../support/git-fixture';
+import { call, eventually, freePort } from '../support/http';
+import { backendHealthy, exited, spawnBackend } from '../support/backend-process';
+import { removeSandboxes, stackEnv, startTestStack, startTestTemporal } from '../support/stack';
 
 /** Seconds sandbox work waits for its worker's queue before the task counts the worker as gone. */
 const LOST_AFTER_SECONDS = 3;
@@ -133,13 +133,13 @@ describe('two workers on one task queue', () => {
 
   it(`finishes ${TASKS} tasks of several steps spread over both, none losing its sandbox`, async () => {
     const ids: string[] = [];
-    for (let i = 0; i < TASKS; i++) ids.push(await submit([`echo ${i} > n.txt`, 'cat n.txt n.txt > twice.txt', 'wc -l < twice.txt > lines.txt']));
+    for (let i = 0; i < TASKS; i++) ids.push(await submit([`echo ${i} > n.txt`, 'cat n.txt n.txt > twice.txt']));
     for (const id of ids) await approve(id, await pending(id, 'pr_review', 180_000));
     const placed = new Set<string>();
     for (const [i, id] of ids.entries()) {
       const t = await eventually(() => task(id), (t) => ['done', 'failed'].includes(t.state), `${id} done`, 60_000);
       assert.equal(t.state, 'done', t.result);
-      assert.equal(t.usage.steps, 3);
+      assert.equal(t.usage.steps, 2);
       assert.equal(git(origin, 'show', `agent/${id}:twice.txt`), `${i}\n${i}`);
       const entries = await traceOf(id);
       assert.equal(entries.filter((e) => /SandboxLost/.test(e.message)).length, 0, JSON.stringify(entries));
