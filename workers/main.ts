@@ -8,6 +8,11 @@ import { startStack } from './stack';
 
 /** Exit code of a backend whose worker's run loop ended on its own. */
 const EXIT_PART_FAILED = 1;
+/**
+ * How long a backend whose worker failed may take to stop before it exits anyway: the SDK may never release a
+ * failed worker's native resources (its connection then refuses to close), and a restart must not wait on that.
+ */
+const FAILED_STOP_GRACE_MS = 30_000;
 
 async function main(): Promise<void> {
   const cfg = loadConfig();
@@ -32,6 +37,10 @@ async function main(): Promise<void> {
   process.on('SIGTERM', () => shutdown('SIGTERM', 0));
   void stack.failure.then((err) => {
     log.error('a part of the backend stopped; exiting', { error: err });
+    setTimeout(() => {
+      log.error('stopping took too long after the failure; exiting without waiting', { grace_ms: FAILED_STOP_GRACE_MS });
+      process.exit(EXIT_PART_FAILED);
+    }, FAILED_STOP_GRACE_MS).unref();
     shutdown('worker failed', EXIT_PART_FAILED);
   });
 }
