@@ -19,7 +19,7 @@ import {
   S3ServiceException,
 } from '@aws-sdk/client-s3';
 import type { ArtifactRef } from '../../domain/task';
-import { ArtifactNotFoundError, artifactRef, checkName, isSafeName, parseArtifactRef, type ArtifactEntry, type ArtifactStorage, type RemovedArtifacts } from './store';
+import { ArtifactNotFoundError, artifactRef, checkName, completeLinesOf, isSafeName, parseArtifactRef, type ArtifactEntry, type ArtifactStorage, type RemovedArtifacts } from './store';
 
 /** Where the store is and how to reach it; `credentials` absent means the SDK's default chain (environment, profile, instance role). */
 export interface S3StoreSettings {
@@ -133,10 +133,8 @@ export class S3ArtifactStore implements ArtifactStorage {
     const segments = await this.segments(taskId, name);
     const parts = await this.fetch(segments, 0);
     const content = Buffer.concat(parts);
-    const end = content.lastIndexOf(0x0a) + 1;
+    const { end, lines } = completeLinesOf(content);
     if (end < content.length) await this.cut(segments, parts, end);
-    let lines = 0;
-    for (let i = 0; i < end; i++) if (content[i] === 0x0a) lines++;
     return lines;
   }
 

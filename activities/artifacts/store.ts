@@ -161,10 +161,8 @@ export class ArtifactStore implements ArtifactStorage {
       if (isNotFound(err)) return 0;
       throw err;
     }
-    const end = content.lastIndexOf(0x0a) + 1;
+    const { end, lines } = completeLinesOf(content);
     if (end < content.length) await fs.truncate(file, end);
-    let lines = 0;
-    for (let i = 0; i < end; i++) if (content[i] === 0x0a) lines++;
     return lines;
   }
 
@@ -288,4 +286,12 @@ async function sizeOf(dir: string): Promise<RemovedArtifacts> {
     bytes += st.size;
   }
   return { files, bytes };
+}
+
+/** Where the complete lines of `content` end (after its last newline), and how many there are. */
+export function completeLinesOf(content: Buffer): { end: number; lines: number } {
+  const end = content.lastIndexOf(0x0a) + 1;
+  let lines = 0;
+  for (let i = 0; i < end; i++) if (content[i] === 0x0a) lines++;
+  return { end, lines };
 }
