@@ -120,23 +120,64 @@ export type TaskForgeEvent =
 /** A forge event carrying a review, which the task reads back at the forge before it may become a round. */
 export type TaskReviewEvent = Extract<TaskForgeEvent, { kind: 'changes_requested' | 'review_commented' }>;
 
-/** Longest review text handed to the agent as one request for changes. */
+/** Longest review text handed to the agent as one request for changes (one review, or a writer's reviews folded together). */
 export const MAX_REVIEW_REQUEST_CHARS = 20_000;
+/** Line comments one request for changes hands on, across the reviews folded into it; the rest are counted, not passed on. */
+export const MAX_REQUEST_COMMENTS = 100;
+/**
+ * Later reviews of one writer folded into their review waiting to be read while the agent works on a round (a lone
+ * line comment is a review of its own); the one after them is taken only to tell the writer, the rest are refused.
+ */
+export const MAX_FOLDED_REVIEWS = 10;
 
-/** One round's request for changes from a review: its body, then each comment with where it points, cut to {@link MAX_REVIEW_REQUEST_CHARS}. */
-export function reviewRequest(feedback: Pick<ReviewFeedback, 'body' | 'comments'>): string {
-  const lines: string[] = [];
-  if (feedback.body.trim() !== '') lines.push(feedback.body.trim());
-  for (const c of feedback.comments) lines.push(`- ${c.path}${c.line === null ? '' : `:${c.line}`}: ${c.body.trim()}`);
-  const text = lines.length === 0 ? '(the review has no text)' : lines.join('\n');
-  if (text.length <= MAX_REVIEW_REQUEST_CHARS) return text;
+/** One round's request for changes, and whether a bound cut anything a reviewer wrote. */
+export interface ReviewRequest {
+  text: string;
+  cut: boolean;
+}
+
+/**
+ * One round's request for changes from a review, or from a writer's reviews folded together (oldest first): each
+ * review's body, then each comment with where it points; at most {@link MAX_REQUEST_COMMENTS} comments, cut to
+ * {@link MAX_REVIEW_REQUEST_CHARS}, with a note to the agent where anything is left out.
+ */
+export function reviewRequest(reviews: readonly Pick<ReviewFeedback, 'body' | 'comments'>[]): ReviewRequest {
+  let room = MAX_REQUEST_COMMENTS;
+  let left = 0;
+  const blocks: string[] = [];
+  for (const feedback of reviews) {
+    const lines: string[] = [];
+    if (feedback.body.trim() !== '') lines.push(feedback.body.trim());
+    for (const c of feedback.comments) {
+      if (room === 0) {
+        left += 1;
+        continue;
+      }
+      room -= 1;
+      lines.push(`- ${c.path}${c.line === null ? '' : `:${c.line}`}: ${c.body.trim()}`);
+    }
+    if (lines.length > 0) blocks.push((blocks.length === 0 ? '' : 'Then, in a later review:\n') + lines.join('\n'));
+  }
+  let text = blocks.length === 0 ? '(the review has no text)' : blocks.join('\n\n');
+  if (left > 0) text += `\n[${left} more comment(s) not passed on: at most ${MAX_REQUEST_COMMENTS} at once]`;
+  if (text.length <= MAX_REVIEW_REQUEST_CHARS) return { text, cut: left > 0 };
   const note = '\n[the rest of the review is cut]';
-  return text.slice(0, MAX_REVIEW_REQUEST_CHARS - note.length) + note;
+  return { text: text.slice(0, MAX_REVIEW_REQUEST_CHARS - note.length) + note, cut: true };
 }
 
 /** The reply a review gets from someone who may not steer the agent. */
 export function notAllowedReply(reviewer: string): string {
   return `Thanks for the review, @${reviewer}. Only people with write access to this repository can send the agent back to work, so this review was not passed on to it.`;
+}
+
+/** The one reply a writer gets once their reviews during a round fill what waits for the next one ({@link MAX_FOLDED_REVIEWS} later reviews). */
+export function foldFullReply(reviewer: string): string {
+  return `@${reviewer}, the agent is working on a round: your reviews since it started wait to go to it together when it is done, up to ${MAX_FOLDED_REVIEWS} of them after the first. This one and any you send before the next round starts are not passed on; repeat what still applies once the next round is up for review.`;
+}
+
+/** The one reply a writer gets when their review (or reviews folded together) held more than one request for changes takes. */
+export function requestCutReply(reviewer: string): string {
+  return `@${reviewer}, your review went to the agent, but a request for changes takes at most ${MAX_REQUEST_COMMENTS} line comments and ${MAX_REVIEW_REQUEST_CHARS} characters, so the rest was not passed on; repeat what still applies once the next round is up for review.`;
 }
 
 /** The check run that reports a round's self-check on the pull request's head commit. */

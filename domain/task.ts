@@ -226,7 +226,13 @@ export interface ActedBy {
  * The decision the workflow receives: the body plus the item it names and who decided, and for a grant the
  * team's ceiling, which the workflow checks again against the budget as it is when the grant lands.
  */
-export type Decision = Omit<DecisionBody, 'actor'> & { item_id: string; ceiling?: GrantCeiling } & ActedBy;
+export type Decision = Omit<DecisionBody, 'actor'> & { item_id: string; ceiling?: GrantCeiling } & ActedBy & FromForgeComment;
+
+/** A decision or message made from a comment on the forge (`/agent …` on the task's pull request): the comment, taken once by the task. */
+export interface FromForgeComment {
+  /** The forge comment's id; absent for everything else (and in histories from before it was kept). */
+  forge_comment_id?: number;
+}
 
 /** A free-form message to a task (`POST /v1/tasks/:id/messages`). */
 export const MessageBody = z.strictObject({

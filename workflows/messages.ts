@@ -6,7 +6,7 @@ import type { Principal } from '../domain/access';
 import type { TaskChecksFailed } from '../domain/checks';
 import type { TaskForgeEvent, TaskSource } from '../domain/forge';
 import type { NotificationEvent } from '../domain/notifications';
-import type { ActedBy, CancelBody, Decision, InboxItem, ItemKind, MessageBody, TaskSpec, TaskState, TaskView, TraceEntry } from '../domain/task';
+import type { ActedBy, CancelBody, Decision, FromForgeComment, InboxItem, ItemKind, MessageBody, TaskSpec, TaskState, TaskView, TraceEntry } from '../domain/task';
 
 /** Workflow type name, for starting tasks without importing workflow code. */
 export const TASK_WORKFLOW_TYPE = 'taskWorkflow';
@@ -51,7 +51,7 @@ export const DECISION_FAILURES = ['TaskEnded', 'UnknownItem', 'StaleDecision', '
 export const decideUpdate = defineUpdate<DecisionAck, [Decision]>('decide');
 /** Send a message to the task; it also settles a pending `health_alert`. */
 /** A message to the task, as the API sends it: `may_settle` false when its sender may not decide a pending health alert (absent in histories from before roles: it may). */
-export type TaskMessage = Omit<MessageBody, 'actor'> & ActedBy & { may_settle?: boolean };
+export type TaskMessage = Omit<MessageBody, 'actor'> & ActedBy & FromForgeComment & { may_settle?: boolean };
 export const messageUpdate = defineUpdate<DecisionAck, [TaskMessage]>('message');
 /** Cancel the task: the running step stops, the sandbox is torn down, a pushed branch is deleted. */
 export const cancelUpdate = defineUpdate<DecisionAck, [Omit<CancelBody, 'actor'> & ActedBy]>('cancel');

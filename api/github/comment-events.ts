@@ -65,7 +65,7 @@ function commentUpdateId(commentId: number): string {
 export type Steered = { taken: 'request_changes' | 'message'; task_id: string } | { taken: false; reason: string };
 
 /** Update failures meaning the comment is not the task's to take now. */
-const NOT_NOW = new Set(['TaskEnded', 'StaleDecision']);
+const NOT_NOW = new Set(['TaskEnded', 'StaleDecision', 'DuplicateDelivery']);
 
 /**
  * Hands a writer's comment on pull request `event.number` to the task whose pull request it is: while the task
@@ -86,7 +86,8 @@ export async function steerFromComment(client: Client, lookup: ForgeLookup, even
     if (pr === undefined || pr.repo.toLowerCase() !== event.repo.toLowerCase() || pr.number !== event.number) {
       return { taken: false, reason: `task ${taskId} is not on ${event.repo}#${event.number}` };
     }
-    const acted = { actor: `github:${event.sender.login}`, by };
+    // The task remembers the comment too: an Update id is taken once per run, and the task may have continued as new since.
+    const acted = { actor: `github:${event.sender.login}`, by, forge_comment_id: event.comment_id };
     // Named by the comment (in the signed body), not the delivery: the same comment delivered again is the same Update, taken once.
     const updateId = commentUpdateId(event.comment_id);
     const review = view.items.find((i) => i.status === 'pending' && i.kind === 'pr_review');

@@ -5,7 +5,8 @@
  *
  * A delivery only says where to look: the validator takes it for the task's own pull request and its last
  * commit, once per commit; the wait for review reads the checks back through an activity, leaving out the task's
- * own self-check, and hands them on inert.
+ * own self-check, and hands them on inert. As that wait starts it reads the commit's checks once on its own, so a
+ * failure delivered before the task could take it (no pull request yet, the commit not registered) is not lost.
  */
 import { ActivityFailure, ApplicationFailure, patched } from '@temporalio/workflow';
 import { CHECKS_ACTOR, checksRequest, DEFAULT_MAX_CI_ROUNDS, type CommitChecks, type TaskChecksFailed } from '../../domain/checks';
@@ -18,6 +19,8 @@ import { publishVisibility, trace } from './visibility';
 
 /** Patch before which no task read failing checks back or sent its agent back for them. */
 export const CI_FEEDBACK_PATCH = 'forge-ci-feedback';
+/** Patch before which a task read a commit's checks only when a delivery said one failed, never when its review started. */
+export const CI_AT_REVIEW_PATCH = 'forge-ci-at-review';
 
 /** Commits whose failing checks a task remembers having taken (one per round: few). */
 const CI_COMMITS_KEEP = 200;
@@ -32,6 +35,8 @@ export interface CiState {
   round: number;
   /** Commits whose failing checks were taken, newest last, bounded. */
   commits: string[];
+  /** The last commit whose checks were read as the wait for its review started (once per commit); absent before the first. */
+  read_at_review?: string;
   /** The health alert asking a human, while it is open, and the request for changes it holds back. */
   alert?: { item_id: string; request: string };
 }
@@ -75,28 +80,66 @@ function untake(t: TaskRun, sha: string): void {
  */
 export async function takeFailedChecks(t: TaskRun, item: InboxItem, e: TaskChecksFailed): Promise<void> {
   const s = t.s;
-  const pr = s.pr!;
   // Queued while a round ran: the round pushed since, and the commit's checks say nothing of what is up for review.
   if (e.head_sha !== s.commit) {
     trace(t, 'note', `failing checks of ${e.head_sha} not passed on: the task pushed ${s.commit} since`, { head_sha: e.head_sha });
     return;
   }
   if (!patched(CI_FEEDBACK_PATCH)) return;
+  const checks = await readChecks(t, e.head_sha);
+  // Unread, nothing failing but the task's own self-check, or re-run since and passing: nothing to send, and the commit stays open to a later failure.
+  if (checks === null || checks.failed.length === 0) {
+    untake(t, e.head_sha);
+    return;
+  }
+  sendBack(t, item, e.head_sha, checks);
+}
+
+/**
+ * Reads the checks of the commit up for review once, as the wait for its review starts, and takes a failure already
+ * there as a delivered one: a failure delivered before the task had its pull request, or before it registered the
+ * pushed commit, was refused then. Nothing failing yet (CI still running) leaves the commit to later deliveries.
+ */
+export async function checksAtReview(t: TaskRun, item: InboxItem): Promise<void> {
+  const s = t.s;
+  const sha = s.commit;
+  if (s.pr === undefined || sha === null || item.status !== 'pending') return;
+  // Once per commit, also across continue-as-new; a commit whose failure was delivered and taken is read by that delivery.
+  if (s.ci?.read_at_review === sha || (s.ci?.commits ?? []).includes(sha)) return;
+  if (!patched(CI_AT_REVIEW_PATCH)) return;
+  const ci = (s.ci ??= { rounds: 0, round: 0, commits: [] });
+  ci.read_at_review = sha;
+  const checks = await readChecks(t, sha);
+  if (checks === null || checks.failed.length === 0) return;
+  // Taken as a delivery is: one round per commit. One delivered while the checks were read may have taken it first.
+  if (ci.commits.includes(sha)) return;
+  ci.commits.push(sha);
+  if (ci.commits.length > CI_COMMITS_KEEP) ci.commits.splice(0, ci.commits.length - CI_COMMITS_KEEP);
+  trace(t, 'forge_event', `check ${preview(checks.failed.map((c) => c.name).join(', '), 200)} failed on ${sha} before the review started`, { head_sha: sha }, CHECKS_ACTOR);
+  sendBack(t, item, sha, checks);
+}
+
+/** The checks of commit `sha` read back (the task's own self-check left out), or null when they could not be read (traced). */
+async function readChecks(t: TaskRun, sha: string): Promise<CommitChecks | null> {
+  const pr = t.s.pr!;
   let checks: CommitChecks;
   try {
-    checks = await forgeActs.readCommitChecks({ repo: pr.repo, commit: e.head_sha });
+    checks = await forgeActs.readCommitChecks({ repo: pr.repo, commit: sha });
   } catch (err) {
     if (!(err instanceof ActivityFailure)) throw err;
-    trace(t, 'health', `could not read the checks of ${e.head_sha} on #${pr.number}: ${describeFailure(err)}`, { head_sha: e.head_sha });
-    untake(t, e.head_sha);
-    return;
+    trace(t, 'health', `could not read the checks of ${sha} on #${pr.number}: ${describeFailure(err)}`, { head_sha: sha });
+    return null;
   }
-  // Nothing failing but the task's own self-check, or re-run since and passing: nothing to send, and the commit stays open to a later failure.
   if (checks.failed.length === 0) {
-    trace(t, 'note', `no failing check on ${e.head_sha} besides the task's own (${checks.read} read, ${checks.pending} not finished)`, { head_sha: e.head_sha });
-    untake(t, e.head_sha);
-    return;
+    trace(t, 'note', `no failing check on ${sha} besides the task's own (${checks.read} read, ${checks.pending} not finished)`, { head_sha: sha });
   }
+  return checks;
+}
+
+/** While the review item still waits, settles it as a round of changes naming the failing checks, or, with the task's CI rounds used up, opens a health alert instead. */
+function sendBack(t: TaskRun, item: InboxItem, sha: string, checks: CommitChecks): void {
+  const s = t.s;
+  const pr = s.pr!;
   // A human may have decided in the inbox while the checks were read: theirs stands.
   if (item.status !== 'pending') return;
   const ci = s.ci!;
@@ -108,7 +151,7 @@ export async function takeFailedChecks(t: TaskRun, item: InboxItem, e: TaskCheck
     if (ci.alert !== undefined && s.items.some((i) => i.item_id === ci.alert!.item_id && i.status === 'pending')) return;
     const alert = raise(t, 'health_alert', `CI still failing after ${inARow} round(s): ${preview(names.join(', '), 100)}`, 'stuck', {
       reason: 'ci_failing',
-      head_sha: e.head_sha,
+      head_sha: sha,
       pull_request: { number: pr.number, url: pr.url },
       checks: names,
       rounds: inARow,
@@ -124,10 +167,10 @@ export async function takeFailedChecks(t: TaskRun, item: InboxItem, e: TaskCheck
   // The request for changes moves the task to the next round.
   ci.round = s.round + 1;
   settle(t, item, { action: 'request_changes', actor: CHECKS_ACTOR, at: new Date().toISOString(), comment: request });
-  trace(t, 'decision', `request_changes on pr_review ${item.item_id} from failing checks on ${e.head_sha}: ${preview(names.join(', '), 500)}`, {
+  trace(t, 'decision', `request_changes on pr_review ${item.item_id} from failing checks on ${sha}: ${preview(names.join(', '), 500)}`, {
     item_id: item.item_id,
     action: 'request_changes',
-    head_sha: e.head_sha,
+    head_sha: sha,
     checks: names,
     ci_round: ci.rounds,
     max_ci_rounds: max,

@@ -4,12 +4,34 @@
 import { ApplicationFailure, setHandler } from '@temporalio/workflow';
 import { ACTIONS_BY_KIND, isTerminal, preview } from '../../domain/rules';
 import { BUILTIN_GRANT_CEILING, grantOverCeiling, type Principal } from '../../domain/access';
-import type { Decision, InboxItem, Resolution } from '../../domain/task';
+import type { Decision, FromForgeComment, InboxItem, Resolution } from '../../domain/task';
 import { cancelUpdate, decideUpdate, messageUpdate, taskQuery, traceQuery, type DecisionAck, type TaskMessage } from '../messages';
 import { settle } from './inbox';
 import { grant } from './limits';
 import type { TaskRun } from './state';
 import { publishVisibility, trace, view } from './visibility';
+
+/**
+ * Forge comments a task remembers having taken. Temporal takes an Update id (the API names these by the comment)
+ * once per run only: the ids carried in the state keep a comment re-sent after a continue-as-new from acting again.
+ */
+const FORGE_COMMENTS_KEEP = 500;
+
+/** Refuses a decision or message made from a forge comment the task took already. */
+function assertCommentNew(t: TaskRun, m: FromForgeComment): void {
+  const id = m.forge_comment_id;
+  if (id !== undefined && (t.s.forge_comments ?? []).includes(id)) {
+    throw ApplicationFailure.create({ type: 'DuplicateDelivery', message: `comment ${id} was taken already`, nonRetryable: true });
+  }
+}
+
+/** Remembers the forge comment a decision or message was made from (bounded, oldest forgotten first). */
+function takeComment(t: TaskRun, m: FromForgeComment): void {
+  if (m.forge_comment_id === undefined) return;
+  const taken = (t.s.forge_comments ??= []);
+  taken.push(m.forge_comment_id);
+  if (taken.length > FORGE_COMMENTS_KEEP) taken.splice(0, taken.length - FORGE_COMMENTS_KEEP);
+}
 
 /** Installs the query and update handlers; decisions settle items and never block. */
 export function installHandlers(t: TaskRun): void {
@@ -20,6 +42,7 @@ export function installHandlers(t: TaskRun): void {
     messageUpdate,
     (m) => {
       const at = new Date().toISOString();
+      takeComment(t, m);
       t.s.last_message = m.text;
       trace(t, 'message', preview(m.text, 2_000), byData(m.by), m.actor);
       let settled: InboxItem | null = null;
@@ -50,6 +73,7 @@ export function installHandlers(t: TaskRun): void {
 /** Refuses a message to an ended task, and one that would settle a health alert from someone who may not decide it. */
 function validateMessage(t: TaskRun, m: TaskMessage): void {
   assertOpen(t);
+  assertCommentNew(t, m);
   if (m.may_settle === false && t.s.items.some((i) => i.status === 'pending' && i.kind === 'health_alert')) {
     throw ApplicationFailure.create({
       type: 'NeedsApprover',
@@ -77,6 +101,7 @@ export function assertOpen(t: TaskRun): void {
 
 function validateDecision(t: TaskRun, d: Decision): void {
   assertOpen(t);
+  assertCommentNew(t, d);
   const item = t.s.items.find((i) => i.item_id === d.item_id);
   if (!item) {
     throw ApplicationFailure.create({ type: 'UnknownItem', message: `task ${t.input.task_id} has no item ${d.item_id}`, nonRetryable: true });
@@ -126,6 +151,7 @@ function validateDecision(t: TaskRun, d: Decision): void {
 function decide(t: TaskRun, d: Decision): DecisionAck {
   const s = t.s;
   const item = s.items.find((i) => i.item_id === d.item_id)!;
+  takeComment(t, d);
   const resolution: Resolution = { action: d.action, actor: d.actor, at: new Date().toISOString() };
   if (d.by !== undefined) resolution.by = d.by;
   if (d.comment !== undefined) resolution.comment = d.comment;

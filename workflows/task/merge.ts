@@ -5,7 +5,7 @@
  * otherwise, and once the worker gave up, the task waits for the pull request to be merged or closed on the forge.
  * The wall-clock cap, cancel and the forge's own close still end it while it waits.
  */
-import { ActivityFailure, condition, patched } from '@temporalio/workflow';
+import { ActivityFailure, condition, patched, workflowInfo } from '@temporalio/workflow';
 import { MERGE_MAX_ATTEMPTS, mergeRetryDelayMs, msBetween, type MergeMethod } from '../../domain/merge';
 import type { InboxItem, Resolution } from '../../domain/task';
 import { raise } from './inbox';
@@ -17,6 +17,8 @@ import { setState, trace } from './visibility';
 
 /** Patch before which an inbox approval of a task's pull request ended the task done at once, unmerged. */
 export const AWAIT_MERGE_PATCH = 'await-merge-on-approve';
+/** Patch before which the merge wait never continued as new: it held its run however long it waited or however many attempts it made. */
+export const MERGE_WAIT_CONTINUES_PATCH = 'merge-wait-continue-as-new';
 
 /** Whether an approval of the review item waits for the merge: the task has an open pull request, and its history is one that waits. */
 export function waitsForMerge(t: TaskRun): boolean {
@@ -24,32 +26,59 @@ export function waitsForMerge(t: TaskRun): boolean {
   return pr !== undefined && !pr.closed && t.input.source?.forge === 'github' && patched(AWAIT_MERGE_PATCH);
 }
 
-/** Settles an approved review: merges (when the task's source says how) or waits for the forge, then ends done when merged, rejected when closed unmerged. */
-export async function awaitMerge(t: TaskRun, item: InboxItem, approval: Resolution): Promise<End> {
+/**
+ * Settles an approved review: merges (when the task's source says how) or waits for the forge, then ends done when
+ * merged, rejected when closed unmerged; or returns 'continue' when Temporal suggests continuing as new, the wait
+ * (approval, attempts made, an alert raised) carried in the state for the next run to resume.
+ */
+export async function awaitMerge(t: TaskRun, item: InboxItem, approval: Resolution): Promise<End | 'continue'> {
   const s = t.s;
   const pr = s.pr!;
   const method = t.input.source?.merge_method;
+  // Resumed after a continue-as-new: the approval is the one the wait started with, and the trace has it already.
+  const resumed = s.merge !== undefined;
   const m: MergeWait = (s.merge ??= { approved_by: approval.actor, approved_at: approval.at, sha: s.commit!, attempts: 0 });
   setState(t, 'awaiting_merge');
-  trace(
-    t,
-    'awaiting_merge',
-    method === undefined
-      ? `approved by ${m.approved_by}; waiting for pull request #${pr.number} to be merged on GitHub`
-      : `approved by ${m.approved_by}; merging pull request #${pr.number} at ${m.sha} (${method}) once GitHub allows it`,
-    { number: pr.number, sha: m.sha, method: method ?? null },
-    approval.actor,
-  );
-  if (method !== undefined) await mergeApproved(t, pr, m, method);
-  await parkedWait(t, () => pr.closed);
+  if (!resumed) {
+    trace(
+      t,
+      'awaiting_merge',
+      method === undefined
+        ? `approved by ${m.approved_by}; waiting for pull request #${pr.number} to be merged on GitHub`
+        : `approved by ${m.approved_by}; merging pull request #${pr.number} at ${m.sha} (${method}) once GitHub allows it`,
+      { number: pr.number, sha: m.sha, method: method ?? null },
+      approval.actor,
+    );
+  }
+  // Once the worker gave up (an alert asks a human), a later run does not start merging again.
+  if (method !== undefined && m.alert === undefined) {
+    if ((await mergeApproved(t, pr, m, method)) === 'continue') return 'continue';
+  }
+  for (;;) {
+    await parkedWait(t, () => pr.closed || workflowInfo().continueAsNewSuggested);
+    if (pr.closed) break;
+    if (continueSuggested()) return 'continue';
+    // A history from before the merge wait continued as new: it waited for the close alone.
+    await parkedWait(t, () => pr.closed);
+  }
   return closedEnd(t, item, pr, m);
 }
 
-/** Tries to merge until it is merged or closed, GitHub refuses for good, or {@link MERGE_MAX_ATTEMPTS} pass; then a human is asked. */
-async function mergeApproved(t: TaskRun, pr: TaskPullRequest, m: MergeWait, method: MergeMethod): Promise<void> {
+/** Whether the merge wait hands over to a new run now: Temporal suggests it, and this history is one whose merge wait does. */
+function continueSuggested(): boolean {
+  return workflowInfo().continueAsNewSuggested && patched(MERGE_WAIT_CONTINUES_PATCH);
+}
+
+/**
+ * Tries to merge until it is merged or closed, GitHub refuses for good, or {@link MERGE_MAX_ATTEMPTS} pass; then a
+ * human is asked. Returns 'continue' between attempts when the run should continue as new (the attempts are in `m`).
+ */
+async function mergeApproved(t: TaskRun, pr: TaskPullRequest, m: MergeWait, method: MergeMethod): Promise<'continue' | undefined> {
   let last = '';
   while (!pr.closed) {
-    if (m.attempts >= MERGE_MAX_ATTEMPTS) return alert(t, pr, m, `GitHub did not allow merging it after ${m.attempts} attempts: ${last}`);
+    if (continueSuggested()) return 'continue';
+    // The last refusal is this run's: after a continue-as-new the cap may come before any.
+    if (m.attempts >= MERGE_MAX_ATTEMPTS) return alert(t, pr, m, `GitHub did not allow merging it after ${m.attempts} attempts${last === '' ? '' : `: ${last}`}`);
     m.attempts += 1;
     let attempt;
     try {
@@ -89,7 +118,7 @@ async function mergeApproved(t: TaskRun, pr: TaskPullRequest, m: MergeWait, meth
 }
 
 /** Asks a human why the worker stopped merging; the task keeps waiting for the pull request to be merged or closed on GitHub. */
-function alert(t: TaskRun, pr: TaskPullRequest, m: MergeWait, why: string): void {
+function alert(t: TaskRun, pr: TaskPullRequest, m: MergeWait, why: string): undefined {
   const item = raise(t, 'health_alert', `Pull request #${pr.number} was approved but not merged: ${why}`, 'awaiting_merge', {
     number: pr.number,
     url: pr.url,
@@ -99,6 +128,7 @@ function alert(t: TaskRun, pr: TaskPullRequest, m: MergeWait, why: string): void
     hint: 'merge or close the pull request on GitHub (the task ends when it is), or cancel the task',
   });
   m.alert = item.item_id;
+  return undefined;
 }
 
 /** How a task ends once its approved pull request closed: done when merged (with its latencies), rejected otherwise. */

@@ -10,11 +10,12 @@ import type { EgressView } from '../../domain/egress';
 import { egressView } from './egress';
 import { awaitMerge, waitsForMerge } from './merge';
 import { flushMirror } from './mirror';
+import { foldRepliesSettled } from './review-fold';
 import { waitFor, raise } from './inbox';
 import { notificationsStarted, notify } from './notify';
 import { describeFailure, io } from './proxies';
 import { onSandbox, teardown } from './sandbox';
-import { closePullRequest, mergedResult, mergeLatencyMs, openPullRequest, PULL_REQUEST_PATCH, waitForReview } from './pull-request';
+import { closePullRequest, leavePullRequest, mergedResult, mergeLatencyMs, openPullRequest, PULL_REQUEST_PATCH, waitForReview } from './pull-request';
 import { firstLine, type End, type TaskRun } from './state';
 import { flushTrace, setState, trace, view } from './visibility';
 
@@ -67,8 +68,11 @@ export async function publish(t: TaskRun): Promise<End | undefined> {
   return undefined;
 }
 
-/** Waits for the human's review: reject ends the task, approve too (or waits for the merge of its pull request), request_changes starts another round. */
-export async function awaitReview(t: TaskRun): Promise<End | undefined> {
+/**
+ * Waits for the human's review: reject ends the task, approve too (or waits for the merge of its pull request, which
+ * may hand over to a new run: 'continue'), request_changes starts another round.
+ */
+export async function awaitReview(t: TaskRun): Promise<End | 'continue' | undefined> {
   const s = t.s;
   const item = s.items.find((i) => i.item_id === s.review_item);
   if (!item) throw new Error(`review item ${s.review_item} missing from state`);
@@ -220,6 +224,8 @@ export async function finish(t: TaskRun, end: End): Promise<TaskOutcome> {
       trace(t, 'health', `sandbox teardown failed: ${err instanceof ActivityFailure ? describeFailure(err) : String(err)}`);
     }
     if (end.state === 'rejected' || end.state === 'cancelled') await closePullRequest(t, end);
+    // Timed out or failed, no one decided on the pull request: it stays open, saying the agent left it.
+    else if (end.state === 'timed_out' || end.state === 'failed') await leavePullRequest(t, end);
     if ((end.state === 'rejected' || end.state === 'cancelled') && s.pushed && s.branch) {
       try {
         await io.deleteBranch({ repo: t.input.spec.repo, branch: s.branch });
@@ -234,8 +240,9 @@ export async function finish(t: TaskRun, end: End): Promise<TaskOutcome> {
   setState(t, end.state);
   notify(t, 'task_ended');
   await CancellationScope.nonCancellable(async () => {
-    // The source issue shows how the task ended before the workflow returns.
+    // The source issue shows how the task ended before the workflow returns, and a reply being written is finished.
     await flushMirror(t);
+    await foldRepliesSettled(t);
     await notificationsStarted(t);
     await flushTrace(t);
     if (patched(TASK_RECORD_PATCH)) await writeRecord(t);

@@ -7,18 +7,19 @@
  * queued for the main line, which reads it through an activity while it waits for the review.
  */
 import { ActivityFailure, patched, setHandler, ApplicationFailure } from '@temporalio/workflow';
-import { notAllowedReply, reviewRequest, type SelfCheckReport, type TaskForgeEvent, type TaskReviewEvent } from '../../domain/forge';
+import { notAllowedReply, requestCutReply, reviewRequest, type ReviewFeedback, type SelfCheckReport, type TaskForgeEvent, type TaskReviewEvent } from '../../domain/forge';
 import { codeBlock, inertMarkdown, inertText } from '../../domain/markdown';
 import { msBetween } from '../../domain/merge';
 import { preview } from '../../domain/rules';
 import type { InboxItem, Resolution } from '../../domain/task';
 import { checksFailedUpdate, forgeEventUpdate, reviewCommentedUpdate, type DecisionAck } from '../messages';
-import { answeredCiAlert, closeCiAlert, queueChecksFailed, takeCiAlertAnswer, takeFailedChecks, validateChecksFailed } from './ci';
+import { answeredCiAlert, checksAtReview, closeCiAlert, queueChecksFailed, takeCiAlertAnswer, takeFailedChecks, validateChecksFailed } from './ci';
 import { assertOpen } from './handlers';
 import { settle } from './inbox';
 import { describeFailure, forgeActs } from './proxies';
 import { parkedWait } from './sandbox';
 import { firstLine, type End, type TaskRun } from './state';
+import { foldReview, REVIEW_FOLD_PATCH, takeFold, validateFold, waitingReview } from './review-fold';
 import { publishVisibility, trace } from './visibility';
 
 /** Patch before which a task from a forge issue opened no pull request. */
@@ -122,6 +123,32 @@ export async function closePullRequest(t: TaskRun, end: End): Promise<void> {
   }
 }
 
+/** Patch before which a task that ended timed out or failed left its open pull request without a word. */
+export const LEFT_OPEN_PATCH = 'forge-pr-left-open-comment';
+
+/**
+ * Says on the open pull request of a task that ended with no decision on it (timed out, failed) that the agent left
+ * it: the pull request stays open (an approved one may still be worth merging by hand), and nobody reading it takes
+ * it for work under way. A failure is traced; the end goes on.
+ */
+export async function leavePullRequest(t: TaskRun, end: End): Promise<void> {
+  const pr = t.s.pr;
+  if (pr === undefined || pr.closed || !patched(LEFT_OPEN_PATCH)) return;
+  const m = t.s.merge;
+  // The result may quote what a command or the forge said: inert, so it pings and closes nothing.
+  const why = `The task ended ${end.state}: ${inertMarkdown(preview(end.result, 1_000))}.`;
+  const body = m !== undefined
+    ? `${why} It was approved in the Agent Inbox by ${m.approved_by} at ${m.sha} and no longer merges or changes this pull request: merge it here if it is still wanted, or close it.`
+    : `${why} The agent no longer works on this pull request: reviews, comments and failing checks here do not reach it any more. Its last round was not approved; review it here and merge or close it.`;
+  try {
+    await forgeActs.commentOnPullRequest({ repo: pr.repo, number: pr.number, body });
+    trace(t, 'note', `said on pull request #${pr.number} that the task ended ${end.state} and left it open`, { number: pr.number });
+  } catch (err) {
+    if (!(err instanceof ActivityFailure)) throw err;
+    trace(t, 'health', `could not comment on pull request #${pr.number}: ${describeFailure(err)}`);
+  }
+}
+
 /** Installs the forge event Update. */
 export function installForgeHandler(t: TaskRun): void {
   setHandler(forgeEventUpdate, (e) => takeForgeEvent(t, e), { validator: (e) => validateForgeEvent(t, e) });
@@ -160,8 +187,11 @@ function validateForgeEvent(t: TaskRun, e: TaskForgeEvent): void {
   if ((s.forge_refused ?? []).includes(who)) {
     throw ApplicationFailure.create({ type: 'ReviewRefused', message: `${e.reviewer} may not steer this task`, nonRetryable: true });
   }
-  if (queued.some((q) => (q.kind === 'changes_requested' || q.kind === 'review_commented') && q.reviewer.toLowerCase() === who) || queued.length >= MAX_QUEUED_REVIEWS) {
-    throw ApplicationFailure.create({ type: 'ReviewRefused', message: `a review by ${e.reviewer} (or ${MAX_QUEUED_REVIEWS} reviews) already wait to be read`, nonRetryable: true });
+  // A writer's later review while their first waits folds into it (bounded); only someone with none waiting takes a place in the queue.
+  const waiting = waitingReview(t, e.reviewer);
+  if (waiting !== undefined) return validateFold(t, waiting, e);
+  if (queued.length >= MAX_QUEUED_REVIEWS) {
+    throw ApplicationFailure.create({ type: 'ReviewRefused', message: `${MAX_QUEUED_REVIEWS} reviews already wait to be read`, nonRetryable: true });
   }
 }
 
@@ -177,9 +207,14 @@ function takeForgeEvent(t: TaskRun, e: TaskForgeEvent): DecisionAck {
     return { task_id: t.input.task_id, item: null, state: s.state };
   }
   if (e.kind !== 'pr_closed') {
-    const what = e.kind === 'changes_requested' ? 'requested changes' : 'commented';
-    trace(t, 'forge_event', `review ${e.review_id} by ${e.reviewer} ${what} on #${e.number}`, { delivery_id: e.delivery_id, review_id: e.review_id }, `github:${e.reviewer}`);
-    (s.forge_queue ??= []).push(e);
+    const waiting = waitingReview(t, e.reviewer);
+    if (waiting !== undefined) {
+      foldReview(t, waiting, e);
+    } else {
+      const what = e.kind === 'changes_requested' ? 'requested changes' : 'commented';
+      trace(t, 'forge_event', `review ${e.review_id} by ${e.reviewer} ${what} on #${e.number}`, { delivery_id: e.delivery_id, review_id: e.review_id }, `github:${e.reviewer}`);
+      (s.forge_queue ??= []).push(e);
+    }
     // Remembered from now on, not once read: a copy re-sent while it is being read is refused too.
     const reviews = (s.forge_reviews ??= []);
     reviews.push(e.review_id);
@@ -220,10 +255,11 @@ export function mergeLatencyMs(t: TaskRun, item: InboxItem): number | null {
  * Waits until the review item is settled, by a human in the inbox or by the forge: a review requesting changes,
  * or a comment review with line comments or words to the agent, is read back (its comments batched, its author's
  * permission checked) and, from someone with write access, settles the item as request_changes; anyone else gets
- * a polite reply and the wait goes on.
+ * a polite reply and the wait goes on. Failing checks already on the commit as the wait starts count as delivered.
  */
 export async function waitForReview(t: TaskRun, item: InboxItem): Promise<Resolution> {
   const s = t.s;
+  await checksAtReview(t, item);
   for (;;) {
     await parkedWait(t, () => item.status !== 'pending' || (s.forge_queue?.length ?? 0) > 0 || answeredCiAlert(t) !== null);
     if (item.status !== 'pending') break;
@@ -241,7 +277,44 @@ export async function waitForReview(t: TaskRun, item: InboxItem): Promise<Resolu
   return item.resolution;
 }
 
+/**
+ * Reads back review `e` and the writer's later reviews folded into it, and, while the item waits, settles it as one
+ * request for changes; someone without write access gets the polite reply instead, and a writer whose words a
+ * bound cut gets one reply saying so.
+ */
 async function takeReview(t: TaskRun, item: InboxItem, e: TaskReviewEvent): Promise<void> {
+  const fold = takeFold(t, e.review_id);
+  // Folds exist only in histories that made them; the patch marks the first read of one.
+  const reviews = fold.later.length > 0 && patched(REVIEW_FOLD_PATCH) ? [e, ...fold.later] : [e];
+  const taken: { e: TaskReviewEvent; feedback: ReviewFeedback }[] = [];
+  for (const r of reviews) {
+    const feedback = await readReview(t, r);
+    if (feedback === 'refused') return;
+    if (feedback !== null) taken.push({ e: r, feedback });
+  }
+  // A human may have decided in the inbox while the reviews were read: theirs stands.
+  if (taken.length === 0 || item.status !== 'pending') return;
+  const actor = `github:${e.reviewer}`;
+  const request = reviewRequest(taken.map((r) => r.feedback));
+  const ids = taken.map((r) => r.e.review_id);
+  settle(t, item, { action: 'request_changes', actor, at: new Date().toISOString(), comment: request.text });
+  trace(t, 'decision', `request_changes on pr_review ${item.item_id} from ${ids.length === 1 ? `review ${e.review_id}` : `reviews ${ids.join(', ')}`}: ${preview(request.text, 500)}`, {
+    item_id: item.item_id,
+    action: 'request_changes',
+    review_id: e.review_id,
+    ...(ids.length === 1 ? {} : { review_ids: ids }),
+    comments: taken.reduce((n, r) => n + r.feedback.comments.length, 0),
+  }, actor);
+  publishVisibility(t);
+  // One reply per fold: a writer told their fold was full knows already that not everything went through.
+  if (request.cut && !fold.told && patched(REVIEW_FOLD_PATCH)) await reply(t, requestCutReply(e.reviewer));
+}
+
+/**
+ * Reads one review back: its feedback to pass on, null when there is nothing to pass on (unread, a note, dismissed
+ * since), or 'refused' when its author may not steer the agent (remembered, and answered unless it asked nothing).
+ */
+async function readReview(t: TaskRun, e: TaskReviewEvent): Promise<ReviewFeedback | null | 'refused'> {
   const pr = t.s.pr!;
   const actor = `github:${e.reviewer}`;
   let feedback;
@@ -250,7 +323,7 @@ async function takeReview(t: TaskRun, item: InboxItem, e: TaskReviewEvent): Prom
   } catch (err) {
     if (!(err instanceof ActivityFailure)) throw err;
     trace(t, 'health', `could not read review ${e.review_id} on #${pr.number}: ${describeFailure(err)}`);
-    return;
+    return null;
   }
   // A comment review with no line comment and no word to the agent (a reviewer's note to others) asks nothing: not even a refusal.
   const note = e.kind === 'review_commented' && !e.addressed && !(feedback.has_comments ?? feedback.comments.length > 0);
@@ -262,28 +335,29 @@ async function takeReview(t: TaskRun, item: InboxItem, e: TaskReviewEvent): Prom
   }
   if (note) {
     trace(t, 'note', `review ${e.review_id} by ${e.reviewer} has no line comments and does not speak to the agent; not passed on`, { review_id: e.review_id }, actor);
-    return;
+    return feedback.allowed ? null : 'refused';
   }
   if (!feedback.allowed) {
     trace(t, 'note', `review ${e.review_id} by ${e.reviewer} ignored: their permission is ${feedback.permission}, not write`, { review_id: e.review_id }, actor);
-    try {
-      await forgeActs.commentOnPullRequest({ repo: pr.repo, number: pr.number, body: notAllowedReply(e.reviewer) });
-    } catch (err) {
-      if (!(err instanceof ActivityFailure)) throw err;
-      trace(t, 'health', `could not reply on #${pr.number}: ${describeFailure(err)}`);
-    }
-    return;
+    await reply(t, notAllowedReply(e.reviewer));
+    return 'refused';
   }
   // Dismissed on GitHub after it was sent: it asks nothing any more.
   const sent = e.kind === 'changes_requested' ? 'changes_requested' : 'commented';
   if (feedback.state !== undefined && feedback.state !== sent) {
     trace(t, 'note', `review ${e.review_id} by ${e.reviewer} is ${feedback.state} now; not passed on`, { review_id: e.review_id }, actor);
-    return;
+    return null;
   }
-  // A human may have decided in the inbox while the review was read: theirs stands.
-  if (item.status !== 'pending') return;
-  const comment = reviewRequest(feedback);
-  settle(t, item, { action: 'request_changes', actor, at: new Date().toISOString(), comment });
-  trace(t, 'decision', `request_changes on pr_review ${item.item_id} from review ${e.review_id}: ${preview(comment, 500)}`, { item_id: item.item_id, action: 'request_changes', review_id: e.review_id, comments: feedback.comments.length }, actor);
-  publishVisibility(t);
+  return feedback;
+}
+
+/** Comments `body` on the task's pull request; a failure is traced, never thrown. */
+async function reply(t: TaskRun, body: string): Promise<void> {
+  const pr = t.s.pr!;
+  try {
+    await forgeActs.commentOnPullRequest({ repo: pr.repo, number: pr.number, body });
+  } catch (err) {
+    if (!(err instanceof ActivityFailure)) throw err;
+    trace(t, 'health', `could not reply on #${pr.number}: ${describeFailure(err)}`);
+  }
 }

@@ -9,6 +9,7 @@ import type { TaskWorkflowInput } from '../messages';
 import type { TaskForgeEvent } from '../../domain/forge';
 import type { CiState } from './ci';
 import type { EgressState } from './egress';
+import type { FoldState } from './review-fold';
 
 /** Where the main line stands in a round: running the planner, publishing, or waiting for review. */
 export type Phase = 'steps' | 'publish' | 'review';
@@ -62,7 +63,11 @@ export interface State {
   forge_reviews?: number[];
   /** Reviewers (lower case) refused for lack of write access, bounded: their later reviews are refused unread. */
   forge_refused?: string[];
-  /** CI on the task's pull request: rounds failing checks sent in a row, commits taken; absent until the first failure. */
+  /** Forge comments (`/agent …` on the pull request) taken as a decision or a message, newest last, bounded: one re-sent, to this run or a later one, is refused. */
+  forge_comments?: number[];
+  /** Writers' later reviews folded into the one they have waiting, and replies owed (see `review-fold.ts`); absent until the first fold. */
+  review_folds?: FoldState;
+  /** CI on the task's pull request: rounds failing checks sent in a row, commits taken and read; absent until the first failure or read. */
   ci?: CiState;
   /** What the source issue was last asked to show (see `mirror.ts`); absent until the first write, and for tasks not from a forge issue. */
   mirror?: MirrorState;
@@ -173,6 +178,8 @@ export class TaskRun {
   mirrorActive: boolean | undefined = undefined;
   /** The mirror write in flight, if any: awaited before the run ends or continues as new, so none is left half-done. */
   mirroring: Promise<void> | null = null;
+  /** The reply to a writer whose folded reviews are full, while one is being written (see `review-fold.ts`). */
+  replying: Promise<void> | null = null;
 
   constructor(readonly input: TaskWorkflowInput) {
     this.s = (input.carried as State | undefined) ?? initialState(input);
