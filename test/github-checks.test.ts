@@ -118,7 +118,15 @@ async function taskWithPullRequest(number: number): Promise<{ id: string; item: 
   opened.push(id);
   const item = await api.nextItem(id, ['pr_review']);
   assert.ok(item.detail.pull_request, `the review item names its pull request: ${JSON.stringify((await api.trace(id)).filter((e) => e.type === 'health'))}`);
-  return { id, item, pr: item.detail.pull_request.number, sha: (await api.task(id)).commit };
+  const sha = (await api.task(id)).commit;
+  // The task reads the commit's checks once as its review wait starts: let that read pass before CI reports.
+  await readAtReview(id, sha);
+  return { id, item, pr: item.detail.pull_request.number, sha };
+}
+
+/** Waits until task `id` has read the checks of `sha` as the wait for its review started, and found none failing. */
+async function readAtReview(id: string, sha: string): Promise<void> {
+  await eventually(() => api.trace(id), (tr) => tr.some((e) => e.type === 'note' && e.data?.head_sha === sha && /^no failing check/.test(e.message)), `checks of ${sha} read`, 30_000);
 }
 
 /** The round's pending review item once round `round` is up for review. */
@@ -243,6 +251,39 @@ describe('failing checks on the agent’s pull request', () => {
     assert.equal(now.items.find((i: any) => i.item_id === alert.item_id).status, 'resolved');
     assert.deepEqual(github.violations(), []);
     await recordHistory(env.stack.client, id, 'github-ci-rounds-alerted-pending-review');
+  });
+});
+
+describe('a check that failed before the task could take it', () => {
+  it('sends the agent back once as the wait for review starts, though no delivery reached the task', async () => {
+    // CI fails on the head the moment the pull request opens: its delivery, if any, came before the task knew the pull request.
+    github.state.whenPullOpens(REPO, (pull) => {
+      ciRun(pull.head.sha, 'ci / build', 'failure', { title: 'build broke', summary: `EARLY-FAILURE ${HOSTILE}` });
+    });
+    let id: string;
+    try {
+      const res = await deliver(labeled(8));
+      assert.equal(res.status, 202, JSON.stringify(res.body));
+      id = res.body.task_id as string;
+      opened.push(id);
+      const { view } = await reviewOfRound(id, 2);
+      const settled = view.items.find((i: any) => i.kind === 'pr_review' && i.status !== 'pending');
+      assert.equal(settled.resolution.action, 'request_changes');
+      assert.equal(settled.resolution.actor, CHECKS_ACTOR);
+      assert.match(settled.resolution.comment, /### ci \/ build \(failure\)[\s\S]*EARLY-FAILURE/);
+      assertInert(settled.resolution.comment, 'the request for changes');
+      assert.match(git(bare, 'show', `${view.commit}:FEEDBACK.md`), /EARLY-FAILURE/);
+      const early = (await api.trace(id)).filter((e) => e.type === 'forge_event' && /before the review started/.test(e.message));
+      assert.equal(early.length, 1, 'taken once');
+    } finally {
+      github.state.whenPullOpens(REPO, undefined);
+    }
+    // Round 2's commit has no failing check: read once, and it waits for its review.
+    const now = await api.task(id);
+    await readAtReview(id, now.commit);
+    assert.equal((await api.task(id)).round, 2);
+    assert.equal(github.state.pulls(REPO).filter((p) => p.head.ref === `agent/${id}`).length, 1);
+    assert.deepEqual(github.violations(), []);
   });
 });
 

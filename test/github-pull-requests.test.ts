@@ -9,8 +9,12 @@
  */
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { labelledIssueTaskId } from '../api/idempotency';
+import { MAX_FOLDED_REVIEWS, MAX_REQUEST_COMMENTS, MAX_REVIEW_REQUEST_CHARS, reviewRequest } from '../domain/forge';
 import { MIRROR_LABELS, statusMarker } from '../domain/forge-mirror';
 import { branchCommit, git } from './support/git-fixture';
 import { deliver as deliverTo, exampleDelivery, type DeliveryOptions, labelledIssue, SPELLING_ISSUE } from './support/github-deliveries';
@@ -23,7 +27,19 @@ import { ENDED_STATES, taskApi } from './support/task-api';
 const REPO = 'octo-org/hello';
 /** The highest issue number a test's delivery names: the fake holds issues up to it, so the mirror can label and comment on them. */
 const LAST_ISSUE = 11;
-const PLANNER = { kind: 'recipe', steps: [{ run: 'printf "Please commit often.\\n" > README.md', name: 'fix spelling' }] };
+/**
+ * A round asked to take its time holds its step until the test creates {@link GATE} (at most a minute), so reviews
+ * arrive while the agent works. The process driver runs steps on this host, where the path is the test's.
+ */
+const SLOW_WORD = 'take-your-time';
+const GATE = path.join(os.tmpdir(), `agent-inbox-fold-gate-${process.pid}`);
+const PLANNER = {
+  kind: 'recipe',
+  steps: [
+    { run: 'printf "Please commit often.\\n" > README.md', name: 'fix spelling' },
+    { run: `case "\${AGENT_FEEDBACK:-}" in *${SLOW_WORD}*) for i in $(seq 600); do [ -e ${GATE} ] && break; sleep 0.1; done;; esac; printf "%s\\n" "\${AGENT_FEEDBACK:-none}" > FEEDBACK.md`, name: 'note the feedback' },
+  ],
+};
 
 let env: GithubStack;
 let github: GithubMock;
@@ -108,6 +124,7 @@ before(async () => {
 });
 
 after(async () => {
+  fs.rmSync(GATE, { force: true });
   if (base) await api.cancelOpen(opened);
   await env?.stop();
 });
@@ -254,6 +271,57 @@ describe('a task from a GitHub issue', () => {
     assert.deepEqual(github.violations(), []);
   });
 
+  it('folds a writer’s later reviews while the agent works into one round after it, bounded: past the bound one reply, then refused unread', async () => {
+    const { id, item, pr } = await taskWithPullRequest(5);
+    const review = (state: 'CHANGES_REQUESTED' | 'COMMENTED', body: string, comments: { path: string; line: number; body: string }[] = []) =>
+      github.state.addReview(REPO, pr, { reviewer: 'writer-wendy', state, body, comments });
+    const send = (reviewId: number, state: string, body: string) => deliver(reviewed(pr, id, reviewId, 'writer-wendy', state, body), { event: 'pull_request_review' });
+    const foldReplies = () => github.state.comments(REPO, pr).filter((c) => /wait to go to it together/.test(c.body));
+
+    // Round 2 is asked to take its time: the reviews below arrive while its step runs.
+    const a = review('CHANGES_REQUESTED', `Rename it, ${SLOW_WORD}.`);
+    assert.equal((await send(a, 'changes_requested', `Rename it, ${SLOW_WORD}.`)).status, 202);
+    await eventually(() => api.task(id), (t) => t.round === 2 && !t.items.some((i: any) => i.kind === 'pr_review' && i.status === 'pending'), 'round 2 under way');
+    // The writer's first review during the round waits; lone line comments and another review fold into it.
+    const b = review('COMMENTED', '', [{ path: 'README.md', line: 1, body: 'B: say it once.' }]);
+    assert.equal((await send(b, 'commented', '')).status, 202);
+    const later: number[] = [];
+    for (let i = 1; i <= MAX_FOLDED_REVIEWS; i++) {
+      const r = i === MAX_FOLDED_REVIEWS ? review('CHANGES_REQUESTED', `F${i}: and a newline.`) : review('COMMENTED', '', [{ path: 'README.md', line: i + 1, body: `F${i}: look here.` }]);
+      const res = await send(r, i === MAX_FOLDED_REVIEWS ? 'changes_requested' : 'commented', i === MAX_FOLDED_REVIEWS ? `F${i}: and a newline.` : '');
+      assert.equal(res.status, 202, `later review ${i}: ${JSON.stringify(res.body)}`);
+      later.push(r);
+    }
+    // Past the bound: taken once to tell the writer, then refused unread.
+    const past = review('COMMENTED', '', [{ path: 'README.md', line: 40, body: 'PAST: not passed on.' }]);
+    assert.equal((await send(past, 'commented', '')).status, 202);
+    const refused = review('COMMENTED', '', [{ path: 'README.md', line: 41, body: 'REFUSED: not read.' }]);
+    const refusedRes = await send(refused, 'commented', '');
+    assert.equal(refusedRes.status, 200, JSON.stringify(refusedRes.body));
+    assert.match(refusedRes.body.ignored, /already wait with their review/);
+    await eventually(async () => foldReplies().length, (n: number) => n === 1, 'one reply saying the rest is not passed on');
+    const during = await api.task(id);
+    assert.ok(during.round === 2 && !during.items.some((i: any) => i.kind === 'pr_review' && i.status === 'pending'), 'all of it arrived while round 2 ran');
+    fs.writeFileSync(GATE, '');
+
+    // Round 2 up for review: the waiting review and its folds settle it at once, as one round by the writer.
+    const third = await eventually(() => api.task(id), (t) => t.round === 3 && t.items.some((i: any) => i.kind === 'pr_review' && i.status === 'pending'), 'round 3 up for review', 90_000);
+    const second = third.items.filter((i: any) => i.kind === 'pr_review' && i.item_id !== item.item_id && i.status === 'resolved');
+    assert.equal(second.length, 1, 'round 2 settled once');
+    const comment: string = second[0].resolution.comment;
+    assert.equal(second[0].resolution.actor, 'github:writer-wendy');
+    const order = ['B: say it once.', ...Array.from({ length: MAX_FOLDED_REVIEWS }, (_, i) => `F${i + 1}:`)].map((w) => comment.indexOf(w));
+    assert.ok(order.every((at) => at >= 0), comment);
+    assert.deepEqual([...order].sort((x, y) => x - y), order, 'oldest first');
+    assert.ok(!comment.includes('PAST') && !comment.includes('REFUSED'), comment);
+    const decision = (await api.trace(id)).filter((e) => e.type === 'decision' && e.data?.item_id === second[0].item_id);
+    assert.deepEqual(decision[0]?.data?.review_ids, [b, ...later]);
+    assert.match(git(bare, 'show', `${third.commit}:FEEDBACK.md`), /B: say it once\.[\s\S]*F10: and a newline\./);
+    assert.equal(foldReplies().length, 1, 'still one reply');
+    assert.equal(github.state.pulls(REPO).filter((p) => p.head.ref === `agent/${id}`).length, 1);
+    assert.deepEqual(github.violations(), []);
+  });
+
   it('is rejected, its branch deleted, when its pull request is closed unmerged; a fork’s branch of the same name is not it', async () => {
     const { id, pr } = await taskWithPullRequest(8);
     const spoof = await deliver(closed(pr, id, true, 'mallory', 'mallory/hello'), { event: 'pull_request' });
@@ -348,5 +416,26 @@ describe('a task from a GitHub issue', () => {
     const everything = JSON.stringify([ended, await api.trace(id)]);
     assert.ok(!everything.includes(TOKEN), 'the token appears in no task or trace');
     assert.deepEqual(github.violations(), []);
+  });
+});
+
+describe('the request for changes a writer’s reviews make', () => {
+  it('passes on at most MAX_REQUEST_COMMENTS comments and MAX_REVIEW_REQUEST_CHARS characters, oldest first, saying what it left out', () => {
+    const reviews = Array.from({ length: MAX_FOLDED_REVIEWS + 1 }, (_, r) => ({
+      body: `review ${r}`,
+      comments: Array.from({ length: 20 }, (_, c) => ({ path: 'a.js', line: c + 1, body: `r${r}c${c}` })),
+    }));
+    const few = reviewRequest(reviews.slice(0, 2));
+    assert.equal(few.cut, false);
+    assert.match(few.text, /^review 0\n- a\.js:1: r0c0\n[\s\S]*\n\nThen, in a later review:\nreview 1\n- a\.js:1: r1c0/);
+    const many = reviewRequest(reviews);
+    assert.equal(many.cut, true);
+    assert.equal((many.text.match(/^- a\.js:\d+: r\d+c\d+$/gm) ?? []).length, MAX_REQUEST_COMMENTS);
+    assert.match(many.text, new RegExp(`\\[${reviews.length * 20 - MAX_REQUEST_COMMENTS} more comment\\(s\\) not passed on`));
+    assert.ok(many.text.includes('r0c0') && !many.text.includes(`r${MAX_FOLDED_REVIEWS}c19`), 'the oldest go first');
+    const long = reviewRequest([{ body: 'x'.repeat(MAX_REVIEW_REQUEST_CHARS * 2), comments: [] }]);
+    assert.equal(long.cut, true);
+    assert.ok(long.text.length <= MAX_REVIEW_REQUEST_CHARS && long.text.endsWith('[the rest of the review is cut]'));
+    assert.deepEqual(reviewRequest([{ body: ' ', comments: [] }]), { text: '(the review has no text)', cut: false });
   });
 });

@@ -145,6 +145,8 @@ interface RepoState {
   heldMerges: Map<number, { remaining: number; message: string }>;
   /** Merge methods the repository allows (GitHub's "Allow merge commits / squash / rebase" settings). */
   mergeMethods: string[];
+  /** Called with each pull request as it opens, before GitHub answers (a test's CI reporting on its head at once). */
+  pullOpened?: (pull: PullRecord) => void;
 }
 
 /** Login the fake attributes created pull requests, comments and check runs to (the token's owner). */
@@ -214,6 +216,11 @@ export class FakeGithub {
    */
   followGit(repo: string, heads: (branch: string) => string | null): void {
     this.state(repo).gitHeads = heads;
+  }
+
+  /** Calls `hook` with each pull request opened in `repo` from now on, as it opens and before GitHub answers; `undefined` stops it. */
+  whenPullOpens(repo: string, hook: ((pull: PullRecord) => void) | undefined): void {
+    this.state(repo).pullOpened = hook;
   }
 
   /** Makes the next `attempts` merges of pull request `number` answer 405 with `message`, as GitHub does while required checks are pending. */
@@ -392,6 +399,7 @@ export class FakeGithub {
       user: input.user ?? ACTOR_LOGIN, createdAt: now, updatedAt: now,
     };
     s.pulls.push(pull);
+    s.pullOpened?.(pull);
     return pull;
   }
 
