@@ -5,6 +5,7 @@
  * Pure module: no I/O, so the workflow bundle may import it.
  */
 import { inertMarkdown } from './markdown';
+import { asWords } from './rules';
 import type { ItemKind, TaskState } from './task';
 
 /** The labels the backend owns on a source issue; it adds and removes these and never any other. */
@@ -66,11 +67,11 @@ const ENDED_OTHERWISE: ReadonlySet<TaskState> = new Set(['rejected', 'failed', '
 export function mirrorOf(src: MirrorSource): IssueMirror {
   const withPr = (m: IssueMirror): IssueMirror => (src.pr === undefined ? m : { ...m, pr_url: src.pr.url });
   if (src.state === 'done') return withPr({ label: 'agent:done', state: src.state, headline: bounded(`Done: ${quote(src.result ?? 'the task ended done')}`) });
-  if (ENDED_OTHERWISE.has(src.state)) return withPr({ label: null, state: src.state, headline: bounded(`Ended ${src.state.replace(/_/g, ' ')}: ${quote(src.result ?? 'no result given')}`) });
+  if (ENDED_OTHERWISE.has(src.state)) return withPr({ label: null, state: src.state, headline: bounded(`Ended ${asWords(src.state)}: ${quote(src.result ?? 'no result given')}`) });
   if (src.state === 'queued') return { label: 'agent:queued', state: src.state, headline: 'Queued: waiting for a worker to start it' };
   const asks = src.pending.find((i) => i.kind !== 'pr_review');
   if (asks !== undefined || NEEDS_INPUT_STATES.has(src.state)) {
-    const what = asks === undefined ? 'a decision' : `${asks.kind.replace(/_/g, ' ')}: ${quote(asks.title)}`;
+    const what = asks === undefined ? 'a decision' : `${asWords(asks.kind)}: ${quote(asks.title)}`;
     return withPr({ label: 'agent:needs-input', state: src.state, headline: bounded(`Waiting for input in the inbox (${what})`) });
   }
   // Approved in the inbox: the pull request is still open on the forge, now waiting to be merged.
@@ -103,7 +104,7 @@ export function statusMarker(taskId: string): string {
 export function statusComment(m: IssueMirror, taskId: string): string {
   const lines = [
     statusMarker(taskId),
-    `**Agent status:** ${m.label === null ? `ended (${m.state.replace(/_/g, ' ')})` : `\`${m.label}\``}`,
+    `**Agent status:** ${m.label === null ? `ended (${asWords(m.state)})` : `\`${m.label}\``}`,
     '',
     inertMarkdown(oneLine(m.headline)),
   ];

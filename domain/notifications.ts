@@ -4,6 +4,7 @@
  * Pure: the workflow builds a {@link Notification}; an activity signs and delivers it.
  */
 import { z } from 'zod';
+import { asWords } from './rules';
 import { ItemKind, type InboxItemSummary, type TaskState } from './task';
 
 /** What a webhook can be told of. */
@@ -120,5 +121,5 @@ function escapeSlack(text: string): string {
 }
 
 function kindLabel(kind: ItemKind | undefined): string {
-  return kind === undefined ? 'item' : kind.replace(/_/g, ' ');
+  return kind === undefined ? 'item' : asWords(kind);
 }

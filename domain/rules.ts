@@ -117,6 +117,11 @@ export function protectedPathsTouched(policy: Policy, paths: readonly string[]):
   return paths.filter((p) => res.some((re) => re.test(p)));
 }
 
+/** A state or kind name as words for people (`timed_out` → `timed out`). */
+export function asWords(name: string): string {
+  return name.replace(/_/g, ' ');
+}
+
 /** Clip a string to `max` characters, marking what was cut so nobody mistakes a preview for the whole. */
 export function preview(text: string, max = 2_000): string {
   if (text.length <= max) return text;

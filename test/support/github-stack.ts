@@ -23,6 +23,8 @@ export const GITHUB_TEST_PUBLIC_URL = 'https://inbox.example.test';
 export interface GithubStack {
   temporal: DevServer;
   stack: Stack;
+  /** The task queue the stack's workers poll. */
+  queue: string;
   github: GithubMock;
   /** The backend's URL. */
   base: string;
@@ -53,12 +55,14 @@ export interface GithubStackOptions {
   gitOverHttp?: boolean;
   /** false: the API alone, its workers started by the test as processes of their own with `workerEnv`. */
   workers?: boolean;
+  /** Extra arguments for the Temporal dev server (e.g. a dynamic config value). */
+  temporalArgs?: string[];
 }
 
 /** Starts the backend for repository `repo` (`owner/name`, whose README the origin holds) with tasks from issues on `planner`. */
 export async function startGithubStack(name: string, opts: GithubStackOptions): Promise<GithubStack> {
   const [owner, repoName] = opts.repo.split('/') as [string, string];
-  const temporal = await startTestTemporal();
+  const temporal = await startTestTemporal(opts.temporalArgs);
   const github = await startGithubMock();
   github.state.addRepo(opts.repo, { default_branch: 'main' });
   const root = tempDir(name);
@@ -105,6 +109,7 @@ export async function startGithubStack(name: string, opts: GithubStackOptions): 
   return {
     temporal,
     stack,
+    queue,
     github,
     base: stack.url!,
     bare,

@@ -10,7 +10,7 @@ import { ActivityFailure, patched, setHandler, ApplicationFailure } from '@tempo
 import { notAllowedReply, requestCutReply, reviewRequest, type ReviewFeedback, type SelfCheckReport, type TaskForgeEvent, type TaskReviewEvent } from '../../domain/forge';
 import { codeBlock, inertMarkdown, inertText } from '../../domain/markdown';
 import { msBetween } from '../../domain/merge';
-import { preview } from '../../domain/rules';
+import { asWords, preview } from '../../domain/rules';
 import type { InboxItem, Resolution } from '../../domain/task';
 import { checksFailedUpdate, forgeEventUpdate, reviewCommentedUpdate, type DecisionAck } from '../messages';
 import { answeredCiAlert, checksAtReview, closeCiAlert, queueChecksFailed, takeCiAlertAnswer, takeFailedChecks, validateChecksFailed } from './ci';
@@ -136,13 +136,13 @@ export async function leavePullRequest(t: TaskRun, end: End): Promise<void> {
   if (pr === undefined || pr.closed || !patched(LEFT_OPEN_PATCH)) return;
   const m = t.s.merge;
   // The result may quote what a command or the forge said: inert, so it pings and closes nothing.
-  const why = `The task ended ${end.state}: ${inertMarkdown(preview(end.result, 1_000))}.`;
+  const why = `The task ended ${asWords(end.state)}: ${inertMarkdown(preview(end.result, 1_000))}.`;
   const body = m !== undefined
     ? `${why} It was approved in the Agent Inbox by ${m.approved_by} at ${m.sha} and no longer merges or changes this pull request: merge it here if it is still wanted, or close it.`
     : `${why} The agent no longer works on this pull request: reviews, comments and failing checks here do not reach it any more. Its last round was not approved; review it here and merge or close it.`;
   try {
     await forgeActs.commentOnPullRequest({ repo: pr.repo, number: pr.number, body });
-    trace(t, 'note', `said on pull request #${pr.number} that the task ended ${end.state} and left it open`, { number: pr.number });
+    trace(t, 'note', `said on pull request #${pr.number} that the task ended ${asWords(end.state)} and left it open`, { number: pr.number });
   } catch (err) {
     if (!(err instanceof ActivityFailure)) throw err;
     trace(t, 'health', `could not comment on pull request #${pr.number}: ${describeFailure(err)}`);
