@@ -284,6 +284,7 @@ describe('a check that failed before the task could take it', () => {
     assert.equal((await api.task(id)).round, 2);
     assert.equal(github.state.pulls(REPO).filter((p) => p.head.ref === `agent/${id}`).length, 1);
     assert.deepEqual(github.violations(), []);
+    await recordHistory(env.stack.client, id, 'github-ci-at-review-pending-review');
   });
 });
 

@@ -15,6 +15,7 @@ import { TaskSpec } from '../domain/task';
 import { deliver as deliverTo, exampleDelivery, labelledIssue } from './support/github-deliveries';
 import { ACTOR_LOGIN, type GithubMock } from './support/github-mock';
 import { startGithubStack, type GithubStack } from './support/github-stack';
+import { recordHistory } from './support/histories';
 import { eventually } from './support/http';
 import { taskApi } from './support/task-api';
 
@@ -127,6 +128,8 @@ describe('a GitHub task over several runs', { concurrency: true }, () => {
     assert.match(status[0]!.body, /`agent:done`/);
     assert.deepEqual(github.state.labels(REPO, 1).filter((l) => l.startsWith('agent:')), ['agent:done']);
     assert.deepEqual(github.violations(), []);
+    // The last run: it resumed a merge wait another run began.
+    await recordHistory(env.stack.client, id, 'github-merge-wait-resumed-merged');
   });
 
   it('ends timed out when its wall-clock cap passes while it waits for its merge: unmerged, and it says so on the pull request', async () => {
@@ -164,5 +167,6 @@ describe('a GitHub task over several runs', { concurrency: true }, () => {
     assert.match(github.state.comments(REPO, 2).find((c) => c.user === ACTOR_LOGIN)?.body ?? '', /ended \(timed out\)/);
     assert.deepEqual(github.state.labels(REPO, 2).filter((l) => l.startsWith('agent:')), []);
     assert.deepEqual(github.violations(), []);
+    await recordHistory(env.stack.client, id, 'github-merge-wait-timed-out-left-open');
   });
 });

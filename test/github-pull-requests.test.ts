@@ -320,6 +320,7 @@ describe('a task from a GitHub issue', () => {
     assert.equal(foldReplies().length, 1, 'still one reply');
     assert.equal(github.state.pulls(REPO).filter((p) => p.head.ref === `agent/${id}`).length, 1);
     assert.deepEqual(github.violations(), []);
+    await recordHistory(env.stack.client, id, 'github-reviews-folded-pending-review');
   });
 
   it('is rejected, its branch deleted, when its pull request is closed unmerged; a fork’s branch of the same name is not it', async () => {
