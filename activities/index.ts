@@ -196,7 +196,9 @@ export function createActivities(deps: ActivityDeps): Activities {
         await restoreCopy(dir, input.repo, input.base_branch, restore, key);
         log.info('working copy restored from checkpoint', { task_id: key, checkpoint: restore.checkpoint });
       }
-      await deps.sandbox.attachWorkdir?.(key, dir);
+      const defer = input.defer_sandbox === true && !restore;
+      // A deferred copy is read and removed at once: it gets no disk of its own.
+      if (!defer) await deps.sandbox.attachWorkdir?.(key, dir);
       const base_commit = await headCommit(dir);
       // Policy, AGENTS.md and the setup script come from the base commit: nothing a step writes can change them.
       const repo_policy = parseRepoPolicy(await readTextAt(dir, base_commit, POLICY_FILE));
@@ -205,6 +207,14 @@ export function createActivities(deps: ActivityDeps): Activities {
       const setup = await provisionSetup({ repo: input.repo, baseBranch: input.base_branch, dir, baseCommit: base_commit, fresh, requested: input.setup, repoPolicy: repo_policy, ceiling, cache: setupCache });
       if (setup?.cache?.hit) log.info('setup cache restored', { task_id: key, key: setup.cache.key, files: setup.cache.files, bytes: setup.cache.bytes });
       if (setup?.cache?.refused) log.error('a cached setup was refused and removed: someone may have tampered with the cache', { task_id: key, key: setup.cache.key, refused: setup.cache.refused });
+      if (defer) {
+        // Nothing will run before a human decides: the checkpoint goes where any worker finds it, and the copy goes.
+        await whileBeating(activityScope().heartbeat, () => saveCheckpoint(deps.artifacts, key, dir, checkpoint, { signal: activityScope().signal, always: true }));
+        await removeWorkingCopy(dir);
+        log.info('sandbox deferred', { task_id: key, checkpoint });
+        const sandbox = { id: key, driver: deps.sandbox.name, isolation: deps.sandbox.isolation, workdir: '', hostWorkdir: dir };
+        return { sandbox, base_commit, checkpoint, repo_policy, has_agents_md, egress_ceiling: ceiling, setup, deferred: true, ...(deps.placement ? { worker: deps.placement } : {}) };
+      }
       const plannerAllow = plannerAllowlist(ceiling, input.egress_allowlist ?? [], repo_policy?.egress_allowlist);
       // A sandbox gets a network at once when a phase it will run may reach something; a later grant adds one.
       const setupAllow = setup && !setup.cache?.hit ? setup.allow : [];

@@ -31,6 +31,12 @@ export interface ProvisionResult {
   setup?: ProvisionedSetup | null;
   /** The worker holding the sandbox, whose own queue takes the task's sandbox work; absent from workers without one (all work on the shared queue). */
   worker?: WorkerPlacement;
+  /**
+   * Set when provisioning was asked to defer the sandbox: the repository was cloned and read, its first checkpoint
+   * kept in the artifact store, and then the copy removed; no sandbox exists and no worker holds a place for it.
+   * `sandbox` is the handle it will have. The first sandbox work provisions it, through admission, from the checkpoint.
+   */
+  deferred?: true;
 }
 
 /** A worker that holds sandboxes: where its sandbox work goes, when it counts as gone, and when a parked sandbox is given back. */
@@ -160,6 +166,8 @@ export interface Activities extends AgentActivities, NotifyActivities, PullReque
     setup?: { commands: string[]; egress_allowlist?: string[] };
     /** Set when the task had a sandbox before (released, or lost with its worker): what to bring back. */
     restore?: ProvisionRestore;
+    /** Clone and read the repository but make no sandbox yet (the task waits on a human first); see {@link ProvisionResult.deferred}. */
+    defer_sandbox?: boolean;
   }): Promise<ProvisionResult>;
   /**
    * Give a parked task's sandbox back: nothing left running, its checkpoint kept in the artifact store, the

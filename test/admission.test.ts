@@ -96,4 +96,51 @@ describe('a worker with room for two sandboxes', () => {
     const peak = Math.max(...spans.map(([from]) => spans.filter(([a, b]) => a <= from && from < b).length));
     assert.ok(peak <= MAX_SANDBOXES, `at most ${MAX_SANDBOXES} sandboxes at once, saw ${peak}`);
   });
+
+  it('gives a task waiting on its plan’s approval no sandbox and no place: more wait than there is room for, and each takes a sandbox once approved', async () => {
+    const WAITING = MAX_SANDBOXES + 1;
+    const ids: string[] = [];
+    for (let n = 0; n < WAITING; n++) {
+      const res = await call(base, 'POST', '/v1/tasks', {
+        repo: origin, goal: `Planned ${n}`, policy: { require_plan_approval: true },
+        planner: { kind: 'recipe', steps: [{ run: `cat README.md > copy-${n}.txt` }] },
+      });
+      assert.equal(res.status, 202, JSON.stringify(res.body));
+      ids.push(res.body.task_id);
+    }
+    const planOf = (t: any) => t.items.find((i: any) => i.kind === 'plan_approval' && i.status === 'pending');
+    // All of them wait on a human at once, more than the worker has room for: none holds a sandbox or a place.
+    const waiting = await eventually(async () => Promise.all(ids.map(task)), (ts) => ts.every(planOf), `${WAITING} waiting on their plans`, 60_000);
+    for (const t of waiting) assert.equal(t.sandbox, 'none', `${t.task_id} has no sandbox while its plan waits`);
+    assert.equal((await call(base, 'GET', '/healthz')).body.sandboxes.live, 0);
+    for (const id of ids) {
+      const provisioned = (await traceOf(id)).find((e) => e.type === 'provisioned');
+      assert.equal(provisioned?.data?.deferred, true, JSON.stringify(provisioned));
+    }
+
+    // Approved, they go through admission like any task: two run and park on their reviews, the third waits its turn.
+    for (const t of waiting) {
+      const res = await call(base, 'POST', `/v1/tasks/${t.task_id}/inbox/${planOf(t).item_id}`, { action: 'approve' });
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+    }
+    const running = await eventually(async () => Promise.all(ids.map(task)), (ts) => ts.filter(reviewOf).length === MAX_SANDBOXES && ts.filter((t) => t.state === 'queued').length === 1, 'two parked on review, one queued', 90_000);
+    assert.equal(running.find((t) => t.state === 'queued').queue_position, 1);
+    assert.equal((await call(base, 'GET', '/healthz')).body.sandboxes.live, MAX_SANDBOXES);
+    for (const t of running.filter(reviewOf)) {
+      assert.equal(t.sandbox, 'live');
+      const res = await call(base, 'POST', `/v1/tasks/${t.task_id}/inbox/${reviewOf(t).item_id}`, { action: 'approve' });
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+    }
+    const last = await eventually(async () => task(running.find((t) => t.state === 'queued').task_id), (t) => reviewOf(t) !== undefined, 'the third parked on review', 90_000);
+    await call(base, 'POST', `/v1/tasks/${last.task_id}/inbox/${reviewOf(last).item_id}`, { action: 'approve' });
+    for (const id of ids) {
+      await eventually(() => task(id), (t) => t.state === 'done', `${id} done`, 60_000);
+      // The step ran in a sandbox on the copy restored from the deferred checkpoint: it read the repository's README (a failed cat would not end done).
+      const n = ids.indexOf(id);
+      const trace = await traceOf(id);
+      const again = trace.find((e) => e.type === 'reprovisioned');
+      assert.equal(again?.data?.reason, 'deferred', JSON.stringify(again));
+      assert.ok(trace.some((e) => e.type === 'step' && (e.data?.changed_paths ?? []).includes(`copy-${n}.txt`)), `step of ${id} wrote its file`);
+    }
+  });
 });

@@ -9,13 +9,30 @@ import { ADMISSION_PATCH, provisionAdmitted, provisionInput } from './sandbox';
 import { addMinutes, type TaskRun } from './state';
 import { setState, trace } from './visibility';
 
+/** Patch before which a task waiting on its plan's approval was given its sandbox first. */
+export const DEFER_SANDBOX_PATCH = 'sandbox-deferred-to-plan-approval';
+
+/**
+ * Whether the task waits on a human before anything runs, so provisioning reads the repository but makes no
+ * sandbox: a recipe whose plan the task's own policy has approved by a person. (A plan approval asked for by the
+ * repository's policy is known only once it is read; that task parks its sandbox after the release delay.)
+ */
+function waitsBeforeRunning(t: TaskRun): boolean {
+  const s = t.s;
+  return t.input.spec.planner.kind === 'recipe' && !s.planned && s.policy.require_plan_approval && patched(ADMISSION_PATCH) && patched(DEFER_SANDBOX_PATCH);
+}
+
 /** Provisions the task's sandbox; the repo's policy and budget can only tighten the task's. */
 export async function provision(t: TaskRun): Promise<void> {
   const s = t.s;
   const input = provisionInput(t);
-  const p = patched(ADMISSION_PATCH)
-    ? await provisionAdmitted(t, input, () => setState(t, 'provisioning'))
-    : (setState(t, 'provisioning'), await io.provisionSandbox(input));
+  const deferred = waitsBeforeRunning(t);
+  // A deferred sandbox holds no place on a worker: any worker clones, reads and checkpoints, and admission comes with the sandbox.
+  const p = deferred
+    ? (setState(t, 'provisioning'), await io.provisionSandbox({ ...input, defer_sandbox: true }))
+    : patched(ADMISSION_PATCH)
+      ? await provisionAdmitted(t, input, () => setState(t, 'provisioning'))
+      : (setState(t, 'provisioning'), await io.provisionSandbox(input));
   s.provision = p;
   baseline(t, p.checkpoint);
   s.policy = mergePolicy(s.policy, p.repo_policy);
@@ -25,6 +42,17 @@ export async function provision(t: TaskRun): Promise<void> {
   }
   s.budget = budget;
   s.idle_since = new Date().toISOString();
+  if (p.deferred) {
+    // Released before it ever was: the first sandbox work provisions it from the checkpoint just kept.
+    s.sandbox_released = true;
+    trace(t, 'provisioned', `repository read at ${p.base_commit}; no sandbox until the plan is approved`, {
+      base_commit: p.base_commit,
+      repo_policy: p.repo_policy !== null,
+      deferred: true,
+      ...(p.worker ? { worker: p.worker.id } : {}),
+    });
+    return;
+  }
   trace(t, 'provisioned', `sandbox ${p.sandbox.id} ready (driver ${p.sandbox.driver}, isolation: ${p.sandbox.isolation}${p.worker ? `, worker ${p.worker.id}` : ''})`, {
     base_commit: p.base_commit,
     repo_policy: p.repo_policy !== null,

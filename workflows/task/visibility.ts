@@ -88,7 +88,7 @@ export function view(t: TaskRun): TaskView {
     policy: s.policy,
     isolation: s.provision?.sandbox.isolation ?? 'unknown',
     sandbox_id: s.provision?.sandbox.id ?? null,
-    sandbox: sandboxStateOf(s.state, s.provision !== null, s.sandbox_released === true),
+    sandbox: sandboxStateOf(s.state, s.provision !== null && s.provision.deferred !== true, s.sandbox_released === true),
     branch: s.branch,
     commit: s.commit,
     round: s.round,
