@@ -8,6 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import type { Stack } from '../workers/stack';
 import type { DevServer } from '../workers/temporal-server';
 import { makeOriginRepo, tempDir } from './support/git-fixture';
+import { recordHistory } from './support/histories';
 import { call, eventually } from './support/http';
 import { startTestStack, startTestTemporal } from './support/stack';
 
@@ -142,5 +143,6 @@ describe('a worker with room for two sandboxes', () => {
       assert.equal(again?.data?.reason, 'deferred', JSON.stringify(again));
       assert.ok(trace.some((e) => e.type === 'step' && (e.data?.changed_paths ?? []).includes(`copy-${n}.txt`)), `step of ${id} wrote its file`);
     }
+    await recordHistory(stack.client, ids[0]!, 'recipe-plan-deferred-done');
   });
 });
