@@ -141,11 +141,12 @@ export interface ReviewRequest {
  * review's body, then each comment with where it points; at most {@link MAX_REQUEST_COMMENTS} comments, cut to
  * {@link MAX_REVIEW_REQUEST_CHARS}, with a note to the agent where anything is left out.
  */
-export function reviewRequest(reviews: readonly Pick<ReviewFeedback, 'body' | 'comments'>[]): ReviewRequest {
+export function reviewRequest(reviews: readonly Pick<ReviewFeedback, 'body' | 'comments' | 'comments_left'>[]): ReviewRequest {
   let room = MAX_REQUEST_COMMENTS;
   let left = 0;
   const blocks: string[] = [];
   for (const feedback of reviews) {
+    left += feedback.comments_left ?? 0;
     const lines: string[] = [];
     if (feedback.body.trim() !== '') lines.push(feedback.body.trim());
     for (const c of feedback.comments) {
@@ -170,9 +171,9 @@ export function notAllowedReply(reviewer: string): string {
   return `Thanks for the review, @${reviewer}. Only people with write access to this repository can send the agent back to work, so this review was not passed on to it.`;
 }
 
-/** The one reply a writer gets once their reviews during a round fill what waits for the next one ({@link MAX_FOLDED_REVIEWS} later reviews). */
+/** The one reply a writer gets when more of their reviews came during a round than fold into one request ({@link MAX_FOLDED_REVIEWS} after the first). */
 export function foldFullReply(reviewer: string): string {
-  return `@${reviewer}, the agent is working on a round: your reviews since it started wait to go to it together when it is done, up to ${MAX_FOLDED_REVIEWS} of them after the first. This one and any you send before the next round starts are not passed on; repeat what still applies once the next round is up for review.`;
+  return `@${reviewer}, your reviews during the agent's last round went to it together, up to ${MAX_FOLDED_REVIEWS} of them after the first; the ones after those were not passed on. Repeat what still applies on this round.`;
 }
 
 /** The one reply a writer gets when their review (or reviews folded together) held more than one request for changes takes. */
@@ -231,6 +232,26 @@ export interface ReviewFeedback {
   comments: { path: string; line: number | null; body: string }[];
   /** Whether the review has line comments, also when they were not read (someone without write access); absent from workers before it was read. */
   has_comments?: boolean;
+  /** Line comments the forge had beyond what was read back (see {@link boundedReview}); absent when none. */
+  comments_left?: number;
+}
+
+/**
+ * What of a review is read back into the task: its body and at most {@link MAX_REQUEST_COMMENTS} comments, all of
+ * it within {@link MAX_REVIEW_REQUEST_CHARS} (no more ever reaches a request for changes), with the count of
+ * comments left out. Bounds what one review, or a writer's reviews folded together, adds to the task's history.
+ */
+export function boundedReview(body: string, comments: readonly { path: string; line: number | null; body: string }[]): Pick<ReviewFeedback, 'body' | 'comments' | 'comments_left'> {
+  const kept: ReviewFeedback['comments'] = [];
+  let room = MAX_REVIEW_REQUEST_CHARS - Math.min(body.length, MAX_REVIEW_REQUEST_CHARS);
+  for (const c of comments) {
+    if (kept.length >= MAX_REQUEST_COMMENTS || room <= 0) break;
+    const text = c.body.length <= room ? c.body : `${c.body.slice(0, Math.max(room - 1, 0))}…`;
+    room -= text.length;
+    kept.push({ path: c.path, line: c.line, body: text });
+  }
+  const left = comments.length - kept.length;
+  return { body: body.slice(0, MAX_REVIEW_REQUEST_CHARS), comments: kept, ...(left > 0 ? { comments_left: left } : {}) };
 }
 
 /** One forge's pull-request side: what the worker does there for a task. Implementations retry nothing themselves beyond rate limits. */

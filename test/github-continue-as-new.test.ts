@@ -116,7 +116,8 @@ describe('a GitHub task over several runs', { concurrency: true }, () => {
     const approved = second.commit as string;
     assert.deepEqual(github.state.merges(REPO).filter((m) => m.number === pr).map((m) => m.sha), [approved], 'merged once, at the approved commit');
     const trace = await api.trace(id);
-    assert.equal(trace.filter((e) => /will not merge .* yet/.test(e.message)).length, HELD_ATTEMPTS, 'each refused attempt once, across runs');
+    const refused = trace.filter((e) => /will not merge .* yet/.test(e.message));
+    assert.deepEqual(refused.map((e) => e.data?.attempt), Array.from({ length: HELD_ATTEMPTS }, (_, i) => i + 1), 'attempts counted on across runs, each once');
     assert.equal(trace.filter((e) => e.type === 'awaiting_merge').length, 1, 'the wait traced once');
     assert.equal(trace.filter((e) => e.type === 'decision' && e.data?.action === 'request_changes').length, 1);
     const runs: string[] = [];

@@ -276,7 +276,8 @@ describe('a task from a GitHub issue', () => {
     const review = (state: 'CHANGES_REQUESTED' | 'COMMENTED', body: string, comments: { path: string; line: number; body: string }[] = []) =>
       github.state.addReview(REPO, pr, { reviewer: 'writer-wendy', state, body, comments });
     const send = (reviewId: number, state: string, body: string) => deliver(reviewed(pr, id, reviewId, 'writer-wendy', state, body), { event: 'pull_request_review' });
-    const foldReplies = () => github.state.comments(REPO, pr).filter((c) => /wait to go to it together/.test(c.body));
+    const foldReplies = () => github.state.comments(REPO, pr).filter((c) => /went to it together/.test(c.body));
+    const readerReplies = () => github.state.comments(REPO, pr).filter((c) => c.body.includes('@reader-rob'));
 
     // Round 2 is asked to take its time: the reviews below arrive while its step runs.
     const a = review('CHANGES_REQUESTED', `Rename it, ${SLOW_WORD}.`);
@@ -285,6 +286,13 @@ describe('a task from a GitHub issue', () => {
     // The writer's first review during the round waits; lone line comments and another review fold into it.
     const b = review('COMMENTED', '', [{ path: 'README.md', line: 1, body: 'B: say it once.' }]);
     assert.equal((await send(b, 'commented', '')).status, 202);
+    // Someone the task has never read as a writer: their first review waits unread, the next is refused; nothing folds.
+    const byReader = (body: string) => github.state.addReview(REPO, pr, { reviewer: 'reader-rob', state: 'COMMENTED', body: '', comments: [{ path: 'README.md', line: 1, body }] });
+    const readerSend = (reviewId: number) => deliver(reviewed(pr, id, reviewId, 'reader-rob', 'commented', ''), { event: 'pull_request_review' });
+    assert.equal((await readerSend(byReader('R1: rewrite it all.'))).status, 202);
+    const readerAgain = await readerSend(byReader('R2: and again.'));
+    assert.equal(readerAgain.status, 200, JSON.stringify(readerAgain.body));
+    assert.match(readerAgain.body.ignored, /a review by reader-rob already waits to be read/);
     const later: number[] = [];
     for (let i = 1; i <= MAX_FOLDED_REVIEWS; i++) {
       const r = i === MAX_FOLDED_REVIEWS ? review('CHANGES_REQUESTED', `F${i}: and a newline.`) : review('COMMENTED', '', [{ path: 'README.md', line: i + 1, body: `F${i}: look here.` }]);
@@ -299,8 +307,8 @@ describe('a task from a GitHub issue', () => {
     const refusedRes = await send(refused, 'commented', '');
     assert.equal(refusedRes.status, 200, JSON.stringify(refusedRes.body));
     assert.match(refusedRes.body.ignored, /already wait with their review/);
-    await eventually(async () => foldReplies().length, (n: number) => n === 1, 'one reply saying the rest is not passed on');
     const during = await api.task(id);
+    assert.equal(foldReplies().length + readerReplies().length, 0, 'nobody is answered before their reviews are read');
     assert.ok(during.round === 2 && !during.items.some((i: any) => i.kind === 'pr_review' && i.status === 'pending'), 'all of it arrived while round 2 ran');
     fs.writeFileSync(GATE, '');
 
@@ -317,7 +325,12 @@ describe('a task from a GitHub issue', () => {
     const decision = (await api.trace(id)).filter((e) => e.type === 'decision' && e.data?.item_id === second[0].item_id);
     assert.deepEqual(decision[0]?.data?.review_ids, [b, ...later]);
     assert.match(git(bare, 'show', `${third.commit}:FEEDBACK.md`), /B: say it once\.[\s\S]*F10: and a newline\./);
-    assert.equal(foldReplies().length, 1, 'still one reply');
+    await eventually(async () => foldReplies().length, (n: number) => n === 1, 'one reply to the writer saying the rest was not passed on');
+    assert.ok(!comment.includes('R1:') && !comment.includes('R2:'), 'nothing of the reader’s in the writer’s round');
+    // The reader's waiting review is read at the next wait: refused, with the one polite reply.
+    await eventually(async () => readerReplies(), (cs: any[]) => cs.length === 1 && /write access/.test(cs[0].body), 'one reply to the reader');
+    assert.equal(foldReplies().filter((c) => c.body.includes('@reader-rob')).length, 0);
+    assert.equal((await api.task(id)).round, 3, 'the reader started no round');
     assert.equal(github.state.pulls(REPO).filter((p) => p.head.ref === `agent/${id}`).length, 1);
     assert.deepEqual(github.violations(), []);
     await recordHistory(env.stack.client, id, 'github-reviews-folded-pending-review');

@@ -8,7 +8,9 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { WorkflowUpdateFailedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
+import { refusedAsEnded, updateAcrossRuns } from '../api/github/across-runs';
 import type { PublishPullRequest } from '../domain/forge';
 import { createPullRequestActivities } from '../activities/github/activities';
 import type { PullRequestActivities } from '../activities/types';
@@ -286,5 +288,43 @@ describe('GitHub pull requests', () => {
       assert.equal(text.includes(TOKEN), false, text);
       assert.equal(/ghs_[0-9a-f]{8,}/.test(text), false, text);
     }
+  });
+});
+
+describe('a forge event sent while its task hands over to a new run', () => {
+  const ended = () => new WorkflowUpdateFailedError('refused', ApplicationFailure.create({ type: 'TaskEnded', message: 'task t has ended or is ending (pr_open)', nonRetryable: true }));
+  const timing = { waitMs: 300, pollMs: 5 };
+  /** A task whose describe answers `runs` in turn (the last one from then on). */
+  const task = (runs: { runId: string; status: string }[]) => {
+    let n = 0;
+    return { describe: async () => ({ ...runs[Math.min(n++, runs.length - 1)]!, status: { name: runs[Math.min(n - 1, runs.length - 1)]!.status } }) } as any;
+  };
+
+  it('goes to the run that takes over when the first refuses it as ended', async () => {
+    const sent: number[] = [];
+    const handle = task([{ runId: 'r1', status: 'RUNNING' }, { runId: 'r1', status: 'RUNNING' }, { runId: 'r2', status: 'RUNNING' }]);
+    const got = await updateAcrossRuns(handle, 'r1', async () => {
+      sent.push(sent.length);
+      if (sent.length === 1) throw ended();
+      return 'taken';
+    }, timing);
+    assert.equal(got, 'taken');
+    assert.equal(sent.length, 2);
+  });
+
+  it('gives the refusal back when the task really ended, or no run took over in time; other failures pass through at once', async () => {
+    await assert.rejects(updateAcrossRuns(task([{ runId: 'r1', status: 'COMPLETED' }]), 'r1', async () => { throw ended(); }, timing), (err: unknown) => refusedAsEnded(err));
+    const t0 = Date.now();
+    await assert.rejects(updateAcrossRuns(task([{ runId: 'r1', status: 'RUNNING' }]), 'r1', async () => { throw ended(); }, timing), (err: unknown) => refusedAsEnded(err));
+    assert.ok(Date.now() - t0 >= timing.waitMs - timing.pollMs, 'it waited for a run to take over');
+    let described = 0;
+    const other = new WorkflowUpdateFailedError('refused', ApplicationFailure.create({ type: 'ReviewRefused', message: 'no', nonRetryable: true }));
+    await assert.rejects(updateAcrossRuns({ describe: async () => { described++; return {} as any; } }, 'r1', async () => { throw other; }, timing), (err: unknown) => err === other);
+    assert.equal(described, 0);
+    // A task that keeps handing over is followed a bounded number of times.
+    let sends = 0;
+    let run = 0;
+    await assert.rejects(updateAcrossRuns({ describe: async () => ({ runId: `r${++run}`, status: { name: 'RUNNING' } }) as any }, 'r0', async () => { sends++; throw ended(); }, timing), (err: unknown) => refusedAsEnded(err));
+    assert.equal(sends, 3);
   });
 });

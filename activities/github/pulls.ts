@@ -7,7 +7,7 @@ import type { Octokit } from '@octokit/rest';
 import { ApplicationFailure } from '@temporalio/common';
 import { SELF_CHECK_NAME } from '../../domain/checks';
 import { STEERING_PERMISSIONS } from '../../domain/forge-comments';
-import { MAX_REVIEW_REQUEST_CHARS, type ForgePullRequests, type PublishPullRequest, type ReviewFeedback, type SelfCheckReport } from '../../domain/forge';
+import { boundedReview, type ForgePullRequests, type PublishPullRequest, type ReviewFeedback, type SelfCheckReport } from '../../domain/forge';
 import type { Logger } from '../../workers/log';
 import { activityFailure } from '../failures';
 import { InvalidRepoNameError, splitRepo } from './client';
@@ -24,7 +24,7 @@ export const MAX_STATUS_DESCRIPTION_CHARS = 140;
 export { SELF_CHECK_NAME };
 /** Longest part of GitHub's own error message an error of ours repeats. */
 const GITHUB_MESSAGE_CHARS = 300;
-/** Most comments of one review handed on, and the longest path kept of each. */
+/** Most comments of one review read from the forge (to count what is left out; fewer are handed on), and the longest path kept of each. */
 const MAX_REVIEW_COMMENTS = 500;
 const MAX_PATH_CHARS = 1_000;
 /** Results per page when listing (GitHub's maximum). */
@@ -162,16 +162,21 @@ export function githubPullRequests(octokitFor: (repo: string) => Promise<Octokit
         const { data: some } = await call('list review comments of', full, () => octokit.rest.pulls.listCommentsForReview({ ...at, pull_number: number, review_id, per_page: 1 }));
         return { permission, allowed, state, body: '', comments: [], has_comments: some.length > 0 } satisfies ReviewFeedback;
       }
+      // Read up to MAX_REVIEW_COMMENTS (the pages stop there), enough to say how many were left out.
+      let read = 0;
       const comments = await call('list review comments of', full, () =>
-        octokit.paginate(octokit.rest.pulls.listCommentsForReview, { ...at, pull_number: number, review_id, per_page: PER_PAGE }),
+        octokit.paginate(octokit.rest.pulls.listCommentsForReview, { ...at, pull_number: number, review_id, per_page: PER_PAGE }, (response, done) => {
+          read += response.data.length;
+          if (read >= MAX_REVIEW_COMMENTS) done();
+          return response.data;
+        }),
       );
       return {
         permission,
         allowed,
         state,
-        body: review.body ?? '',
-        // Bounded: the request for changes is cut to its own limit anyway, and the answer must fit a Temporal payload.
-        comments: comments.slice(0, MAX_REVIEW_COMMENTS).map((c) => ({ path: c.path.slice(0, MAX_PATH_CHARS), line: lineOf(c), body: cut(c.body, MAX_REVIEW_REQUEST_CHARS, '…') })),
+        // Bounded to what a request for changes can pass on: the answer is kept in the task's history.
+        ...boundedReview(review.body ?? '', comments.map((c) => ({ path: c.path.slice(0, MAX_PATH_CHARS), line: lineOf(c), body: c.body }))),
         has_comments: comments.length > 0,
       };
     },

@@ -12,6 +12,7 @@ import { agentRequest, type ForgeLookup, type IssueCommented } from '../../domai
 import type { IntakeEvent } from '../../domain/forge';
 import { decideUpdate, messageUpdate, taskQuery, TASK_WORKFLOW_TYPE } from '../../workflows/messages';
 import { RequestValidationError } from '../errors';
+import { updateAcrossRuns } from './across-runs';
 import { taskOfBranch } from './pull-request-events';
 import { Label, Sender, senderOf } from './payload';
 
@@ -92,10 +93,10 @@ export async function steerFromComment(client: Client, lookup: ForgeLookup, even
     const updateId = commentUpdateId(event.comment_id);
     const review = view.items.find((i) => i.status === 'pending' && i.kind === 'pr_review');
     if (review !== undefined) {
-      await handle.executeUpdate(decideUpdate, { updateId, args: [{ item_id: review.item_id, action: 'request_changes', comment: event.request, ...acted }] });
+      await updateAcrossRuns(handle, d.runId, () => handle.executeUpdate(decideUpdate, { updateId, args: [{ item_id: review.item_id, action: 'request_changes', comment: event.request, ...acted }] }));
       return { taken: 'request_changes', task_id: taskId };
     }
-    await handle.executeUpdate(messageUpdate, { updateId, args: [{ text: event.request, ...acted }] });
+    await updateAcrossRuns(handle, d.runId, () => handle.executeUpdate(messageUpdate, { updateId, args: [{ text: event.request, ...acted }] }));
     return { taken: 'message', task_id: taskId };
   } catch (err) {
     if (err instanceof WorkflowNotFoundError) return { taken: false, reason: `no open task ${taskId}` };

@@ -4,6 +4,7 @@
  */
 import { WorkflowNotFoundError, WorkflowUpdateFailedError, type Client } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
+import { updateAcrossRuns } from './across-runs';
 import type { PullRequestClosed, ReviewSubmitted, TaskForgeEvent } from '../../domain/forge';
 import { checksFailedUpdate, forgeEventUpdate, reviewCommentedUpdate, TASK_WORKFLOW_TYPE } from '../../workflows/messages';
 import { TASK_ID } from '../schemas';
@@ -53,9 +54,12 @@ export async function forwardToTask(client: Client, taskId: string, e: TaskForge
     // Only task workflows take forge events; a notification workflow's id names no task.
     const d = await handle.describe();
     if (d.type !== TASK_WORKFLOW_TYPE) return { taken: false, reason: `no task ${taskId}` };
-    if (e.kind === 'checks_failed') await handle.executeUpdate(checksFailedUpdate, { args: [e] });
-    else if (e.kind === 'review_commented') await handle.executeUpdate(reviewCommentedUpdate, { args: [e] });
-    else await handle.executeUpdate(forgeEventUpdate, { args: [e] });
+    // A task handing over to a new run (continue-as-new) refuses as ended: the run that takes over gets it.
+    await updateAcrossRuns(handle, d.runId, () => {
+      if (e.kind === 'checks_failed') return handle.executeUpdate(checksFailedUpdate, { args: [e] });
+      if (e.kind === 'review_commented') return handle.executeUpdate(reviewCommentedUpdate, { args: [e] });
+      return handle.executeUpdate(forgeEventUpdate, { args: [e] });
+    });
     return { taken: true, task_id: taskId };
   } catch (err) {
     if (err instanceof WorkflowNotFoundError) return { taken: false, reason: `no open task ${taskId}` };

@@ -104,6 +104,8 @@ export async function checksAtReview(t: TaskRun, item: InboxItem): Promise<void>
   const s = t.s;
   const sha = s.commit;
   if (s.pr === undefined || sha === null || item.status !== 'pending') return;
+  // A review waiting from the last round goes first, about the code it saw; this commit's checks come by delivery.
+  if ((s.forge_queue ?? []).some((q) => q.kind !== 'checks_failed')) return;
   // Once per commit, also across continue-as-new; a commit whose failure was delivered and taken is read by that delivery.
   if (s.ci?.read_at_review === sha || (s.ci?.commits ?? []).includes(sha)) return;
   if (!patched(CI_AT_REVIEW_PATCH)) return;

@@ -15,7 +15,6 @@ import { notificationsStarted } from './notify';
 import { finish } from './output';
 import { installForgeHandler } from './pull-request';
 import { describeFailure } from './proxies';
-import { foldReplies, foldRepliesSettled } from './review-fold';
 import { slaGuard } from './sla';
 import { TaskRun, type End } from './state';
 import { flushTrace, publishVisibility, trace } from './visibility';
@@ -39,7 +38,6 @@ export async function taskWorkflow(input: TaskWorkflowInput): Promise<TaskOutcom
   void wallClockGuard(t).catch(() => undefined);
   void slaGuard(t).catch(() => undefined);
   void issueMirror(t).catch(() => undefined);
-  void foldReplies(t).catch(() => undefined);
 
   let end: End;
   try {
@@ -48,7 +46,6 @@ export async function taskWorkflow(input: TaskWorkflowInput): Promise<TaskOutcom
       t.finished = true;
       // The mirror loop stops on `finished`; a write it has under way is finished, not left to the next run.
       await mirrorSettled(t);
-      await foldRepliesSettled(t);
       await flushTrace(t);
       await notificationsStarted(t);
       await condition(allHandlersFinished);

@@ -54,11 +54,12 @@ export async function awaitMerge(t: TaskRun, item: InboxItem, approval: Resoluti
   if (method !== undefined && m.alert === undefined) {
     if ((await mergeApproved(t, pr, m, method)) === 'continue') return 'continue';
   }
-  for (;;) {
+  // Decided as the wait starts, not when Temporal first suggests it: a history from before waited for the close alone,
+  // and a wait that woke on the suggestion would cancel timers (the sandbox's release) that history never cancelled.
+  if (patched(MERGE_WAIT_CONTINUES_PATCH)) {
     await parkedWait(t, () => pr.closed || workflowInfo().continueAsNewSuggested);
-    if (pr.closed) break;
-    if (continueSuggested()) return 'continue';
-    // A history from before the merge wait continued as new: it waited for the close alone.
+    if (!pr.closed) return 'continue';
+  } else {
     await parkedWait(t, () => pr.closed);
   }
   return closedEnd(t, item, pr, m);

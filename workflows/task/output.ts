@@ -10,7 +10,6 @@ import type { EgressView } from '../../domain/egress';
 import { egressView } from './egress';
 import { awaitMerge, waitsForMerge } from './merge';
 import { flushMirror } from './mirror';
-import { foldRepliesSettled } from './review-fold';
 import { waitFor, raise } from './inbox';
 import { notificationsStarted, notify } from './notify';
 import { describeFailure, io } from './proxies';
@@ -240,9 +239,8 @@ export async function finish(t: TaskRun, end: End): Promise<TaskOutcome> {
   setState(t, end.state);
   notify(t, 'task_ended');
   await CancellationScope.nonCancellable(async () => {
-    // The source issue shows how the task ended before the workflow returns, and a reply being written is finished.
+    // The source issue shows how the task ended before the workflow returns.
     await flushMirror(t);
-    await foldRepliesSettled(t);
     await notificationsStarted(t);
     await flushTrace(t);
     if (patched(TASK_RECORD_PATCH)) await writeRecord(t);

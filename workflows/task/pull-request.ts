@@ -7,7 +7,7 @@
  * queued for the main line, which reads it through an activity while it waits for the review.
  */
 import { ActivityFailure, patched, setHandler, ApplicationFailure } from '@temporalio/workflow';
-import { notAllowedReply, requestCutReply, reviewRequest, type ReviewFeedback, type SelfCheckReport, type TaskForgeEvent, type TaskReviewEvent } from '../../domain/forge';
+import { foldFullReply, notAllowedReply, requestCutReply, reviewRequest, type ReviewFeedback, type SelfCheckReport, type TaskForgeEvent, type TaskReviewEvent } from '../../domain/forge';
 import { codeBlock, inertMarkdown, inertText } from '../../domain/markdown';
 import { msBetween } from '../../domain/merge';
 import { asWords, preview } from '../../domain/rules';
@@ -19,7 +19,7 @@ import { settle } from './inbox';
 import { describeFailure, forgeActs } from './proxies';
 import { parkedWait } from './sandbox';
 import { firstLine, type End, type TaskRun } from './state';
-import { foldReview, REVIEW_FOLD_PATCH, takeFold, validateFold, waitingReview } from './review-fold';
+import { foldReview, rememberAllowed, REVIEW_FOLD_PATCH, takeFold, validateFold, waitingReview } from './review-fold';
 import { publishVisibility, trace } from './visibility';
 
 /** Patch before which a task from a forge issue opened no pull request. */
@@ -187,7 +187,7 @@ function validateForgeEvent(t: TaskRun, e: TaskForgeEvent): void {
   if ((s.forge_refused ?? []).includes(who)) {
     throw ApplicationFailure.create({ type: 'ReviewRefused', message: `${e.reviewer} may not steer this task`, nonRetryable: true });
   }
-  // A writer's later review while their first waits folds into it (bounded); only someone with none waiting takes a place in the queue.
+  // A writer's later review while their first waits folds into it (bounded; only someone read as a writer before); only someone with none waiting takes a place in the queue.
   const waiting = waitingReview(t, e.reviewer);
   if (waiting !== undefined) return validateFold(t, waiting, e);
   if (queued.length >= MAX_QUEUED_REVIEWS) {
@@ -306,8 +306,8 @@ async function takeReview(t: TaskRun, item: InboxItem, e: TaskReviewEvent): Prom
     comments: taken.reduce((n, r) => n + r.feedback.comments.length, 0),
   }, actor);
   publishVisibility(t);
-  // One reply per fold: a writer told their fold was full knows already that not everything went through.
-  if (request.cut && !fold.told && patched(REVIEW_FOLD_PATCH)) await reply(t, requestCutReply(e.reviewer));
+  // One reply, once the writer is known to be one: more reviews came than fold, or a bound cut what folded.
+  if ((fold.full || request.cut) && patched(REVIEW_FOLD_PATCH)) await reply(t, fold.full ? foldFullReply(e.reviewer) : requestCutReply(e.reviewer));
 }
 
 /**
@@ -327,7 +327,8 @@ async function readReview(t: TaskRun, e: TaskReviewEvent): Promise<ReviewFeedbac
   }
   // A comment review with no line comment and no word to the agent (a reviewer's note to others) asks nothing: not even a refusal.
   const note = e.kind === 'review_commented' && !e.addressed && !(feedback.has_comments ?? feedback.comments.length > 0);
-  if (!feedback.allowed) {
+  if (feedback.allowed) rememberAllowed(t, e.reviewer);
+  else {
     // Refused from now on, a note too: anyone can post reviews on a public pull request, and each one read grows the history.
     const refused = (t.s.forge_refused ??= []);
     refused.push(e.reviewer.toLowerCase());

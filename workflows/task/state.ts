@@ -65,8 +65,10 @@ export interface State {
   forge_refused?: string[];
   /** Forge comments (`/agent …` on the pull request) taken as a decision or a message, newest last, bounded: one re-sent, to this run or a later one, is refused. */
   forge_comments?: number[];
-  /** Writers' later reviews folded into the one they have waiting, and replies owed (see `review-fold.ts`); absent until the first fold. */
+  /** Writers' later reviews folded into the one they have waiting (see `review-fold.ts`); absent until the first fold. */
   review_folds?: FoldState;
+  /** Reviewers (lower case) read as allowed to steer the task, bounded: only their later reviews fold. */
+  forge_allowed?: string[];
   /** CI on the task's pull request: rounds failing checks sent in a row, commits taken and read; absent until the first failure or read. */
   ci?: CiState;
   /** What the source issue was last asked to show (see `mirror.ts`); absent until the first write, and for tasks not from a forge issue. */
@@ -178,8 +180,6 @@ export class TaskRun {
   mirrorActive: boolean | undefined = undefined;
   /** The mirror write in flight, if any: awaited before the run ends or continues as new, so none is left half-done. */
   mirroring: Promise<void> | null = null;
-  /** The reply to a writer whose folded reviews are full, while one is being written (see `review-fold.ts`). */
-  replying: Promise<void> | null = null;
 
   constructor(readonly input: TaskWorkflowInput) {
     this.s = (input.carried as State | undefined) ?? initialState(input);
