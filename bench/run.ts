@@ -4,6 +4,12 @@
  *
  *   npm run bench                      # 1,000 parked tasks (the issue's figure)
  *   BENCH_TASKS=200 npm run bench      # a quicker run
+ *   BENCH_PARK=plan BENCH_TASKS=10000 npm run bench
+ *                                      # parked on plan approval, holding no sandbox
+ *
+ * By default every task parks on a risky_action before its only step, its working copy cloned. With
+ * BENCH_PARK=plan it parks on its plan's approval instead, with no sandbox and no working copy (the repository
+ * read, its checkpoint kept in the artifact store); an approval then provisions it.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
@@ -19,6 +25,15 @@ const START_CONCURRENCY = Number(process.env.BENCH_START_CONCURRENCY ?? 16);
 const DECISIONS = Number(process.env.BENCH_DECISIONS ?? 100);
 const INBOX_SAMPLES = Number(process.env.BENCH_INBOX_SAMPLES ?? 50);
 const cachedWorkflows = Number(process.env.WORKER_MAX_CACHED_WORKFLOWS ?? 250);
+/** What the tasks wait on: a risky command with its working copy (`risky`), or their plan with no sandbox (`plan`). */
+const PARK = process.env.BENCH_PARK === 'plan' ? 'plan' : 'risky';
+const PARKED_KIND = PARK === 'plan' ? 'plan_approval' : 'risky_action';
+
+/** MemAvailable from /proc/meminfo, in MB. */
+function memAvailableMb(): number {
+  const kb = Number(/MemAvailable:\s+(\d+)/.exec(fs.readFileSync('/proc/meminfo', 'utf8'))![1]);
+  return Math.round(kb / 1024);
+}
 
 function rssMb(pid: number): number {
   const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
@@ -37,13 +52,14 @@ async function main(): Promise<void> {
   const workerLog = fs.openSync(path.join(root, 'worker.log'), 'a');
   let worker: ChildProcess | null = null;
   try {
-    // Every task parks on a risky_action before its only step: approval_commands matches it.
+    // Every task parks on a risky_action before its only step (approval_commands matches it), or on its plan.
     const body = {
       repo: origin,
       goal: 'bench: parked on approval',
       planner: { kind: 'recipe', steps: [{ run: 'echo change >> README.md' }] },
-      policy: { approval_commands: ['^echo'] },
+      policy: PARK === 'plan' ? { require_plan_approval: true } : { approval_commands: ['^echo'] },
     };
+    const memIdle = memAvailableMb();
 
     // 1. Intake throughput.
     const ids: string[] = [];
@@ -74,7 +90,7 @@ async function main(): Promise<void> {
     // 2. Wait until every task is parked in the inbox.
     const parkT0 = performance.now();
     await eventually(
-      () => call(base, 'GET', `/v1/inbox?kind=risky_action&limit=1000`),
+      () => call(base, 'GET', `/v1/inbox?kind=${PARKED_KIND}&limit=1000`),
       (r) => r.body.count >= TASKS || r.body.items?.length >= Math.min(TASKS, 1000),
       `${TASKS} parked tasks`,
       30 * 60_000,
@@ -82,6 +98,9 @@ async function main(): Promise<void> {
     const parkSeconds = (performance.now() - parkT0) / 1000;
     await new Promise((r) => setTimeout(r, 2_000));
     const workerRssParked = rssMb(worker.pid!);
+    const hostMemParked = memIdle - memAvailableMb();
+    const workspaces = path.join(dataDir, 'workspaces');
+    const copies = fs.existsSync(workspaces) ? fs.readdirSync(workspaces).filter((n) => !n.startsWith('.')).length : 0;
 
     // 3. Inbox latency with all of them parked.
     const inboxDefault: number[] = [];
@@ -117,6 +136,7 @@ async function main(): Promise<void> {
       date: new Date().toISOString(),
       machine: `${os.cpus().length} cores, ${Math.round(os.totalmem() / 2 ** 30)} GiB, ${os.cpus()[0]?.model ?? 'unknown cpu'}, node ${process.version}`,
       tasks: TASKS,
+      parked_on: PARKED_KIND,
       starts_per_second: Math.round(TASKS / startSeconds),
       start_latency_ms: summary(startLatencies),
       seconds_until_all_parked: Math.round(parkSeconds),
@@ -124,6 +144,8 @@ async function main(): Promise<void> {
       inbox_limit_1000_ms: summary(inboxAll),
       decision_to_state_change_ms: summary(decisions),
       worker_rss_mb_parked: workerRssParked,
+      host_memory_mb_used_since_start: hostMemParked,
+      working_copies_parked: copies,
       worker_max_cached_workflows: cachedWorkflows,
     };
     process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
