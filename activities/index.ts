@@ -209,7 +209,8 @@ export function createActivities(deps: ActivityDeps): Activities {
       if (setup?.cache?.refused) log.error('a cached setup was refused and removed: someone may have tampered with the cache', { task_id: key, key: setup.cache.key, refused: setup.cache.refused });
       if (defer) {
         // Nothing will run before a human decides: the checkpoint goes where any worker finds it, and the copy goes.
-        await whileBeating(activityScope().heartbeat, () => saveCheckpoint(deps.artifacts, key, dir, checkpoint, { signal: activityScope().signal, always: true }));
+        const scope = activityScope();
+        await whileBeating(scope.heartbeat, () => saveCheckpoint(deps.artifacts, key, dir, checkpoint, { signal: scope.signal, always: true }));
         await removeWorkingCopy(dir);
         log.info('sandbox deferred', { task_id: key, checkpoint });
         const sandbox = { id: key, driver: deps.sandbox.name, isolation: deps.sandbox.isolation, workdir: '', hostWorkdir: dir };

@@ -126,7 +126,8 @@ export const MAX_REVIEW_REQUEST_CHARS = 20_000;
 export const MAX_REQUEST_COMMENTS = 100;
 /**
  * Later reviews of one writer folded into their review waiting to be read while the agent works on a round (a lone
- * line comment is a review of its own); the one after them is taken only to tell the writer, the rest are refused.
+ * line comment is a review of its own); the one after them marks the fold full (the writer is told once the round
+ * is read), and the rest are refused.
  */
 export const MAX_FOLDED_REVIEWS = 10;
 

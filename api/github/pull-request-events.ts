@@ -4,10 +4,10 @@
  */
 import { WorkflowNotFoundError, WorkflowUpdateFailedError, type Client } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
-import { updateAcrossRuns } from './across-runs';
 import type { PullRequestClosed, ReviewSubmitted, TaskForgeEvent } from '../../domain/forge';
 import { checksFailedUpdate, forgeEventUpdate, reviewCommentedUpdate, TASK_WORKFLOW_TYPE } from '../../workflows/messages';
 import { TASK_ID } from '../schemas';
+import { updateAcrossRuns } from './across-runs';
 
 /** Prefix of the branches tasks push. */
 const AGENT_BRANCH_PREFIX = 'agent/';

@@ -5,7 +5,8 @@ import { mergeBudget, mergePolicy } from '../../domain/rules';
 import { baseline } from './gates';
 import { io } from './proxies';
 import { patched } from '@temporalio/workflow';
-import { ADMISSION_PATCH, provisionAdmitted, provisionInput } from './sandbox';
+import type { ProvisionResult } from '../../activities/types';
+import { ADMISSION_PATCH, provisionAdmitted, provisionInput, warnIfUnisolated } from './sandbox';
 import { addMinutes, type TaskRun } from './state';
 import { setState, trace } from './visibility';
 
@@ -26,13 +27,17 @@ function waitsBeforeRunning(t: TaskRun): boolean {
 export async function provision(t: TaskRun): Promise<void> {
   const s = t.s;
   const input = provisionInput(t);
-  const deferred = waitsBeforeRunning(t);
-  // A deferred sandbox holds no place on a worker: any worker clones, reads and checkpoints, and admission comes with the sandbox.
-  const p = deferred
-    ? (setState(t, 'provisioning'), await io.provisionSandbox({ ...input, defer_sandbox: true }))
-    : patched(ADMISSION_PATCH)
-      ? await provisionAdmitted(t, input, () => setState(t, 'provisioning'))
-      : (setState(t, 'provisioning'), await io.provisionSandbox(input));
+  let p: ProvisionResult;
+  if (waitsBeforeRunning(t)) {
+    // A deferred sandbox holds no place on a worker: any worker clones, reads and checkpoints, and admission comes with the sandbox.
+    setState(t, 'provisioning');
+    p = await io.provisionSandbox({ ...input, defer_sandbox: true });
+  } else if (patched(ADMISSION_PATCH)) {
+    p = await provisionAdmitted(t, input, () => setState(t, 'provisioning'));
+  } else {
+    setState(t, 'provisioning');
+    p = await io.provisionSandbox(input);
+  }
   s.provision = p;
   baseline(t, p.checkpoint);
   s.policy = mergePolicy(s.policy, p.repo_policy);
@@ -59,7 +64,5 @@ export async function provision(t: TaskRun): Promise<void> {
     isolation: p.sandbox.isolation,
     ...(p.worker ? { worker: p.worker.id } : {}),
   });
-  if (p.sandbox.isolation === 'none') {
-    trace(t, 'health', 'isolation: none — commands run as plain processes on the worker host');
-  }
+  warnIfUnisolated(t, p.sandbox);
 }

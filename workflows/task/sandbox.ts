@@ -42,13 +42,7 @@ export const ADMISSION_PATCH = 'sandbox-admission';
  * Provisions on a worker with room: the task waits (in `queued`, in priority order) on the admission queue until a
  * worker admits it, then provisions on that worker's queue. A worker gone in between is replaced by admitting again.
  */
-export async function provisionAdmitted(
-  t: TaskRun,
-  input: Parameters<Activities['provisionSandbox']>[0],
-  onAdmitted: () => void = () => undefined,
-  onWaiting: () => void = () => undefined,
-): Promise<ProvisionResult> {
-  onWaiting();
+export async function provisionAdmitted(t: TaskRun, input: Parameters<Activities['provisionSandbox']>[0], onAdmitted: () => void = () => undefined): Promise<ProvisionResult> {
   for (let lost = 0; ; lost++) {
     const admit = proxyActivities<Activities>({ ...IO_OPTIONS, taskQueue: admissionQueue(workflowInfo().taskQueue), priority: { priorityKey: t.input.spec.priority } });
     const w = await admit.admitSandbox({ task_id: t.input.task_id });
@@ -135,24 +129,30 @@ async function reprovision(t: TaskRun, reason: 'released' | 'worker_lost'): Prom
   const checkpoint = s.checkpoint ?? prev.checkpoint;
   const input = provisionInput(t, { base_commit: prev.base_commit, checkpoint, branch: s.pushed ? s.branch : null, commit: s.pushed ? s.commit : null });
   // Through admission, as the first time (a deferred sandbox's first time is now): a returning task waits for room like any other.
+  const deferred = prev.deferred === true;
   const state = s.state;
-  const p = s.admitted === undefined && prev.deferred !== true
-    ? await io.provisionSandbox(input)
-    : await provisionAdmitted(t, input, prev.deferred === true ? () => setState(t, 'provisioning') : undefined, prev.deferred === true ? () => setState(t, 'queued') : undefined);
+  let p: ProvisionResult;
+  if (deferred) {
+    // The task's first sandbox: it waits in `queued` for room like a new task.
+    setState(t, 'queued');
+    p = await provisionAdmitted(t, input, () => setState(t, 'provisioning'));
+  } else {
+    p = s.admitted === undefined ? await io.provisionSandbox(input) : await provisionAdmitted(t, input);
+  }
   // Policy, budget and setup were settled by the first provisioning; only where the sandbox is changes (and, for a
   // deferred sandbox, the setup this worker's cache offers now).
-  s.provision = { ...prev, sandbox: p.sandbox, ...(p.worker ? { worker: p.worker } : {}), ...(prev.deferred === true && p.setup !== undefined ? { setup: p.setup } : {}) };
+  s.provision = { ...prev, sandbox: p.sandbox, ...(p.worker ? { worker: p.worker } : {}), ...(deferred && p.setup !== undefined ? { setup: p.setup } : {}) };
   if (p.worker === undefined) delete s.provision.worker;
-  if (prev.deferred === true) {
+  if (deferred) {
     delete s.provision.deferred;
     setState(t, state);
-    if (p.sandbox.isolation === 'none') trace(t, 'health', 'isolation: none — commands run as plain processes on the worker host');
+    warnIfUnisolated(t, p.sandbox);
   }
   s.sandbox_released = false;
   // The working copy was brought to the checkpoint, but the next call checks rather than trusts it.
   if (s.agent) s.agent.tree_unsure = true;
   const moved = prev.worker?.id !== p.worker?.id;
-  const why = prev.deferred === true ? 'deferred' : reason;
+  const why = deferred ? 'deferred' : reason;
   const what = { deferred: 'sandbox provisioned now that a human let the task go on', released: 'released sandbox provisioned again', worker_lost: `worker ${prev.worker?.id ?? '(unknown)'} stopped answering; sandbox re-provisioned` }[why];
   trace(
     t,
@@ -163,6 +163,11 @@ async function reprovision(t: TaskRun, reason: 'released' | 'worker_lost'): Prom
   if (prev.setup && s.setup?.finished && p.setup?.cache?.hit !== true) {
     trace(t, 'health', "what the setup phase installed (ignored paths) went with the old sandbox and is not in this worker's setup cache: commands may miss it");
   }
+}
+
+/** Says in the trace when the task's commands run with no isolation (the `process` driver). */
+export function warnIfUnisolated(t: TaskRun, sandbox: SandboxHandle): void {
+  if (sandbox.isolation === 'none') trace(t, 'health', 'isolation: none — commands run as plain processes on the worker host');
 }
 
 /** The activities for `work` on `w`'s own queue, or on the shared queue for a sandbox without one. */
