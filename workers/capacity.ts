@@ -16,6 +16,8 @@ export class SandboxCapacity implements SandboxHolds {
   /** Admission slots the SDK reserved to poll with, or is running an admission in. */
   private reserved = 0;
   private waiters: (() => void)[] = [];
+  /** The most sandboxes held at once since the worker started: what the cap has actually allowed. */
+  private mostHeld = 0;
 
   /** `max` 0: no cap. `holding`: tasks whose working copies this worker has already (after a restart). */
   constructor(
@@ -23,10 +25,15 @@ export class SandboxCapacity implements SandboxHolds {
     holding: Iterable<string> = [],
   ) {
     for (const id of holding) this.held.add(id);
+    this.mostHeld = this.held.size;
   }
 
   get live(): number {
     return this.held.size;
+  }
+
+  get peak(): number {
+    return this.mostHeld;
   }
 
   /** The tasks holding a sandbox here. */
@@ -36,6 +43,7 @@ export class SandboxCapacity implements SandboxHolds {
 
   hold(taskId: string): void {
     this.held.add(taskId);
+    this.mostHeld = Math.max(this.mostHeld, this.held.size);
   }
 
   drop(taskId: string): void {

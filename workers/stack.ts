@@ -258,7 +258,7 @@ export async function startStack(cfg: Config, log: Logger): Promise<Stack> {
           ...(ownQueue === null
             ? {}
             : { worker_id: ownQueue.id, sandbox_queue: ownQueue.queue, sandbox_release_after_minutes: ownQueue.release_after_minutes }),
-          ...(sandboxCapacity === null ? {} : { sandboxes: { live: sandboxCapacity.live, max: sandboxCapacity.max || null } }),
+          ...(sandboxCapacity === null ? {} : { sandboxes: { live: sandboxCapacity.live, max: sandboxCapacity.max || null, peak: sandboxCapacity.peak } }),
           egress: { ceiling: cfg.EGRESS_ALLOW, operator_hosts: Object.keys(cfg.EGRESS_HOSTS), setup_cache: cfg.SETUP_CACHE_MB > 0 },
           retention: retention.warning
             ? { namespace_days: retention.namespace_days, task_retention_days: retention.wanted_days, warning: retention.warning }
