@@ -3,10 +3,10 @@
  * applies to every request and the workflow records with every decision.
  */
 import { z } from 'zod';
-import { BUDGET_PRESETS } from './budget-presets';
-import { DECIDE_ROLE, roleAtLeast, ROLES } from './roles';
+import { BUILTIN_GRANT_CEILING, grantOverCeiling } from './grant-ceiling';
+import { DECIDE_ROLE, DEFAULT_TEAM, roleAtLeast, ROLES } from './roles';
 import { eventsWanted, SlaLimits, Webhook, type NotificationEvent } from './notifications';
-import { TeamName, type ItemKind, type Budget, type BudgetGrant } from './task';
+import { TeamName, type ItemKind } from './task';
 
 export { TeamName };
 
@@ -16,8 +16,7 @@ export type Role = z.infer<typeof Role>;
 
 export { roleAtLeast };
 
-/** The team of tasks whose submitter belongs to no team (the local admin, a token without one). */
-export const DEFAULT_TEAM = 'default';
+export { DEFAULT_TEAM };
 
 
 /** How a caller proved who they are. */
@@ -76,20 +75,7 @@ export const GrantCeiling = z.strictObject({
   max_wall_clock_minutes: z.number().positive().optional(),
 });
 export type GrantCeiling = z.infer<typeof GrantCeiling>;
-
-/** How many times the largest budget preset a grant may lift a task to when the operator sets no ceiling. */
-const BUILTIN_CEILING_MULTIPLE = 4;
-
-/**
- * The ceiling of every field no TEAMS_FILE ceiling names, so grants on an unconfigured install stay bounded:
- * four times the `large` preset (twenty times the default budget), for every team, task and granter.
- */
-export const BUILTIN_GRANT_CEILING: Readonly<Required<GrantCeiling>> = {
-  max_tokens: BUDGET_PRESETS.large.max_tokens * BUILTIN_CEILING_MULTIPLE,
-  max_usd: BUDGET_PRESETS.large.max_usd * BUILTIN_CEILING_MULTIPLE,
-  max_steps: BUDGET_PRESETS.large.max_steps * BUILTIN_CEILING_MULTIPLE,
-  max_wall_clock_minutes: BUDGET_PRESETS.large.max_wall_clock_minutes * BUILTIN_CEILING_MULTIPLE,
-};
+export { BUILTIN_GRANT_CEILING, grantOverCeiling };
 
 /** What the operator sets for one team. */
 export const TeamSettings = z.strictObject({
@@ -190,20 +176,6 @@ export function decisionRefusal(
     return `separation of duties: the requester of a task may not approve its own ${kind}`;
   }
   return null;
-}
-
-/** Fields of a grant that would lift the budget above the team's ceiling, with the limit each would pass. */
-export function grantOverCeiling(budget: Budget, grant: BudgetGrant, ceiling: GrantCeiling | undefined): { field: keyof GrantCeiling; after: number; ceiling: number }[] {
-  if (!ceiling) return [];
-  const out: { field: keyof GrantCeiling; after: number; ceiling: number }[] = [];
-  for (const field of ['max_tokens', 'max_usd', 'max_steps', 'max_wall_clock_minutes'] as const) {
-    const add = grant[field];
-    const limit = ceiling[field];
-    if (add === undefined || limit === undefined) continue;
-    const after = budget[field] + add;
-    if (after > limit) out.push({ field, after, ceiling: limit });
-  }
-  return out;
 }
 
 /** Which claims of an identity provider's token say a caller's role, teams and groups (unset: that claim is not read). */

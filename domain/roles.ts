@@ -1,6 +1,6 @@
 /**
- * The roles and the least role each kind of request needs: a pure module without dependencies, so the API's
- * guards and the web app (which bundles it) apply the same table.
+ * The roles and the least role each kind of request needs, and the default team: a pure module without
+ * dependencies, so the API's guards, the web app and the workflow (which bundle it) apply the same table.
  */
 import type { Action } from './task';
 
@@ -12,6 +12,9 @@ export type RoleName = (typeof ROLES)[number];
 export function roleAtLeast(have: RoleName, need: RoleName): boolean {
   return ROLES.indexOf(have) >= ROLES.indexOf(need);
 }
+
+/** The team of tasks whose submitter belongs to no team (the local admin, a token without one). */
+export const DEFAULT_TEAM = 'default';
 
 /** The role that may submit a task. */
 export const SUBMIT_ROLE: RoleName = 'submitter';

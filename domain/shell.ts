@@ -3,8 +3,9 @@
  * the simple commands it contains, with quotes, escapes and concatenation resolved.
  *
  * The workflow bundle imports this: it must stay deterministic, synchronous and free
- * of Node built-ins, which is why the parser is loaded behind the stand-ins below.
+ * of Node built-ins, which is why the parser is loaded behind stand-ins (`shell-parser.ts`).
  */
+import { items, parser, withInertTimers, type GoValue, type Kinds, type Operators, type Parser } from './shell-parser';
 
 /** One resolved word of a simple command. */
 export interface ShellWord {
@@ -29,117 +30,6 @@ export interface SimpleCommand {
 
 /** Most simple commands one script may hold before it counts as unreadable (bounds the work of a parse). */
 export const MAX_SIMPLE_COMMANDS = 2_000;
-
-// mvdan-sh wraps every Go value in a JS object whose property reads convert on each access,
-// which costs about a millisecond per node. The tree is read instead from the Go values
-// themselves (GopherJS structs, slices and interfaces as plain JS objects), which is a
-// hundred times faster; the package is frozen at this version, so that layout does not move.
-interface GoType {
-  string: string;
-  kind: number;
-  nil?: unknown;
-  elem?: GoType & { fields?: { prop: string; typ: GoType }[] };
-}
-/** A Go value of the syntax tree: a struct pointer, or an interface holding one. */
-interface GoValue {
-  constructor: GoType;
-  Pos(): { Offset(): number };
-  End(): { Offset(): number };
-  [field: string]: any;
-}
-/** A Go slice. */
-interface GoSlice {
-  $array: GoValue[];
-  $offset: number;
-  $length: number;
-}
-interface Syntax {
-  NewParser(...options: unknown[]): { Parse(src: string, name: string): { __internal_object__: GoValue } };
-  Variant(lang: number): unknown;
-  LangBash: number;
-  LangPOSIX: number;
-}
-
-/** GopherJS kind numbers of pointers, slices and interfaces, read from the tree's own types. */
-interface Kinds {
-  ptr: number;
-  slice: number;
-  iface: number;
-}
-
-/** Operator numbers of this build of the parser, learnt from sample parses rather than hard-coded. */
-interface Operators {
-  hdoc: number;
-  dashHdoc: number;
-  wordHdoc: number;
-  /** `<`, `<&` and `<>`: input from a file or a descriptor. */
-  input: number[];
-}
-
-interface Parser {
-  syntax: Syntax;
-  ops: Operators;
-  kinds: Kinds;
-}
-
-let loaded: Parser | undefined;
-
-type TimerGlobals = { setTimeout: unknown; clearTimeout: unknown };
-
-/**
- * Runs `fn` with inert timers. GopherJS's goroutine scheduler calls `setTimeout`, which
- * inside a workflow is a durable timer: it would add commands to the task's history.
- */
-function withInertTimers<T>(fn: () => T): T {
-  const g = globalThis as unknown as TimerGlobals;
-  const saved = { setTimeout: g.setTimeout, clearTimeout: g.clearTimeout };
-  g.setTimeout = () => 0;
-  g.clearTimeout = () => undefined;
-  try {
-    return fn();
-  } finally {
-    g.setTimeout = saved.setTimeout;
-    g.clearTimeout = saved.clearTimeout;
-  }
-}
-
-/** Loads the parser once per module instance (once per workflow in the sandbox). */
-function parser(): Parser {
-  if (loaded) return loaded;
-  const g = globalThis as unknown as { Error: ErrorConstructor };
-  const RealError = g.Error;
-  // GopherJS assigns Error.stackTraceLimit while it loads; the workflow sandbox freezes Error.
-  class LoadingError extends RealError {}
-  Object.defineProperty(LoadingError, 'stackTraceLimit', { value: RealError.stackTraceLimit, writable: true });
-  g.Error = LoadingError as unknown as ErrorConstructor;
-  try {
-    loaded = withInertTimers(() => {
-      const syntax = (require('mvdan-sh') as { syntax: Syntax }).syntax;
-      const tree = (src: string): GoValue => syntax.NewParser().Parse(src, '').__internal_object__;
-      const redirOp = (src: string): number => items(items(tree(src).Stmts)[0]!.Redirs)[0]!.Op as number;
-      const file = tree('a');
-      const field = (v: GoValue, name: string): GoType => v.constructor.elem!.fields!.find((f) => f.prop === name)!.typ;
-      return {
-        syntax,
-        kinds: { ptr: file.constructor.kind, slice: field(file, 'Stmts').kind, iface: field(items(file.Stmts)[0]!, 'Cmd').kind },
-        ops: {
-          hdoc: redirOp('a <<E\nE\n'),
-          dashHdoc: redirOp('a <<-E\nE\n'),
-          wordHdoc: redirOp('a <<< b'),
-          input: [redirOp('a < b'), redirOp('a <& 3'), redirOp('a <> b')],
-        },
-      };
-    });
-  } finally {
-    g.Error = RealError;
-  }
-  return loaded;
-}
-
-/** The elements of a Go slice. */
-function items(slice: GoSlice): GoValue[] {
-  return slice.$array.slice(slice.$offset, slice.$offset + slice.$length);
-}
 
 /** True for a nil pointer or a nil interface. */
 function isNil(v: GoValue | null | undefined): v is null | undefined {

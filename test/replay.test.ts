@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { it } from 'node:test';
 import { Worker } from '@temporalio/worker';
-import { WORKFLOWS_PATH } from '../workers/worker';
+import { bundleWorkflows } from '../workers/worker';
 import { HISTORIES_DIR, historyFromText } from './support/histories';
 
 /** The recorded histories, each with its first run's input passed through `edit`. */
@@ -38,9 +38,10 @@ it('replays them too when their task came from a GitHub issue with merging on: o
   await replayAll(recordedHistories((input) => ({ ...input, source: { ...((input['source'] as object | undefined) ?? { forge: 'github', repo: 'octo-org/hello', issue: 7, delivery_id: 'replayed' }), merge_method: 'squash' } })));
 });
 
+/** The bundle workers run (with the modules their workflows share): every history replays in one context after the others. */
 async function replayAll(histories: ReturnType<typeof recordedHistories>): Promise<void> {
   let replayed = 0;
-  for await (const result of Worker.runReplayHistories({ workflowsPath: WORKFLOWS_PATH }, histories)) {
+  for await (const result of Worker.runReplayHistories({ workflowBundle: await bundleWorkflows() }, histories)) {
     assert.equal(result.error, undefined, `${result.workflowId}: ${String(result.error)}`);
     replayed += 1;
   }

@@ -21,9 +21,15 @@ export const WORKFLOWS_PATH = require.resolve('../workflows');
 /** Where `npm run build` writes the workflow bundle (`dist/workflow-bundle.js`). */
 export const PREBUILT_BUNDLE_PATH = path.join(__dirname, '..', 'workflow-bundle.js');
 
+/**
+ * Modules the workflow context loads once for all its workflows, before any runs (shared and frozen): the shell
+ * parser, which every workflow that reads a command would otherwise load into its own module cache.
+ */
+export const SHARED_WORKFLOW_MODULES = [require.resolve('../domain/shell-preload')];
+
 /** Bundles the workflow code (webpack, seconds of CPU and a heap that never shrinks back). */
 export async function buildWorkflowBundle(): Promise<WorkflowBundle> {
-  return bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: quietBundlerLogger });
+  return bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, preloadModules: SHARED_WORKFLOW_MODULES, logger: quietBundlerLogger });
 }
 
 /**

@@ -3,7 +3,8 @@
  */
 import { ApplicationFailure, setHandler } from '@temporalio/workflow';
 import { ACTIONS_BY_KIND, isTerminal, preview } from '../../domain/rules';
-import { BUILTIN_GRANT_CEILING, grantOverCeiling, type Principal } from '../../domain/access';
+import type { Principal } from '../../domain/access';
+import { BUILTIN_GRANT_CEILING, grantOverCeiling } from '../../domain/grant-ceiling';
 import type { Decision, FromForgeComment, InboxItem, Resolution } from '../../domain/task';
 import { cancelUpdate, decideUpdate, messageUpdate, taskQuery, traceQuery, type DecisionAck, type TaskMessage } from '../messages';
 import { settle } from './inbox';

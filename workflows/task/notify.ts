@@ -3,7 +3,7 @@
  * child, so delivery, with its retries, outlives neither more nor less than it must.
  */
 import { CancellationScope, log, patched, startChild } from '@temporalio/workflow';
-import { DEFAULT_TEAM } from '../../domain/access';
+import { DEFAULT_TEAM } from '../../domain/roles';
 import { preview } from '../../domain/rules';
 import type { Notification, NotificationEvent } from '../../domain/notifications';
 import type { InboxItem } from '../../domain/task';
