@@ -92,25 +92,29 @@ describe('a worker with room for two sandboxes', () => {
     assert.equal(health.sandboxes.peak, MAX_SANDBOXES, `at most ${MAX_SANDBOXES} sandboxes at once: ${JSON.stringify(health.sandboxes)}`);
   });
 
-  it('gives a task waiting on its plan’s approval no sandbox and no place: more wait than there is room for, and each takes a sandbox once approved', async () => {
+  it('gives a task waiting on its plan’s approval, or on its first command’s, no sandbox and no place: more wait than there is room for, and each takes a sandbox once approved', async () => {
     const WAITING = MAX_SANDBOXES + 1;
     const ids: string[] = [];
     for (let n = 0; n < WAITING; n++) {
+      // The last waits on its first command instead of its plan.
+      const firstCommand = n === WAITING - 1;
       const res = await call(base, 'POST', '/v1/tasks', {
-        repo: origin, goal: `Planned ${n}`, policy: { require_plan_approval: true },
+        repo: origin, goal: `Planned ${n}`, policy: firstCommand ? { approval_commands: ['^cat '] } : { require_plan_approval: true },
         planner: { kind: 'recipe', steps: [{ run: `cat README.md > copy-${n}.txt` }] },
       });
       assert.equal(res.status, 202, JSON.stringify(res.body));
       ids.push(res.body.task_id);
     }
-    const planOf = (t: any) => t.items.find((i: any) => i.kind === 'plan_approval' && i.status === 'pending');
+    const planOf = (t: any) => t.items.find((i: any) => ['plan_approval', 'risky_action'].includes(i.kind) && i.status === 'pending');
     // All of them wait on a human at once, more than the worker has room for: none holds a sandbox or a place.
-    const waiting = await eventually(async () => Promise.all(ids.map(task)), (ts) => ts.every(planOf), `${WAITING} waiting on their plans`, 60_000);
-    for (const t of waiting) assert.equal(t.sandbox, 'none', `${t.task_id} has no sandbox while its plan waits`);
+    const waiting = await eventually(async () => Promise.all(ids.map(task)), (ts) => ts.every(planOf), `${WAITING} waiting on their plans or first commands`, 60_000);
+    assert.deepEqual(waiting.map((t) => planOf(t).kind), ['plan_approval', 'plan_approval', 'risky_action']);
+    for (const t of waiting) assert.equal(t.sandbox, 'none', `${t.task_id} has no sandbox while it waits`);
     assert.equal((await call(base, 'GET', '/healthz')).body.sandboxes.live, 0);
     for (const id of ids) {
       const provisioned = (await traceOf(id)).find((e) => e.type === 'provisioned');
       assert.equal(provisioned?.data?.deferred, true, JSON.stringify(provisioned));
+      assert.equal(provisioned?.data?.waits_on, ids.indexOf(id) === WAITING - 1 ? 'risky_action' : 'plan_approval');
     }
 
     // Approved, they go through admission like any task: two run and park on their reviews, the third waits its turn.
@@ -138,5 +142,6 @@ describe('a worker with room for two sandboxes', () => {
       assert.ok(trace.some((e) => e.type === 'step' && (e.data?.changed_paths ?? []).includes(`copy-${n}.txt`)), `step of ${id} wrote its file`);
     }
     await recordHistory(stack.client, ids[0]!, 'recipe-plan-deferred-done');
+    await recordHistory(stack.client, ids[WAITING - 1]!, 'recipe-first-command-deferred-done');
   });
 });
