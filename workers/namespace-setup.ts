@@ -13,6 +13,10 @@ export type SearchAttributeKey = ReturnType<typeof defineSearchAttributeKey>;
 
 const NOOP_LOG: Logger = { debug() {}, info() {}, warn() {}, error() {} };
 const SEARCH_ATTRIBUTES_VISIBLE_TIMEOUT_MS = 10_000;
+/** How often registration polls the server until the attributes are listed, and then usable. */
+const SEARCH_ATTRIBUTES_POLL_MS = 200;
+/** A workflow id no task has: the usability probe must name one, to stay an index lookup. */
+const USABLE_PROBE_WORKFLOW_ID = 'agent-inbox-search-attribute-probe';
 
 /** Thrown when a search attribute is already registered with another type, which the server cannot change in place. */
 export class SearchAttributeConflictError extends Error {
@@ -46,9 +50,14 @@ const INDEXED_VALUE_TYPES: Record<SearchAttributeType, temporal.api.enums.v1.Ind
 
 /**
  * Registers whichever of `keys` are missing in `namespace` and waits until they are
- * visible; needed because `start-dev --search-attribute` is not applied to an existing DB.
+ * visible and usable; needed because `start-dev --search-attribute` is not applied to an existing DB.
  */
 export async function ensureSearchAttributes(connection: Connection, namespace: string, keys: readonly SearchAttributeKey[]): Promise<void> {
+  await addMissingSearchAttributes(connection, namespace, keys);
+  await untilSearchAttributesUsable(connection, namespace, keys);
+}
+
+async function addMissingSearchAttributes(connection: Connection, namespace: string, keys: readonly SearchAttributeKey[]): Promise<void> {
   const current = await listCustomSearchAttributes(connection, namespace);
   const missing: Record<string, temporal.api.enums.v1.IndexedValueType> = {};
   for (const key of keys) {
@@ -83,7 +92,36 @@ export async function ensureSearchAttributes(connection: Connection, namespace: 
     if (Date.now() > deadline) {
       throw new SearchAttributeRegistrationError(`search attributes ${absent.join(', ')} not visible in ${namespace} after ${SEARCH_ATTRIBUTES_VISIBLE_TIMEOUT_MS} ms`);
     }
-    await sleep(200);
+    await sleep(SEARCH_ATTRIBUTES_POLL_MS);
+  }
+}
+
+/**
+ * Listed is not yet usable: with SQL visibility (a server on PostgreSQL, MySQL or SQLite) a namespace's attributes
+ * are a mapping in its namespace record, and the frontend reads that from its namespace cache, refreshed every
+ * couple of seconds (`system.namespaceCacheRefreshInterval`). Until then a workflow start naming them fails with
+ * INVALID_ARGUMENT "has no mapping defined for search attribute" (a burst of task starts right after a start of the
+ * backend did). A visibility query naming every key goes through the same mapping, so it succeeds only once they
+ * can be used; the WorkflowId condition keeps it to an index lookup on a namespace of any size.
+ */
+async function untilSearchAttributesUsable(connection: Connection, namespace: string, keys: readonly SearchAttributeKey[]): Promise<void> {
+  if (keys.length === 0) return;
+  const query = [`WorkflowId = '${USABLE_PROBE_WORKFLOW_ID}'`, ...keys.map((k) => `${k.name} IS NOT NULL`)].join(' AND ');
+  const deadline = Date.now() + SEARCH_ATTRIBUTES_VISIBLE_TIMEOUT_MS;
+  for (;;) {
+    try {
+      await connection.workflowService.countWorkflowExecutions({ namespace, query });
+      return;
+    } catch (err) {
+      // gRPC status 3 is INVALID_ARGUMENT: the frontend does not map the names yet. Anything else is a real fault.
+      if ((err as { code?: unknown }).code !== 3) {
+        throw new SearchAttributeRegistrationError(`checking search attributes of ${namespace} failed: ${errorText(err)}`, { cause: err });
+      }
+      if (Date.now() > deadline) {
+        throw new SearchAttributeRegistrationError(`search attributes of ${namespace} not usable after ${SEARCH_ATTRIBUTES_VISIBLE_TIMEOUT_MS} ms: ${errorText(err)}`, { cause: err });
+      }
+    }
+    await sleep(SEARCH_ATTRIBUTES_POLL_MS);
   }
 }
 
