@@ -4,8 +4,11 @@
  * The package is about 1.5 MB of code whose load builds thousands of objects. Workflows run in one reusable V8
  * context whose module cache is per workflow, so a module evaluated by a workflow costs every cached workflow its
  * own copy: the workflow bundle preloads this module instead (`shell-preload.ts`), which shares one parser with
- * all of them. That is safe because a parse keeps no state between calls and its result depends only on its
- * input. What this module exports must stay functions: the worker freezes a preloaded module's exports.
+ * all of them. That is safe because a parse keeps no state between calls (a syntax error, a timeout or a stack
+ * overflow midway leaves none behind), and because a script deep enough for its reading to depend on the stack (on
+ * how warm the shared code is) is refused before it is parsed (`MAX_NESTING_DEPTH` in shell.ts), so a reading is
+ * the same on every worker. What this module exports must stay functions: the worker freezes a preloaded module's
+ * exports.
  */
 
 // mvdan-sh wraps every Go value in a JS object whose property reads convert on each access,
@@ -108,8 +111,9 @@ export function parser(): Parser {
   class LoadingError extends RealError {}
   Object.defineProperty(LoadingError, 'stackTraceLimit', { value: RealError.stackTraceLimit, writable: true });
   g.Error = LoadingError as unknown as ErrorConstructor;
-  // Its time package reads the clock as it loads, which outside a workflow (a preload) has no workflow time to
-  // give; no parse reads it, so the load sees one fixed instant wherever it runs.
+  // It reads the clock as it loads (its time package, and its scheduler, which yields to a timer after a few
+  // milliseconds), and outside a workflow (a preload) there is no workflow time to give. On one fixed instant the
+  // load never yields, so it finishes however slow the machine, and no parse reads the clock.
   g.Date = loadingClock(RealDate);
   try {
     loaded = withInertTimers(() => {

@@ -31,6 +31,24 @@ export interface SimpleCommand {
 /** Most simple commands one script may hold before it counts as unreadable (bounds the work of a parse). */
 export const MAX_SIMPLE_COMMANDS = 2_000;
 
+/**
+ * Deepest nesting of brackets (subshells, groups, substitutions, arithmetic, tests) a script may have before it
+ * counts as unreadable: the parser recurses once per level, and its stack runs out some hundreds of levels down
+ * (fewer on a main thread, more once its code is compiled). Scripts people write nest a handful.
+ */
+export const MAX_NESTING_DEPTH = 32;
+
+/** How deep brackets nest in `src`, quotes ignored (a bracket in a string counts too, which only errs on caution). */
+function nestingDepth(src: string): number {
+  let depth = 0;
+  let deepest = 0;
+  for (const c of src) {
+    if (c === '(' || c === '{' || c === '[') deepest = Math.max(deepest, ++depth);
+    else if ((c === ')' || c === '}' || c === ']') && depth > 0) depth--;
+  }
+  return deepest;
+}
+
 /** True for a nil pointer or a nil interface. */
 function isNil(v: GoValue | null | undefined): v is null | undefined {
   return v == null || typeof v.constructor?.string !== 'string' || v === v.constructor.nil;
@@ -56,15 +74,23 @@ function goString(bytes: string): string {
   return out;
 }
 
-/** Visits every node below `v` (pointers, interfaces and slices of them), parents first, as syntax.Walk does. */
+/**
+ * Visits every node below `v` (pointers, interfaces and slices of them), parents first, as syntax.Walk does. With a
+ * stack of its own, not recursion: a chain of thousands of pipes is a tree that deep.
+ */
 function walk(kinds: Kinds, v: GoValue | null | undefined, visit: (node: GoValue) => boolean): void {
-  if (isNil(v) || !visit(v)) return;
-  for (const f of v.constructor.elem?.fields ?? []) {
-    const x = v[f.prop];
-    if (f.typ.kind === kinds.ptr || f.typ.kind === kinds.iface) walk(kinds, x, visit);
-    else if (f.typ.kind === kinds.slice && f.typ.elem && (f.typ.elem.kind === kinds.ptr || f.typ.elem.kind === kinds.iface)) {
-      for (const item of items(x)) walk(kinds, item, visit);
+  const pending: (GoValue | null | undefined)[] = [v];
+  while (pending.length > 0) {
+    const node = pending.pop();
+    if (isNil(node) || !visit(node)) continue;
+    const children: (GoValue | null | undefined)[] = [];
+    for (const f of node.constructor.elem?.fields ?? []) {
+      const x = node[f.prop];
+      if (f.typ.kind === kinds.ptr || f.typ.kind === kinds.iface) children.push(x);
+      else if (f.typ.kind === kinds.slice && f.typ.elem && (f.typ.elem.kind === kinds.ptr || f.typ.elem.kind === kinds.iface)) children.push(...items(x));
     }
+    // Last pushed, first visited: children in field order, as the recursion visited them.
+    for (let i = children.length - 1; i >= 0; i--) pending.push(children[i]);
   }
 }
 
@@ -259,6 +285,9 @@ function commandsOf({ kinds, ops }: Parser, src: string, file: GoValue): SimpleC
  * It is unparseable only when neither reading succeeds.
  */
 export function simpleCommands(src: string): SimpleCommand[] | null {
+  // Deeper than this, a parse would end where the stack does, which depends on how warm the worker's compiled code
+  // is: the answer must depend on the script alone, so such a script is unreadable whatever the stack.
+  if (nestingDepth(src) > MAX_NESTING_DEPTH) return null;
   const p = parser();
   const { syntax } = p;
   let parsed = 0;
@@ -267,8 +296,10 @@ export function simpleCommands(src: string): SimpleCommand[] | null {
     let commands: SimpleCommand[] | null;
     try {
       commands = withInertTimers(() => commandsOf(p, src, syntax.NewParser(syntax.Variant(lang)).Parse(src, '').__internal_object__));
-    } catch {
-      // A syntax error (mvdan-sh throws a Go error object, not an Error) or a parser failure.
+    } catch (err) {
+      // A syntax error: mvdan-sh throws a Go error object, not an Error; this reading fails and the other may stand.
+      // An Error (a stack overflow, a parser failure) says nothing of the script: the whole of it is unreadable.
+      if (err instanceof Error) return null;
       continue;
     }
     if (commands === null) return null;

@@ -182,6 +182,17 @@ describe('approval commands on parsed shell', () => {
     assert.equal(needs(Array.from({ length: 2_500 }, () => 'true').join('\n')), 'unparseable');
   });
 
+  it('reads a script as deep as its stack would allow as unreadable, whatever the stack: the answer is the same on any worker', () => {
+    // Two subshells to dash around a pipeline thousands deep: a reading that ran out of stack used to leave the
+    // other (bash: arithmetic) to decide alone, and let the rm through unapproved.
+    assert.notEqual(needs(`((${'x|'.repeat(3_500)}rm -rf /tmp/x))`), null);
+    assert.notEqual(needs(`((${'x|'.repeat(1_500)}rm -rf /tmp/x))`), null);
+    assert.equal(needs(`${'('.repeat(3_000)}rm -rf /tmp/x${')'.repeat(3_000)}`), 'unparseable');
+    assert.equal(needs(`${'('.repeat(33)}echo hi${')'.repeat(33)}`), 'unparseable', 'one level past the bound');
+    assert.equal(needs(`${'('.repeat(32)}echo hi${')'.repeat(32)}`), null, 'at the bound, read as usual');
+    assert.equal(needs(Array.from({ length: 1_500 }, () => 'true').join(' | ')), null, 'a long pipeline is read, not refused');
+  });
+
   it('leaves Error.stackTraceLimit alone when it loads the parser', () => {
     needs('true');
     assert.notEqual(Error.stackTraceLimit, Infinity);

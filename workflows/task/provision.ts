@@ -67,7 +67,9 @@ export async function provision(t: TaskRun): Promise<void> {
   if (p.deferred) {
     // Released before it ever was: the first sandbox work provisions it from the checkpoint just kept.
     s.sandbox_released = true;
-    trace(t, 'provisioned', `repository read at ${p.base_commit}; no sandbox until ${WAITING_FOR[waitsOn ?? 'plan_approval']}`, {
+    // A repository's own setup (`.agent/setup.sh`) runs before the first command, so that task's sandbox comes back first.
+    const until = waitsOn === 'risky_action' && p.setup ? 'the repository\'s setup runs' : WAITING_FOR[waitsOn ?? 'plan_approval'];
+    trace(t, 'provisioned', `repository read at ${p.base_commit}; no sandbox until ${until}`, {
       base_commit: p.base_commit,
       repo_policy: p.repo_policy !== null,
       deferred: true,
