@@ -19,6 +19,7 @@ import { call } from '../test/support/http';
 import { startPostgres, type Postgres } from '../test/support/postgres';
 import { startTestStack, startTestTemporal } from '../test/support/stack';
 import { startTemporalOnPostgres, type PostgresTemporal } from '../test/support/temporal-postgres';
+import { startBurst } from './intake';
 import { summary } from './stats';
 
 const TASKS = Number(process.env.BENCH_TASKS ?? 300);
@@ -44,27 +45,14 @@ async function intake(temporal: DevServer, label: string): Promise<Intake> {
   const body = { repo: origin, goal: 'bench: intake', planner: { kind: 'recipe', steps: [{ run: 'echo change >> README.md' }] } };
   try {
     for (let i = 0; i < WARMUP_TASKS; i++) await call(base, 'POST', '/v1/tasks', body);
-    const latencies: number[] = [];
-    let failed = 0;
-    let firstFailure: Intake['first_failure'];
-    let next = 0;
-    const t0 = performance.now();
-    await Promise.all(
-      Array.from({ length: START_CONCURRENCY }, async () => {
-        while (next < TASKS) {
-          next += 1;
-          const s = performance.now();
-          const res = await call(base, 'POST', '/v1/tasks', body);
-          latencies.push(performance.now() - s);
-          if (res.status !== 202) {
-            failed += 1;
-            firstFailure ??= { status: res.status, body: res.body };
-          }
-        }
-      }),
-    );
-    const seconds = (performance.now() - t0) / 1000;
-    return { starts_per_second: Math.round((TASKS - failed) / seconds), start_latency_ms: summary(latencies), failed, ...(firstFailure ? { first_failure: firstFailure } : {}) };
+    const burst = await startBurst(base, body, TASKS, START_CONCURRENCY);
+    const failed = burst.failures.length;
+    return {
+      starts_per_second: Math.round((TASKS - failed) / burst.seconds),
+      start_latency_ms: summary(burst.latencies),
+      failed,
+      ...(failed > 0 ? { first_failure: burst.failures[0] } : {}),
+    };
   } finally {
     await api.stop();
   }

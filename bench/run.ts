@@ -18,6 +18,7 @@ import path from 'node:path';
 import { makeOriginRepo, tempDir } from '../test/support/git-fixture';
 import { call, eventually } from '../test/support/http';
 import { REPO_ROOT, stackEnv, startTestStack, startTestTemporal } from '../test/support/stack';
+import { startBurst } from './intake';
 import { summary } from './stats';
 
 const TASKS = Number(process.env.BENCH_TASKS ?? 1_000);
@@ -64,23 +65,9 @@ async function main(): Promise<void> {
     const memIdle = memAvailableMb();
 
     // 1. Intake throughput.
-    const ids: string[] = [];
-    const startLatencies: number[] = [];
-    let next = 0;
-    const t0 = performance.now();
-    await Promise.all(
-      Array.from({ length: START_CONCURRENCY }, async () => {
-        while (next < TASKS) {
-          next += 1;
-          const s = performance.now();
-          const res = await call(base, 'POST', '/v1/tasks', body);
-          startLatencies.push(performance.now() - s);
-          if (res.status !== 202) throw new Error(`start failed: ${res.status} ${JSON.stringify(res.body)}`);
-          ids.push(res.body.task_id);
-        }
-      }),
-    );
-    const startSeconds = (performance.now() - t0) / 1000;
+    const burst = await startBurst(base, body, TASKS, START_CONCURRENCY);
+    if (burst.failures.length > 0) throw new Error(`${burst.failures.length} starts failed, the first: ${JSON.stringify(burst.failures[0])}`);
+    const { ids, latencies: startLatencies, seconds: startSeconds } = burst;
 
     // The worker starts only now, so intake above measured the API and Temporal alone (a burst is queued durably).
     worker = spawn(process.execPath, [path.join(REPO_ROOT, 'dist', 'workers', 'main.js')], {

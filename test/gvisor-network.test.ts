@@ -21,6 +21,7 @@ import { NETNS_DIR, PROXY_ADDRESS, PROXY_PORT, SandboxNetworks } from '../activi
 import type { Logger } from '../workers/log';
 import { resolveRunsc } from '../workers/sandbox';
 import { makeOriginRepo, tempDir } from './support/git-fixture';
+import { PY_CONNECT } from './support/sandbox-probe';
 
 const quiet: Logger = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };
 const grant = (...allow: string[]): EgressGrant => ({ allow, step: 'step 1' });
@@ -98,21 +99,11 @@ class StandInProxy implements EgressProxyPort {
 }
 
 /** Connects from inside the sandbox to each `host:port` argument and prints `host:port result`; tries a route and a raw socket too. */
-const PROBE = `
-import socket, subprocess, sys
+const PROBE = `${PY_CONNECT}
+import subprocess, sys
 for target in sys.argv[1:]:
     host, port = target.rsplit(':', 1)
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.settimeout(3)
-    try:
-        s.connect((host, int(port)))
-        r = 'connected'
-    except socket.timeout:
-        r = 'timeout'
-    except OSError as e:
-        r = 'errno-%d' % e.errno
-    s.close()
-    print(target, r)
+    print(target, connect(host, port, 3))
 try:
     socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)
     print('raw opened')

@@ -20,6 +20,7 @@ import { startPostgres, type Postgres } from '../support/postgres';
 import { startSeaweedS3, type SeaweedS3 } from '../support/seaweedfs';
 import { adminTokenOf, removeSandboxes, stackEnv } from '../support/stack';
 import { startTemporalOnPostgres, type PostgresTemporal } from '../support/temporal-postgres';
+import { PY_CONNECT } from '../support/sandbox-probe';
 
 /** Recipe tasks submitted at once. */
 const TASKS = 6;
@@ -33,25 +34,15 @@ const TASK_TIMEOUT_MS = 90_000;
  * Run inside the sandbox: listens on its own loopback first (the control: a port that is reachable must read
  * `connected`, or the probe proves nothing), then connects to each `host:port` argument and prints the result.
  */
-const PROBE = `
-import socket, sys
+const PROBE = `${PY_CONNECT}
+import sys
 control = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
 control.bind(('127.0.0.1', 0))
 control.listen(1)
 targets = ['control:127.0.0.1:%d' % control.getsockname()[1]] + sys.argv[1:]
 for target in targets:
     name, host, port = target.rsplit(':', 2)
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.settimeout(2)
-    try:
-        s.connect((host, int(port)))
-        r = 'connected'
-    except socket.timeout:
-        r = 'timeout'
-    except OSError as e:
-        r = 'errno-%d' % e.errno
-    s.close()
-    print('probe', target, r)
+    print('probe', target, connect(host, port, 2))
 `;
 
 interface Backend {
