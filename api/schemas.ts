@@ -3,7 +3,7 @@
  * Task, decision and message bodies come from the domain module.
  */
 import { z } from 'zod';
-import { ItemKind, TaskState, TeamName } from '../domain/task';
+import { HIGHEST_PRIORITY, ItemKind, LOWEST_PRIORITY, TaskState, TeamName } from '../domain/task';
 import { SAFE_FILTER_VALUE } from './visibility';
 
 /** Task ids as `POST /v1/tasks` makes them (`t-` + UUID or 32 hex). */
@@ -18,7 +18,7 @@ const filterValue = (max: number) =>
   z.string().min(1).max(max).regex(SAFE_FILTER_VALUE, 'must not contain quotes, backslashes or control characters');
 
 /** A priority given in a query string. */
-const priority = z.coerce.number().int().min(1).max(5);
+const priority = z.coerce.number().int().min(HIGHEST_PRIORITY).max(LOWEST_PRIORITY);
 
 /** Headers of `POST /v1/tasks`; other headers pass through unchecked. */
 export const CreateTaskHeaders = z.object({

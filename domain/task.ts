@@ -107,6 +107,10 @@ export type LlmPlanner = z.infer<typeof LlmPlanner>;
 export const Planner = z.discriminatedUnion('kind', [RecipePlanner, LlmPlanner]);
 export type Planner = z.infer<typeof Planner>;
 
+/** Task priorities run from 1, first served, to 5. */
+export const HIGHEST_PRIORITY = 1;
+export const LOWEST_PRIORITY = 5;
+
 /** A task as submitted through `POST /v1/tasks`; parsing fills every default. */
 export const TaskSpec = z.strictObject({
   repo: z
@@ -126,7 +130,7 @@ export const TaskSpec = z.strictObject({
   context_files: z.array(z.string().min(1).max(1_000)).max(100).default([]),
   budget: Budget.prefault({}),
   policy: Policy.prefault({}),
-  priority: z.number().int().min(1).max(5).default(3),
+  priority: z.number().int().min(HIGHEST_PRIORITY).max(LOWEST_PRIORITY).default(3),
   planner: Planner,
   /** Setup commands; without them a repository's `.agent/setup.sh` is the setup, if it has one. */
   setup: SetupSpec.optional(),

@@ -20,7 +20,11 @@ export const SA_LABELS = defineSearchAttributeKey('AgentLabels', SearchAttribute
 export const SA_PRIORITY = defineSearchAttributeKey('AgentPriority', SearchAttributeType.INT);
 /** Number of pending inbox items (0 when the task needs nobody). */
 export const SA_PENDING = defineSearchAttributeKey('AgentPendingItems', SearchAttributeType.INT);
-/** When the oldest pending item was raised. */
+/**
+ * When the oldest pending item was raised; set exactly when `AgentPendingItems` is above 0 (one upsert
+ * writes both). The inbox relies on that: a bound on this attribute selects pending tasks through its
+ * index, where SQLite's planner would otherwise scan every pending task for `AgentPendingItems > 0`.
+ */
 export const SA_WAITING_SINCE = defineSearchAttributeKey('AgentWaitingSince', SearchAttributeType.DATETIME);
 
 /** The team the task belongs to (set at start; absent on tasks from before teams). */
