@@ -108,6 +108,8 @@ async function main(): Promise<void> {
     // 4. Decision → state change latency. The update returns once the workflow task that applied the decision
     // (and moved the task on) has completed, so the response time is the latency; the query only checks it.
     const decisions: number[] = [];
+    // The inbox again after each decision: the decided task leaves the oldest part of the page, as in daily use.
+    const inboxAfterDecision: number[] = [];
     for (const id of ids.slice(0, DECISIONS)) {
       const handle = api.client.workflow.getHandle(id);
       const view = await call(base, 'GET', `/v1/tasks/${id}`);
@@ -120,6 +122,10 @@ async function main(): Promise<void> {
       if (after.state === 'awaiting_approval') throw new Error(`state did not change with the decision on ${id}`);
       // Let the approved task finish its step so the next sample is not measured against its git work.
       await eventually(() => handle.query<{ state: string }>('task'), (t) => t.state === 'pr_open', `${id} to reach pr_open`);
+      const s2 = performance.now();
+      const page = await call(base, 'GET', '/v1/inbox');
+      inboxAfterDecision.push(performance.now() - s2);
+      if (page.status !== 200) throw new Error('inbox failed');
     }
 
     const result = {
@@ -132,6 +138,7 @@ async function main(): Promise<void> {
       seconds_until_all_parked: Math.round(parkSeconds),
       inbox_default_limit_ms: summary(inboxDefault),
       inbox_limit_1000_ms: summary(inboxAll),
+      inbox_after_each_decision_ms: summary(inboxAfterDecision),
       decision_to_state_change_ms: summary(decisions),
       worker_rss_mb_parked: workerRssParked,
       host_memory_mb_used_since_start: hostMemParked,
